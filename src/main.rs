@@ -1,0 +1,4 @@
+//! The `slmforge` binary: a thin shell over [`slmforge::cli`].
+fn main() -> std::process::ExitCode {
+    slmforge::cli::main()
+}

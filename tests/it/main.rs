@@ -1,0 +1,5 @@
+//! The one integration-test binary: every test module is declared here.
+//! Tests that need the real model files run when they are present
+//! (`$SLMFORGE_MODELS` or `./models`) and print SKIPPED when not.
+
+mod common;
