@@ -15,7 +15,13 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Benchmark a hot path (prints JSON figures on stdout).
+    Bench {
+        #[command(subcommand)]
+        target: crate::bench::BenchTarget,
+    },
+}
 
 /// Parses arguments, runs the command, maps errors to exit codes:
 /// 0 success, 1 a finished run that `--strict` rejects (set by the command),
@@ -44,5 +50,10 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Bench { target } => {
+            crate::bench::run(target)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! One module per pipeline stage; stages talk only through typed artifacts
 //! (see ARCHITECTURE.md).
 
+pub mod bench;
 pub mod call;
 pub mod cli;
 pub mod util;
