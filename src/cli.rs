@@ -16,6 +16,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Ingest LLM call logs: parse, normalise, redact, dedup → DIR/calls.parquet.
+    Ingest(crate::ingest::IngestArgs),
     /// Benchmark a hot path (prints JSON figures on stdout).
     Bench {
         #[command(subcommand)]
@@ -51,6 +53,7 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Ingest(args) => crate::ingest::cli(args),
         Command::Bench { target } => {
             crate::bench::run(target)?;
             Ok(ExitCode::SUCCESS)

@@ -249,7 +249,7 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
         )));
     }
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file).finish().with_context(|| format!("reading {}", path.display()))?;
+    let df = ParquetReader::new(file).finish().map_err(anyhow::Error::from).with_context(|| format!("reading {}", path.display()))?;
     if df.height() == 0 {
         return Err(crate::util::usage(format!("{} holds no calls: nothing to work on", path.display())));
     }
@@ -258,7 +258,7 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
         return Err(crate::util::usage(format!("{} is not a slmforge calls file (no schema_version column)", path.display())));
     }
     let versions = df.column("schema_version")?.u32()?.clone();
-    if let Some(v) = versions.into_iter().flatten().find(|v| *v != SCHEMA_VERSION) {
+    if let Some(v) = versions.iter().flatten().find(|v| *v != SCHEMA_VERSION) {
         return Err(crate::util::usage(format!(
             "{} has schema version {v}, this slmforge reads version {SCHEMA_VERSION}: re-run `slmforge ingest`",
             path.display()
@@ -270,19 +270,19 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
         }
     }
     let s = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
-        Ok(df.column(name)?.str()?.into_iter().map(|o| o.map(str::to_string)).collect())
+        Ok(df.column(name)?.str()?.iter().map(|o| o.map(str::to_string)).collect())
     };
-    let u64s = |name: &str| -> anyhow::Result<Vec<Option<u64>>> { Ok(df.column(name)?.u64()?.into_iter().collect()) };
+    let u64s = |name: &str| -> anyhow::Result<Vec<Option<u64>>> { Ok(df.column(name)?.u64()?.iter().collect()) };
     let call_id = s("call_id")?;
     let source_format = s("source_format")?;
     let source_file = s("source_file")?;
     let source_line = u64s("source_line")?;
-    let source_index: Vec<Option<u32>> = df.column("source_index")?.u32()?.into_iter().collect();
+    let source_index: Vec<Option<u32>> = df.column("source_index")?.u32()?.iter().collect();
     let workload_id = s("workload_id")?;
     let client_id = s("client_id")?;
     let model = s("model")?;
-    let timestamp_ms: Vec<Option<i64>> = df.column("timestamp_ms")?.i64()?.into_iter().collect();
-    let latency_ms: Vec<Option<f64>> = df.column("latency_ms")?.f64()?.into_iter().collect();
+    let timestamp_ms: Vec<Option<i64>> = df.column("timestamp_ms")?.i64()?.iter().collect();
+    let latency_ms: Vec<Option<f64>> = df.column("latency_ms")?.f64()?.iter().collect();
     let system_prompt = s("system_prompt")?;
     let user_prompt = s("user_prompt")?;
     let messages_json = s("messages_json")?;

@@ -294,7 +294,7 @@ fn read_json_values(
     let mut in_elem = false;
     let mut too_large = false;
 
-    let mut flush = |cur: &mut Vec<u8>,
+    let flush = |cur: &mut Vec<u8>,
                      cur_len: u64,
                      cur_line: u64,
                      too_large: bool,
