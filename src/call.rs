@@ -4,8 +4,9 @@
 //! Two wrappers keep raw and redacted data apart in the type system:
 //! [`RawCall`] is what a format parser produces; it has no `Debug`, no
 //! `Display`, no `Serialize`, and the only way out of it is
-//! [`crate::redact::redact_call`], which yields a [`RedactedCall`]. Every
-//! writer (`calls.parquet`, quarantine, reports) takes `RedactedCall` only.
+//! [`crate::redact::Redactor::redact_call`] then
+//! [`crate::redact::Pseudonyms::finish`], which yields a [`RedactedCall`].
+//! Every writer (`calls.parquet`, quarantine, reports) takes `RedactedCall` only.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,15 +60,12 @@ impl SourceFormat {
 
     pub fn parse(s: &str) -> Option<SourceFormat> {
         let norm = s.replace('-', "_").to_ascii_lowercase();
-        SourceFormat::ALL
-            .into_iter()
-            .find(|f| f.as_str() == norm)
-            .or(match norm.as_str() {
-                "openai" | "flywheel" => Some(SourceFormat::OpenaiChat),
-                "batch" => Some(SourceFormat::OpenaiBatch),
-                "otlp" | "opentelemetry" => Some(SourceFormat::Otel),
-                _ => None,
-            })
+        SourceFormat::ALL.into_iter().find(|f| f.as_str() == norm).or(match norm.as_str() {
+            "openai" | "flywheel" => Some(SourceFormat::OpenaiChat),
+            "batch" => Some(SourceFormat::OpenaiBatch),
+            "otlp" | "opentelemetry" => Some(SourceFormat::Otel),
+            _ => None,
+        })
     }
 }
 
@@ -143,13 +141,7 @@ pub struct Message {
 
 impl Message {
     pub fn text(role: Role, content: impl Into<String>) -> Message {
-        Message {
-            role,
-            content: Some(content.into()),
-            tool_calls: vec![],
-            tool_call_id: None,
-            name: None,
-        }
+        Message { role, content: Some(content.into()), tool_calls: vec![], tool_call_id: None, name: None }
     }
 }
 
@@ -171,12 +163,7 @@ impl Response {
             return "tool_call";
         }
         match self.content.as_deref().map(str::trim) {
-            Some(c)
-                if (c.starts_with('{') || c.starts_with('['))
-                    && serde_json::from_str::<Value>(c).is_ok() =>
-            {
-                "json"
-            }
+            Some(c) if (c.starts_with('{') || c.starts_with('[')) && serde_json::from_str::<Value>(c).is_ok() => "json",
             _ => "text",
         }
     }
@@ -249,21 +236,13 @@ impl Call {
     }
 
     pub fn system_prompt(&self) -> String {
-        let parts: Vec<&str> = self
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .filter_map(|m| m.content.as_deref())
-            .collect();
+        let parts: Vec<&str> =
+            self.messages.iter().filter(|m| m.role == Role::System).filter_map(|m| m.content.as_deref()).collect();
         parts.join("\n\n")
     }
 
     pub fn last_user_message(&self) -> Option<&str> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .and_then(|m| m.content.as_deref())
+        self.messages.iter().rev().find(|m| m.role == Role::User).and_then(|m| m.content.as_deref())
     }
 }
 
