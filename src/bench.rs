@@ -6,10 +6,19 @@
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
-pub enum BenchTarget {}
+pub enum BenchTarget {
+    /// PII/secret redaction throughput on synthetic LLM-log calls.
+    Redact {
+        /// Megabytes of text to generate and redact.
+        #[arg(long, default_value_t = 64)]
+        mb: usize,
+    },
+}
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
-    match target {}
+    match target {
+        BenchTarget::Redact { mb } => crate::redact::bench::run(mb),
+    }
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.

@@ -4,8 +4,9 @@
 //! Two wrappers keep raw and redacted data apart in the type system:
 //! [`RawCall`] is what a format parser produces; it has no `Debug`, no
 //! `Display`, no `Serialize`, and the only way out of it is
-//! [`crate::redact::redact_call`], which yields a [`RedactedCall`]. Every
-//! writer (`calls.parquet`, quarantine, reports) takes `RedactedCall` only.
+//! [`crate::redact::Redactor::redact_call`] then
+//! [`crate::redact::Pseudonyms::finish`], which yields a [`RedactedCall`].
+//! Every writer (`calls.parquet`, quarantine, reports) takes `RedactedCall` only.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

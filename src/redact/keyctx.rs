@@ -1,0 +1,780 @@
+//! JSON key context: in tool-call arguments, metadata and JSON text, the
+//! object key says what a string value is (`"customer_name"` -> a person,
+//! `"user_id"` -> a user id, `"client_ip"` -> an IP). Values under such keys
+//! are checked with looser rules than free text, since the key is strong
+//! evidence.
+
+use std::net::IpAddr;
+
+use super::detect::{digits_of, norm_address, push, Detectors, Span};
+use super::kinds::Detail;
+use super::names::normalise_name;
+use super::validate::{is_placeholder_secret, parse_date};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum KeyKind {
+    /// A key that names a person (`full_name`, `attendees`, `passenger`):
+    /// any capitalised name-shaped value.
+    Person,
+    /// A key that usually names a person but may name a team or company
+    /// (`assignee`, `author`, `owner`): a listed given name, or several
+    /// capitalised words none of which is a common non-name word.
+    PersonSoft,
+    /// The plain key `name`: a person only when the value reads as one.
+    Name,
+    UserId,
+    Ip,
+    Email,
+    Phone,
+    Dob,
+    Address,
+    Postcode,
+    Secret {
+        password: bool,
+    },
+    Ssn,
+    Card,
+    Iban,
+}
+
+impl KeyKind {
+    /// Numbers under these keys are identifiers and get redacted too.
+    pub fn takes_numbers(self) -> bool {
+        matches!(
+            self,
+            KeyKind::UserId
+                | KeyKind::Phone
+                | KeyKind::Ssn
+                | KeyKind::Card
+                | KeyKind::Postcode
+                | KeyKind::Dob
+        )
+    }
+}
+
+const PERSON_KEYS: &[&str] = &[
+    "fullname",
+    "firstname",
+    "lastname",
+    "givenname",
+    "familyname",
+    "surname",
+    "middlename",
+    "maidenname",
+    "contactperson",
+    "attendee",
+    "attendees",
+    "passenger",
+    "passengers",
+    "guest",
+    "guests",
+    "patient",
+    "traveler",
+    "travelers",
+    "traveller",
+    "travellers",
+    "cardholder",
+    "accountholder",
+    "beneficiary",
+    "participant",
+    "participants",
+    "invitee",
+    "invitees",
+    "speaker",
+    "speakers",
+    "spouse",
+    "parent",
+    "guardian",
+    "emergencycontact",
+    "signer",
+    "signatory",
+    "witness",
+    "applicant",
+    "candidate",
+    "student",
+    "employee",
+    "person",
+    "people",
+];
+
+const PERSON_SOFT_KEYS: &[&str] = &[
+    "contact",
+    "assignee",
+    "assignees",
+    "author",
+    "authors",
+    "reviewer",
+    "reviewers",
+    "reporter",
+    "requester",
+    "requestor",
+    "recipient",
+    "recipients",
+    "sender",
+    "customer",
+    "client",
+    "driver",
+    "tenant",
+    "landlord",
+    "buyer",
+    "seller",
+    "doctor",
+    "physician",
+    "nurse",
+    "teacher",
+    "manager",
+    "organizer",
+    "organiser",
+    "owner",
+    "member",
+    "members",
+    "to",
+    "cc",
+    "bcc",
+    "poc",
+    "pointofcontact",
+    "salesrep",
+    "rep",
+    "agent",
+    "host",
+    "from",
+];
+
+const PERSON_NAME_PREFIXES: &[&str] = &[
+    "first",
+    "last",
+    "full",
+    "given",
+    "family",
+    "middle",
+    "maiden",
+    "legal",
+    "display",
+    "customer",
+    "contact",
+    "client",
+    "patient",
+    "employee",
+    "guest",
+    "passenger",
+    "recipient",
+    "sender",
+    "owner",
+    "author",
+    "holder",
+    "cardholder",
+    "accountholder",
+    "student",
+    "teacher",
+    "doctor",
+    "person",
+    "member",
+    "traveler",
+    "traveller",
+    "applicant",
+    "candidate",
+    "beneficiary",
+    "billing",
+    "shipping",
+    "parent",
+    "spouse",
+    "reviewer",
+    "assignee",
+    "requester",
+    "reporter",
+    "driver",
+    "buyer",
+    "seller",
+    "tenant",
+    "landlord",
+    "agent",
+    "signer",
+    "witness",
+    "attendee",
+    "participant",
+    "speaker",
+    "contactperson",
+    "emergencycontact",
+    "real",
+    "preferred",
+    "nick",
+    "mother",
+    "father",
+    "manager",
+    "caller",
+    "visitor",
+    "sales rep",
+    "account",
+    "billto",
+    "shipto",
+];
+
+const USER_ID_KEYS: &[&str] = &[
+    "userid",
+    "user",
+    "enduser",
+    "enduserid",
+    "customerid",
+    "accountid",
+    "uid",
+    "memberid",
+    "username",
+    "userhandle",
+    "login",
+    "loginid",
+    "externaluserid",
+    "externalid",
+    "clientuserid",
+    "subscriberid",
+    "patientid",
+    "employeeid",
+    "personid",
+    "contactid",
+    "studentid",
+    "guestid",
+    "passengerid",
+    "travelerid",
+    "profileid",
+    "handle",
+    "screenname",
+    "openid",
+    "sessionuser",
+    "actor",
+    "actorid",
+    "ownerid",
+    "authorid",
+    "createdby",
+    "updatedby",
+    "requesterid",
+    "assigneeid",
+    "userkey",
+    "userhash",
+    "anonymousid",
+    "distinctid",
+    "deviceid",
+    "installationid",
+];
+
+const IP_KEYS: &[&str] = &[
+    "ip",
+    "ipaddress",
+    "ipaddr",
+    "ipv4",
+    "ipv6",
+    "clientip",
+    "userip",
+    "remoteip",
+    "remoteaddr",
+    "remoteaddress",
+    "sourceip",
+    "srcip",
+    "dstip",
+    "destip",
+    "hostip",
+    "serverip",
+    "xforwardedfor",
+    "forwardedfor",
+    "xrealip",
+    "realip",
+    "clientaddress",
+    "peerip",
+    "originip",
+];
+
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
+    "passcode",
+    "pin",
+    "secret",
+    "clientsecret",
+    "apikey",
+    "apisecret",
+    "apitoken",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "token",
+    "sessiontoken",
+    "bearertoken",
+    "privatekey",
+    "secretkey",
+    "secretaccesskey",
+    "accesskey",
+    "accesskeyid",
+    "authorization",
+    "auth",
+    "credentials",
+    "credential",
+    "webhooksecret",
+    "signingsecret",
+    "xapikey",
+    "cookie",
+    "sessionid",
+    "sessioncookie",
+    "otp",
+    "mfacode",
+    "totp",
+];
+
+/// The kind of value a JSON key announces, if any.
+pub(crate) fn classify_key(key: &str) -> Option<KeyKind> {
+    if key.is_empty() || key.len() > 48 {
+        return None;
+    }
+    let mut buf = [0u8; 48];
+    let mut n = 0;
+    for c in key.bytes() {
+        if !matches!(c, b'_' | b'-' | b'.' | b' ' | b'$' | b'@') {
+            buf[n] = c.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    let k = std::str::from_utf8(&buf[..n]).ok()?;
+    let has = |list: &[&str]| list.contains(&k);
+    if k == "name" {
+        return Some(KeyKind::Name);
+    }
+    if has(USER_ID_KEYS) {
+        return Some(KeyKind::UserId);
+    }
+    if has(PERSON_KEYS) {
+        return Some(KeyKind::Person);
+    }
+    if has(PERSON_SOFT_KEYS) {
+        return Some(KeyKind::PersonSoft);
+    }
+    if let Some(prefix) = k.strip_suffix("name") {
+        if PERSON_NAME_PREFIXES.contains(&prefix) {
+            return Some(KeyKind::Person);
+        }
+    }
+    if has(IP_KEYS)
+        || key.ends_with("_ip")
+        || key.ends_with("-ip")
+        || (key.len() > 2 && key.ends_with("Ip"))
+    {
+        return Some(KeyKind::Ip);
+    }
+    if k == "email"
+        || k == "mail"
+        || k == "replyto"
+        || k.ends_with("email")
+        || k.ends_with("emailaddress")
+    {
+        return Some(KeyKind::Email);
+    }
+    if matches!(
+        k,
+        "phone"
+            | "tel"
+            | "telephone"
+            | "mobile"
+            | "cell"
+            | "cellphone"
+            | "fax"
+            | "whatsapp"
+            | "msisdn"
+            | "contactnumber"
+            | "phoneno"
+    ) || k.ends_with("phone")
+        || k.ends_with("phonenumber")
+        || k.ends_with("mobilenumber")
+    {
+        return Some(KeyKind::Phone);
+    }
+    if matches!(
+        k,
+        "dob" | "dateofbirth" | "birthdate" | "birthday" | "birthdt" | "bdate"
+    ) {
+        return Some(KeyKind::Dob);
+    }
+    if matches!(
+        k,
+        "address"
+            | "streetaddress"
+            | "street"
+            | "addressline"
+            | "addressline1"
+            | "addressline2"
+            | "address1"
+            | "address2"
+            | "homeaddress"
+            | "shippingaddress"
+            | "billingaddress"
+            | "mailingaddress"
+            | "residentialaddress"
+            | "fulladdress"
+            | "postaladdress"
+            | "deliveryaddress"
+            | "residence"
+    ) {
+        return Some(KeyKind::Address);
+    }
+    if matches!(k, "zip" | "zipcode" | "postcode" | "postalcode" | "plz") {
+        return Some(KeyKind::Postcode);
+    }
+    if has(SECRET_KEYS)
+        || k.ends_with("apikey")
+        || k.ends_with("secret")
+        || k.ends_with("password")
+        || k.ends_with("token") && !k.ends_with("maxtoken")
+    {
+        let password = k.contains("pass") || k == "pwd" || k == "pin";
+        return Some(KeyKind::Secret { password });
+    }
+    if matches!(
+        k,
+        "ssn" | "socialsecuritynumber" | "socialsecurity" | "ssnumber"
+    ) {
+        return Some(KeyKind::Ssn);
+    }
+    if matches!(
+        k,
+        "cardnumber" | "creditcard" | "creditcardnumber" | "ccnumber" | "cc" | "pan" | "cardno"
+    ) {
+        return Some(KeyKind::Card);
+    }
+    if k == "iban" {
+        return Some(KeyKind::Iban);
+    }
+    None
+}
+
+pub(crate) fn is_placeholder_id(v: &str) -> bool {
+    let l = v.trim().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "" | "-"
+            | "null"
+            | "none"
+            | "nil"
+            | "n/a"
+            | "na"
+            | "unknown"
+            | "anonymous"
+            | "anon"
+            | "string"
+            | "system"
+            | "user"
+            | "default"
+            | "test"
+            | "example"
+            | "guest"
+            | "admin"
+            | "undefined"
+            | "true"
+            | "false"
+            | "0"
+    ) || l.starts_with('{')
+        || l.starts_with('<')
+        || l.starts_with("${")
+}
+
+/// Checks `value` (a whole JSON string, or the body of one in text) under a
+/// key of kind `kind`. Pushes spans relative to `value`; returns true when
+/// the key context settled the value (nothing more to look for).
+pub(crate) fn keyed(det: &Detectors, kind: KeyKind, value: &str, out: &mut Vec<Span>) -> bool {
+    let lead = value.len() - value.trim_start().len();
+    let v = value.trim();
+    if v.is_empty() {
+        return true;
+    }
+    let (s, e) = (lead, lead + v.len());
+    match kind {
+        KeyKind::Person | KeyKind::PersonSoft | KeyKind::Name => {
+            let parts = split_people(v);
+            if parts.is_empty() {
+                return false;
+            }
+            let mut found = Vec::new();
+            for (ps, pe) in parts {
+                let p = &v[ps..pe];
+                if !name_shaped(det, p, kind) {
+                    return false;
+                }
+                found.push((s + ps, s + pe));
+            }
+            for (a, b) in found {
+                push(out, a, b, Detail::Person, normalise_name(&value[a..b]));
+            }
+            true
+        }
+        KeyKind::UserId => {
+            if det
+                .email
+                .find(v)
+                .is_some_and(|m| m.start() == 0 && m.end() == v.len())
+            {
+                push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+                return true;
+            }
+            if v.len() <= 128 && !v.contains(char::is_whitespace) && !is_placeholder_id(v) {
+                push(out, s, e, Detail::UserId, v.to_string());
+                return true;
+            }
+            false
+        }
+        KeyKind::Ip => {
+            let addr = v.parse::<IpAddr>().ok().or_else(|| {
+                // "1.2.3.4:443"
+                v.rsplit_once(':')
+                    .and_then(|(h, p)| p.parse::<u16>().ok().and(h.parse::<IpAddr>().ok()))
+            });
+            match addr {
+                Some(ip) => {
+                    push(out, s, e, Detail::IpAddress, ip.to_string());
+                    true
+                }
+                None => false,
+            }
+        }
+        KeyKind::Email => {
+            let ok = v
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+                && !v.contains(char::is_whitespace);
+            if ok {
+                push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+            }
+            ok
+        }
+        KeyKind::Phone => {
+            let digits = digits_of(v);
+            let ok = (6..=15).contains(&digits.len())
+                && v.chars().all(|c| {
+                    c.is_ascii_digit() || " +-().x/ext".contains(c) || c == 'E' || c == 'X'
+                });
+            if ok {
+                push(out, s, e, Detail::Phone, digits);
+            }
+            ok
+        }
+        KeyKind::Dob => {
+            let head = if v.len() > 10 && v.as_bytes()[10] == b'T' {
+                &v[..10]
+            } else {
+                v
+            };
+            match parse_date(head) {
+                Some((y, m, d)) => {
+                    push(
+                        out,
+                        s,
+                        e,
+                        Detail::DateOfBirth,
+                        format!("{y:04}-{m:02}-{d:02}"),
+                    );
+                    true
+                }
+                None => false,
+            }
+        }
+        KeyKind::Address => {
+            let words = v.split_whitespace().count();
+            let ok = v.len() >= 5
+                && v.chars().any(char::is_alphabetic)
+                && (v.chars().any(|c| c.is_ascii_digit()) || words >= 2);
+            if ok {
+                push(out, s, e, Detail::Address, norm_address(v));
+            }
+            ok
+        }
+        KeyKind::Postcode => {
+            let ok = (3..=10).contains(&v.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+                && v.chars().any(|c| c.is_ascii_digit());
+            if ok {
+                push(out, s, e, Detail::Address, norm_address(v));
+            }
+            ok
+        }
+        KeyKind::Secret { password } => {
+            let mut off = 0;
+            for p in ["Bearer ", "bearer ", "Basic ", "basic ", "Token ", "token "] {
+                if let Some(rest) = v.strip_prefix(p) {
+                    off = v.len() - rest.len();
+                    break;
+                }
+            }
+            let secret = v[off..].trim();
+            let min = if password { 4 } else { 8 };
+            if secret.len() < min
+                || is_placeholder_secret(secret)
+                || secret.contains(char::is_whitespace)
+            {
+                return secret
+                    .bytes()
+                    .all(|c| c == b'*' || c == b'x' || c == b'X' || c == b'.');
+            }
+            push(out, s + off, e, Detail::SecretGeneric, secret.to_string());
+            true
+        }
+        KeyKind::Ssn => {
+            let digits = digits_of(v);
+            let ok = digits.len() == 9
+                && v.chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
+            if ok {
+                push(out, s, e, Detail::Ssn, digits);
+            }
+            ok
+        }
+        KeyKind::Card => {
+            let digits = digits_of(v);
+            let ok = (12..=19).contains(&digits.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
+            if ok {
+                push(out, s, e, Detail::CreditCard, digits);
+            }
+            ok
+        }
+        KeyKind::Iban => {
+            let compact: String = v
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_uppercase();
+            let cb = compact.as_bytes();
+            let ok = (15..=34).contains(&cb.len())
+                && cb[..2].iter().all(u8::is_ascii_alphabetic)
+                && cb[2..4].iter().all(u8::is_ascii_digit)
+                && cb.iter().all(u8::is_ascii_alphanumeric);
+            if ok {
+                push(out, s, e, Detail::Iban, compact);
+            }
+            ok
+        }
+    }
+}
+
+/// Splits "Alice Johnson, Bob Lee and Priya" into its people (byte ranges).
+fn split_people(v: &str) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let b = v.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let push_part = |a: usize, z: usize, parts: &mut Vec<(usize, usize)>| {
+        let seg = &v[a..z];
+        let l = seg.len() - seg.trim_start().len();
+        let t = seg.trim();
+        if !t.is_empty() {
+            parts.push((a + l, a + l + t.len()));
+        }
+    };
+    while i < b.len() {
+        let sep = if matches!(b[i], b',' | b';' | b'&' | b'/' | b'\n') {
+            1
+        } else if v[i..].starts_with(" and ") {
+            5
+        } else {
+            0
+        };
+        if sep > 0 {
+            push_part(start, i, &mut parts);
+            i += sep;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    push_part(start, b.len(), &mut parts);
+    parts
+}
+
+/// Does `p` read as a person's name? Letters, spaces, apostrophes, hyphens
+/// and dots only; 1-5 words. Under a [`KeyKind::Person`] key any
+/// capitalised name counts; [`KeyKind::PersonSoft`] also rejects team and
+/// company words; the plain key `name` (products, places, tools too) needs
+/// a listed given name or surname.
+fn name_shaped(det: &Detectors, p: &str, kind: KeyKind) -> bool {
+    if p.len() < 2 || p.len() > 80 {
+        return false;
+    }
+    if !p
+        .chars()
+        .all(|c| c.is_alphabetic() || matches!(c, ' ' | '\'' | '-' | '.' | '\u{2019}'))
+    {
+        return false;
+    }
+    let words: Vec<&str> = p.split_whitespace().collect();
+    if words.is_empty() || words.len() > 5 {
+        return false;
+    }
+    if !words
+        .iter()
+        .all(|w| w.chars().next().is_some_and(char::is_alphabetic))
+    {
+        return false;
+    }
+    let names = &det.names;
+    let capitalised = |w: &&str| w.chars().next().is_some_and(char::is_uppercase);
+    const PARTICLES: &[&str] = &[
+        "van", "von", "de", "der", "den", "del", "della", "di", "da", "dos", "das", "du", "la",
+        "le", "bin", "al",
+    ];
+    let all_cap = words
+        .iter()
+        .all(|w| capitalised(w) || PARTICLES.contains(w));
+    let all_lower = words.iter().all(|w| w.chars().all(|c| !c.is_uppercase()));
+    if words.iter().any(|w| {
+        let l = w.to_ascii_lowercase();
+        matches!(
+            l.as_str(),
+            "unknown"
+                | "anonymous"
+                | "none"
+                | "null"
+                | "string"
+                | "test"
+                | "user"
+                | "customer"
+                | "admin"
+                | "example"
+                | "tbd"
+                | "unassigned"
+                | "nobody"
+        )
+    }) {
+        return false;
+    }
+    let no_stop = || {
+        words
+            .iter()
+            .all(|w| !names.is_stop(w.trim_end_matches('.')))
+    };
+    match kind {
+        KeyKind::Person => {
+            (all_cap && (words.len() > 1 || no_stop()))
+                || (all_lower && names.is_known_name_word(words[0]))
+        }
+        KeyKind::PersonSoft => {
+            if all_lower {
+                return names.is_known_name_word(words[0]) && no_stop();
+            }
+            all_cap
+                && if words.len() == 1 {
+                    names.is_known_first(words[0])
+                } else {
+                    no_stop()
+                }
+        }
+        _ => {
+            if !all_cap || words.len() > 4 {
+                return false;
+            }
+            if words.len() == 1 {
+                return names.is_known_first(words[0]);
+            }
+            no_stop()
+                && (names.is_known_name_word(words[0])
+                    || names.is_known_name_word(words[words.len() - 1]))
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Phase 2 "Sanitise": PII and secret redaction with consistent, keyed
+//! pseudonyms. Every text field of every call passes through here before
+//! anything is written.
+//!
+//! Redaction is two-phase so that it can run in parallel and still number
+//! placeholders deterministically:
+//!
+//! 1. [`Redactor::redact_call`] (parallel, `&self`) finds entities and
+//!    replaces each with a pending marker carrying its class and
+//!    HMAC-SHA256(key, class || normalised value) truncated to 16 bytes.
+//! 2. [`Pseudonyms::finish`] (sequential, in input order) turns markers
+//!    into `<EMAIL_1>`, `<PERSON_3>`..., numbering per class in order of
+//!    first resolution.
+//!
+//! Invariants: no raw value reaches an error, a log line or the pseudonym
+//! table; input can never forge a marker (U+E000/U+E001 are neutralised
+//! first); object keys are redacted like values.
+//!
+//! Placeholders: `EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`, `SSN`,
+//! `IP_ADDRESS`, `MAC_ADDRESS`, `SECRET` (every secret kind, including the
+//! token value in a URL query), `CREDENTIALS` (the `user:pass` part of a
+//! URL), `DATE_OF_BIRTH`, `ADDRESS`, `PERSON`, `USER_ID`.
+
+pub mod bench;
+mod detect;
+mod key;
+mod keyctx;
+mod kinds;
+mod names;
+mod pseudonym;
+mod validate;
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::anyhow;
+use hmac::Mac;
+use regex::RegexSet;
+use serde_json::{Map, Value};
+
+use crate::call::{Call, RawCall, RedactedCall, Role};
+use detect::{Detectors, Span, View};
+use key::HmacSha256;
+pub use key::{RedactKey, KEY_ENV, MIN_KEY_BYTES};
+use kinds::{Class, Detail};
+pub use pseudonym::{has_pending_marker, Pseudonyms};
+
+/// What to redact and with which key.
+#[derive(Clone, Debug)]
+pub struct RedactConfig {
+    pub key: RedactKey,
+    /// Values never redacted (compared to the found text, ASCII case-insensitively).
+    pub allow_values: Vec<String>,
+    /// Regexes; a found value that fully matches one is never redacted.
+    pub allow_regexes: Vec<String>,
+    /// Detect person names (on by default).
+    pub detect_names: bool,
+}
+
+impl RedactConfig {
+    /// No allow-list, names on.
+    pub fn new(key: RedactKey) -> Self {
+        RedactConfig {
+            key,
+            allow_values: Vec::new(),
+            allow_regexes: Vec::new(),
+            detect_names: true,
+        }
+    }
+}
+
+/// Occurrences redacted, per detail kind (`email`, `secret_aws`, `person`...).
+#[derive(Default, Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RedactStats {
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl RedactStats {
+    pub fn merge(&mut self, other: &RedactStats) {
+        for (k, v) in &other.by_kind {
+            *self.by_kind.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+
+    fn add(&mut self, d: Detail) {
+        let name = d.stat_name();
+        match self.by_kind.get_mut(name) {
+            Some(v) => *v += 1,
+            None => {
+                self.by_kind.insert(name.to_string(), 1);
+            }
+        }
+    }
+}
+
+/// A redacted call whose placeholders are not numbered yet; hand it to
+/// [`Pseudonyms::finish`] in input order.
+#[derive(Debug)]
+pub struct PendingCall(pub(crate) Call);
+
+impl PendingCall {
+    /// Read access (markers still pending).
+    pub fn peek(&self) -> &Call {
+        &self.0
+    }
+}
+
+/// The detector set plus the key. `Send + Sync`: share one across threads.
+pub struct Redactor {
+    det: Detectors,
+    hmac: HmacSha256,
+    allow_values: HashSet<String>,
+    allow_set: Option<RegexSet>,
+    detect_names: bool,
+}
+
+impl Redactor {
+    /// Compiles the detectors and the allow-list. A bad allow regex is an
+    /// error naming its index (its text may itself be sensitive).
+    pub fn new(cfg: RedactConfig) -> anyhow::Result<Redactor> {
+        let mut anchored = Vec::with_capacity(cfg.allow_regexes.len());
+        for (i, r) in cfg.allow_regexes.iter().enumerate() {
+            let a = format!("^(?:{r})$");
+            if regex::Regex::new(&a).is_err() {
+                return Err(anyhow!(
+                    "allow_regexes[{i}] is not a valid regular expression"
+                ));
+            }
+            anchored.push(a);
+        }
+        let allow_set = if anchored.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSet::new(&anchored)
+                    .map_err(|_| anyhow!("allow_regexes could not be compiled together"))?,
+            )
+        };
+        Ok(Redactor {
+            det: Detectors::new(),
+            hmac: cfg.key.hmac(),
+            allow_values: cfg
+                .allow_values
+                .iter()
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty())
+                .collect(),
+            allow_set,
+            detect_names: cfg.detect_names,
+        })
+    }
+
+    /// Redacts one free text. The result holds pending markers; resolve them
+    /// with [`Pseudonyms::resolve_text`].
+    pub fn redact_text(&self, text: &str, stats: &mut RedactStats) -> String {
+        let mut s = text.to_string();
+        pseudonym::neutralise(&mut s);
+        let mut spans = Vec::new();
+        self.detect_field(&s, None, &mut spans);
+        let names = person_names(&s, &spans, &self.det);
+        if !names.is_empty() {
+            self.propagate(&s, &names, &mut spans);
+        }
+        self.apply(&mut s, &spans, stats);
+        s
+    }
+
+    /// Redacts every string in a JSON value (and object keys), using each
+    /// object key as context for its value.
+    pub fn redact_value(&self, v: &mut Value, stats: &mut RedactStats) {
+        let mut p1 = Collect::new(self, stats);
+        walk_value(v, None, &mut p1);
+        let (spans, names) = (p1.spans, p1.names);
+        let mut p2 = Apply {
+            red: self,
+            spans: spans.into_iter(),
+            names,
+            stats,
+        };
+        walk_value(v, None, &mut p2);
+    }
+
+    /// Redacts every text field of a call: message contents and names,
+    /// tool-call arguments (by key), tool results, tool descriptions and
+    /// schemas, the response, `client_id` and metadata (by key). Names found
+    /// anywhere in the call are also redacted where they recur elsewhere in it.
+    pub fn redact_call(&self, raw: RawCall, stats: &mut RedactStats) -> PendingCall {
+        let mut call = raw.0;
+        neutralise_untouched(&mut call);
+        let mut p1 = Collect::new(self, stats);
+        walk_call(&mut call, &mut p1);
+        let (spans, names) = (p1.spans, p1.names);
+        let mut p2 = Apply {
+            red: self,
+            spans: spans.into_iter(),
+            names,
+            stats,
+        };
+        walk_call(&mut call, &mut p2);
+        PendingCall(call)
+    }
+
+    /// All findings for one field, allow-listed ones removed, overlaps resolved.
+    fn detect_field(&self, text: &str, key: Option<&str>, out: &mut Vec<Span>) {
+        let view = View::new(text);
+        let mut settled = false;
+        if let Some(kind) = key.and_then(keyctx::classify_key) {
+            let is_person = matches!(
+                kind,
+                keyctx::KeyKind::Person | keyctx::KeyKind::PersonSoft | keyctx::KeyKind::Name
+            );
+            if !is_person || self.detect_names {
+                settled = keyctx::keyed(&self.det, kind, view.text(), out);
+            }
+        }
+        if !settled {
+            self.det.detect(&view, self.detect_names, out);
+        }
+        if !out.is_empty() {
+            self.drop_allowed(text, out);
+            resolve_overlaps(out);
+        }
+    }
+
+    fn drop_allowed(&self, text: &str, spans: &mut Vec<Span>) {
+        if self.allow_values.is_empty() && self.allow_set.is_none() {
+            return;
+        }
+        spans.retain(|s| {
+            let v = &text[s.start..s.end];
+            if !self.allow_values.is_empty() && self.allow_values.contains(&v.trim().to_lowercase())
+            {
+                return false;
+            }
+            !self.allow_set.as_ref().is_some_and(|set| set.is_match(v))
+        });
+    }
+
+    /// Adds every other whole-word occurrence of an already found name.
+    fn propagate(&self, text: &str, names: &[String], spans: &mut Vec<Span>) {
+        let b = text.as_bytes();
+        let before = spans.len();
+        for name in names {
+            for i in memchr::memmem::find_iter(b, name.as_bytes()) {
+                let e = i + name.len();
+                let left_ok = i == 0
+                    || !text[..i]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let right_ok = e >= b.len()
+                    || !text[e..]
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+                if left_ok && right_ok {
+                    spans.push(Span {
+                        start: i,
+                        end: e,
+                        detail: Detail::Person,
+                        norm: names::normalise_name(name),
+                    });
+                }
+            }
+        }
+        if spans.len() > before {
+            self.drop_allowed(text, spans);
+            resolve_overlaps(spans);
+        }
+    }
+
+    fn digest(&self, class: Class, norm: &str) -> [u8; 16] {
+        let mut m = self.hmac.clone();
+        m.update(&[class.code()]);
+        m.update(norm.as_bytes());
+        let full = m.finalize().into_bytes();
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&full[..16]);
+        d
+    }
+
+    /// Writes markers over `spans` (sorted, non-overlapping).
+    fn apply(&self, text: &mut String, spans: &[Span], stats: &mut RedactStats) {
+        if spans.is_empty() {
+            return;
+        }
+        let mut out = String::with_capacity(text.len() + spans.len() * pseudonym::MARKER_LEN);
+        let mut last = 0;
+        for s in spans {
+            out.push_str(&text[last..s.start]);
+            let class = s.detail.class();
+            pseudonym::push_marker(&mut out, class, &self.digest(class, &s.norm));
+            stats.add(s.detail);
+            last = s.end;
+        }
+        out.push_str(&text[last..]);
+        *text = out;
+    }
+}
+
+impl Pseudonyms {
+    /// Resolves every text field of a pending call (call in input order).
+    pub fn finish(&mut self, p: PendingCall) -> RedactedCall {
+        let mut call = p.0;
+        walk_call(&mut call, &mut Resolve(self));
+        RedactedCall(call)
+    }
+}
+
+/// Keeps the findings that do not overlap a better one. Better: lower
+/// [`Detail::priority`], then earlier, then longer.
+fn resolve_overlaps(spans: &mut Vec<Span>) {
+    if spans.len() <= 1 {
+        return;
+    }
+    spans.sort_by(|a, b| {
+        a.detail
+            .priority()
+            .cmp(&b.detail.priority())
+            .then(a.start.cmp(&b.start))
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+    });
+    let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans.drain(..) {
+        if s.start >= s.end {
+            continue;
+        }
+        let idx = kept.partition_point(|k| k.start < s.start);
+        let clash_prev = idx > 0 && kept[idx - 1].end > s.start;
+        let clash_next = idx < kept.len() && kept[idx].start < s.end;
+        if !clash_prev && !clash_next {
+            kept.insert(idx, s);
+        }
+    }
+    *spans = kept;
+}
+
+/// Names found in a field, as written, plus their distinctive single words
+/// ("Sarah Johnson" -> "Sarah Johnson", "Sarah", "Johnson"), for propagation.
+fn person_names(text: &str, spans: &[Span], det: &Detectors) -> Vec<String> {
+    let mut names = Vec::new();
+    add_person_names(text, spans, det, &mut names);
+    names
+}
+
+fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Vec<String>) {
+    for s in spans.iter().filter(|s| s.detail == Detail::Person) {
+        let raw = &text[s.start..s.end];
+        if !names.iter().any(|n| n == raw) {
+            names.push(raw.to_string());
+        }
+        if raw.contains(' ') {
+            for w in raw.split_whitespace() {
+                let w = w.trim_end_matches('.');
+                if w.chars().count() >= 3
+                    && w.chars().next().is_some_and(char::is_uppercase)
+                    && det.names.propagatable(w)
+                    && !names.iter().any(|n| n == w)
+                {
+                    names.push(w.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Strings the walk does not redact (ids, model, tool names) still must not
+/// carry marker characters.
+fn neutralise_untouched(c: &mut Call) {
+    let fix = |s: &mut String| pseudonym::neutralise(s);
+    for m in &mut c.messages {
+        if let Some(x) = &mut m.tool_call_id {
+            fix(x);
+        }
+        for tc in &mut m.tool_calls {
+            fix(&mut tc.name);
+            if let Some(x) = &mut tc.id {
+                fix(x);
+            }
+        }
+    }
+    for t in &mut c.tools {
+        fix(&mut t.name);
+    }
+    for tc in &mut c.response.tool_calls {
+        fix(&mut tc.name);
+        if let Some(x) = &mut tc.id {
+            fix(x);
+        }
+    }
+    for x in [
+        &mut c.model,
+        &mut c.workload_id,
+        &mut c.response.finish_reason,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        fix(x);
+    }
+    fix(&mut c.origin.file);
+}
+
+// ---------------------------------------------------------------------------
+// The walk: every redactable string of a call, with its JSON key context.
+
+/// Visits text fields in a fixed order. `key` is the JSON object key (or a
+/// pseudo-key such as `"author"` for a message's `name`).
+trait Visitor {
+    fn text(&mut self, s: &mut String, key: Option<&str>);
+    /// An object key; returns its replacement when it must change.
+    fn key(&mut self, _k: &str) -> Option<String> {
+        None
+    }
+    /// Whether a number under this key becomes a (redactable) string.
+    fn stringify_number(&self, _key: &str) -> bool {
+        false
+    }
+}
+
+fn walk_call(c: &mut Call, v: &mut impl Visitor) {
+    for m in &mut c.messages {
+        if let Some(x) = &mut m.content {
+            v.text(x, None);
+        }
+        if let Some(x) = &mut m.name {
+            // a participant's name or handle; a tool message's name is the function
+            v.text(
+                x,
+                if m.role == Role::Tool {
+                    None
+                } else {
+                    Some("author")
+                },
+            );
+        }
+        for tc in &mut m.tool_calls {
+            walk_value(&mut tc.arguments, None, v);
+        }
+    }
+    for t in &mut c.tools {
+        if let Some(d) = &mut t.description {
+            v.text(d, None);
+        }
+        walk_value(&mut t.parameters, None, v);
+    }
+    if let Some(x) = &mut c.response.content {
+        v.text(x, None);
+    }
+    for tc in &mut c.response.tool_calls {
+        walk_value(&mut tc.arguments, None, v);
+    }
+    if let Some(x) = &mut c.client_id {
+        v.text(x, None);
+    }
+    walk_map(&mut c.metadata, v);
+}
+
+fn walk_value(val: &mut Value, key: Option<&str>, v: &mut impl Visitor) {
+    if let (Value::Number(n), Some(k)) = (&*val, key) {
+        if v.stringify_number(k) {
+            *val = Value::String(n.to_string());
+        }
+    }
+    match val {
+        Value::String(s) => v.text(s, key),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk_value(x, key, v)),
+        Value::Object(o) => walk_map(o, v),
+        _ => {}
+    }
+}
+
+fn walk_map(o: &mut Map<String, Value>, v: &mut impl Visitor) {
+    let mut renames: Vec<(usize, String)> = Vec::new();
+    for (i, k) in o.keys().enumerate() {
+        if let Some(n) = v.key(k) {
+            renames.push((i, n));
+        }
+    }
+    if !renames.is_empty() {
+        let old = std::mem::take(o);
+        let mut r = renames.into_iter().peekable();
+        for (i, (k, val)) in old.into_iter().enumerate() {
+            let mut k = if r.peek().is_some_and(|(j, _)| *j == i) {
+                r.next().expect("peeked").1
+            } else {
+                k
+            };
+            if o.contains_key(&k) {
+                k = format!("{k}#{i}");
+            }
+            o.insert(k, val);
+        }
+    }
+    for (k, val) in o.iter_mut() {
+        walk_value(val, Some(k.as_str()), v);
+    }
+}
+
+/// Pass 1: find spans in every field, collect names for propagation.
+/// Object keys are redacted here directly.
+struct Collect<'a> {
+    red: &'a Redactor,
+    stats: &'a mut RedactStats,
+    spans: Vec<Vec<Span>>,
+    names: Vec<String>,
+}
+
+impl<'a> Collect<'a> {
+    fn new(red: &'a Redactor, stats: &'a mut RedactStats) -> Self {
+        Collect {
+            red,
+            stats,
+            spans: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+}
+
+impl Visitor for Collect<'_> {
+    fn text(&mut self, s: &mut String, key: Option<&str>) {
+        pseudonym::neutralise(s);
+        let mut spans = Vec::new();
+        self.red.detect_field(s, key, &mut spans);
+        add_person_names(s, &spans, &self.red.det, &mut self.names);
+        self.spans.push(spans);
+    }
+
+    fn key(&mut self, k: &str) -> Option<String> {
+        let mut s = k.to_string();
+        pseudonym::neutralise(&mut s);
+        let mut spans = Vec::new();
+        self.red.detect_field(&s, None, &mut spans);
+        if spans.is_empty() {
+            return (s != k).then_some(s);
+        }
+        self.red.apply(&mut s, &spans, self.stats);
+        Some(s)
+    }
+
+    fn stringify_number(&self, key: &str) -> bool {
+        keyctx::classify_key(key).is_some_and(keyctx::KeyKind::takes_numbers)
+    }
+}
+
+/// Pass 2: the same fields in the same order; propagate names, write markers.
+struct Apply<'a> {
+    red: &'a Redactor,
+    spans: std::vec::IntoIter<Vec<Span>>,
+    names: Vec<String>,
+    stats: &'a mut RedactStats,
+}
+
+impl Visitor for Apply<'_> {
+    fn text(&mut self, s: &mut String, _key: Option<&str>) {
+        let mut spans = self.spans.next().unwrap_or_default();
+        if !self.names.is_empty() {
+            self.red.propagate(s, &self.names, &mut spans);
+        }
+        self.red.apply(s, &spans, self.stats);
+    }
+}
+
+/// Marker resolution over the same walk.
+struct Resolve<'a>(&'a mut Pseudonyms);
+
+impl Visitor for Resolve<'_> {
+    fn text(&mut self, s: &mut String, _key: Option<&str>) {
+        self.0.resolve_text(s);
+    }
+    fn key(&mut self, k: &str) -> Option<String> {
+        if !has_pending_marker(k) {
+            return None;
+        }
+        let mut s = k.to_string();
+        self.0.resolve_text(&mut s);
+        Some(s)
+    }
+}
