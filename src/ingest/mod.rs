@@ -665,7 +665,7 @@ pub fn resolve_key(file: Option<&Path>) -> anyhow::Result<(RedactKey, KeySource)
     if let Some(key) = RedactKey::from_env().map_err(|e| usage(format!("{e:#}")))? {
         return Ok((key, KeySource::Env));
     }
-    Ok((RedactKey::random(), KeySource::Random))
+    Ok((RedactKey::random()?, KeySource::Random))
 }
 
 pub fn cli(args: IngestArgs) -> anyhow::Result<ExitCode> {

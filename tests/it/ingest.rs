@@ -11,7 +11,7 @@ use slmforge::ingest::{self, IngestConfig, IngestOutput, KeySource};
 use slmforge::redact::RedactKey;
 
 fn cfg() -> IngestConfig {
-    let mut c = IngestConfig::new(RedactKey::from_bytes(b"slmforge-test-key-0123456789"), KeySource::File);
+    let mut c = IngestConfig::new(RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(), KeySource::File);
     c.progress = false;
     c
 }
