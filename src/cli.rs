@@ -21,6 +21,8 @@ pub enum Command {
         #[command(subcommand)]
         target: crate::bench::BenchTarget,
     },
+    /// Generate synthetic agent traffic in every supported log format, with ground-truth labels.
+    Synth(crate::synth::SynthArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -53,6 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench { target } => {
             crate::bench::run(target)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(args) => {
+            crate::synth::cli(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
