@@ -41,7 +41,11 @@ const OPENAI_MODELS: [(&str, &str); 4] = [
     ("gpt-4.1", "gpt-4.1-2025-04-14"),
     ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14"),
 ];
-const ANTHROPIC_MODELS: [&str; 3] = ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-20250219"];
+const ANTHROPIC_MODELS: [&str; 3] = [
+    "claude-sonnet-4-20250514",
+    "claude-3-5-haiku-20241022",
+    "claude-3-7-sonnet-20250219",
+];
 
 /// The application name per workload (service.name, client_id, tags).
 pub const APPS: [&str; 10] = [
@@ -62,17 +66,34 @@ pub const APPS: [&str; 10] = [
 pub fn meta(conv: &Conv, workload_idx: usize, provider: Provider, ts_ms: i64, rng: &mut R) -> Meta {
     let (model, resp_model) = match provider {
         Provider::OpenAi => {
-            let m = if chance(rng, 0.8) { OPENAI_MODELS[workload_idx % 4] } else { *pick(rng, &OPENAI_MODELS) };
+            let m = if chance(rng, 0.8) {
+                OPENAI_MODELS[workload_idx % 4]
+            } else {
+                *pick(rng, &OPENAI_MODELS)
+            };
             (m.0, m.1)
         }
         Provider::Anthropic => {
-            let m = if chance(rng, 0.8) { ANTHROPIC_MODELS[workload_idx % 3] } else { *pick(rng, &ANTHROPIC_MODELS) };
+            let m = if chance(rng, 0.8) {
+                ANTHROPIC_MODELS[workload_idx % 3]
+            } else {
+                *pick(rng, &ANTHROPIC_MODELS)
+            };
             (m, m)
         }
     };
     let (prompt_tokens, completion_tokens) = estimate_tokens(conv);
     let latency_ms = 250 + completion_tokens as i64 * 12 + rng.random_range(0..600);
-    Meta { ts_ms, latency_ms, provider, model, resp_model, prompt_tokens, completion_tokens, app: APPS[workload_idx % APPS.len()] }
+    Meta {
+        ts_ms,
+        latency_ms,
+        provider,
+        model,
+        resp_model,
+        prompt_tokens,
+        completion_tokens,
+        app: APPS[workload_idx % APPS.len()],
+    }
 }
 
 /// Rough token counts (4 characters a token plus per-message overhead).
@@ -81,7 +102,10 @@ pub fn estimate_tokens(conv: &Conv) -> (u64, u64) {
     for t in &conv.turns {
         chars += match t {
             Turn::User(s) => s.len(),
-            Turn::Assistant(calls) => calls.iter().map(|c| c.args.to_string().len() + c.name.len()).sum(),
+            Turn::Assistant(calls) => calls
+                .iter()
+                .map(|c| c.args.to_string().len() + c.name.len())
+                .sum(),
             Turn::ToolResult { content, .. } => content.len(),
         };
     }
@@ -99,12 +123,20 @@ pub fn estimate_tokens(conv: &Conv) -> (u64, u64) {
 // ---------------------------------------------------------------- time and ids
 
 fn iso_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
 }
 
 fn iso_us_naive(ms: i64, extra_us: u32) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| format!("{}{:03}", d.format("%Y-%m-%dT%H:%M:%S%.3f"), extra_us % 1000))
+        .map(|d| {
+            format!(
+                "{}{:03}",
+                d.format("%Y-%m-%dT%H:%M:%S%.3f"),
+                extra_us % 1000
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -165,13 +197,21 @@ impl OaStyle {
         let single_turn = conv.turns.len() == 1;
         let one_call = matches!(&conv.answer, Answer::Tools(c) if c.len() == 1);
         OaStyle {
-            system_role: if chance(rng, 0.06) { "developer" } else { "system" },
+            system_role: if chance(rng, 0.06) {
+                "developer"
+            } else {
+                "system"
+            },
             parts: chance(rng, 0.3),
             legacy: !conv.tools.is_empty() && single_turn && one_call && chance(rng, 0.12),
         }
     }
     pub fn plain() -> OaStyle {
-        OaStyle { system_role: "system", parts: false, legacy: false }
+        OaStyle {
+            system_role: "system",
+            parts: false,
+            legacy: false,
+        }
     }
 }
 
@@ -194,7 +234,8 @@ fn oa_tool_calls(calls: &[TCall]) -> Value {
 
 /// The request messages (system first) in OpenAI chat form.
 pub fn oa_messages(conv: &Conv, style: OaStyle) -> Vec<Value> {
-    let mut out = vec![json!({"role": style.system_role, "content": oa_content(&conv.system, style.parts)})];
+    let mut out =
+        vec![json!({"role": style.system_role, "content": oa_content(&conv.system, style.parts)})];
     for t in &conv.turns {
         out.push(match t {
             Turn::User(s) => json!({"role": "user", "content": oa_content(s, style.parts)}),
@@ -216,7 +257,10 @@ pub fn oa_tools(conv: &Conv) -> Vec<Value> {
 }
 
 fn oa_functions(conv: &Conv) -> Vec<Value> {
-    conv.tools.iter().map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters})).collect()
+    conv.tools
+        .iter()
+        .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
+        .collect()
 }
 
 fn oa_finish(conv: &Conv, legacy: bool) -> &'static str {
@@ -237,7 +281,10 @@ pub fn oa_answer_message(conv: &Conv, legacy: bool, with_extras: bool) -> Value 
         }
         Answer::Tools(calls) if legacy => {
             m.insert("content".into(), Value::Null);
-            m.insert("function_call".into(), json!({"name": calls[0].name, "arguments": calls[0].args.to_string()}));
+            m.insert(
+                "function_call".into(),
+                json!({"name": calls[0].name, "arguments": calls[0].args.to_string()}),
+            );
         }
         Answer::Tools(calls) => {
             m.insert("content".into(), Value::Null);
@@ -266,7 +313,10 @@ pub fn oa_request(conv: &Conv, meta: &Meta, style: OaStyle, rng: &mut R) -> Valu
                 m.insert("tool_choice".into(), json!("auto"));
             }
             if chance(rng, 0.3) {
-                m.insert("parallel_tool_calls".into(), json!(conv.workload == "travel_agent"));
+                m.insert(
+                    "parallel_tool_calls".into(),
+                    json!(conv.workload == "travel_agent"),
+                );
             }
         }
     }
@@ -343,13 +393,22 @@ pub fn an_request(conv: &Conv, meta: &Meta, thinking: bool, rng: &mut R) -> Valu
     }
     let mut m = Map::new();
     m.insert("model".into(), json!(meta.model));
-    m.insert("max_tokens".into(), json!(if thinking { 2048 } else { conv.max_tokens }));
+    m.insert(
+        "max_tokens".into(),
+        json!(if thinking { 2048 } else { conv.max_tokens }),
+    );
     if chance(rng, 0.5) {
         m.insert("system".into(), json!(conv.system));
     } else if chance(rng, 0.5) {
-        m.insert("system".into(), json!([{"type": "text", "text": conv.system}]));
+        m.insert(
+            "system".into(),
+            json!([{"type": "text", "text": conv.system}]),
+        );
     } else {
-        m.insert("system".into(), json!([{"type": "text", "text": conv.system, "cache_control": {"type": "ephemeral"}}]));
+        m.insert(
+            "system".into(),
+            json!([{"type": "text", "text": conv.system, "cache_control": {"type": "ephemeral"}}]),
+        );
     }
     m.insert("messages".into(), Value::Array(messages));
     if !conv.tools.is_empty() {
@@ -361,7 +420,10 @@ pub fn an_request(conv: &Conv, meta: &Meta, thinking: bool, rng: &mut R) -> Valu
         }
     }
     if thinking {
-        m.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": 1024}));
+        m.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": 1024}),
+        );
     } else {
         m.insert("temperature".into(), json!(conv.temperature));
     }
@@ -453,8 +515,16 @@ pub fn anthropic(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str)
 }
 
 /// The OpenAI Batch API input and output lines for one call.
-pub fn openai_batch(conv: &Conv, meta: &Meta, seq: usize, rng: &mut R) -> (Value, Value, &'static str) {
-    let style = OaStyle { legacy: false, ..OaStyle::draw(conv, rng) };
+pub fn openai_batch(
+    conv: &Conv,
+    meta: &Meta,
+    seq: usize,
+    rng: &mut R,
+) -> (Value, Value, &'static str) {
+    let style = OaStyle {
+        legacy: false,
+        ..OaStyle::draw(conv, rng)
+    };
     let custom_id = match seq % 3 {
         0 => format!("request-{seq}"),
         1 => format!("{}-{seq:06}", meta.app),
@@ -473,12 +543,19 @@ pub fn openai_batch(conv: &Conv, meta: &Meta, seq: usize, rng: &mut R) -> (Value
 
 /// A Langfuse GENERATION observation.
 pub fn langfuse(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) {
-    let style = OaStyle { legacy: false, system_role: "system", parts: chance(rng, 0.15) };
+    let style = OaStyle {
+        legacy: false,
+        system_role: "system",
+        parts: chance(rng, 0.15),
+    };
     let messages = oa_messages(conv, style);
     let (input, v_in) = if conv.tools.is_empty() {
         (Value::Array(messages), "messages")
     } else {
-        (json!({"messages": messages, "tools": oa_tools(conv)}), "messages_tools")
+        (
+            json!({"messages": messages, "tools": oa_tools(conv)}),
+            "messages_tools",
+        )
     };
     let (output, v_out) = match &conv.answer {
         Answer::Text(t) if chance(rng, 0.15) => (json!(t), "string_output"),
@@ -493,7 +570,14 @@ pub fn langfuse(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) 
         metadata.insert("userId".into(), json!(pii::person(rng, None).email));
     }
     if chance(rng, 0.3) {
-        metadata.insert("ls_provider".into(), json!(if meta.provider == Provider::OpenAi { "openai" } else { "anthropic" }));
+        metadata.insert(
+            "ls_provider".into(),
+            json!(if meta.provider == Provider::OpenAi {
+                "openai"
+            } else {
+                "anthropic"
+            }),
+        );
     }
     let v = json!({
         "id": pii::uuid(rng),
@@ -529,7 +613,10 @@ pub fn helicone(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) 
     let (req, resp, provider, path, variant) = match meta.provider {
         Provider::OpenAi => {
             let style = OaStyle::draw(conv, rng);
-            let style = OaStyle { legacy: false, ..style };
+            let style = OaStyle {
+                legacy: false,
+                ..style
+            };
             (
                 oa_request(conv, meta, style, rng),
                 oa_completion(conv, meta, false, rng),
@@ -546,7 +633,11 @@ pub fn helicone(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) 
             "anthropic_bodies",
         ),
     };
-    let user = if chance(rng, 0.4) { json!(pii::person(rng, None).email) } else { json!(format!("usr_{}", pii::hex(rng, 10))) };
+    let user = if chance(rng, 0.4) {
+        json!(pii::person(rng, None).email)
+    } else {
+        json!(format!("usr_{}", pii::hex(rng, 10)))
+    };
     let v = json!({
         "request_id": pii::uuid(rng),
         "request_created_at": iso_ms(meta.ts_ms),
@@ -572,7 +663,11 @@ pub fn helicone(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) 
 
 /// A LiteLLM StandardLoggingPayload (OpenAI-shaped whatever the provider).
 pub fn litellm(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) {
-    let style = OaStyle { legacy: false, system_role: "system", parts: chance(rng, 0.2) };
+    let style = OaStyle {
+        legacy: false,
+        system_role: "system",
+        parts: chance(rng, 0.2),
+    };
     let response = oa_completion(conv, meta, false, rng);
     let mut params = Map::new();
     params.insert("temperature".into(), json!(conv.temperature));
@@ -592,13 +687,27 @@ pub fn litellm(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) {
     let end = (meta.ts_ms + meta.latency_ms) as f64 / 1000.0;
     let mut metadata = Map::new();
     metadata.insert("user_api_key_hash".into(), json!(pii::hex(rng, 64)));
-    metadata.insert("user_api_key_alias".into(), json!(format!("{}-key", meta.app)));
+    metadata.insert(
+        "user_api_key_alias".into(),
+        json!(format!("{}-key", meta.app)),
+    );
     metadata.insert("user_api_key_team_alias".into(), json!(meta.app));
     metadata.insert(
         "user_api_key_end_user_id".into(),
-        if chance(rng, 0.3) { json!(pii::person(rng, None).email) } else { Value::Null },
+        if chance(rng, 0.3) {
+            json!(pii::person(rng, None).email)
+        } else {
+            Value::Null
+        },
     );
-    metadata.insert("requester_ip_address".into(), if chance(rng, 0.3) { json!(pii::ip(rng)) } else { json!("") });
+    metadata.insert(
+        "requester_ip_address".into(),
+        if chance(rng, 0.3) {
+            json!(pii::ip(rng))
+        } else {
+            json!("")
+        },
+    );
     metadata.insert("requester_metadata".into(), json!({}));
     let v = json!({
         "id": response["id"].clone(),
@@ -645,11 +754,23 @@ fn lc_tool_calls(calls: &[TCall], provider: Provider) -> Vec<Value> {
 /// and generations).
 pub fn langsmith(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str) {
     let id = pii::uuid(rng);
-    let trace_id = if chance(rng, 0.5) { id.clone() } else { pii::uuid(rng) };
-    let parent = if trace_id == id { Value::Null } else { json!(trace_id.clone()) };
+    let trace_id = if chance(rng, 0.5) {
+        id.clone()
+    } else {
+        pii::uuid(rng)
+    };
+    let parent = if trace_id == id {
+        Value::Null
+    } else {
+        json!(trace_id.clone())
+    };
     let langchain = meta.provider == Provider::Anthropic || chance(rng, 0.4);
     let (name, inputs, outputs, extra, variant) = if !langchain {
-        let style = OaStyle { legacy: false, system_role: "system", parts: false };
+        let style = OaStyle {
+            legacy: false,
+            system_role: "system",
+            parts: false,
+        };
         let mut inputs = Map::new();
         inputs.insert("messages".into(), Value::Array(oa_messages(conv, style)));
         inputs.insert("model".into(), json!(meta.model));
@@ -663,9 +784,18 @@ pub fn langsmith(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str)
         inputs.insert("stream".into(), json!(false));
         let outputs = oa_completion(conv, meta, false, rng);
         let extra = json!({"metadata": {"ls_provider": "openai", "ls_model_name": meta.model, "ls_model_type": "chat", "ls_temperature": conv.temperature}, "runtime": {"sdk": "langsmith-py", "sdk_version": "0.3.45"}});
-        ("ChatOpenAI", Value::Object(inputs), outputs, extra, "wrap_openai")
+        (
+            "ChatOpenAI",
+            Value::Object(inputs),
+            outputs,
+            extra,
+            "wrap_openai",
+        )
     } else {
-        let mut msgs = vec![lc_message("SystemMessage", json!({"content": conv.system, "type": "system"}))];
+        let mut msgs = vec![lc_message(
+            "SystemMessage",
+            json!({"content": conv.system, "type": "system"}),
+        )];
         for t in &conv.turns {
             msgs.push(match t {
                 Turn::User(s) => lc_message("HumanMessage", json!({"content": s, "type": "human"})),
@@ -680,10 +810,24 @@ pub fn langsmith(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str)
             });
         }
         let (text, tool_calls, finish) = match &conv.answer {
-            Answer::Text(t) => (t.clone(), vec![], if meta.provider == Provider::OpenAi { "stop" } else { "end_turn" }),
-            Answer::Tools(calls) => {
-                (String::new(), lc_tool_calls(calls, meta.provider), if meta.provider == Provider::OpenAi { "tool_calls" } else { "tool_use" })
-            }
+            Answer::Text(t) => (
+                t.clone(),
+                vec![],
+                if meta.provider == Provider::OpenAi {
+                    "stop"
+                } else {
+                    "end_turn"
+                },
+            ),
+            Answer::Tools(calls) => (
+                String::new(),
+                lc_tool_calls(calls, meta.provider),
+                if meta.provider == Provider::OpenAi {
+                    "tool_calls"
+                } else {
+                    "tool_use"
+                },
+            ),
         };
         let usage = json!({"input_tokens": meta.prompt_tokens, "output_tokens": meta.completion_tokens, "total_tokens": meta.prompt_tokens + meta.completion_tokens});
         let ai = lc_message(
@@ -723,7 +867,13 @@ pub fn langsmith(conv: &Conv, meta: &Meta, rng: &mut R) -> (Value, &'static str)
             "metadata": {"ls_provider": provider, "ls_model_name": meta.model, "ls_model_type": "chat", "ls_temperature": conv.temperature},
             "runtime": {"sdk": "langsmith-py", "sdk_version": "0.3.45", "library": "langchain-core"},
         });
-        (cls, json!({"messages": [msgs]}), outputs, extra, "langchain")
+        (
+            cls,
+            json!({"messages": [msgs]}),
+            outputs,
+            extra,
+            "langchain",
+        )
     };
     let us = rng.random_range(0..1000u32);
     let v = json!({
@@ -808,7 +958,11 @@ fn chat_attrs_current(conv: &Conv, meta: &Meta, rng: &mut R) -> Vec<Value> {
     if system_in_messages {
         input.push(json!({"role": "system", "parts": [{"type": "text", "content": conv.system}]}));
     }
-    let result_key = if chance(rng, 0.3) { "result" } else { "response" };
+    let result_key = if chance(rng, 0.3) {
+        "result"
+    } else {
+        "response"
+    };
     for t in &conv.turns {
         input.push(match t {
             Turn::User(s) => json!({"role": "user", "parts": [{"type": "text", "content": s}]}),
@@ -836,20 +990,36 @@ fn chat_attrs_current(conv: &Conv, meta: &Meta, rng: &mut R) -> Vec<Value> {
         a_str("gen_ai.request.model", meta.model),
         a_dbl("gen_ai.request.temperature", conv.temperature),
         a_int("gen_ai.request.max_tokens", conv.max_tokens as u64),
-        a_str("gen_ai.response.id", &format!("chatcmpl-{}", pii::alnum(rng, 29))),
+        a_str(
+            "gen_ai.response.id",
+            &format!("chatcmpl-{}", pii::alnum(rng, 29)),
+        ),
         a_str("gen_ai.response.model", meta.resp_model),
         a_arr("gen_ai.response.finish_reasons", &[finish_raw(conv, p)]),
         a_int("gen_ai.usage.input_tokens", meta.prompt_tokens),
         a_int("gen_ai.usage.output_tokens", meta.completion_tokens),
-        a_str("server.address", if p == Provider::OpenAi { "api.openai.com" } else { "api.anthropic.com" }),
+        a_str(
+            "server.address",
+            if p == Provider::OpenAi {
+                "api.openai.com"
+            } else {
+                "api.anthropic.com"
+            },
+        ),
     ];
     if chance(rng, 0.3) {
         attrs.push(a_str("gen_ai.conversation.id", &pii::uuid(rng)));
     }
     if !system_in_messages {
-        attrs.push(a_str("gen_ai.system_instructions", &json!([{"type": "text", "content": conv.system}]).to_string()));
+        attrs.push(a_str(
+            "gen_ai.system_instructions",
+            &json!([{"type": "text", "content": conv.system}]).to_string(),
+        ));
     }
-    attrs.push(a_str("gen_ai.input.messages", &Value::Array(input).to_string()));
+    attrs.push(a_str(
+        "gen_ai.input.messages",
+        &Value::Array(input).to_string(),
+    ));
     attrs.push(a_str("gen_ai.output.messages", &output.to_string()));
     if !conv.tools.is_empty() {
         let defs: Vec<Value> = conv
@@ -857,7 +1027,10 @@ fn chat_attrs_current(conv: &Conv, meta: &Meta, rng: &mut R) -> Vec<Value> {
             .iter()
             .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}))
             .collect();
-        attrs.push(a_str("gen_ai.tool.definitions", &Value::Array(defs).to_string()));
+        attrs.push(a_str(
+            "gen_ai.tool.definitions",
+            &Value::Array(defs).to_string(),
+        ));
     }
     attrs
 }
@@ -876,16 +1049,34 @@ fn chat_events(conv: &Conv, meta: &Meta) -> (Vec<Value>, Vec<Value>) {
             .collect()
     };
     let t0 = meta.ts_ms;
-    let mut events = vec![event("gen_ai.system.message", t0, sys, json!({"role": "system", "content": conv.system}))];
+    let mut events = vec![event(
+        "gen_ai.system.message",
+        t0,
+        sys,
+        json!({"role": "system", "content": conv.system}),
+    )];
     for t in &conv.turns {
         events.push(match t {
-            Turn::User(s) => event("gen_ai.user.message", t0, sys, json!({"role": "user", "content": s})),
-            Turn::Assistant(calls) => {
-                event("gen_ai.assistant.message", t0, sys, json!({"role": "assistant", "tool_calls": oa_calls(calls)}))
-            }
-            Turn::ToolResult { call_id, content, .. } => {
-                event("gen_ai.tool.message", t0, sys, json!({"role": "tool", "id": tool_result_id(p, call_id), "content": content}))
-            }
+            Turn::User(s) => event(
+                "gen_ai.user.message",
+                t0,
+                sys,
+                json!({"role": "user", "content": s}),
+            ),
+            Turn::Assistant(calls) => event(
+                "gen_ai.assistant.message",
+                t0,
+                sys,
+                json!({"role": "assistant", "tool_calls": oa_calls(calls)}),
+            ),
+            Turn::ToolResult {
+                call_id, content, ..
+            } => event(
+                "gen_ai.tool.message",
+                t0,
+                sys,
+                json!({"role": "tool", "id": tool_result_id(p, call_id), "content": content}),
+            ),
         });
     }
     let message = match &conv.answer {
@@ -915,19 +1106,35 @@ fn chat_attrs_flattened(conv: &Conv, meta: &Meta) -> Vec<Value> {
     let p = meta.provider;
     let mut a = vec![
         a_str("llm.request.type", "chat"),
-        a_str("gen_ai.system", if p == Provider::OpenAi { "openai" } else { "Anthropic" }),
+        a_str(
+            "gen_ai.system",
+            if p == Provider::OpenAi {
+                "openai"
+            } else {
+                "Anthropic"
+            },
+        ),
         a_str("gen_ai.request.model", meta.model),
         a_dbl("gen_ai.request.temperature", conv.temperature),
         a_int("gen_ai.request.max_tokens", conv.max_tokens as u64),
         a_str("gen_ai.response.model", meta.resp_model),
         a_int("gen_ai.usage.prompt_tokens", meta.prompt_tokens),
         a_int("gen_ai.usage.completion_tokens", meta.completion_tokens),
-        a_int("llm.usage.total_tokens", meta.prompt_tokens + meta.completion_tokens),
+        a_int(
+            "llm.usage.total_tokens",
+            meta.prompt_tokens + meta.completion_tokens,
+        ),
     ];
     for (i, t) in conv.tools.iter().enumerate() {
         a.push(a_str(&format!("llm.request.functions.{i}.name"), t.name));
-        a.push(a_str(&format!("llm.request.functions.{i}.description"), t.description));
-        a.push(a_str(&format!("llm.request.functions.{i}.parameters"), &t.parameters.to_string()));
+        a.push(a_str(
+            &format!("llm.request.functions.{i}.description"),
+            t.description,
+        ));
+        a.push(a_str(
+            &format!("llm.request.functions.{i}.parameters"),
+            &t.parameters.to_string(),
+        ));
     }
     a.push(a_str("gen_ai.prompt.0.role", "system"));
     a.push(a_str("gen_ai.prompt.0.content", &conv.system));
@@ -941,34 +1148,70 @@ fn chat_attrs_flattened(conv: &Conv, meta: &Meta) -> Vec<Value> {
             Turn::Assistant(calls) => {
                 a.push(a_str(&format!("gen_ai.prompt.{i}.role"), "assistant"));
                 for (j, c) in calls.iter().enumerate() {
-                    a.push(a_str(&format!("gen_ai.prompt.{i}.tool_calls.{j}.id"), &call_id_for(p, c)));
-                    a.push(a_str(&format!("gen_ai.prompt.{i}.tool_calls.{j}.name"), c.name));
-                    a.push(a_str(&format!("gen_ai.prompt.{i}.tool_calls.{j}.arguments"), &c.args.to_string()));
+                    a.push(a_str(
+                        &format!("gen_ai.prompt.{i}.tool_calls.{j}.id"),
+                        &call_id_for(p, c),
+                    ));
+                    a.push(a_str(
+                        &format!("gen_ai.prompt.{i}.tool_calls.{j}.name"),
+                        c.name,
+                    ));
+                    a.push(a_str(
+                        &format!("gen_ai.prompt.{i}.tool_calls.{j}.arguments"),
+                        &c.args.to_string(),
+                    ));
                 }
             }
-            Turn::ToolResult { call_id, content, .. } => {
+            Turn::ToolResult {
+                call_id, content, ..
+            } => {
                 a.push(a_str(&format!("gen_ai.prompt.{i}.role"), "tool"));
                 a.push(a_str(&format!("gen_ai.prompt.{i}.content"), content));
-                a.push(a_str(&format!("gen_ai.prompt.{i}.tool_call_id"), &tool_result_id(p, call_id)));
+                a.push(a_str(
+                    &format!("gen_ai.prompt.{i}.tool_call_id"),
+                    &tool_result_id(p, call_id),
+                ));
             }
         }
     }
     a.push(a_str("gen_ai.completion.0.role", "assistant"));
-    a.push(a_str("gen_ai.completion.0.finish_reason", finish_raw(conv, p)));
+    a.push(a_str(
+        "gen_ai.completion.0.finish_reason",
+        finish_raw(conv, p),
+    ));
     match &conv.answer {
         Answer::Text(t) => a.push(a_str("gen_ai.completion.0.content", t)),
         Answer::Tools(calls) => {
             for (j, c) in calls.iter().enumerate() {
-                a.push(a_str(&format!("gen_ai.completion.0.tool_calls.{j}.id"), &call_id_for(p, c)));
-                a.push(a_str(&format!("gen_ai.completion.0.tool_calls.{j}.name"), c.name));
-                a.push(a_str(&format!("gen_ai.completion.0.tool_calls.{j}.arguments"), &c.args.to_string()));
+                a.push(a_str(
+                    &format!("gen_ai.completion.0.tool_calls.{j}.id"),
+                    &call_id_for(p, c),
+                ));
+                a.push(a_str(
+                    &format!("gen_ai.completion.0.tool_calls.{j}.name"),
+                    c.name,
+                ));
+                a.push(a_str(
+                    &format!("gen_ai.completion.0.tool_calls.{j}.arguments"),
+                    &c.args.to_string(),
+                ));
             }
         }
     }
     a
 }
 
-fn span(trace: &str, id: &str, parent: &str, name: &str, kind: u32, start_ms: i64, end_ms: i64, attrs: Vec<Value>) -> Map<String, Value> {
+#[allow(clippy::too_many_arguments)]
+fn span(
+    trace: &str,
+    id: &str,
+    parent: &str,
+    name: &str,
+    kind: u32,
+    start_ms: i64,
+    end_ms: i64,
+    attrs: Vec<Value>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("traceId".into(), json!(trace));
     m.insert("spanId".into(), json!(id));
@@ -986,7 +1229,12 @@ fn span(trace: &str, id: &str, parent: &str, name: &str, kind: u32, start_ms: i6
 /// agent / tool / HTTP spans beside it. Returns the entry, the position of
 /// the chat span among the entry's spans (flattened over its scopeSpans)
 /// and the entry's span count.
-pub fn otel_resource_spans(conv: &Conv, meta: &Meta, form: OtelForm, rng: &mut R) -> (Value, u32, u32) {
+pub fn otel_resource_spans(
+    conv: &Conv,
+    meta: &Meta,
+    form: OtelForm,
+    rng: &mut R,
+) -> (Value, u32, u32) {
     let trace = pii::hex(rng, 32);
     let chat_id = pii::hex(rng, 16);
     let start = meta.ts_ms;
@@ -1000,27 +1248,66 @@ pub fn otel_resource_spans(conv: &Conv, meta: &Meta, form: OtelForm, rng: &mut R
         a_str("telemetry.sdk.version", "1.33.1"),
     ]});
     let (llm_scope, chat_name) = match (form, meta.provider) {
-        (OtelForm::Flattened, Provider::OpenAi) => (json!({"name": "opentelemetry.instrumentation.openai.v1", "version": "0.40.7"}), "openai.chat".to_string()),
-        (OtelForm::Flattened, Provider::Anthropic) => (json!({"name": "opentelemetry.instrumentation.anthropic", "version": "0.40.7"}), "anthropic.chat".to_string()),
-        (OtelForm::Events, _) => (json!({"name": "azure.ai.inference.tracing", "version": "1.0.0b9"}), format!("chat {}", meta.model)),
-        (OtelForm::Current, Provider::OpenAi) => (json!({"name": "opentelemetry.instrumentation.openai_v2", "version": "2.1b0"}), format!("chat {}", meta.model)),
-        (OtelForm::Current, Provider::Anthropic) => (json!({"name": "opentelemetry.instrumentation.anthropic", "version": "0.2b0"}), format!("chat {}", meta.model)),
+        (OtelForm::Flattened, Provider::OpenAi) => (
+            json!({"name": "opentelemetry.instrumentation.openai.v1", "version": "0.40.7"}),
+            "openai.chat".to_string(),
+        ),
+        (OtelForm::Flattened, Provider::Anthropic) => (
+            json!({"name": "opentelemetry.instrumentation.anthropic", "version": "0.40.7"}),
+            "anthropic.chat".to_string(),
+        ),
+        (OtelForm::Events, _) => (
+            json!({"name": "azure.ai.inference.tracing", "version": "1.0.0b9"}),
+            format!("chat {}", meta.model),
+        ),
+        (OtelForm::Current, Provider::OpenAi) => (
+            json!({"name": "opentelemetry.instrumentation.openai_v2", "version": "2.1b0"}),
+            format!("chat {}", meta.model),
+        ),
+        (OtelForm::Current, Provider::Anthropic) => (
+            json!({"name": "opentelemetry.instrumentation.anthropic", "version": "0.2b0"}),
+            format!("chat {}", meta.model),
+        ),
     };
     let layout = rng.random_range(0..10);
     // 0..4: chat span alone; 4..5: HTTP span scope first; 5..7: one agent scope
     // holding everything in end order; 7..10: agent scope then LLM scope.
     let agent = layout >= 5;
     let agent_id = pii::hex(rng, 16);
-    let parent = if agent { agent_id.clone() } else if chance(rng, 0.3) { pii::hex(rng, 16) } else { String::new() };
+    let parent = if agent {
+        agent_id.clone()
+    } else if chance(rng, 0.3) {
+        pii::hex(rng, 16)
+    } else {
+        String::new()
+    };
     let mut chat = match form {
-        OtelForm::Current => span(&trace, &chat_id, &parent, &chat_name, 3, start, end, chat_attrs_current(conv, meta, rng)),
+        OtelForm::Current => span(
+            &trace,
+            &chat_id,
+            &parent,
+            &chat_name,
+            3,
+            start,
+            end,
+            chat_attrs_current(conv, meta, rng),
+        ),
         OtelForm::Events => {
             let (attrs, events) = chat_events(conv, meta);
             let mut s = span(&trace, &chat_id, &parent, &chat_name, 3, start, end, attrs);
             s.insert("events".into(), Value::Array(events));
             s
         }
-        OtelForm::Flattened => span(&trace, &chat_id, &parent, &chat_name, 3, start, end, chat_attrs_flattened(conv, meta)),
+        OtelForm::Flattened => span(
+            &trace,
+            &chat_id,
+            &parent,
+            &chat_name,
+            3,
+            start,
+            end,
+            chat_attrs_flattened(conv, meta),
+        ),
     };
     if chance(rng, 0.2) {
         chat.insert("status".into(), json!({"code": 1}));
@@ -1040,7 +1327,14 @@ pub fn otel_resource_spans(conv: &Conv, meta: &Meta, form: OtelForm, rng: &mut R
                 end - 5,
                 vec![
                     a_str("http.request.method", "POST"),
-                    a_str("url.full", if meta.provider == Provider::OpenAi { "https://api.openai.com/v1/chat/completions" } else { "https://api.anthropic.com/v1/messages" }),
+                    a_str(
+                        "url.full",
+                        if meta.provider == Provider::OpenAi {
+                            "https://api.openai.com/v1/chat/completions"
+                        } else {
+                            "https://api.anthropic.com/v1/messages"
+                        },
+                    ),
                     a_int("http.response.status_code", 200),
                 ],
             );
@@ -1070,7 +1364,10 @@ pub fn otel_resource_spans(conv: &Conv, meta: &Meta, form: OtelForm, rng: &mut R
                     vec![
                         a_str("gen_ai.operation.name", "execute_tool"),
                         a_str("gen_ai.tool.name", name),
-                        a_str("gen_ai.tool.call.id", &tool_result_id(meta.provider, call_id)),
+                        a_str(
+                            "gen_ai.tool.call.id",
+                            &tool_result_id(meta.provider, call_id),
+                        ),
                         a_str("gen_ai.tool.type", "function"),
                     ],
                 )));
@@ -1105,8 +1402,19 @@ pub fn otel_resource_spans(conv: &Conv, meta: &Meta, form: OtelForm, rng: &mut R
             index = 1 + n_tools;
         }
     }
-    let count = scope_spans.as_array().map(|a| a.iter().map(|s| s["spans"].as_array().map_or(0, |x| x.len())).sum::<usize>()).unwrap_or(0);
-    (json!({"resource": resource, "scopeSpans": scope_spans}), index, count as u32)
+    let count = scope_spans
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["spans"].as_array().map_or(0, |x| x.len()))
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    (
+        json!({"resource": resource, "scopeSpans": scope_spans}),
+        index,
+        count as u32,
+    )
 }
 
 /// Draws the OTel form of a chat span.

@@ -70,12 +70,19 @@ const SUFFIXES: [&str; 3] = [".jsonl.gz", ".jsonl.zst", ".jsonl"];
 /// The labels sidecar of an output file: the `.jsonl[.gz|.zst]` suffix
 /// replaced by `.labels.jsonl` (any other extension is replaced likewise).
 pub fn labels_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = SUFFIXES
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .map(str::to_string)
-        .unwrap_or_else(|| out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or(name.clone()));
+        .unwrap_or_else(|| {
+            out.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or(name.clone())
+        });
     out.with_file_name(format!("{stem}.labels.jsonl"))
 }
 
@@ -87,7 +94,10 @@ enum Compression {
 }
 
 fn compression_for(out: &Path) -> anyhow::Result<Compression> {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.ends_with(".jsonl.gz") {
         Ok(Compression::Gzip)
     } else if name.ends_with(".jsonl.zst") {
@@ -95,7 +105,10 @@ fn compression_for(out: &Path) -> anyhow::Result<Compression> {
     } else if name.ends_with(".jsonl") {
         Ok(Compression::Plain)
     } else {
-        Err(usage(format!("--out {}: the file name must end in .jsonl, .jsonl.gz or .jsonl.zst", out.display())))
+        Err(usage(format!(
+            "--out {}: the file name must end in .jsonl, .jsonl.gz or .jsonl.zst",
+            out.display()
+        )))
     }
 }
 
@@ -170,9 +183,16 @@ fn plan(cfg: &SynthConfig, allowed: &[SourceFormat], rng: &mut R) -> Plan {
     if m >= 100 {
         reasons[m - 1] = malformed::OVERSIZED;
     }
-    let mut mal: Vec<(usize, &'static str)> = reasons.into_iter().map(|r| (rng.random_range(0..=n), r)).collect();
+    let mut mal: Vec<(usize, &'static str)> = reasons
+        .into_iter()
+        .map(|r| (rng.random_range(0..=n), r))
+        .collect();
     mal.sort_by_key(|(p, _)| *p);
-    Plan { workloads, formats, malformed: mal }
+    Plan {
+        workloads,
+        formats,
+        malformed: mal,
+    }
 }
 
 /// The compressed (or not) output stream, counting lines.
@@ -193,8 +213,13 @@ impl Sink {
         let w = BufWriter::with_capacity(1 << 20, f);
         let inner = match c {
             Compression::Plain => SinkInner::Plain(w),
-            Compression::Gzip => SinkInner::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default())),
-            Compression::Zstd => SinkInner::Zstd(zstd::Encoder::new(w, 3).context("starting zstd")?),
+            Compression::Gzip => SinkInner::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
+            Compression::Zstd => {
+                SinkInner::Zstd(zstd::Encoder::new(w, 3).context("starting zstd")?)
+            }
         };
         Ok(Sink { inner, line: 0 })
     }
@@ -225,12 +250,18 @@ impl Sink {
 }
 
 enum Label {
-    Call { workload: &'static str, format: SourceFormat },
+    Call {
+        workload: &'static str,
+        format: SourceFormat,
+    },
     Malformed(&'static str),
 }
 
 fn tmp_path(p: &Path) -> PathBuf {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     p.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -239,7 +270,10 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
     let compression = compression_for(out)?;
     let allowed: Vec<SourceFormat> = match &cfg.formats {
         Some(fs) if fs.is_empty() => return Err(usage("--formats: no format given")),
-        Some(fs) => SourceFormat::ALL.into_iter().filter(|f| fs.contains(f)).collect(),
+        Some(fs) => SourceFormat::ALL
+            .into_iter()
+            .filter(|f| fs.contains(f))
+            .collect(),
         None => SourceFormat::ALL.to_vec(),
     };
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -284,14 +318,28 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
         let meta = formats::meta(&conv, w, provider, ts, &mut crng);
         (conv, meta)
     };
-    let emit_malformed = |sink: &mut Sink, labels: &mut Vec<(u64, u32, Label)>, k: usize, reason: &'static str| -> anyhow::Result<()> {
+    let emit_malformed = |sink: &mut Sink,
+                          labels: &mut Vec<(u64, u32, Label)>,
+                          k: usize,
+                          reason: &'static str|
+     -> anyhow::Result<()> {
         let mut mrng = rng_for(cfg.seed, STREAM_MALFORMED, k as u64);
         let w = mrng.random_range(0..WORKLOADS.len());
         let conv = workloads::generate(w, &mut mrng);
-        let provider = if mrng.random_bool(0.3) { Provider::Anthropic } else { Provider::OpenAi };
         let ts = BASE_MS + mrng.random_range(0..SPAN_MS);
-        let meta = formats::meta(&conv, w, provider, ts, &mut mrng);
-        let rec = malformed::build(reason, &conv, &meta, &mut mrng);
+        let openai = formats::meta(&conv, w, Provider::OpenAi, ts, &mut mrng);
+        let anthropic = formats::meta(&conv, w, Provider::Anthropic, ts, &mut mrng);
+        let either = if mrng.random_bool(0.3) {
+            &anthropic
+        } else {
+            &openai
+        };
+        let metas = malformed::Metas {
+            openai: &openai,
+            anthropic: &anthropic,
+            either,
+        };
+        let rec = malformed::build(reason, &conv, &metas, &mut mrng);
         let mut first = None;
         for l in &rec.lines {
             let no = sink.emit(l)?;
@@ -330,7 +378,14 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
                 let no = sink.emit(&serde_json::to_vec(&payload)?)?;
                 for (k, (index, form)) in idx.into_iter().enumerate() {
                     let w = WORKLOADS[plan.workloads[i + k]];
-                    labels.push((no, index, Label::Call { workload: w, format }));
+                    labels.push((
+                        no,
+                        index,
+                        Label::Call {
+                            workload: w,
+                            format,
+                        },
+                    ));
                     let shape = if done == 2 { "multi_call_" } else { "" };
                     variants.push(format!("{shape}{}", form.name()));
                 }
@@ -340,7 +395,14 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
                 batch_seq += 1;
                 let no = sink.emit(&serde_json::to_vec(&input)?)?;
                 pending_outputs.push(serde_json::to_vec(&output)?);
-                labels.push((no, 0, Label::Call { workload: conv.workload, format }));
+                labels.push((
+                    no,
+                    0,
+                    Label::Call {
+                        workload: conv.workload,
+                        format,
+                    },
+                ));
                 variants.push(v.to_string());
             }
             _ => {
@@ -353,14 +415,30 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
                     _ => formats::openai_chat(&conv, &meta, &mut rrng),
                 };
                 let no = sink.emit(&serde_json::to_vec(&v)?)?;
-                labels.push((no, 0, Label::Call { workload: conv.workload, format }));
+                labels.push((
+                    no,
+                    0,
+                    Label::Call {
+                        workload: conv.workload,
+                        format,
+                    },
+                ));
                 variants.push(variant.to_string());
             }
         }
         for (k, v) in variants.into_iter().enumerate() {
-            *summary.per_workload.entry(WORKLOADS[plan.workloads[i + k]].to_string()).or_default() += 1;
-            *summary.per_format.entry(format.as_str().to_string()).or_default() += 1;
-            *summary.per_variant.entry(format!("{}/{v}", format.as_str())).or_default() += 1;
+            *summary
+                .per_workload
+                .entry(WORKLOADS[plan.workloads[i + k]].to_string())
+                .or_default() += 1;
+            *summary
+                .per_format
+                .entry(format.as_str().to_string())
+                .or_default() += 1;
+            *summary
+                .per_variant
+                .entry(format!("{}/{v}", format.as_str()))
+                .or_default() += 1;
         }
         // Batch outputs arrive later, a few at a time and out of order.
         if !pending_outputs.is_empty() && (pending_outputs.len() >= 6 || prng.random_bool(0.3)) {
@@ -382,7 +460,8 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
     }
     bar.finish_and_clear();
     summary.lines = sink.line;
-    sink.finish().with_context(|| format!("writing {}", tmp.display()))?;
+    sink.finish()
+        .with_context(|| format!("writing {}", tmp.display()))?;
 
     labels.sort_by_key(|(l, idx, _)| (*l, *idx));
     let mut buf = Vec::with_capacity(labels.len() * 80);
@@ -392,7 +471,10 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
                 serde_json::json!({"line": line, "index": index, "workload": workload, "format": format.as_str()})
             }
             Label::Malformed(reason) => {
-                *summary.malformed_reasons.entry(reason.to_string()).or_default() += 1;
+                *summary
+                    .malformed_reasons
+                    .entry(reason.to_string())
+                    .or_default() += 1;
                 serde_json::json!({"line": line, "malformed": reason})
             }
         };
@@ -439,7 +521,10 @@ pub fn cli(args: SynthArgs) -> anyhow::Result<()> {
             for n in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
                 let f = SourceFormat::parse(n).ok_or_else(|| {
                     let known: Vec<&str> = SourceFormat::ALL.iter().map(|f| f.as_str()).collect();
-                    usage(format!("--formats: unknown format {n:?} (known: {})", known.join(", ")))
+                    usage(format!(
+                        "--formats: unknown format {n:?} (known: {})",
+                        known.join(", ")
+                    ))
                 })?;
                 if !fs.contains(&f) {
                     fs.push(f);
@@ -448,7 +533,12 @@ pub fn cli(args: SynthArgs) -> anyhow::Result<()> {
             Some(fs)
         }
     };
-    let cfg = SynthConfig { calls: args.calls, seed: args.seed, malformed: args.malformed, formats };
+    let cfg = SynthConfig {
+        calls: args.calls,
+        seed: args.seed,
+        malformed: args.malformed,
+        formats,
+    };
     let s = synthesize(&cfg, &args.out)?;
     eprintln!(
         "synth: {} calls ({} workloads, {} formats) + {} malformed in {} lines -> {} (labels: {})",

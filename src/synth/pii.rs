@@ -15,28 +15,150 @@ pub fn pick<'a, T>(rng: &mut R, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
+/// Picks one string of a non-empty list (returns the string, not a reference to it).
+pub fn pick_str<'a>(rng: &mut R, items: &[&'a str]) -> &'a str {
+    items[rng.random_range(0..items.len())]
+}
+
 /// `true` with probability `p`.
 pub fn chance(rng: &mut R, p: f64) -> bool {
     rng.random_bool(p.clamp(0.0, 1.0))
 }
 
 pub const FIRST_NAMES: &[&str] = &[
-    "Maria", "James", "Aisha", "Tom", "Priya", "Lukas", "Sofia", "Daniel", "Mei", "Omar", "Hannah", "Carlos", "Yuki",
-    "Fatima", "Liam", "Chloé", "Noah", "Zoë", "Ethan", "Ingrid", "Mateo", "Olivia", "Raj", "Elena", "Kwame", "Sarah",
-    "David", "Anna", "Jonas", "Leila", "Marcus", "Nina", "Pedro", "Grace", "Henrik", "Amara", "Ben", "Clara", "Diego",
-    "Emma", "Felix", "Hiro", "Isabel", "Jamal", "Katarzyna", "Leo", "Malik", "Nora", "Oscar", "Paula", "Quinn", "Rosa",
-    "Samuel", "Tara", "Umar", "Vera", "Wei", "Ximena", "Yusuf", "Zara", "René", "Björn", "Dana", "Kofi",
+    "Maria",
+    "James",
+    "Aisha",
+    "Tom",
+    "Priya",
+    "Lukas",
+    "Sofia",
+    "Daniel",
+    "Mei",
+    "Omar",
+    "Hannah",
+    "Carlos",
+    "Yuki",
+    "Fatima",
+    "Liam",
+    "Chloé",
+    "Noah",
+    "Zoë",
+    "Ethan",
+    "Ingrid",
+    "Mateo",
+    "Olivia",
+    "Raj",
+    "Elena",
+    "Kwame",
+    "Sarah",
+    "David",
+    "Anna",
+    "Jonas",
+    "Leila",
+    "Marcus",
+    "Nina",
+    "Pedro",
+    "Grace",
+    "Henrik",
+    "Amara",
+    "Ben",
+    "Clara",
+    "Diego",
+    "Emma",
+    "Felix",
+    "Hiro",
+    "Isabel",
+    "Jamal",
+    "Katarzyna",
+    "Leo",
+    "Malik",
+    "Nora",
+    "Oscar",
+    "Paula",
+    "Quinn",
+    "Rosa",
+    "Samuel",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zara",
+    "René",
+    "Björn",
+    "Dana",
+    "Kofi",
 ];
 
 pub const LAST_NAMES: &[&str] = &[
-    "Lopez", "Becker", "Khan", "Nguyen", "Patel", "Schmidt", "Rossi", "Kim", "Chen", "Haddad", "Müller", "García",
-    "Tanaka", "Okafor", "Johansson", "Dubois", "Novak", "Silva", "Murphy", "Kowalski", "Andersen", "Fischer", "Costa",
-    "Ivanova", "Mensah", "Sato", "Walsh", "Hughes", "Moreau", "Yilmaz", "Larsen", "Brennan", "Ortiz", "Fernández",
-    "Petrov", "Weber", "Gupta", "Adeyemi", "Lindqvist", "O'Brien", "Santos", "Wójcik", "Bauer", "Reyes", "Cohen",
-    "Takahashi", "Svensson", "Jensen", "Romano", "Hoffmann", "Carter", "Dang", "Alvarez", "Nakamura", "Popescu",
+    "Lopez",
+    "Becker",
+    "Khan",
+    "Nguyen",
+    "Patel",
+    "Schmidt",
+    "Rossi",
+    "Kim",
+    "Chen",
+    "Haddad",
+    "Müller",
+    "García",
+    "Tanaka",
+    "Okafor",
+    "Johansson",
+    "Dubois",
+    "Novak",
+    "Silva",
+    "Murphy",
+    "Kowalski",
+    "Andersen",
+    "Fischer",
+    "Costa",
+    "Ivanova",
+    "Mensah",
+    "Sato",
+    "Walsh",
+    "Hughes",
+    "Moreau",
+    "Yilmaz",
+    "Larsen",
+    "Brennan",
+    "Ortiz",
+    "Fernández",
+    "Petrov",
+    "Weber",
+    "Gupta",
+    "Adeyemi",
+    "Lindqvist",
+    "O'Brien",
+    "Santos",
+    "Wójcik",
+    "Bauer",
+    "Reyes",
+    "Cohen",
+    "Takahashi",
+    "Svensson",
+    "Jensen",
+    "Romano",
+    "Hoffmann",
+    "Carter",
+    "Dang",
+    "Alvarez",
+    "Nakamura",
+    "Popescu",
 ];
 
-const FREE_MAIL: &[&str] = &["gmail.com", "outlook.com", "yahoo.com", "proton.me", "icloud.com", "hotmail.com", "gmx.de"];
+const FREE_MAIL: &[&str] = &[
+    "gmail.com",
+    "outlook.com",
+    "yahoo.com",
+    "proton.me",
+    "icloud.com",
+    "hotmail.com",
+    "gmx.de",
+];
 
 /// Company names with the e-mail domain their staff use.
 pub const COMPANIES: &[(&str, &str)] = &[
@@ -108,7 +230,10 @@ pub fn email_at(rng: &mut R, first: &str, last: &str, domain: &str) -> String {
         1 => format!("{}{l}@{domain}", &f[..1]),
         2 => format!("{f}_{l}@{domain}"),
         3 => format!("{f}{}@{domain}", rng.random_range(1..99)),
-        4 => format!("{f}.{l}+{}@{domain}", pick(rng, &["orders", "support", "work", "billing"])),
+        4 => format!(
+            "{f}.{l}+{}@{domain}",
+            pick(rng, &["orders", "support", "work", "billing"])
+        ),
         _ => format!("{f}@{domain}"),
     }
 }
@@ -126,19 +251,45 @@ pub fn person(rng: &mut R, company_domain: Option<&str>) -> Person {
 }
 
 pub fn digits(rng: &mut R, n: usize) -> String {
-    (0..n).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+    (0..n)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
 }
 
 /// A phone number in a national or international format.
 pub fn phone(rng: &mut R) -> String {
     match rng.random_range(0..8) {
-        0 => format!("+1 ({}) 555-{}", pick(rng, &["415", "212", "646", "312", "617", "206"]), digits(rng, 4)),
-        1 => format!("{}-{}-{}", pick(rng, &["415", "303", "512", "718"]), rng.random_range(200..999), digits(rng, 4)),
-        2 => format!("+1 {} {} {}", pick(rng, &["646", "917", "408"]), rng.random_range(200..999), digits(rng, 4)),
+        0 => format!(
+            "+1 ({}) 555-{}",
+            pick(rng, &["415", "212", "646", "312", "617", "206"]),
+            digits(rng, 4)
+        ),
+        1 => format!(
+            "{}-{}-{}",
+            pick(rng, &["415", "303", "512", "718"]),
+            rng.random_range(200..999),
+            digits(rng, 4)
+        ),
+        2 => format!(
+            "+1 {} {} {}",
+            pick(rng, &["646", "917", "408"]),
+            rng.random_range(200..999),
+            digits(rng, 4)
+        ),
         3 => format!("+44 20 7946 {}", digits(rng, 4)),
         4 => format!("+44 7700 {}", digits(rng, 6)),
-        5 => format!("+49 {} {}", pick(rng, &["30", "89", "151", "170"]), digits(rng, 8)),
-        6 => format!("+33 6 {} {} {} {}", digits(rng, 2), digits(rng, 2), digits(rng, 2), digits(rng, 2)),
+        5 => format!(
+            "+49 {} {}",
+            pick(rng, &["30", "89", "151", "170"]),
+            digits(rng, 8)
+        ),
+        6 => format!(
+            "+33 6 {} {} {} {}",
+            digits(rng, 2),
+            digits(rng, 2),
+            digits(rng, 2),
+            digits(rng, 2)
+        ),
         _ => format!("+91 98{} {}", digits(rng, 3), digits(rng, 5)),
     }
 }
@@ -201,7 +352,20 @@ fn group(s: &str, sizes: &[usize], sep: &str) -> String {
 /// A Luhn-valid payment card number (Visa, Mastercard, Amex, Discover),
 /// written with spaces, dashes or no separators.
 pub fn card(rng: &mut R) -> String {
-    let (prefix, len) = *pick(rng, &[("4", 16), ("4", 16), ("51", 16), ("53", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16)]);
+    let (prefix, len) = *pick(
+        rng,
+        &[
+            ("4", 16),
+            ("4", 16),
+            ("51", 16),
+            ("53", 16),
+            ("55", 16),
+            ("2221", 16),
+            ("34", 15),
+            ("37", 15),
+            ("6011", 16),
+        ],
+    );
     let raw = luhn_complete(prefix, len, rng);
     let sizes: &[usize] = if len == 15 { &[4, 6, 5] } else { &[4, 4, 4, 4] };
     match rng.random_range(0..3) {
@@ -245,13 +409,19 @@ fn mod97(s: &str) -> Option<u32> {
         } else {
             return None;
         };
-        r = if v >= 10 { (r * 100 + v) % 97 } else { (r * 10 + v) % 97 };
+        r = if v >= 10 {
+            (r * 100 + v) % 97
+        } else {
+            (r * 10 + v) % 97
+        };
     }
     Some(r)
 }
 
 pub fn upper(rng: &mut R, n: usize) -> String {
-    (0..n).map(|_| char::from(b'A' + rng.random_range(0..26u8))).collect()
+    (0..n)
+        .map(|_| char::from(b'A' + rng.random_range(0..26u8)))
+        .collect()
 }
 
 /// A mod-97-valid IBAN for a country (`DE`, `GB`, `FR`, `NL`, `ES`, `IT`,
@@ -264,9 +434,17 @@ pub fn iban(rng: &mut R, country: &str) -> String {
     };
     let bban = match cc.as_str() {
         "DE" => digits(rng, 18),
-        "GB" => format!("{}{}", pick(rng, &["NWBK", "BARC", "HSBC", "LOYD", "MIDL"]), digits(rng, 14)),
+        "GB" => format!(
+            "{}{}",
+            pick(rng, &["NWBK", "BARC", "HSBC", "LOYD", "MIDL"]),
+            digits(rng, 14)
+        ),
         "FR" => digits(rng, 23),
-        "NL" => format!("{}{}", pick(rng, &["ABNA", "INGB", "RABO", "TRIO"]), digits(rng, 10)),
+        "NL" => format!(
+            "{}{}",
+            pick(rng, &["ABNA", "INGB", "RABO", "TRIO"]),
+            digits(rng, 10)
+        ),
         "ES" => digits(rng, 20),
         "IT" => format!("{}{}", upper(rng, 1), digits(rng, 22)),
         "BE" => digits(rng, 12),
@@ -287,16 +465,42 @@ pub fn address(rng: &mut R) -> String {
         0 => format!(
             "{} {} {}, {}, {} {}",
             rng.random_range(10..9999),
-            pick(rng, &["Elm", "Maple", "Oak", "Pine", "Cedar", "Lake", "Hill", "Washington", "Park"]),
+            pick(
+                rng,
+                &[
+                    "Elm",
+                    "Maple",
+                    "Oak",
+                    "Pine",
+                    "Cedar",
+                    "Lake",
+                    "Hill",
+                    "Washington",
+                    "Park"
+                ]
+            ),
             pick(rng, &["Street", "Ave", "Road", "Blvd", "Lane"]),
-            pick(rng, &["Springfield", "Portland", "Austin", "Denver", "Madison", "Oakland"]),
+            pick(
+                rng,
+                &[
+                    "Springfield",
+                    "Portland",
+                    "Austin",
+                    "Denver",
+                    "Madison",
+                    "Oakland"
+                ]
+            ),
             pick(rng, &["IL", "OR", "TX", "CO", "WI", "CA"]),
             digits(rng, 5)
         ),
         1 => format!(
             "{} {} {}, London {}{} {}{}",
             rng.random_range(1..250),
-            pick(rng, &["Baker", "Camden", "Victoria", "Kings", "Abbey", "Church"]),
+            pick(
+                rng,
+                &["Baker", "Camden", "Victoria", "Kings", "Abbey", "Church"]
+            ),
             pick(rng, &["Street", "Road", "Lane"]),
             pick(rng, &["NW", "SE", "E", "W", "N"]),
             rng.random_range(1..20),
@@ -305,7 +509,16 @@ pub fn address(rng: &mut R) -> String {
         ),
         2 => format!(
             "{} {}, {} {}",
-            pick(rng, &["Hauptstraße", "Bahnhofstraße", "Gartenweg", "Lindenallee", "Schillerstraße"]),
+            pick(
+                rng,
+                &[
+                    "Hauptstraße",
+                    "Bahnhofstraße",
+                    "Gartenweg",
+                    "Lindenallee",
+                    "Schillerstraße"
+                ]
+            ),
             rng.random_range(1..120),
             digits(rng, 5),
             pick(rng, &["Berlin", "München", "Hamburg", "Köln", "Leipzig"])
@@ -313,7 +526,16 @@ pub fn address(rng: &mut R) -> String {
         _ => format!(
             "{} rue {}, {} {}",
             rng.random_range(1..200),
-            pick(rng, &["de la Paix", "Victor Hugo", "des Lilas", "Oberkampf", "du Bac"]),
+            pick(
+                rng,
+                &[
+                    "de la Paix",
+                    "Victor Hugo",
+                    "des Lilas",
+                    "Oberkampf",
+                    "du Bac"
+                ]
+            ),
             pick(rng, &["75011", "75007", "69002", "13001", "33000"]),
             pick(rng, &["Paris", "Lyon", "Marseille", "Bordeaux"])
         ),
@@ -326,8 +548,17 @@ pub fn ip(rng: &mut R) -> String {
     match rng.random_range(0..6) {
         0 => format!("203.0.113.{}", rng.random_range(1..255)),
         1 => format!("198.51.100.{}", rng.random_range(1..255)),
-        2 => format!("10.{}.{}.{}", rng.random_range(0..255), rng.random_range(0..255), rng.random_range(1..255)),
-        3 => format!("192.168.{}.{}", rng.random_range(0..255), rng.random_range(1..255)),
+        2 => format!(
+            "10.{}.{}.{}",
+            rng.random_range(0..255),
+            rng.random_range(0..255),
+            rng.random_range(1..255)
+        ),
+        3 => format!(
+            "192.168.{}.{}",
+            rng.random_range(0..255),
+            rng.random_range(1..255)
+        ),
         4 => format!(
             "{}.{}.{}.{}",
             pick(rng, &[81, 84, 91, 145, 176, 185]),
@@ -335,7 +566,12 @@ pub fn ip(rng: &mut R) -> String {
             rng.random_range(0..255),
             rng.random_range(1..255)
         ),
-        _ => format!("2001:db8:{:x}:{:x}::{:x}", rng.random_range(0..0xffffu32), rng.random_range(0..0xffffu32), rng.random_range(1..0xffffu32)),
+        _ => format!(
+            "2001:db8:{:x}:{:x}::{:x}",
+            rng.random_range(0..0xffffu32),
+            rng.random_range(0..0xffffu32),
+            rng.random_range(1..0xffffu32)
+        ),
     }
 }
 
@@ -343,19 +579,31 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 /// `n` random ASCII letters and digits.
 pub fn alnum(rng: &mut R, n: usize) -> String {
-    (0..n).map(|_| char::from(ALNUM[rng.random_range(0..ALNUM.len())])).collect()
+    (0..n)
+        .map(|_| char::from(ALNUM[rng.random_range(0..ALNUM.len())]))
+        .collect()
 }
 
 /// `n` random lower-case hex digits.
 pub fn hex(rng: &mut R, n: usize) -> String {
-    (0..n).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
 }
 
 /// A random version-4-shaped UUID.
 pub fn uuid(rng: &mut R) -> String {
     let h = hex(rng, 32);
     let variant = pick(rng, &["8", "9", "a", "b"]);
-    format!("{}-{}-4{}-{}{}-{}", &h[..8], &h[8..12], &h[13..16], variant, &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        variant,
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// A pasted secret: an OpenAI, AWS, GitHub, Stripe test, Hugging Face or
@@ -364,16 +612,30 @@ pub fn api_key(rng: &mut R) -> String {
     match rng.random_range(0..6) {
         0 => format!("sk-proj-{}", alnum(rng, 48)),
         1 => {
-            let body: String = (0..16).map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[rng.random_range(0..32)])).collect();
+            let body: String = (0..16)
+                .map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[rng.random_range(0..32)]))
+                .collect();
             format!("AKIA{body}")
         }
         2 => format!("ghp_{}", alnum(rng, 36)),
         3 => format!("sk_test_{}", alnum(rng, 24)),
         4 => {
-            let letters: String = (0..34).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[rng.random_range(0..52)])).collect();
+            let letters: String = (0..34)
+                .map(|_| {
+                    char::from(
+                        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            [rng.random_range(0..52)],
+                    )
+                })
+                .collect();
             format!("hf_{letters}")
         }
-        _ => format!("xoxb-{}-{}-{}", digits(rng, 11), digits(rng, 12), alnum(rng, 24)),
+        _ => format!(
+            "xoxb-{}-{}-{}",
+            digits(rng, 11),
+            digits(rng, 12),
+            alnum(rng, 24)
+        ),
     }
 }
 
@@ -381,7 +643,9 @@ fn b64url(bytes: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
@@ -394,19 +658,36 @@ fn b64url(bytes: &[u8]) -> String {
 pub fn jwt(rng: &mut R, subject_email: &str) -> String {
     let header = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
     let iat = 1_740_000_000 + rng.random_range(0..5_000_000u64);
-    let claims = format!(r#"{{"sub":"{subject_email}","iat":{iat},"exp":{}}}"#, iat + 3600);
+    let claims = format!(
+        r#"{{"sub":"{subject_email}","iat":{iat},"exp":{}}}"#,
+        iat + 3600
+    );
     let sig: Vec<u8> = (0..32).map(|_| rng.random::<u8>()).collect();
     format!("{header}.{}.{}", b64url(claims.as_bytes()), b64url(&sig))
 }
 
 const MONTHS: &[&str] = &[
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
 /// A date of birth between 1950 and 2004 in one of several spellings.
 pub fn dob(rng: &mut R) -> String {
-    let (y, m, d) = (rng.random_range(1950..2005), rng.random_range(1..=12usize), rng.random_range(1..=28));
+    let (y, m, d) = (
+        rng.random_range(1950..2005),
+        rng.random_range(1..=12usize),
+        rng.random_range(1..=28),
+    );
     match rng.random_range(0..4) {
         0 => format!("{y}-{m:02}-{d:02}"),
         1 => format!("{d:02}/{m:02}/{y}"),
@@ -418,9 +699,25 @@ pub fn dob(rng: &mut R) -> String {
 /// A software version string (not a phone number, not an IP).
 pub fn version(rng: &mut R) -> String {
     match rng.random_range(0..3) {
-        0 => format!("v{}.{}.{}", rng.random_range(1..5), rng.random_range(0..20), rng.random_range(0..10)),
-        1 => format!("{}.{}.{}", rng.random_range(1..5), rng.random_range(0..20), rng.random_range(0..10)),
-        _ => format!("{}.{}.{}-build.{}", rng.random_range(1..5), rng.random_range(0..20), rng.random_range(0..10), rng.random_range(100..9999)),
+        0 => format!(
+            "v{}.{}.{}",
+            rng.random_range(1..5),
+            rng.random_range(0..20),
+            rng.random_range(0..10)
+        ),
+        1 => format!(
+            "{}.{}.{}",
+            rng.random_range(1..5),
+            rng.random_range(0..20),
+            rng.random_range(0..10)
+        ),
+        _ => format!(
+            "{}.{}.{}-build.{}",
+            rng.random_range(1..5),
+            rng.random_range(0..20),
+            rng.random_range(0..10),
+            rng.random_range(100..9999)
+        ),
     }
 }
 
@@ -441,10 +738,18 @@ pub fn invoice_number(rng: &mut R) -> String {
 
 /// An ISO date (YYYY-MM-DD) between 2025-03-01 and 2025-08-28.
 pub fn iso_date(rng: &mut R) -> String {
-    format!("2025-{:02}-{:02}", rng.random_range(3..=8), rng.random_range(1..=28))
+    format!(
+        "2025-{:02}-{:02}",
+        rng.random_range(3..=8),
+        rng.random_range(1..=28)
+    )
 }
 
 /// A 24-hour time on the quarter hour between 08:00 and 18:45.
 pub fn time_24h(rng: &mut R) -> String {
-    format!("{:02}:{:02}", rng.random_range(8..19), 15 * rng.random_range(0..4))
+    format!(
+        "{:02}:{:02}",
+        rng.random_range(8..19),
+        15 * rng.random_range(0..4)
+    )
 }

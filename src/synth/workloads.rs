@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::pii::{self, chance, pick, Person, R};
+use super::pii::{self, chance, pick, pick_str, Person, R};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -46,7 +46,11 @@ pub struct TCall {
 pub enum Turn {
     User(String),
     Assistant(Vec<TCall>),
-    ToolResult { call_id: String, name: &'static str, content: String },
+    ToolResult {
+        call_id: String,
+        name: &'static str,
+        content: String,
+    },
 }
 
 /// The model's answer: text (plain, JSON or SQL) or tool calls.
@@ -97,18 +101,37 @@ fn fill(tpl: &str, slots: &[(&str, &str)]) -> String {
 
 /// Joins non-empty sentences with single spaces.
 fn sentences(parts: &[String]) -> String {
-    parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn call(rng: &mut R, name: &'static str, args: Value) -> TCall {
-    TCall { id: pii::alnum(rng, 24), name, args }
+    TCall {
+        id: pii::alnum(rng, 24),
+        name,
+        args,
+    }
 }
 
 fn tool(name: &'static str, description: &'static str, parameters: Value) -> Tool {
-    Tool { name, description, parameters }
+    Tool {
+        name,
+        description,
+        parameters,
+    }
 }
 
-fn conv(workload: &'static str, system: &str, tools: Vec<Tool>, turns: Vec<Turn>, answer: Answer) -> Conv {
+fn conv(
+    workload: &'static str,
+    system: &str,
+    tools: Vec<Tool>,
+    turns: Vec<Turn>,
+    answer: Answer,
+) -> Conv {
     Conv {
         workload,
         system: system.to_string(),
@@ -123,7 +146,10 @@ fn conv(workload: &'static str, system: &str, tools: Vec<Tool>, turns: Vec<Turn>
 
 /// Adds a sign-off on its own line (or inline) when one is drawn.
 fn with_signoff(rng: &mut R, body: String, p: &Person, options: &[&str]) -> String {
-    let s = fill(pick(rng, options), &[("first", &p.first), ("full", &p.full())]);
+    let s = fill(
+        pick_str(rng, options),
+        &[("first", &p.first), ("full", &p.full())],
+    );
     if s.is_empty() {
         body
     } else if s.contains('\n') || chance(rng, 0.5) {
@@ -142,17 +168,26 @@ const TRIAGE_SYSTEM: [&str; 3] = [
 ];
 
 pub const TRIAGE_ISSUES: &[(&str, &str)] = &[
-    ("billing", "I was charged twice for my subscription this month"),
+    (
+        "billing",
+        "I was charged twice for my subscription this month",
+    ),
     ("billing", "my invoice shows the wrong amount"),
     ("billing", "the refund for my last payment never arrived"),
     ("billing", "my card was declined even though it is valid"),
     ("billing", "we were billed for seats we removed last month"),
-    ("billing", "the annual discount was not applied to our renewal"),
+    (
+        "billing",
+        "the annual discount was not applied to our renewal",
+    ),
     ("technical", "the dashboard times out when I export reports"),
     ("technical", "the API returns a 500 error on every request"),
     ("technical", "the mobile app crashes when I open settings"),
     ("technical", "webhooks stopped firing since yesterday"),
-    ("technical", "file uploads over 10 MB fail with a network error"),
+    (
+        "technical",
+        "file uploads over 10 MB fail with a network error",
+    ),
     ("technical", "single sign-on redirects me to a blank page"),
     ("account", "I am locked out after resetting my password"),
     ("account", "two-factor codes are not arriving on my phone"),
@@ -160,11 +195,23 @@ pub const TRIAGE_ISSUES: &[(&str, &str)] = &[
     ("account", "I want my account and all my data deleted"),
     ("account", "my username was changed without my consent"),
     ("account", "I cannot add a new admin to our team"),
-    ("shipping", "the package shows delivered but I never received it"),
+    (
+        "shipping",
+        "the package shows delivered but I never received it",
+    ),
     ("shipping", "the wrong item arrived in my parcel"),
-    ("shipping", "my delivery has been stuck in customs for a week"),
-    ("shipping", "the box arrived damaged and the router is scratched"),
-    ("shipping", "I need to change the delivery address on my order"),
+    (
+        "shipping",
+        "my delivery has been stuck in customs for a week",
+    ),
+    (
+        "shipping",
+        "the box arrived damaged and the router is scratched",
+    ),
+    (
+        "shipping",
+        "I need to change the delivery address on my order",
+    ),
     ("shipping", "only half of my order was delivered"),
 ];
 
@@ -173,7 +220,7 @@ fn support_triage(rng: &mut R) -> Conv {
     let p = pii::person(rng, Some(domain));
     let (category, issue) = *pick(rng, TRIAGE_ISSUES);
     let opener = fill(
-        pick(
+        pick_str(
             rng,
             &[
                 "Hi,",
@@ -191,13 +238,13 @@ fn support_triage(rng: &mut R) -> Conv {
         &[("full", &p.full())],
     );
     let issue_s = fill(
-        pick(
+        pick_str(
             rng,
             &[
                 "I'm writing because {issue}.",
                 "Quick problem: {issue}.",
                 "It seems {issue}.",
-                "We noticed that {issue}.",
+                "Ticket please: {issue}.",
                 "Can you help? It looks like {issue}.",
                 "Hoping you can help - {issue}.",
                 "Problem report: {issue}.",
@@ -249,12 +296,22 @@ fn support_triage(rng: &mut R) -> Conv {
         ("address", pii::address(rng)),
     ];
     let slot_refs: Vec<(&str, &str)> = slots.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let detail = if chance(rng, 0.75) { fill(pick(rng, details), &slot_refs) } else { String::new() };
+    let detail = if chance(rng, 0.75) {
+        fill(pick_str(rng, details), &slot_refs)
+    } else {
+        String::new()
+    };
     let extra = if chance(rng, 0.2) {
-        fill(pick(rng, &["Call me on {phone} if that is easier.", "Ticket ref from last time: TCK-{n}."]), &[
-            ("phone", &slots[9].1),
-            ("n", &pii::digits(rng, 5)),
-        ])
+        fill(
+            pick_str(
+                rng,
+                &[
+                    "Call me on {phone} if that is easier.",
+                    "Ticket ref from last time: TCK-{n}.",
+                ],
+            ),
+            &[("phone", &slots[9].1), ("n", &pii::digits(rng, 5))],
+        )
     } else {
         String::new()
     };
@@ -269,24 +326,60 @@ fn support_triage(rng: &mut R) -> Conv {
                 "Urgent: production is down for us.",
             ],
         ),
-        "low" => *pick(rng, &["No rush, whenever you get a chance.", "No rush on this one.", "This can wait until next week."]),
-        _ => *pick(rng, &["", "Thanks in advance.", "Let me know if you need more details."]),
+        "low" => *pick(
+            rng,
+            &[
+                "No rush, whenever you get a chance.",
+                "No rush on this one.",
+                "This can wait until next week.",
+            ],
+        ),
+        _ => *pick(
+            rng,
+            &[
+                "",
+                "Thanks in advance.",
+                "Let me know if you need more details.",
+            ],
+        ),
     };
     let email_s = fill(
-        pick(
+        pick_str(
             rng,
-            &["My email is {email}.", "Please reply to {email}.", "Account email: {email}.", "You can reach me at {email}.", "I'm registered as {email}."],
+            &[
+                "My email is {email}.",
+                "Please reply to {email}.",
+                "Account email: {email}.",
+                "You can reach me at {email}.",
+                "I'm registered as {email}.",
+            ],
         ),
         &[("email", &p.email)],
     );
-    let mut parts = vec![opener, issue_s];
+    let mut parts = vec![issue_s];
     if chance(rng, 0.3) {
         parts.extend([email_s, detail, urgency.to_string(), extra]);
     } else {
         parts.extend([detail, urgency.to_string(), extra, email_s]);
     }
-    let body = sentences(&parts);
-    let user = with_signoff(rng, body, &p, &["Thanks,\n{first}", "Best regards,\n{full}", "Cheers, {first}", "-- {full}", "Thanks!", ""]);
+    let body = match opener.as_str() {
+        "" => sentences(&parts),
+        o if o.ends_with(',') => format!("{o}\n{}", sentences(&parts)),
+        o => format!("{o} {}", sentences(&parts)),
+    };
+    let user = with_signoff(
+        rng,
+        body,
+        &p,
+        &[
+            "Thanks,\n{first}",
+            "Best regards,\n{full}",
+            "Cheers, {first}",
+            "-- {full}",
+            "Thanks!",
+            "",
+        ],
+    );
     let tools = vec![
         tool(
             "create_ticket",
@@ -304,7 +397,13 @@ fn support_triage(rng: &mut R) -> Conv {
         "create_ticket",
         json!({"email": p.email, "category": category, "priority": priority, "subject": issue}),
     )]);
-    let mut c = conv("support_triage", pick(rng, &TRIAGE_SYSTEM), tools, vec![Turn::User(user)], answer);
+    let mut c = conv(
+        "support_triage",
+        pick_str(rng, &TRIAGE_SYSTEM),
+        tools,
+        vec![Turn::User(user)],
+        answer,
+    );
     c.temperature = 0.2;
     c
 }
@@ -336,14 +435,22 @@ pub const RETURN_REASONS: &[(&str, &str)] = &[
     ("doesnt_fit", "it doesn't fit"),
     ("doesnt_fit", "the size is too small"),
     ("not_as_described", "it's not as described"),
-    ("not_as_described", "the colour is different from the photos"),
+    (
+        "not_as_described",
+        "the colour is different from the photos",
+    ),
 ];
 
 fn order_id(rng: &mut R) -> String {
     match rng.random_range(0..5) {
         0 => format!("ORD-{}", pii::digits(rng, 6)),
         1 => format!("SR-2025-{}", pii::digits(rng, 5)),
-        2 => format!("{}{}-{}", pii::upper(rng, 1), pii::digits(rng, 2), pii::digits(rng, 5)),
+        2 => format!(
+            "{}{}-{}",
+            pii::upper(rng, 1),
+            pii::digits(rng, 2),
+            pii::digits(rng, 5)
+        ),
         _ => pii::order_number_16(rng),
     }
 }
@@ -352,7 +459,11 @@ fn order_status(rng: &mut R) -> Conv {
     let p = pii::person(rng, None);
     let id = order_id(rng);
     let tools = vec![
-        tool("get_order_status", "Look up an order.", json!({"type":"object","properties":{"order_id":{"type":"string"}},"required":["order_id"]})),
+        tool(
+            "get_order_status",
+            "Look up an order.",
+            json!({"type":"object","properties":{"order_id":{"type":"string"}},"required":["order_id"]}),
+        ),
         tool(
             "cancel_order",
             "Cancel an order.",
@@ -367,7 +478,7 @@ fn order_status(rng: &mut R) -> Conv {
     let intent = rng.random_range(0..10);
     let (request, tcall) = if intent < 5 {
         let s = fill(
-            pick(
+            pick_str(
                 rng,
                 &[
                     "Where is my order {id}?",
@@ -384,7 +495,7 @@ fn order_status(rng: &mut R) -> Conv {
     } else if intent < 8 {
         let (code, phrase) = *pick(rng, CANCEL_REASONS);
         let s = fill(
-            pick(
+            pick_str(
                 rng,
                 &[
                     "Please cancel order {id}, {reason}.",
@@ -395,11 +506,14 @@ fn order_status(rng: &mut R) -> Conv {
             ),
             &[("id", &id), ("reason", phrase)],
         );
-        (s, call(rng, "cancel_order", json!({"order_id": id, "reason": code})))
+        (
+            s,
+            call(rng, "cancel_order", json!({"order_id": id, "reason": code})),
+        )
     } else {
         let (code, phrase) = *pick(rng, RETURN_REASONS);
         let s = fill(
-            pick(
+            pick_str(
                 rng,
                 &[
                     "I'd like to return order {id} because {reason}.",
@@ -410,12 +524,25 @@ fn order_status(rng: &mut R) -> Conv {
             ),
             &[("id", &id), ("reason", phrase)],
         );
-        (s, call(rng, "start_return", json!({"order_id": id, "reason": code})))
+        (
+            s,
+            call(rng, "start_return", json!({"order_id": id, "reason": code})),
+        )
     };
-    let intro = fill(pick(rng, &["", "", "Hi, this is {full}.", "Hello!", "Hi there,", "{first} here."]), &[
-        ("full", &p.full()),
-        ("first", &p.first),
-    ]);
+    let intro = fill(
+        pick_str(
+            rng,
+            &[
+                "",
+                "",
+                "Hi, this is {full}.",
+                "Hello!",
+                "Hi there,",
+                "{first} here.",
+            ],
+        ),
+        &[("full", &p.full()), ("first", &p.first)],
+    );
     let extra = match rng.random_range(0..6) {
         0 => format!("It was shipped to {}.", pii::address(rng)),
         1 => format!("My email on the account is {}.", p.email),
@@ -423,7 +550,12 @@ fn order_status(rng: &mut R) -> Conv {
         3 => format!("I paid with the card ending {}.", pii::digits(rng, 4)),
         _ => String::new(),
     };
-    let user = with_signoff(rng, sentences(&[intro, request, extra]), &p, &["Thanks, {first}", "Best,\n{full}", "", "", "Thank you!"]);
+    let user = with_signoff(
+        rng,
+        sentences(&[intro, request, extra]),
+        &p,
+        &["Thanks, {first}", "Best,\n{full}", "", "", "Thank you!"],
+    );
     let multi = tcall.name == "get_order_status" && chance(rng, 0.35);
     let mut c = if multi {
         let status = *pick(rng, &["shipped", "processing", "delivered", "delayed"]);
@@ -431,16 +563,36 @@ fn order_status(rng: &mut R) -> Conv {
         let eta = pii::iso_date(rng);
         let result = json!({"order_id": id, "status": status, "carrier": carrier, "eta": eta});
         let text = match status {
-            "shipped" => format!("Your order {id} has shipped with {carrier} and should arrive on {eta}."),
-            "processing" => format!("Your order {id} is still being processed and should ship by {eta}."),
+            "shipped" => {
+                format!("Your order {id} has shipped with {carrier} and should arrive on {eta}.")
+            }
+            "processing" => {
+                format!("Your order {id} is still being processed and should ship by {eta}.")
+            }
             "delivered" => format!("Your order {id} was delivered by {carrier} on {eta}."),
             _ => format!("Your order {id} is delayed; the new estimated delivery date is {eta}."),
         };
-        let tool_result = Turn::ToolResult { call_id: tcall.id.clone(), name: tcall.name, content: result.to_string() };
+        let tool_result = Turn::ToolResult {
+            call_id: tcall.id.clone(),
+            name: tcall.name,
+            content: result.to_string(),
+        };
         let turns = vec![Turn::User(user), Turn::Assistant(vec![tcall]), tool_result];
-        conv("order_status", pick(rng, &ORDER_SYSTEM), tools, turns, Answer::Text(text))
+        conv(
+            "order_status",
+            pick_str(rng, &ORDER_SYSTEM),
+            tools,
+            turns,
+            Answer::Text(text),
+        )
     } else {
-        conv("order_status", pick(rng, &ORDER_SYSTEM), tools, vec![Turn::User(user)], Answer::Tools(vec![tcall]))
+        conv(
+            "order_status",
+            pick_str(rng, &ORDER_SYSTEM),
+            tools,
+            vec![Turn::User(user)],
+            Answer::Tools(vec![tcall]),
+        )
     };
     c.temperature = 0.2;
     c
@@ -483,7 +635,7 @@ fn show_amount(rng: &mut R, currency: &str, amount: &str) -> String {
         "USD" => &["USD {a}", "${a}", "{a} USD"],
         _ => &["CHF {a}", "{a} CHF"],
     };
-    fill(pick(rng, forms), &[("a", amount)])
+    fill(pick_str(rng, forms), &[("a", amount)])
 }
 
 fn invoice_extraction(rng: &mut R) -> Conv {
@@ -494,22 +646,57 @@ fn invoice_extraction(rng: &mut R) -> Conv {
     let sub_cents = rng.random_range(5_000..2_000_000u64);
     let tax_cents = sub_cents * vat / 1000;
     let total = money(sub_cents + tax_cents);
-    let iban = if !iban_cc.is_empty() && chance(rng, 0.85) { Some(pii::iban(rng, iban_cc)) } else { None };
-    let contact = pii::person(rng, Some(pick(rng, pii::COMPANIES).1));
+    let iban = if !iban_cc.is_empty() && chance(rng, 0.85) {
+        Some(pii::iban(rng, iban_cc))
+    } else {
+        None
+    };
+    let contact_domain = pick(rng, pii::COMPANIES).1;
+    let contact = pii::person(rng, Some(contact_domain));
     let client = pick(rng, pii::COMPANIES).0;
     let addr = pii::address(rng);
-    let total_label = *pick(rng, &["Total", "Total due", "Amount due", "Grand total", "TOTAL"]);
+    let total_label = *pick(
+        rng,
+        &["Total", "Total due", "Amount due", "Grand total", "TOTAL"],
+    );
     let total_s = show_amount(rng, currency, &total);
     let sub_s = show_amount(rng, currency, &money(sub_cents));
     let tax_s = show_amount(rng, currency, &money(tax_cents));
     let pay = match &iban {
-        Some(i) => format!("{} {i}", pick(rng, &["IBAN:", "Pay to IBAN", "Bank transfer to", "Account (IBAN):"])),
-        None => pick(rng, &["Payment: card on file", "Paid by credit card", "Payment by ACH, routing on request"]).to_string(),
+        Some(i) => format!(
+            "{} {i}",
+            pick(
+                rng,
+                &[
+                    "IBAN:",
+                    "Pay to IBAN",
+                    "Bank transfer to",
+                    "Account (IBAN):"
+                ]
+            )
+        ),
+        None => pick(
+            rng,
+            &[
+                "Payment: card on file",
+                "Paid by credit card",
+                "Payment by ACH, routing on request",
+            ],
+        )
+        .to_string(),
     };
     let po = format!("PO-{}", pii::digits(rng, 8));
     let service = *pick(
         rng,
-        &["consulting services, March", "office supplies", "printing of 500 brochures", "annual maintenance contract", "software licences (12 seats)", "catering for team event", "HVAC repair"],
+        &[
+            "consulting services, March",
+            "office supplies",
+            "printing of 500 brochures",
+            "annual maintenance contract",
+            "software licences (12 seats)",
+            "catering for team event",
+            "HVAC repair",
+        ],
     );
     let doc = match rng.random_range(0..4) {
         0 => {
@@ -565,7 +752,16 @@ fn invoice_extraction(rng: &mut R) -> Conv {
             lines.join("\n")
         }
     };
-    let lead = *pick(rng, &["Extract the fields from this invoice:\n\n", "Invoice text below.\n\n", "Please parse:\n", "", "From the scanner:\n"]);
+    let lead = *pick(
+        rng,
+        &[
+            "Extract the fields from this invoice:\n\n",
+            "Invoice text below.\n\n",
+            "Please parse:\n",
+            "",
+            "From the scanner:\n",
+        ],
+    );
     let user = format!("{lead}{doc}");
     let answer = json!({
         "invoice_number": number,
@@ -575,7 +771,13 @@ fn invoice_extraction(rng: &mut R) -> Conv {
         "currency": currency,
         "iban": iban,
     });
-    let mut c = conv("invoice_extraction", pick(rng, &INVOICE_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(answer.to_string()));
+    let mut c = conv(
+        "invoice_extraction",
+        pick_str(rng, &INVOICE_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(answer.to_string()),
+    );
     c.json_output = true;
     c
 }
@@ -630,7 +832,7 @@ const TASKS: &[&str] = &[
 ];
 
 fn meeting_summary(rng: &mut R) -> Conv {
-    let n_att = rng.random_range(2..=4);
+    let n_att = rng.random_range(2..=3);
     let mut people: Vec<Person> = Vec::new();
     while people.len() < n_att {
         let p = pii::person(rng, Some("northwind.io"));
@@ -653,7 +855,7 @@ fn meeting_summary(rng: &mut R) -> Conv {
     for d in dec_pool.into_iter().take(n_dec) {
         decisions.push(fill(d, &[("date", &pii::iso_date(rng))]));
     }
-    let n_act = rng.random_range(1..=3);
+    let n_act = *pick(rng, &[1usize, 1, 2, 2]);
     let mut task_pool: Vec<&str> = TASKS.to_vec();
     task_pool.shuffle(rng);
     let mut actions = Vec::new();
@@ -661,7 +863,11 @@ fn meeting_summary(rng: &mut R) -> Conv {
         let owner = pick(rng, &people).first.clone();
         let ext = pii::person(rng, None);
         let task = fill(t, &[("email", &ext.email)]);
-        let due = if chance(rng, 0.6) { pii::iso_date(rng) } else { pick(rng, &["Friday", "Monday", "Wednesday", "end of month"]).to_string() };
+        let due = if chance(rng, 0.6) {
+            pii::iso_date(rng)
+        } else {
+            pick(rng, &["Friday", "Monday", "Wednesday", "end of month"]).to_string()
+        };
         actions.push((owner, task, due));
     }
     // Note lines in their written order: decisions and actions interleaved with noise.
@@ -670,13 +876,23 @@ fn meeting_summary(rng: &mut R) -> Conv {
         Act(usize),
         Noise(String),
     }
-    let mut lines: Vec<L> = (0..decisions.len()).map(L::Dec).chain((0..actions.len()).map(L::Act)).collect();
+    let mut lines: Vec<L> = (0..decisions.len())
+        .map(L::Dec)
+        .chain((0..actions.len()).map(L::Act))
+        .collect();
     for _ in 0..rng.random_range(0..=2) {
         let noise = match rng.random_range(0..4) {
             0 => format!("- discussed {}, no decision yet", pick(rng, TOPICS)),
-            1 => format!("- {} gave an update on {}", pick(rng, &people).first, pick(rng, TOPICS)),
+            1 => format!(
+                "- {} gave an update on {}",
+                pick(rng, &people).first,
+                pick(rng, TOPICS)
+            ),
             2 => format!("- dial-in for next time: {}", pii::phone(rng)),
-            _ => format!("- open question: who owns the {} follow-up?", pick(rng, TOPICS)),
+            _ => format!(
+                "- open question: who owns the {} follow-up?",
+                pick(rng, TOPICS)
+            ),
         };
         lines.push(L::Noise(noise));
     }
@@ -689,13 +905,32 @@ fn meeting_summary(rng: &mut R) -> Conv {
             L::Dec(i) => {
                 dec_order.push(*i);
                 let d = &decisions[*i];
-                body.push(fill(pick(rng, &["- agreed to {d}", "- decided: {d}", "- decision: {d}", "- we will {d}"]), &[("d", d)]));
+                body.push(fill(
+                    pick_str(
+                        rng,
+                        &[
+                            "- agreed to {d}",
+                            "- decided: {d}",
+                            "- decision: {d}",
+                            "- we will {d}",
+                        ],
+                    ),
+                    &[("d", d)],
+                ));
             }
             L::Act(i) => {
                 act_order.push(*i);
                 let (o, t, due) = &actions[*i];
                 body.push(fill(
-                    pick(rng, &["- {o} to {t} by {due}", "- AI: {o} will {t} by {due}", "- {o}: {t}, due {due}", "- action: {t} ({o}, {due})"]),
+                    pick_str(
+                        rng,
+                        &[
+                            "- {o} to {t} by {due}",
+                            "- AI: {o} will {t} by {due}",
+                            "- {o}: {t}, due {due}",
+                            "- action: {t} ({o}, {due})",
+                        ],
+                    ),
                     &[("o", o), ("t", t), ("due", due)],
                 ));
             }
@@ -711,7 +946,11 @@ fn meeting_summary(rng: &mut R) -> Conv {
     let dec_text = if dec_order.is_empty() {
         "none".to_string()
     } else {
-        dec_order.iter().map(|&i| decisions[i].as_str()).collect::<Vec<_>>().join("; ")
+        dec_order
+            .iter()
+            .map(|&i| decisions[i].as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     let act_text = act_order
         .iter()
@@ -721,8 +960,17 @@ fn meeting_summary(rng: &mut R) -> Conv {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let answer = format!("Attendees: {}.\nDecisions: {dec_text}.\nAction items: {act_text}.", names.join(", "));
-    let mut c = conv("meeting_summary", pick(rng, &MEETING_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(answer));
+    let answer = format!(
+        "Attendees: {}.\nDecisions: {dec_text}.\nAction items: {act_text}.",
+        names.join(", ")
+    );
+    let mut c = conv(
+        "meeting_summary",
+        pick_str(rng, &MEETING_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(answer),
+    );
     c.temperature = 0.3;
     c
 }
@@ -736,15 +984,46 @@ const SQL_SYSTEM: [&str; 3] = [
 ];
 
 const CITIES: &[&str] = &[
-    "Berlin", "Lisbon", "Madrid", "Paris", "London", "Amsterdam", "Rome", "Vienna", "Prague", "Dublin", "New York",
-    "Chicago", "Toronto", "Tokyo", "Singapore", "São Paulo", "Zürich", "Oslo", "Athens", "Barcelona",
+    "Berlin",
+    "Lisbon",
+    "Madrid",
+    "Paris",
+    "London",
+    "Amsterdam",
+    "Rome",
+    "Vienna",
+    "Prague",
+    "Dublin",
+    "New York",
+    "Chicago",
+    "Toronto",
+    "Tokyo",
+    "Singapore",
+    "São Paulo",
+    "Zürich",
+    "Oslo",
+    "Athens",
+    "Barcelona",
 ];
 
 fn sql_generation(rng: &mut R) -> Conv {
-    let status = *pick(rng, &["pending", "shipped", "delivered", "cancelled", "refunded"]);
+    let status = *pick(
+        rng,
+        &["pending", "shipped", "delivered", "cancelled", "refunded"],
+    );
     let city = *pick(rng, CITIES);
-    let date = pii::iso_date(rng).replace("2025", pick(rng, &["2023", "2024", "2025"]));
-    let category = *pick(rng, &["electronics", "books", "garden", "toys", "sports", "kitchen"]);
+    let date = pii::iso_date(rng).replace("2025", pick_str(rng, &["2023", "2024", "2025"]));
+    let category = *pick(
+        rng,
+        &[
+            "electronics",
+            "books",
+            "garden",
+            "toys",
+            "sports",
+            "kitchen",
+        ],
+    );
     let n = rng.random_range(3..=10).to_string();
     let year = rng.random_range(2018..=2025).to_string();
     let amount = pick(rng, &["100", "250", "500", "750", "1000", "2500"]).to_string();
@@ -765,8 +1044,14 @@ fn sql_generation(rng: &mut R) -> Conv {
     ];
     let s: Vec<(&str, &str)> = slots.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (questions, sql): (&[&str], &str) = match rng.random_range(0..10) {
-        0 => (&["How many orders are {status}?", "Count the orders with status {status}.", "What's the number of {status} orders?"], "SELECT COUNT(*) FROM orders WHERE status = '{status}';"),
-        1 => (&["List the names of customers in {city}.", "Which customers live in {city}? Just names.", "Show me customer names from {city}."], "SELECT name FROM customers WHERE city = '{city}';"),
+        0 => (
+            &["How many {status} orders were placed since {date}?", "Count the {status} orders from {date} onwards.", "Number of orders with status {status} since {date}?"],
+            "SELECT COUNT(*) FROM orders WHERE status = '{status}' AND order_date >= '{date}';",
+        ),
+        1 => (
+            &["List the names of customers in {city} who signed up since {date}.", "Which customers from {city} joined on or after {date}? Just names.", "Show me names of {city} customers with a signup date from {date}."],
+            "SELECT name FROM customers WHERE city = '{city}' AND signup_date >= '{date}';",
+        ),
         2 => (
             &["What is the total revenue from orders placed since {date}?", "Sum of order totals from {date} onwards?", "How much revenue have we made since {date}?"],
             "SELECT SUM(total) FROM orders WHERE order_date >= '{date}';",
@@ -779,24 +1064,82 @@ fn sql_generation(rng: &mut R) -> Conv {
             &["Find all orders for the customer with email {email}.", "Which orders did {email} place?", "Pull the orders of the account {email}."],
             "SELECT o.id, o.total FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.email = '{email}';",
         ),
-        5 => (&["What's the average order total for {status} orders?", "Average value of orders that are {status}?", "Mean total of {status} orders, please."], "SELECT AVG(total) FROM orders WHERE status = '{status}';"),
-        6 => (
-            &["How many customers signed up in {year}?", "Number of signups during {year}?", "Count customers who joined in {year}."],
-            "SELECT COUNT(*) FROM customers WHERE strftime('%Y', signup_date) = '{year}';",
+        5 => (
+            &["What's the average order total for {status} orders from customers in {city}?", "Average value of {status} orders placed by {city} customers?", "Mean total of {status} orders for customers living in {city}."],
+            "SELECT AVG(o.total) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = '{status}' AND c.city = '{city}';",
         ),
-        7 => (&["Which orders are over {amount} dollars?", "List orders with a total above {amount}.", "Show orders bigger than {amount}."], "SELECT id, total FROM orders WHERE total > {amount};"),
-        8 => (&["How many customers do we have in each city?", "Customer count per city, please.", "Break down our customers by city."], "SELECT city, COUNT(*) FROM customers GROUP BY city;"),
+        6 => (
+            &["How many customers in {city} signed up in {year}?", "Number of {city} signups during {year}?", "Count customers from {city} who joined in {year}."],
+            "SELECT COUNT(*) FROM customers WHERE city = '{city}' AND strftime('%Y', signup_date) = '{year}';",
+        ),
+        7 => (
+            &["Which {status} orders are over {amount} dollars?", "List {status} orders with a total above {amount}.", "Show {status} orders bigger than {amount}."],
+            "SELECT id, total FROM orders WHERE status = '{status}' AND total > {amount};",
+        ),
+        8 => (
+            &["Which {n} cities had the most customer signups in {year}?", "Top {n} cities by customers who joined in {year}, please.", "Give me the {n} cities with the most {year} signups."],
+            "SELECT city, COUNT(*) AS signups FROM customers WHERE strftime('%Y', signup_date) = '{year}' GROUP BY city ORDER BY signups DESC LIMIT {n};",
+        ),
         _ => (&["What is the email address of {name}?", "Look up the email for customer {name}.", "I need {name}'s email from the customers table."], "SELECT email FROM customers WHERE name = '{name}';"),
     };
-    let q = fill(pick(rng, questions), &s);
+    let q = fill(pick_str(rng, questions), &s);
     let pre_person = pii::person(rng, Some("northwind.io"));
+    let team = pick_str(
+        rng,
+        &[
+            "finance",
+            "sales",
+            "marketing",
+            "support",
+            "ops",
+            "the board deck",
+            "growth",
+        ],
+    );
     let pre = fill(
-        pick(rng, &["", "", "Quick one - ", "For the weekly report: ", "Hi, it's {first} from finance. ", "Ticket DATA-{n}: "]),
-        &[("first", &pre_person.first), ("n", &pii::digits(rng, 4))],
+        pick_str(
+            rng,
+            &[
+                "",
+                "Quick one - ",
+                "For the weekly report: ",
+                "Hi, it's {first} from {team}. ",
+                "Ticket DATA-{n}: ",
+                "Asking for {first} ({team}): ",
+                "Need this for {team} by {day}. ",
+                "{first} here. ",
+            ],
+        ),
+        &[
+            ("first", &pre_person.first),
+            ("n", &pii::digits(rng, 4)),
+            ("team", team),
+            (
+                "day",
+                pick_str(
+                    rng,
+                    &[
+                        "Monday",
+                        "Tuesday",
+                        "Wednesday",
+                        "Thursday",
+                        "Friday",
+                        "tomorrow",
+                        "noon",
+                    ],
+                ),
+            ),
+        ],
     );
     let user = format!("{pre}{q}");
     let answer = fill(sql, &s);
-    conv("sql_generation", pick(rng, &SQL_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(answer))
+    conv(
+        "sql_generation",
+        pick_str(rng, &SQL_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(answer),
+    )
 }
 
 // ---------------------------------------------------------------- calendar_scheduling
@@ -846,19 +1189,38 @@ fn calendar_scheduling(rng: &mut R) -> Conv {
             "Find free time on a day.",
             json!({"type":"object","properties":{"date":{"type":"string"},"duration_minutes":{"type":"integer"}},"required":["date","duration_minutes"]}),
         ),
-        tool("cancel_event", "Cancel an event.", json!({"type":"object","properties":{"event_id":{"type":"string"}},"required":["event_id"]})),
+        tool(
+            "cancel_event",
+            "Cancel an event.",
+            json!({"type":"object","properties":{"event_id":{"type":"string"}},"required":["event_id"]}),
+        ),
     ];
     let date = pii::iso_date(rng);
     let (mins, dur) = *pick(rng, DURATIONS);
     let intent = rng.random_range(0..10);
     let (text, tcall) = if intent < 7 {
-        let title = if chance(rng, 0.15) { format!("1:1 with {}", pick(rng, pii::FIRST_NAMES)) } else { pick(rng, TITLES).to_string() };
+        let title = if chance(rng, 0.15) {
+            format!("1:1 with {}", pick(rng, pii::FIRST_NAMES))
+        } else {
+            pick(rng, TITLES).to_string()
+        };
         let time = pii::time_24h(rng);
-        let n = rng.random_range(1..=3);
-        let guests: Vec<Person> = (0..n).map(|_| pii::person(rng, Some(pick(rng, pii::COMPANIES).1))).collect();
+        let n = *pick(rng, &[1usize, 1, 1, 1, 2, 2, 2, 3]);
+        let guests: Vec<Person> = (0..n)
+            .map(|_| {
+                let domain = pick(rng, pii::COMPANIES).1;
+                pii::person(rng, Some(domain))
+            })
+            .collect();
         let mention: Vec<String> = guests
             .iter()
-            .map(|g| if chance(rng, 0.4) { format!("{} ({})", g.first, g.email) } else { g.email.clone() })
+            .map(|g| {
+                if chance(rng, 0.4) {
+                    format!("{} ({})", g.first, g.email)
+                } else {
+                    g.email.clone()
+                }
+            })
             .collect();
         let who = match mention.len() {
             1 => mention[0].clone(),
@@ -866,14 +1228,14 @@ fn calendar_scheduling(rng: &mut R) -> Conv {
             _ => format!("{}, {} and {}", mention[0], mention[1], mention[2]),
         };
         let s = fill(
-            pick(
+            pick_str(
                 rng,
                 &[
                     "Can you book \"{title}\" on {date} at {time} for {dur} with {who}?",
                     "Please schedule \"{title}\" with {who} on {date}, {time}, {dur}.",
-                    "Set up a {dur} meeting called \"{title}\" on {date} at {time}. Invite {who}.",
+                    "Set up a meeting called \"{title}\" on {date} at {time} for {dur}. Invite {who}.",
                     "Put \"{title}\" in my calendar: {date} {time}, {dur}, attendees {who}.",
-                    "I need a {dur} slot on {date} at {time} for \"{title}\" with {who}.",
+                    "I need {dur} on {date} at {time} for \"{title}\" with {who}.",
                 ],
             ),
             &[("title", &title), ("date", &date), ("time", &time), ("dur", dur), ("who", &who)],
@@ -881,18 +1243,43 @@ fn calendar_scheduling(rng: &mut R) -> Conv {
         let emails: Vec<&str> = guests.iter().map(|g| g.email.as_str()).collect();
         (
             s,
-            call(rng, "create_event", json!({"title": title, "date": date, "start_time": time, "duration_minutes": mins, "attendees": emails})),
+            call(
+                rng,
+                "create_event",
+                json!({"title": title, "date": date, "start_time": time, "duration_minutes": mins, "attendees": emails}),
+            ),
         )
     } else if intent < 9 {
         let s = fill(
-            pick(rng, &["When am I free on {date} for {dur}?", "Find me a free {dur} slot on {date}.", "Do I have {dur} open anywhere on {date}?"]),
+            pick_str(
+                rng,
+                &[
+                    "When am I free on {date} for {dur}?",
+                    "Find me a free {dur} slot on {date}.",
+                    "Do I have {dur} open anywhere on {date}?",
+                ],
+            ),
             &[("date", &date), ("dur", dur)],
         );
-        (s, call(rng, "find_free_slots", json!({"date": date, "duration_minutes": mins})))
+        (
+            s,
+            call(
+                rng,
+                "find_free_slots",
+                json!({"date": date, "duration_minutes": mins}),
+            ),
+        )
     } else {
         let ev = format!("EVT-{}", pii::digits(rng, 5));
         let s = fill(
-            pick(rng, &["Cancel event {ev}, it's no longer needed.", "Please drop {ev} from my calendar.", "{ev} is cancelled - remove it please."]),
+            pick_str(
+                rng,
+                &[
+                    "Cancel event {ev}, it's no longer needed.",
+                    "Please drop {ev} from my calendar.",
+                    "{ev} is cancelled - remove it please.",
+                ],
+            ),
             &[("ev", &ev)],
         );
         (s, call(rng, "cancel_event", json!({"event_id": ev})))
@@ -903,8 +1290,19 @@ fn calendar_scheduling(rng: &mut R) -> Conv {
         2 => "Thanks!".to_string(),
         _ => String::new(),
     };
-    let user = with_signoff(rng, sentences(&[text, extra]), &me, &["", "", "- {first}", "Thanks, {full}"]);
-    let mut c = conv("calendar_scheduling", pick(rng, &CAL_SYSTEM), tools, vec![Turn::User(user)], Answer::Tools(vec![tcall]));
+    let user = with_signoff(
+        rng,
+        sentences(&[text, extra]),
+        &me,
+        &["", "", "- {first}", "Thanks, {full}"],
+    );
+    let mut c = conv(
+        "calendar_scheduling",
+        pick_str(rng, &CAL_SYSTEM),
+        tools,
+        vec![Turn::User(user)],
+        Answer::Tools(vec![tcall]),
+    );
     c.temperature = 0.1;
     c
 }
@@ -943,18 +1341,32 @@ fn travel_agent(rng: &mut R) -> Conv {
     }
     let date = pii::iso_date(rng);
     let intent = rng.random_range(0..10);
-    let pax: u32 = if chance(rng, 0.6) { 1 } else { rng.random_range(2..=4) };
+    let pax: u32 = if chance(rng, 0.6) {
+        1
+    } else {
+        rng.random_range(2..=4)
+    };
     let pax_s = if pax == 1 {
         String::new()
     } else {
-        fill(pick(rng, &[" for {n} passengers", " for {n} people", ", {n} adults"]), &[("n", &pax.to_string())])
+        fill(
+            pick_str(
+                rng,
+                &[" for {n} passengers", " for {n} people", ", {n} adults"],
+            ),
+            &[("n", &pax.to_string())],
+        )
     };
     let nights = rng.random_range(1..=7u32);
-    let nights_s = if nights == 1 { "1 night".to_string() } else { format!("{nights} nights") };
+    let nights_s = if nights == 1 {
+        "1 night".to_string()
+    } else {
+        format!("{nights} nights")
+    };
     let (text, calls): (String, Vec<TCall>) = match intent {
         0..=3 => {
             let s = fill(
-                pick(
+                pick_str(
                     rng,
                     &[
                         "Find me a flight from {o} to {d} on {date}{pax}.",
@@ -965,11 +1377,18 @@ fn travel_agent(rng: &mut R) -> Conv {
                 ),
                 &[("o", origin), ("d", dest), ("date", &date), ("pax", &pax_s)],
             );
-            (s, vec![call(rng, "search_flights", json!({"origin": origin, "destination": dest, "date": date, "passengers": pax}))])
+            (
+                s,
+                vec![call(
+                    rng,
+                    "search_flights",
+                    json!({"origin": origin, "destination": dest, "date": date, "passengers": pax}),
+                )],
+            )
         }
         4..=5 => {
             let s = fill(
-                pick(
+                pick_str(
                     rng,
                     &[
                         "Book a hotel in {d} from {date} for {nights}, confirmation to {email}.",
@@ -979,18 +1398,39 @@ fn travel_agent(rng: &mut R) -> Conv {
                 ),
                 &[("d", dest), ("date", &date), ("nights", &nights_s), ("email", &p.email)],
             );
-            (s, vec![call(rng, "book_hotel", json!({"city": dest, "check_in": date, "nights": nights, "guest_email": p.email}))])
+            (
+                s,
+                vec![call(
+                    rng,
+                    "book_hotel",
+                    json!({"city": dest, "check_in": date, "nights": nights, "guest_email": p.email}),
+                )],
+            )
         }
         6..=8 => {
             let s = fill(
-                pick(rng, &["What's the weather going to be in {d} on {date}?", "Weather forecast for {d} on {date}, please.", "Will it rain in {d} on {date}?"]),
+                pick_str(
+                    rng,
+                    &[
+                        "What's the weather going to be in {d} on {date}?",
+                        "Weather forecast for {d} on {date}, please.",
+                        "Will it rain in {d} on {date}?",
+                    ],
+                ),
                 &[("d", dest), ("date", &date)],
             );
-            (s, vec![call(rng, "get_weather", json!({"city": dest, "date": date}))])
+            (
+                s,
+                vec![call(
+                    rng,
+                    "get_weather",
+                    json!({"city": dest, "date": date}),
+                )],
+            )
         }
         _ => {
             let s = fill(
-                pick(
+                pick_str(
                     rng,
                     &[
                         "Search flights from {o} to {d} on {date}{pax} and tell me the weather in {d} that day.",
@@ -1002,27 +1442,42 @@ fn travel_agent(rng: &mut R) -> Conv {
             (
                 s,
                 vec![
-                    call(rng, "search_flights", json!({"origin": origin, "destination": dest, "date": date, "passengers": pax})),
+                    call(
+                        rng,
+                        "search_flights",
+                        json!({"origin": origin, "destination": dest, "date": date, "passengers": pax}),
+                    ),
                     call(rng, "get_weather", json!({"city": dest, "date": date})),
                 ],
             )
         }
     };
     let extra = match rng.random_range(0..7) {
-        0 => format!("My passport number is {}{}.", pii::upper(rng, 1), pii::digits(rng, 8)),
+        0 => format!(
+            "My passport number is {}{}.",
+            pii::upper(rng, 1),
+            pii::digits(rng, 8)
+        ),
         1 => format!("Call me at {} if anything changes.", pii::phone(rng)),
         2 => format!("Charge it to {}.", pii::card(rng)),
         3 => format!("I'm {}, travelling for work.", p.full()),
         _ => String::new(),
     };
-    let user = with_signoff(rng, sentences(&[text, extra]), &p, &["", "", "Thanks, {first}", "Cheers"]);
+    let user = with_signoff(
+        rng,
+        sentences(&[text, extra]),
+        &p,
+        &["", "", "Thanks, {first}", "Cheers"],
+    );
     let multi = calls.len() == 1 && chance(rng, 0.35);
     let system = pick(rng, &TRAVEL_SYSTEM);
     let mut c = if multi {
         let tc = &calls[0];
         let (result, answer) = match tc.name {
             "search_flights" => {
-                let mut prices: Vec<u32> = (0..rng.random_range(1..=3)).map(|_| rng.random_range(49..900)).collect();
+                let mut prices: Vec<u32> = (0..rng.random_range(1..=3))
+                    .map(|_| rng.random_range(49..900))
+                    .collect();
                 prices.sort_unstable();
                 let flights: Vec<Value> = prices
                     .iter()
@@ -1040,29 +1495,65 @@ fn travel_agent(rng: &mut R) -> Conv {
                 (json!({"flights": flights}), answer)
             }
             "book_hotel" => {
-                let hotel = *pick(rng, &["Hotel Aurora", "Grand Central Inn", "Riverside Suites", "Casa Azul", "The Linden", "Harbour View Hotel"]);
+                let hotel = *pick(
+                    rng,
+                    &[
+                        "Hotel Aurora",
+                        "Grand Central Inn",
+                        "Riverside Suites",
+                        "Casa Azul",
+                        "The Linden",
+                        "Harbour View Hotel",
+                    ],
+                );
                 let conf = format!("HTL-{}", pii::digits(rng, 6));
                 let total = rng.random_range(80..400) * nights;
                 let answer = format!("Booked {hotel} in {dest} for {nights_s} from {date}; confirmation {conf}, total {total} EUR.");
-                (json!({"confirmation": conf, "hotel": hotel, "total": total, "currency": "EUR"}), answer)
+                (
+                    json!({"confirmation": conf, "hotel": hotel, "total": total, "currency": "EUR"}),
+                    answer,
+                )
             }
             _ => {
-                let forecast = *pick(rng, &["sunny", "light rain", "cloudy", "thunderstorms", "snow showers", "partly cloudy"]);
+                let forecast = *pick(
+                    rng,
+                    &[
+                        "sunny",
+                        "light rain",
+                        "cloudy",
+                        "thunderstorms",
+                        "snow showers",
+                        "partly cloudy",
+                    ],
+                );
                 let low = rng.random_range(-5..20i32);
                 let high = low + rng.random_range(3..12i32);
                 let answer = format!("Expect {forecast} in {dest} on {date}, with temperatures between {low} and {high}°C.");
-                (json!({"city": dest, "date": date, "forecast": forecast, "low_c": low, "high_c": high}), answer)
+                (
+                    json!({"city": dest, "date": date, "forecast": forecast, "low_c": low, "high_c": high}),
+                    answer,
+                )
             }
         };
         let tc = tc.clone();
         let turns = vec![
             Turn::User(user),
             Turn::Assistant(vec![tc.clone()]),
-            Turn::ToolResult { call_id: tc.id.clone(), name: tc.name, content: result.to_string() },
+            Turn::ToolResult {
+                call_id: tc.id.clone(),
+                name: tc.name,
+                content: result.to_string(),
+            },
         ];
         conv("travel_agent", system, tools, turns, Answer::Text(answer))
     } else {
-        conv("travel_agent", system, tools, vec![Turn::User(user)], Answer::Tools(calls))
+        conv(
+            "travel_agent",
+            system,
+            tools,
+            vec![Turn::User(user)],
+            Answer::Tools(calls),
+        )
     };
     c.temperature = 0.3;
     c
@@ -1078,16 +1569,80 @@ const CHAT_SYSTEM: [&str; 3] = [
 
 /// (user phrasings, reply; `{n}` becomes ", <first name>" when the user gave one)
 pub const CHAT_INTENTS: &[(&[&str], &str)] = &[
-    (&["hi!", "hello there", "hey, good morning", "hiya"], "Hello{n}! How can I help you today?"),
-    (&["how are you doing today?", "how's it going?", "how are you?"], "I'm doing great, thanks for asking! How about you?"),
-    (&["thanks so much for the help earlier", "thank you, that was useful", "cheers, appreciate it"], "You're welcome{n}! Happy to help."),
-    (&["tell me a joke", "got any good jokes?", "make me laugh please"], "Why did the developer go broke? Because he used up all his cache."),
-    (&["ok bye for now", "goodnight, talk tomorrow", "see you later"], "Goodbye{n}! Have a great day."),
-    (&["who are you?", "are you a real person?", "what are you exactly?"], "I'm Pip, the Brightside assistant. I'm here to answer questions and keep you company."),
-    (&["I'm so bored", "nothing to do today, I'm bored", "entertain me, I'm bored"], "How about a short walk or a new podcast? A small change of scene often helps."),
-    (&["it's my birthday today!", "guess what, today is my birthday"], "Happy birthday{n}! I hope your day is wonderful."),
-    (&["any plans for the weekend?", "what should I do this weekend?"], "How about trying a new recipe or meeting friends outdoors? Have a lovely weekend!"),
-    (&["you're really helpful", "you're the best assistant", "I like talking to you"], "Thank you, that's very kind of you to say!"),
+    (
+        &["hi!", "hello there", "hey, good morning", "hiya"],
+        "Hello{n}! How can I help you today?",
+    ),
+    (
+        &[
+            "how are you doing today?",
+            "how's it going?",
+            "how are you?",
+        ],
+        "I'm doing great, thanks for asking! How about you?",
+    ),
+    (
+        &[
+            "thanks so much for the help earlier",
+            "thank you, that was useful",
+            "cheers, appreciate it",
+        ],
+        "You're welcome{n}! Happy to help.",
+    ),
+    (
+        &[
+            "tell me a joke",
+            "got any good jokes?",
+            "make me laugh please",
+        ],
+        "Why did the developer go broke? Because he used up all his cache.",
+    ),
+    (
+        &[
+            "ok bye for now",
+            "goodnight, talk tomorrow",
+            "see you later",
+        ],
+        "Goodbye{n}! Have a great day.",
+    ),
+    (
+        &[
+            "who are you?",
+            "are you a real person?",
+            "what are you exactly?",
+        ],
+        "I'm Pip, the Brightside assistant. I'm here to answer questions and keep you company.",
+    ),
+    (
+        &[
+            "I'm so bored",
+            "nothing to do today, I'm bored",
+            "entertain me, I'm bored",
+        ],
+        "How about a short walk or a new podcast? A small change of scene often helps.",
+    ),
+    (
+        &[
+            "it's my birthday today!",
+            "guess what, today is my birthday",
+        ],
+        "Happy birthday{n}! I hope your day is wonderful.",
+    ),
+    (
+        &[
+            "any plans for the weekend?",
+            "what should I do this weekend?",
+        ],
+        "How about trying a new recipe or meeting friends outdoors? Have a lovely weekend!",
+    ),
+    (
+        &[
+            "you're really helpful",
+            "you're the best assistant",
+            "I like talking to you",
+        ],
+        "Thank you, that's very kind of you to say!",
+    ),
 ];
 
 fn chitchat(rng: &mut R) -> Conv {
@@ -1099,7 +1654,22 @@ fn chitchat(rng: &mut R) -> Conv {
         msg = format!("{msg} I was born on {}.", pii::dob(rng));
     }
     let named = chance(rng, 0.6);
-    let intro = if named { fill(pick(rng, &["{first} here. ", "It's {first}. ", "This is {first} again. ", "{first} here - "]), &[("first", &p.first)]) } else { String::new() };
+    let intro = if named {
+        fill(
+            pick_str(
+                rng,
+                &[
+                    "{first} here. ",
+                    "It's {first}. ",
+                    "This is {first} again. ",
+                    "{first} here - ",
+                ],
+            ),
+            &[("first", &p.first)],
+        )
+    } else {
+        String::new()
+    };
     let context = *pick(
         rng,
         &[
@@ -1115,13 +1685,40 @@ fn chitchat(rng: &mut R) -> Conv {
             " Sitting in the park right now.",
             " The kids are finally in bed.",
             " Stuck in traffic, not driving though.",
+            " Just got back from the gym.",
+            " Waiting for my pizza to arrive.",
+            " First day of my holiday!",
+            " Working from a café today.",
+            " It's so hot outside.",
+            " Procrastinating a bit.",
         ],
     );
-    let tail = *pick(rng, &["", "", " :)", " lol", " 🙂", " haha", "!!", " :D"]);
+    let tail = *pick(
+        rng,
+        &[
+            "", "", " :)", " lol", " 🙂", " haha", "!!", " :D", " 😄", " xD",
+        ],
+    );
+    if !intro.is_empty() && intro.ends_with(". ") {
+        msg = capitalise(&msg);
+    }
+    if !context.is_empty() && !msg.ends_with(['.', '!', '?']) {
+        msg.push('.');
+    }
     let user = format!("{intro}{msg}{context}{tail}");
-    let n = if named { format!(", {}", p.first) } else { String::new() };
+    let n = if named {
+        format!(", {}", p.first)
+    } else {
+        String::new()
+    };
     let answer = reply.replace("{n}", &n);
-    let mut c = conv("chitchat", pick(rng, &CHAT_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(answer));
+    let mut c = conv(
+        "chitchat",
+        pick_str(rng, &CHAT_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(answer),
+    );
     c.temperature = 0.8;
     c.max_tokens = 256;
     c
@@ -1146,6 +1743,10 @@ pub const POSITIVE: &[&str] = &[
     "five stars from me",
     "really happy with this purchase",
     "customer service was fantastic",
+    "my whole family loves it",
+    "best purchase I made this year",
+    "it feels really solid",
+    "battery life is amazing",
 ];
 
 pub const NEGATIVE: &[&str] = &[
@@ -1159,6 +1760,10 @@ pub const NEGATIVE: &[&str] = &[
     "returned it the next day",
     "cheap plastic that feels flimsy",
     "one star, sadly",
+    "the battery dies within an hour",
+    "it broke the first time I used it",
+    "the instructions are useless",
+    "worst purchase this year",
 ];
 
 pub const NEUTRAL: &[&str] = &[
@@ -1170,6 +1775,12 @@ pub const NEUTRAL: &[&str] = &[
     "it replaced my old one",
     "the size is as listed",
     "I bought it for my office",
+    "it was a gift for my brother",
+    "delivery took four days",
+    "I use it mostly on weekends",
+    "the colour is dark grey",
+    "it has two settings",
+    "it weighs about a kilo",
 ];
 
 const PRODUCTS: &[&str] = &[
@@ -1183,6 +1794,12 @@ const PRODUCTS: &[&str] = &[
     "USB-C hub",
     "office chair",
     "smart thermostat",
+    "electric kettle",
+    "yoga mat",
+    "mechanical keyboard",
+    "baby monitor",
+    "camping tent",
+    "hair dryer",
 ];
 
 fn capitalise(s: &str) -> String {
@@ -1204,19 +1821,44 @@ fn sentiment(rng: &mut R) -> Conv {
     };
     let mut pool = polar.to_vec();
     pool.shuffle(rng);
-    parts.extend(pool.into_iter().take(rng.random_range(1..=2)).map(String::from));
+    parts.extend(
+        pool.into_iter()
+            .take(rng.random_range(1..=2))
+            .map(String::from),
+    );
     let mut neutral = NEUTRAL.to_vec();
     neutral.shuffle(rng);
-    let n_neutral = if label == "neutral" { rng.random_range(2..=3) } else { rng.random_range(0..=2) };
+    let n_neutral = if label == "neutral" {
+        rng.random_range(2..=3)
+    } else {
+        rng.random_range(0..=2)
+    };
     parts.extend(neutral.into_iter().take(n_neutral).map(String::from));
     parts.shuffle(rng);
-    let mut text = parts.iter().map(|s| format!("{}.", capitalise(s))).collect::<Vec<_>>().join(" ");
-    if chance(rng, 0.5) {
-        text = format!("Bought the {product}. {text}");
+    let mut text = parts
+        .iter()
+        .map(|s| format!("{}.", capitalise(s)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if chance(rng, 0.6) {
+        let opener = pick_str(
+            rng,
+            &[
+                "Bought the {p}.",
+                "Got this {p} last month.",
+                "My review of the {p}:",
+                "Ordered the {p} for home.",
+            ],
+        );
+        text = format!("{} {text}", opener.replace("{p}", product));
     }
     let p = pii::person(rng, None);
     text = match rng.random_range(0..5) {
-        0 => format!("{text} - {} {}.", p.first, p.last.chars().next().unwrap_or('X')),
+        0 => format!(
+            "{text} - {} {}.",
+            p.first,
+            p.last.chars().next().unwrap_or('X')
+        ),
         1 => format!("{text}\nReviewer: {}", p.email),
         2 => format!("{text} (order {})", pii::order_number_16(rng)),
         _ => text,
@@ -1226,7 +1868,13 @@ fn sentiment(rng: &mut R) -> Conv {
         1 => format!("Classify this review:\n{text}"),
         _ => format!("Customer review of the {product}:\n\"{text}\""),
     };
-    let mut c = conv("sentiment_classification", pick(rng, &SENTIMENT_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(label.to_string()));
+    let mut c = conv(
+        "sentiment_classification",
+        pick_str(rng, &SENTIMENT_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(label.to_string()),
+    );
     c.max_tokens = 5;
     c
 }
@@ -1242,15 +1890,49 @@ const LEAD_SYSTEM: [&str; 3] = [
 fn lead_extraction(rng: &mut R) -> Conv {
     let (company, domain) = *pick(rng, pii::COMPANIES);
     let p = pii::person(rng, Some(domain));
-    let seats = *pick(rng, &[5u32, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 250, 500]);
-    let seats_s = fill(pick(rng, &["about {n}", "{n}", "around {n}", "roughly {n}"]), &[("n", &seats.to_string())]);
-    let phone = if chance(rng, 0.7) { Some(pii::phone(rng)) } else { None };
-    let role = *pick(rng, &["Head of Operations", "CTO", "IT manager", "procurement lead", "VP Sales", "founder", "office manager"]);
+    let seats = *pick(
+        rng,
+        &[
+            5u32, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 250, 500,
+        ],
+    );
+    let seats_s = fill(
+        pick_str(rng, &["about {n}", "{n}", "around {n}", "roughly {n}"]),
+        &[("n", &seats.to_string())],
+    );
+    let phone = if chance(rng, 0.7) {
+        Some(pii::phone(rng))
+    } else {
+        None
+    };
+    let role = *pick(
+        rng,
+        &[
+            "Head of Operations",
+            "CTO",
+            "IT manager",
+            "procurement lead",
+            "VP Sales",
+            "founder",
+            "office manager",
+        ],
+    );
     let full = p.full();
-    let plan = *pick(rng, &["Pro plan", "Business plan", "Enterprise tier", "team licences"]);
+    let plan = *pick(
+        rng,
+        &[
+            "Pro plan",
+            "Business plan",
+            "Enterprise tier",
+            "team licences",
+        ],
+    );
     let user = match rng.random_range(0..4) {
         0 => {
-            let ph = phone.as_ref().map(|x| format!(" or {x}")).unwrap_or_default();
+            let ph = phone
+                .as_ref()
+                .map(|x| format!(" or {x}"))
+                .unwrap_or_default();
             format!("Hi, I'm {full}, {role} at {company}. We're evaluating your {plan} for {seats_s} people. You can reach me at {}{ph}.", p.email)
         }
         1 => {
@@ -1258,16 +1940,29 @@ fn lead_extraction(rng: &mut R) -> Conv {
             format!("Hello team,\n\nWe at {company} need {seats_s} seats on the {plan} for our support staff. Please send a quote.\n\nBest,\n{full}\n{role}, {company}\n{}{ph}", p.email)
         }
         2 => {
-            let ph = phone.as_ref().map(|x| format!(" Phone: {x}.")).unwrap_or_default();
+            let ph = phone
+                .as_ref()
+                .map(|x| format!(" Phone: {x}."))
+                .unwrap_or_default();
             format!("{full} from {company} here - interested in the {plan}, {seats_s} seats. Email: {}.{ph}", p.email)
         }
         _ => {
-            let ph = phone.as_ref().map(|x| format!("; phone={x}")).unwrap_or_default();
+            let ph = phone
+                .as_ref()
+                .map(|x| format!("; phone={x}"))
+                .unwrap_or_default();
             format!("New demo request: name={full}; company={company}; seats={seats}; email={}{ph}; message=Looking at the {plan}, please call after 2pm.", p.email)
         }
     };
-    let answer = json!({"name": full, "company": company, "email": p.email, "phone": phone, "seats": seats});
-    let mut c = conv("lead_extraction", pick(rng, &LEAD_SYSTEM), vec![], vec![Turn::User(user)], Answer::Text(answer.to_string()));
+    let answer =
+        json!({"name": full, "company": company, "email": p.email, "phone": phone, "seats": seats});
+    let mut c = conv(
+        "lead_extraction",
+        pick_str(rng, &LEAD_SYSTEM),
+        vec![],
+        vec![Turn::User(user)],
+        Answer::Text(answer.to_string()),
+    );
     c.json_output = true;
     c
 }
