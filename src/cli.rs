@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::util::UsageError;
 
 #[derive(Parser, Debug)]
-#[command(name = "slmforge", version, about = "Turn production LLM call logs into small specialised models")]
+#[command(
+    name = "slmforge",
+    version,
+    about = "Turn production LLM call logs into small specialised models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,8 @@ pub enum Command {
         #[command(subcommand)]
         target: crate::bench::BenchTarget,
     },
+    /// Generate synthetic agent traffic in every supported log format, with ground-truth labels.
+    Synth(crate::synth::SynthArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -56,6 +62,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => crate::ingest::cli(args),
         Command::Bench { target } => {
             crate::bench::run(target)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(args) => {
+            crate::synth::cli(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

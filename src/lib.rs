@@ -9,4 +9,5 @@ pub mod cli;
 pub mod dataset;
 pub mod ingest;
 pub mod redact;
+pub mod synth;
 pub mod util;
