@@ -35,6 +35,7 @@ pub enum Command {
 /// 0 success, 1 a finished run that `--strict` rejects (set by the command),
 /// 2 an unusable invocation.
 pub fn main() -> ExitCode {
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -69,4 +70,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A panic message can carry the text being processed (a slice error
+/// quotes its string), and that text may be raw log content. The hook
+/// prints only where the panic happened, never its payload, unless
+/// `SLMFORGE_DEBUG_PANICS=1` is set on a machine where that is acceptable.
+pub fn install_panic_hook() {
+    if std::env::var_os("SLMFORGE_DEBUG_PANICS").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("slmforge: internal error at {at} (details withheld: they may contain log content; set SLMFORGE_DEBUG_PANICS=1 to see them)");
+    }));
 }

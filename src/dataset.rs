@@ -11,7 +11,9 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use polars::prelude::*;
 
-use crate::call::{Call, Message, Origin, RedactedCall, Response, SourceFormat, ToolCall, ToolDef, Usage};
+use crate::call::{
+    Call, Message, Origin, RedactedCall, Response, SourceFormat, ToolCall, ToolDef, Usage,
+};
 
 /// Version of the `calls.parquet` column layout (stored in the
 /// `schema_version` column of every row).
@@ -84,7 +86,10 @@ impl CallRow {
         let c: &Call = call;
         CallRow {
             call_id: call.id(),
-            source_format: c.source_format.map(|f| f.as_str().to_string()).unwrap_or_default(),
+            source_format: c
+                .source_format
+                .map(|f| f.as_str().to_string())
+                .unwrap_or_default(),
             source_file: c.origin.file.clone(),
             source_line: c.origin.line,
             source_index: c.origin.index,
@@ -97,11 +102,23 @@ impl CallRow {
             user_prompt: c.last_user_message().map(str::to_string),
             messages_json: serde_json::to_string(&c.messages).expect("messages serialise"),
             tools_json: serde_json::to_string(&c.tools).expect("tools serialise"),
-            tool_names: c.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+            tool_names: c
+                .tools
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             response_text: c.response.content.clone(),
-            response_tool_calls_json: serde_json::to_string(&c.response.tool_calls).expect("tool calls serialise"),
+            response_tool_calls_json: serde_json::to_string(&c.response.tool_calls)
+                .expect("tool calls serialise"),
             response_kind: c.response.kind().to_string(),
-            called_tools: c.response.tool_calls.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","),
+            called_tools: c
+                .response
+                .tool_calls
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             finish_reason: c.response.finish_reason.clone(),
             prompt_tokens: c.usage.prompt_tokens,
             completion_tokens: c.usage.completion_tokens,
@@ -112,14 +129,19 @@ impl CallRow {
 
     /// Rebuilds the call from its row.
     pub fn to_call(&self) -> anyhow::Result<RedactedCall> {
-        let messages: Vec<Message> = serde_json::from_str(&self.messages_json).context("messages_json")?;
+        let messages: Vec<Message> =
+            serde_json::from_str(&self.messages_json).context("messages_json")?;
         let tools: Vec<ToolDef> = serde_json::from_str(&self.tools_json).context("tools_json")?;
-        let tool_calls: Vec<ToolCall> =
-            serde_json::from_str(&self.response_tool_calls_json).context("response_tool_calls_json")?;
+        let tool_calls: Vec<ToolCall> = serde_json::from_str(&self.response_tool_calls_json)
+            .context("response_tool_calls_json")?;
         let metadata = serde_json::from_str(&self.metadata_json).context("metadata_json")?;
         Ok(RedactedCall(Call {
             source_format: SourceFormat::parse(&self.source_format),
-            origin: Origin { file: self.source_file.clone(), line: self.source_line, index: self.source_index },
+            origin: Origin {
+                file: self.source_file.clone(),
+                line: self.source_line,
+                index: self.source_index,
+            },
             workload_id: self.workload_id.clone(),
             client_id: self.client_id.clone(),
             model: self.model.clone(),
@@ -169,7 +191,9 @@ fn rows_to_frame(rows: &[CallRow]) -> PolarsResult<DataFrame> {
             col!("tools_json", |r: &CallRow| r.tools_json.as_str()),
             col!("tool_names", |r: &CallRow| r.tool_names.as_str()),
             col!("response_text", |r: &CallRow| r.response_text.as_deref()),
-            col!("response_tool_calls_json", |r: &CallRow| r.response_tool_calls_json.as_str()),
+            col!("response_tool_calls_json", |r: &CallRow| r
+                .response_tool_calls_json
+                .as_str()),
             col!("response_kind", |r: &CallRow| r.response_kind.as_str()),
             col!("called_tools", |r: &CallRow| r.called_tools.as_str()),
             col!("finish_reason", |r: &CallRow| r.finish_reason.as_deref()),
@@ -200,7 +224,12 @@ impl CallsWriter {
             .with_compression(ParquetCompression::Zstd(None))
             .set_parallel(false)
             .batched(&schema)?;
-        Ok(CallsWriter { writer: Some(writer), tmp, path: path.to_path_buf(), rows: 0 })
+        Ok(CallsWriter {
+            writer: Some(writer),
+            tmp,
+            path: path.to_path_buf(),
+            rows: 0,
+        })
     }
 
     pub fn write(&mut self, rows: &[CallRow]) -> anyhow::Result<()> {
@@ -208,7 +237,10 @@ impl CallsWriter {
             return Ok(());
         }
         let df = rows_to_frame(rows)?;
-        self.writer.as_mut().expect("writer open").write_batch(&df)?;
+        self.writer
+            .as_mut()
+            .expect("writer open")
+            .write_batch(&df)?;
         self.rows += rows.len();
         Ok(())
     }
@@ -218,7 +250,8 @@ impl CallsWriter {
         let w = self.writer.take().expect("writer open");
         w.finish()?;
         drop(w);
-        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("moving {} into place", self.path.display()))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("moving {} into place", self.path.display()))?;
         Ok(self.rows)
     }
 }
@@ -235,7 +268,10 @@ impl Drop for CallsWriter {
 /// A missing file, an empty dataset or another schema version is a
 /// [`crate::util::UsageError`] (exit 2) with a message saying what to do.
 pub fn read_calls(dir: &Path) -> anyhow::Result<Vec<RedactedCall>> {
-    Ok(read_rows(dir)?.iter().map(CallRow::to_call).collect::<anyhow::Result<Vec<_>>>()?)
+    Ok(read_rows(dir)?
+        .iter()
+        .map(CallRow::to_call)
+        .collect::<anyhow::Result<Vec<_>>>()?)
 }
 
 /// Reads the raw rows of `DIR/calls.parquet`.
@@ -249,13 +285,26 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
         )));
     }
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file).finish().map_err(anyhow::Error::from).with_context(|| format!("reading {}", path.display()))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("reading {}", path.display()))?;
     if df.height() == 0 {
-        return Err(crate::util::usage(format!("{} holds no calls: nothing to work on", path.display())));
+        return Err(crate::util::usage(format!(
+            "{} holds no calls: nothing to work on",
+            path.display()
+        )));
     }
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     if !names.iter().any(|n| n == "schema_version") {
-        return Err(crate::util::usage(format!("{} is not a slmforge calls file (no schema_version column)", path.display())));
+        return Err(crate::util::usage(format!(
+            "{} is not a slmforge calls file (no schema_version column)",
+            path.display()
+        )));
     }
     let versions = df.column("schema_version")?.u32()?.clone();
     if let Some(v) = versions.iter().flatten().find(|v| *v != SCHEMA_VERSION) {
@@ -270,9 +319,16 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
         }
     }
     let s = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
-        Ok(df.column(name)?.str()?.iter().map(|o| o.map(str::to_string)).collect())
+        Ok(df
+            .column(name)?
+            .str()?
+            .iter()
+            .map(|o| o.map(str::to_string))
+            .collect())
     };
-    let u64s = |name: &str| -> anyhow::Result<Vec<Option<u64>>> { Ok(df.column(name)?.u64()?.iter().collect()) };
+    let u64s = |name: &str| -> anyhow::Result<Vec<Option<u64>>> {
+        Ok(df.column(name)?.u64()?.iter().collect())
+    };
     let call_id = s("call_id")?;
     let source_format = s("source_format")?;
     let source_file = s("source_file")?;
@@ -315,7 +371,9 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
             tools_json: tools_json[i].clone().unwrap_or_else(|| "[]".into()),
             tool_names: tool_names[i].clone().unwrap_or_default(),
             response_text: response_text[i].clone(),
-            response_tool_calls_json: response_tool_calls_json[i].clone().unwrap_or_else(|| "[]".into()),
+            response_tool_calls_json: response_tool_calls_json[i]
+                .clone()
+                .unwrap_or_else(|| "[]".into()),
             response_kind: response_kind[i].clone().unwrap_or_default(),
             called_tools: called_tools[i].clone().unwrap_or_default(),
             finish_reason: finish_reason[i].clone(),

@@ -129,9 +129,20 @@ pub struct IngestOutput {
 
 /// One record's outcome after the parallel stage.
 enum Outcome {
-    Call { pending: PendingCall, origin: Origin },
-    BatchReq { key: BatchKey, pending: PendingCall, origin: Origin },
-    BatchResp { key: BatchKey, result: Result<PendingCall, Quarantined>, origin: Origin },
+    Call {
+        pending: PendingCall,
+        origin: Origin,
+    },
+    BatchReq {
+        key: BatchKey,
+        pending: PendingCall,
+        origin: Origin,
+    },
+    BatchResp {
+        key: BatchKey,
+        result: Result<PendingCall, Quarantined>,
+        origin: Origin,
+    },
     Skip(&'static str),
     Quarantine(Quarantined),
 }
@@ -165,29 +176,37 @@ struct Ctx<'a> {
 }
 
 fn origin(ctx: &Ctx, rec: &RawRecord, index: u32) -> Origin {
-    Origin { file: ctx.files[rec.file].display.clone(), line: rec.line, index: rec.index + index }
+    Origin {
+        file: ctx.files[rec.file].display.clone(),
+        line: rec.line,
+        index: rec.index + index,
+    }
 }
 
 /// Parallel stage: bytes → JSON → format items → redacted outcomes.
 fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> {
     let r = ctx.redactor;
-    let quarantine_text = |reason, detail: String, text: &str, bytes: u64, stats: &mut RedactStats| {
-        Outcome::Quarantine(Quarantined {
-            origin: origin(ctx, rec, 0),
-            format: None,
-            reason,
-            detail,
-            bytes,
-            content: Some(r.redact_text(text, stats)),
-        })
-    };
+    let quarantine_text =
+        |reason, detail: String, text: &str, bytes: u64, stats: &mut RedactStats| {
+            Outcome::Quarantine(Quarantined {
+                origin: origin(ctx, rec, 0),
+                format: None,
+                reason,
+                detail,
+                bytes,
+                content: Some(r.redact_text(text, stats)),
+            })
+        };
     let bytes = match &rec.body {
         Body::TooLarge { len } => {
             return vec![Outcome::Quarantine(Quarantined {
                 origin: origin(ctx, rec, 0),
                 format: None,
                 reason: Reason::TooLarge,
-                detail: format!("record is {len} bytes, over the {} byte limit; content not kept", ctx.cfg.max_record_bytes),
+                detail: format!(
+                    "record is {len} bytes, over the {} byte limit; content not kept",
+                    ctx.cfg.max_record_bytes
+                ),
                 bytes: *len,
                 content: None,
             })]
@@ -222,7 +241,11 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
         Ok(v) => v,
         Err(e) => {
             let msg = e.to_string();
-            let reason = if msg.contains("recursion limit") { Reason::TooDeep } else { Reason::InvalidJson };
+            let reason = if msg.contains("recursion limit") {
+                Reason::TooDeep
+            } else {
+                Reason::InvalidJson
+            };
             // serde_json syntax errors name a position and a category, never input text.
             return vec![quarantine_text(reason, msg, text, n, stats)];
         }
@@ -254,14 +277,25 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
             content: Some(redact_json(content.unwrap_or(&v), stats)),
         };
         out.push(match p.item {
-            Item::Call(raw) => Outcome::Call { pending: r.redact_call(raw, stats), origin: o },
-            Item::BatchRequest { key, call } => Outcome::BatchReq { key, pending: r.redact_call(call, stats), origin: o },
+            Item::Call(raw) => Outcome::Call {
+                pending: r.redact_call(raw, stats),
+                origin: o,
+            },
+            Item::BatchRequest { key, call } => Outcome::BatchReq {
+                key,
+                pending: r.redact_call(call, stats),
+                origin: o,
+            },
             Item::BatchResponse { key, result } => {
                 let result = match result {
                     Ok(raw) => Ok(r.redact_call(raw, stats)),
                     Err(b) => Err(quarantine(b, p.content.as_ref(), stats)),
                 };
-                Outcome::BatchResp { key, result, origin: o }
+                Outcome::BatchResp {
+                    key,
+                    result,
+                    origin: o,
+                }
             }
             Item::NotACall(kind) => Outcome::Skip(kind),
             Item::Bad(b) => Outcome::Quarantine(quarantine(b, p.content.as_ref(), stats)),
@@ -272,8 +306,14 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
 
 /// One half of a batch call waiting for the other.
 enum Half {
-    Request { call: RedactedCall, origin: Origin },
-    Response { result: Result<RedactedCall, Quarantined>, origin: Origin },
+    Request {
+        call: RedactedCall,
+        origin: Origin,
+    },
+    Response {
+        result: Result<RedactedCall, Quarantined>,
+        origin: Origin,
+    },
 }
 
 /// Sequential stage state.
@@ -310,7 +350,11 @@ impl Sink {
         self.quarantine.write_all(b"\n")?;
         self.report.read += 1;
         self.report.quarantined += 1;
-        *self.report.quarantine_reasons.entry(q.reason.as_str().to_string()).or_default() += 1;
+        *self
+            .report
+            .quarantine_reasons
+            .entry(q.reason.as_str().to_string())
+            .or_default() += 1;
         let c = self.fmt_counts(q.format);
         c.read += 1;
         c.quarantined += 1;
@@ -318,7 +362,11 @@ impl Sink {
     }
 
     /// Resolves pseudonyms in input order; returns complete calls.
-    fn sequence(&mut self, outcomes: Vec<Outcome>, ready: &mut Vec<RedactedCall>) -> anyhow::Result<()> {
+    fn sequence(
+        &mut self,
+        outcomes: Vec<Outcome>,
+        ready: &mut Vec<RedactedCall>,
+    ) -> anyhow::Result<()> {
         for o in outcomes {
             match o {
                 Outcome::Call { pending, origin } => {
@@ -326,13 +374,27 @@ impl Sink {
                     call.0.origin = origin;
                     ready.push(call);
                 }
-                Outcome::Skip(kind) => *self.report.skipped_non_llm.entry(kind.to_string()).or_default() += 1,
+                Outcome::Skip(kind) => {
+                    *self
+                        .report
+                        .skipped_non_llm
+                        .entry(kind.to_string())
+                        .or_default() += 1
+                }
                 Outcome::Quarantine(q) => self.quarantine(q)?,
-                Outcome::BatchReq { key, pending, origin } => {
+                Outcome::BatchReq {
+                    key,
+                    pending,
+                    origin,
+                } => {
                     let call = self.pseudonyms.finish(pending);
                     self.join(key, Half::Request { call, origin }, ready)?;
                 }
-                Outcome::BatchResp { key, result, origin } => {
+                Outcome::BatchResp {
+                    key,
+                    result,
+                    origin,
+                } => {
                     let result = result.map(|p| self.pseudonyms.finish(p));
                     self.join(key, Half::Response { result, origin }, ready)?;
                 }
@@ -341,36 +403,49 @@ impl Sink {
         Ok(())
     }
 
-    fn join(&mut self, key: BatchKey, half: Half, ready: &mut Vec<RedactedCall>) -> anyhow::Result<()> {
+    fn join(
+        &mut self,
+        key: BatchKey,
+        half: Half,
+        ready: &mut Vec<RedactedCall>,
+    ) -> anyhow::Result<()> {
         let fmt = Some(key.format);
         match (self.pending.remove(&key), half) {
             (None, half) => {
                 self.pending.insert(key, half);
             }
             (Some(Half::Request { mut call, origin }), Half::Response { result, .. })
-            | (Some(Half::Response { result, .. }), Half::Request { mut call, origin }) => match result {
-                Ok(resp) => {
-                    let resp = resp.into_inner();
-                    call.0.response = resp.response;
-                    call.0.usage = resp.usage;
-                    call.0.model = resp.model.or(call.0.model.take());
-                    call.0.timestamp_ms = resp.timestamp_ms.or(call.0.timestamp_ms);
-                    call.0.origin = origin;
-                    call.0.source_format = fmt;
-                    ready.push(call);
+            | (Some(Half::Response { result, .. }), Half::Request { mut call, origin }) => {
+                match result {
+                    Ok(resp) => {
+                        let resp = resp.into_inner();
+                        call.0.response = resp.response;
+                        call.0.usage = resp.usage;
+                        call.0.model = resp.model.or(call.0.model.take());
+                        call.0.timestamp_ms = resp.timestamp_ms.or(call.0.timestamp_ms);
+                        call.0.origin = origin;
+                        call.0.source_format = fmt;
+                        ready.push(call);
+                    }
+                    Err(mut q) => {
+                        q.origin = origin;
+                        self.quarantine(q)?;
+                    }
                 }
-                Err(mut q) => {
-                    q.origin = origin;
-                    self.quarantine(q)?;
-                }
-            },
+            }
             (Some(first), second) => {
                 // Two halves of the same kind: keep the first, quarantine the second.
                 self.pending.insert(key.clone(), first);
                 let (origin, content) = match second {
                     Half::Request { call, origin } => (origin, call_json(&call)),
-                    Half::Response { result: Ok(call), origin } => (origin, call_json(&call)),
-                    Half::Response { result: Err(q), origin } => (origin, q.content.unwrap_or_default()),
+                    Half::Response {
+                        result: Ok(call),
+                        origin,
+                    } => (origin, call_json(&call)),
+                    Half::Response {
+                        result: Err(q),
+                        origin,
+                    } => (origin, q.content.unwrap_or_default()),
                 };
                 self.quarantine(Quarantined {
                     origin,
@@ -390,7 +465,9 @@ impl Sink {
     fn flush_unmatched(&mut self) -> anyhow::Result<()> {
         let mut left: Vec<(BatchKey, Half)> = self.pending.drain().collect();
         let pos = |h: &Half| match h {
-            Half::Request { origin, .. } | Half::Response { origin, .. } => (origin.file.clone(), origin.line, origin.index),
+            Half::Request { origin, .. } | Half::Response { origin, .. } => {
+                (origin.file.clone(), origin.line, origin.index)
+            }
         };
         left.sort_by_key(|(_, h)| pos(h));
         for (key, half) in left {
@@ -403,7 +480,10 @@ impl Sink {
                     bytes: 0,
                     content: Some(call_json(&call)),
                 },
-                Half::Response { result: Ok(call), origin } => Quarantined {
+                Half::Response {
+                    result: Ok(call),
+                    origin,
+                } => Quarantined {
                     origin,
                     format: Some(key.format),
                     reason: Reason::BatchMissingRequest,
@@ -411,7 +491,10 @@ impl Sink {
                     bytes: 0,
                     content: Some(call_json(&call)),
                 },
-                Half::Response { result: Err(mut q), origin } => {
+                Half::Response {
+                    result: Err(mut q),
+                    origin,
+                } => {
                     q.origin = origin;
                     q
                 }
@@ -423,8 +506,10 @@ impl Sink {
 
     /// Dedups and writes complete calls (rows serialised in parallel).
     fn write(&mut self, ready: Vec<RedactedCall>) -> anyhow::Result<()> {
-        let rows: Vec<(CallRow, Option<SourceFormat>)> =
-            ready.par_iter().map(|c| (CallRow::from_call(c), c.source_format)).collect();
+        let rows: Vec<(CallRow, Option<SourceFormat>)> = ready
+            .par_iter()
+            .map(|c| (CallRow::from_call(c), c.source_format))
+            .collect();
         let mut keep = Vec::with_capacity(rows.len());
         for (row, fmt) in rows {
             let id = u64::from_str_radix(&row.call_id, 16).expect("call id is hex");
@@ -447,7 +532,8 @@ impl Sink {
 
 /// A (redacted) partial call as JSON text, for quarantined batch halves.
 fn call_json(call: &RedactedCall) -> String {
-    serde_json::json!({"messages": call.messages, "tools": call.tools, "response": call.response}).to_string()
+    serde_json::json!({"messages": call.messages, "tools": call.tools, "response": call.response})
+        .to_string()
 }
 
 /// Chunk of records handed from the reader thread to the workers.
@@ -464,16 +550,30 @@ const CHUNK_RECORDS: usize = 4096;
 pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result<IngestOutput> {
     let start = Instant::now();
     let files = source::discover(inputs)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| usage(format!("cannot create output directory {}: {}", out.display(), source::io_reason(&e))))?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        usage(format!(
+            "cannot create output directory {}: {}",
+            out.display(),
+            source::io_reason(&e)
+        ))
+    })?;
     let qpath = out.join(QUARANTINE_FILE);
-    let quarantine = File::create(&qpath)
-        .map_err(|e| usage(format!("output directory {} is not writable: {}", out.display(), source::io_reason(&e))))?;
+    let quarantine = File::create(&qpath).map_err(|e| {
+        usage(format!(
+            "output directory {} is not writable: {}",
+            out.display(),
+            source::io_reason(&e)
+        ))
+    })?;
     let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
     let writer = CallsWriter::create(&out.join(CALLS_FILE))?;
 
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let pb = if cfg.progress { crate::util::bytes_bar(total_bytes, "ingest") } else { indicatif::ProgressBar::hidden() };
+    let pb = if cfg.progress {
+        crate::util::bytes_bar(total_bytes, "ingest")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let counter = Arc::new(AtomicU64::new(0));
 
     let mut sink = Sink {
@@ -484,7 +584,14 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
         quarantine: BufWriter::new(quarantine),
         report: IngestReport {
             schema_version: crate::dataset::SCHEMA_VERSION,
-            files: files.iter().map(|f| FileReport { file: f.display.clone(), bytes: f.size, records: 0 }).collect(),
+            files: files
+                .iter()
+                .map(|f| FileReport {
+                    file: f.display.clone(),
+                    bytes: f.size,
+                    records: 0,
+                })
+                .collect(),
             input_bytes: total_bytes,
             ..Default::default()
         },
@@ -505,7 +612,11 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
     let reader_counter = counter.clone();
     let reader = std::thread::spawn(move || read_all(&reader_files, max_bytes, reader_counter, tx));
 
-    let ctx = Ctx { files: &files, redactor: &redactor, cfg };
+    let ctx = Ctx {
+        files: &files,
+        redactor: &redactor,
+        cfg,
+    };
     let mut ready = Vec::new();
     for chunk in rx {
         let chunk = chunk?;
@@ -518,8 +629,25 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
                 .par_iter()
                 .map(|rec| {
                     let mut s = RedactStats::default();
-                    let o = process(&ctx, rec, &mut s);
-                    (o, s)
+                    // A bug on one record must not stop the run (or leak it
+                    // in a panic message: see cli::install_panic_hook).
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&ctx, rec, &mut s))) {
+                        Ok(o) => (o, s),
+                        Err(_) => (
+                            vec![Outcome::Quarantine(Quarantined {
+                                origin: origin(&ctx, rec, 0),
+                                format: None,
+                                reason: Reason::InternalError,
+                                detail: "slmforge failed on this record; content not kept (please report)".into(),
+                                bytes: match &rec.body {
+                                    Body::Bytes(b) => b.len() as u64,
+                                    _ => 0,
+                                },
+                                content: None,
+                            })],
+                            RedactStats::default(),
+                        ),
+                    }
                 })
                 .collect()
         });
@@ -531,18 +659,29 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
         pool.install(|| sink.write(batch))?;
         pb.set_position(counter.load(Ordering::Relaxed));
     }
-    reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
     sink.flush_unmatched()?;
     pb.finish_and_clear();
 
     sink.quarantine.flush()?;
-    let Sink { pseudonyms, writer, mut report, .. } = sink;
+    let Sink {
+        pseudonyms,
+        writer,
+        mut report,
+        ..
+    } = sink;
     writer.finish()?;
     report.redactions_total = stats.total();
     report.redactions = stats.by_kind;
     report.distinct_entities = pseudonyms.distinct_counts();
-    report.key_source = serde_json::to_value(cfg.key_source)?.as_str().unwrap_or("").to_string();
-    report.key_fingerprint = (cfg.key_source != KeySource::Random).then(|| cfg.redact.key.fingerprint());
+    report.key_source = serde_json::to_value(cfg.key_source)?
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    report.key_fingerprint =
+        (cfg.key_source != KeySource::Random).then(|| cfg.redact.key.fingerprint());
     report.outputs = [
         ("calls", out.join(CALLS_FILE)),
         ("quarantine", qpath.clone()),
@@ -551,9 +690,15 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
     .into_iter()
     .map(|(k, p)| (k.to_string(), p.display().to_string()))
     .collect();
-    debug_assert_eq!(report.read, report.written + report.duplicates + report.quarantined);
+    debug_assert_eq!(
+        report.read,
+        report.written + report.duplicates + report.quarantined
+    );
     crate::util::write_json(&out.join(REPORT_FILE), &report)?;
-    Ok(IngestOutput { report, elapsed_s: start.elapsed().as_secs_f64() })
+    Ok(IngestOutput {
+        report,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// Reader thread: streams every file's records in chunks.
@@ -563,7 +708,10 @@ fn read_all(
     counter: Arc<AtomicU64>,
     tx: std::sync::mpsc::SyncSender<anyhow::Result<Chunk>>,
 ) -> anyhow::Result<()> {
-    let mut chunk = Chunk { records: Vec::new(), per_file: Vec::new() };
+    let mut chunk = Chunk {
+        records: Vec::new(),
+        per_file: Vec::new(),
+    };
     let mut chunk_bytes = 0usize;
     for (i, f) in files.iter().enumerate() {
         let mut last_line = 0u64;
@@ -579,16 +727,26 @@ fn read_all(
             if chunk_bytes >= CHUNK_BYTES || chunk.records.len() >= CHUNK_RECORDS {
                 chunk.per_file.push((i, n));
                 n = 0;
-                let full = std::mem::replace(&mut chunk, Chunk { records: Vec::new(), per_file: Vec::new() });
+                let full = std::mem::replace(
+                    &mut chunk,
+                    Chunk {
+                        records: Vec::new(),
+                        per_file: Vec::new(),
+                    },
+                );
                 chunk_bytes = 0;
-                tx.send(Ok(full)).map_err(|_| anyhow::anyhow!("ingest stopped"))?;
+                tx.send(Ok(full))
+                    .map_err(|_| anyhow::anyhow!("ingest stopped"))?;
             }
             Ok(())
         });
         if let Err(e) = res {
             // The rest of this file cannot be read: one quarantine record
             // marks where, and the run goes on with the next file.
-            let kind = e.downcast_ref::<std::io::Error>().map(source::io_reason).unwrap_or_else(|| "read error".into());
+            let kind = e
+                .downcast_ref::<std::io::Error>()
+                .map(source::io_reason)
+                .unwrap_or_else(|| "read error".into());
             let detail = format!("stopped reading after line {last_line}: {kind}");
             chunk.records.push(RawRecord {
                 file: i,
@@ -603,7 +761,8 @@ fn read_all(
         }
     }
     if !chunk.records.is_empty() || !chunk.per_file.is_empty() {
-        tx.send(Ok(chunk)).map_err(|_| anyhow::anyhow!("ingest stopped"))?;
+        tx.send(Ok(chunk))
+            .map_err(|_| anyhow::anyhow!("ingest stopped"))?;
     }
     Ok(())
 }
@@ -652,14 +811,18 @@ pub struct IngestArgs {
 
 fn parse_format(s: &str) -> Result<SourceFormat, String> {
     SourceFormat::parse(s).ok_or_else(|| {
-        format!("unknown format `{s}`; one of: {}", SourceFormat::ALL.map(|f| f.as_str()).join(", "))
+        format!(
+            "unknown format `{s}`; one of: {}",
+            SourceFormat::ALL.map(|f| f.as_str()).join(", ")
+        )
     })
 }
 
 /// Resolves the key: `--redact-key-file`, else the environment, else random.
 pub fn resolve_key(file: Option<&Path>) -> anyhow::Result<(RedactKey, KeySource)> {
     if let Some(f) = file {
-        let key = RedactKey::from_file(f).map_err(|e| usage(format!("--redact-key-file: {e:#}")))?;
+        let key =
+            RedactKey::from_file(f).map_err(|e| usage(format!("--redact-key-file: {e:#}")))?;
         return Ok((key, KeySource::File));
     }
     if let Some(key) = RedactKey::from_env().map_err(|e| usage(format!("{e:#}")))? {
@@ -680,13 +843,21 @@ pub fn cli(args: IngestArgs) -> anyhow::Result<ExitCode> {
     cfg.threads = args.threads;
     let out = run(&cfg, &args.inputs, &args.out)?;
     eprint!("{}", summary(&out));
-    Ok(if args.strict && out.report.quarantined > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if args.strict && out.report.quarantined > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn top(map: &BTreeMap<String, u64>, n: usize) -> String {
     let mut v: Vec<_> = map.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().take(n).map(|(k, c)| format!("{k} {c}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .take(n)
+        .map(|(k, c)| format!("{k} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The short human summary printed on stderr.
@@ -703,18 +874,40 @@ pub fn summary(out: &IngestOutput) -> String {
         mb / secs,
         r.read as f64 / secs
     );
-    s += &format!("  written      {:>8}  -> {}\n", r.written, r.outputs.get("calls").map(String::as_str).unwrap_or(""));
+    s += &format!(
+        "  written      {:>8}  -> {}\n",
+        r.written,
+        r.outputs.get("calls").map(String::as_str).unwrap_or("")
+    );
     s += &format!("  duplicates   {:>8}\n", r.duplicates);
     s += &format!("  quarantined  {:>8}", r.quarantined);
     if r.quarantined > 0 {
-        s += &format!("  -> {} ({})", r.outputs.get("quarantine").map(String::as_str).unwrap_or(""), top(&r.quarantine_reasons, 6));
+        s += &format!(
+            "  -> {} ({})",
+            r.outputs
+                .get("quarantine")
+                .map(String::as_str)
+                .unwrap_or(""),
+            top(&r.quarantine_reasons, 6)
+        );
     }
     s += "\n";
-    s += &format!("  redacted     {:>8} values ({})\n", r.redactions_total, top(&r.redactions, 6));
+    s += &format!(
+        "  redacted     {:>8} values ({})\n",
+        r.redactions_total,
+        top(&r.redactions, 6)
+    );
     if !r.skipped_non_llm.is_empty() {
-        s += &format!("  not LLM calls (skipped): {}\n", top(&r.skipped_non_llm, 4));
+        s += &format!(
+            "  not LLM calls (skipped): {}\n",
+            top(&r.skipped_non_llm, 4)
+        );
     }
-    let fmts: Vec<String> = r.formats.iter().map(|(k, c)| format!("{k} {}", c.read)).collect();
+    let fmts: Vec<String> = r
+        .formats
+        .iter()
+        .map(|(k, c)| format!("{k} {}", c.read))
+        .collect();
     s += &format!("  formats: {}\n", fmts.join(", "));
     if r.key_source == "random" {
         s += "  note: random redaction key (pass --redact-key-file or set SLMFORGE_REDACT_KEY for pseudonyms stable across runs)\n";
@@ -749,6 +942,10 @@ pub struct QuarantineEntry {
 
 /// Reads `DIR/quarantine.jsonl`.
 pub fn read_quarantine(dir: &Path) -> anyhow::Result<Vec<QuarantineEntry>> {
-    let text = std::fs::read_to_string(dir.join(QUARANTINE_FILE)).context("reading quarantine.jsonl")?;
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+    let text =
+        std::fs::read_to_string(dir.join(QUARANTINE_FILE)).context("reading quarantine.jsonl")?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
 }

@@ -23,7 +23,10 @@ pub struct InputFile {
 const LOG_EXTS: &[&str] = &["jsonl", "ndjson", "json"];
 
 fn strip_compression(name: &str) -> &str {
-    name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).or_else(|| name.strip_suffix(".zstd")).unwrap_or(name)
+    name.strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .or_else(|| name.strip_suffix(".zstd"))
+        .unwrap_or(name)
 }
 
 fn is_log_name(name: &str) -> bool {
@@ -32,7 +35,8 @@ fn is_log_name(name: &str) -> bool {
     if base.ends_with(".labels.jsonl") {
         return false;
     }
-    base.rsplit_once('.').is_some_and(|(_, ext)| LOG_EXTS.contains(&ext))
+    base.rsplit_once('.')
+        .is_some_and(|(_, ext)| LOG_EXTS.contains(&ext))
 }
 
 /// Expands the INPUT arguments into files: a file is taken as given; a
@@ -45,8 +49,13 @@ pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
     }
     let mut out = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input)
-            .map_err(|e| usage(format!("cannot read input {}: {}", input.display(), io_reason(&e))))?;
+        let meta = std::fs::metadata(input).map_err(|e| {
+            usage(format!(
+                "cannot read input {}: {}",
+                input.display(),
+                io_reason(&e)
+            ))
+        })?;
         if meta.is_dir() {
             let before = out.len();
             walk(input, &mut out)?;
@@ -57,8 +66,18 @@ pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
                 )));
             }
         } else {
-            File::open(input).map_err(|e| usage(format!("cannot read input {}: {}", input.display(), io_reason(&e))))?;
-            out.push(InputFile { path: input.clone(), display: input.display().to_string(), size: meta.len() });
+            File::open(input).map_err(|e| {
+                usage(format!(
+                    "cannot read input {}: {}",
+                    input.display(),
+                    io_reason(&e)
+                ))
+            })?;
+            out.push(InputFile {
+                path: input.clone(),
+                display: input.display().to_string(),
+                size: meta.len(),
+            });
         }
     }
     Ok(out)
@@ -66,7 +85,13 @@ pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
 
 fn walk(dir: &Path, out: &mut Vec<InputFile>) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| usage(format!("cannot read input directory {}: {}", dir.display(), io_reason(&e))))?
+        .map_err(|e| {
+            usage(format!(
+                "cannot read input directory {}: {}",
+                dir.display(),
+                io_reason(&e)
+            ))
+        })?
         .filter_map(Result::ok)
         .collect();
     entries.sort_by_key(|e| e.file_name());
@@ -76,11 +101,17 @@ fn walk(dir: &Path, out: &mut Vec<InputFile>) -> anyhow::Result<()> {
             continue;
         }
         let path = e.path();
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             walk(&path, out)?;
         } else if is_log_name(&name) {
-            out.push(InputFile { display: path.display().to_string(), path, size: meta.len() });
+            out.push(InputFile {
+                display: path.display().to_string(),
+                path,
+                size: meta.len(),
+            });
         }
     }
     Ok(())
@@ -111,15 +142,28 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Opens a file, transparently decompressing gzip (multi-member) and zstd.
-pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> std::io::Result<Box<dyn BufRead + Send>> {
+pub fn open_decoded(
+    path: &Path,
+    counter: Arc<AtomicU64>,
+) -> std::io::Result<Box<dyn BufRead + Send>> {
     let f = File::open(path)?;
     let mut raw = BufReader::with_capacity(1 << 16, Counting { inner: f, counter });
-    let magic = raw.fill_buf()?.get(..4).map(|m| m.to_vec()).unwrap_or_default();
+    let magic = raw
+        .fill_buf()?
+        .get(..4)
+        .map(|m| m.to_vec())
+        .unwrap_or_default();
     let cap = 1 << 18;
     Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(cap, flate2::bufread::MultiGzDecoder::new(raw)))
+        Box::new(BufReader::with_capacity(
+            cap,
+            flate2::bufread::MultiGzDecoder::new(raw),
+        ))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(BufReader::with_capacity(cap, zstd::stream::read::Decoder::with_buffer(raw)?))
+        Box::new(BufReader::with_capacity(
+            cap,
+            zstd::stream::read::Decoder::with_buffer(raw)?,
+        ))
     } else {
         Box::new(BufReader::with_capacity(cap, raw))
     })
@@ -128,9 +172,13 @@ pub fn open_decoded(path: &Path, counter: Arc<AtomicU64>) -> std::io::Result<Box
 /// One record's bytes, or the fact that it was too large to keep.
 pub enum Body {
     Bytes(Vec<u8>),
-    TooLarge { len: u64 },
+    TooLarge {
+        len: u64,
+    },
     /// The file stopped being readable here (corrupt compression, I/O error).
-    Unreadable { detail: String },
+    Unreadable {
+        detail: String,
+    },
 }
 
 /// A record read from a file: 1-based line of its first byte, index of the
@@ -150,7 +198,10 @@ enum Layout {
 }
 
 fn layout_for(path: &Path, first_byte: Option<u8>) -> Layout {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let base = strip_compression(&name);
     if base.ends_with(".jsonl") || base.ends_with(".ndjson") {
         return Layout::Lines;
@@ -258,7 +309,12 @@ fn finish_line(
     emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if too_large {
-        return emit(RawRecord { file, line, index: 0, body: Body::TooLarge { len } });
+        return emit(RawRecord {
+            file,
+            line,
+            index: 0,
+            body: Body::TooLarge { len },
+        });
     }
     if buf.last() == Some(&b'\r') {
         buf.pop();
@@ -268,7 +324,12 @@ fn finish_line(
         return Ok(());
     }
     let bytes = std::mem::replace(buf, Vec::with_capacity(buf.capacity().min(1 << 16)));
-    emit(RawRecord { file, line, index: 0, body: Body::Bytes(bytes) })
+    emit(RawRecord {
+        file,
+        line,
+        index: 0,
+        body: Body::Bytes(bytes),
+    })
 }
 
 /// JSON files: the elements of a top-level array, or each top-level value
@@ -295,15 +356,24 @@ fn read_json_values(
     let mut too_large = false;
 
     let flush = |cur: &mut Vec<u8>,
-                     cur_len: u64,
-                     cur_line: u64,
-                     too_large: bool,
-                     index: &mut u32,
-                     emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>|
+                 cur_len: u64,
+                 cur_line: u64,
+                 too_large: bool,
+                 index: &mut u32,
+                 emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>|
      -> anyhow::Result<()> {
-        let body = if too_large { Body::TooLarge { len: cur_len } } else { Body::Bytes(std::mem::take(cur)) };
+        let body = if too_large {
+            Body::TooLarge { len: cur_len }
+        } else {
+            Body::Bytes(std::mem::take(cur))
+        };
         cur.clear();
-        let rec = RawRecord { file, line: cur_line, index: *index, body };
+        let rec = RawRecord {
+            file,
+            line: cur_line,
+            index: *index,
+            body,
+        };
         *index += 1;
         emit(rec)
     };

@@ -11,7 +11,10 @@ use slmforge::ingest::{self, IngestConfig, IngestOutput, KeySource};
 use slmforge::redact::RedactKey;
 
 fn cfg() -> IngestConfig {
-    let mut c = IngestConfig::new(RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(), KeySource::File);
+    let mut c = IngestConfig::new(
+        RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
+        KeySource::File,
+    );
     c.progress = false;
     c
 }
@@ -32,9 +35,17 @@ fn run(inputs: &[PathBuf], out: &Path) -> IngestOutput {
 
 fn assert_identity(out: &IngestOutput) {
     let r = &out.report;
-    assert_eq!(r.read, r.written + r.duplicates + r.quarantined, "read = written + duplicates + quarantined");
+    assert_eq!(
+        r.read,
+        r.written + r.duplicates + r.quarantined,
+        "read = written + duplicates + quarantined"
+    );
     for (f, c) in &r.formats {
-        assert_eq!(c.read, c.written + c.duplicates + c.quarantined, "identity for format {f}");
+        assert_eq!(
+            c.read,
+            c.written + c.duplicates + c.quarantined,
+            "identity for format {f}"
+        );
     }
     let by_reason: u64 = r.quarantine_reasons.values().sum();
     assert_eq!(by_reason, r.quarantined, "quarantine reasons add up");
@@ -175,8 +186,10 @@ fn langsmith() -> Value {
 
 fn batch_lines() -> Vec<Value> {
     let body = |q: &str| json!({"model": "gpt-4o", "messages": [{"role": "user", "content": q}]});
-    let out = |id: &str, a: &str| json!({"id": "b", "custom_id": id, "error": null, "response": {"status_code": 200, "request_id": "r",
-        "body": {"choices": [{"message": {"role": "assistant", "content": a}, "finish_reason": "stop"}]}}});
+    let out = |id: &str, a: &str| {
+        json!({"id": "b", "custom_id": id, "error": null, "response": {"status_code": 200, "request_id": "r",
+        "body": {"choices": [{"message": {"role": "assistant", "content": a}, "finish_reason": "stop"}]}}})
+    };
     vec![
         json!({"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": body("one?")}),
         json!({"custom_id": "req-2", "method": "POST", "url": "/v1/chat/completions", "body": body("two?")}),
@@ -204,15 +217,31 @@ fn stream_chunks() -> Value {
 }
 
 fn all_good_lines() -> Vec<String> {
-    let mut v = vec![flywheel(), parts_pair(), legacy_functions(), anthropic_pair(), otel_current(), otel_events(), otel_flat()];
+    let mut v = vec![
+        flywheel(),
+        parts_pair(),
+        legacy_functions(),
+        anthropic_pair(),
+        otel_current(),
+        otel_events(),
+        otel_flat(),
+    ];
     v.extend(langfuse());
     v.extend([helicone(), litellm(), langsmith(), stream_chunks()]);
     v.extend(batch_lines());
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn find<'a>(calls: &'a [slmforge::call::RedactedCall], f: SourceFormat, pred: impl Fn(&slmforge::call::Call) -> bool) -> &'a slmforge::call::Call {
-    calls.iter().map(|c| &**c).find(|c| c.source_format == Some(f) && pred(c)).unwrap_or_else(|| panic!("no {f} call matched"))
+fn find<'a>(
+    calls: &'a [slmforge::call::RedactedCall],
+    f: SourceFormat,
+    pred: impl Fn(&slmforge::call::Call) -> bool,
+) -> &'a slmforge::call::Call {
+    calls
+        .iter()
+        .map(|c| &**c)
+        .find(|c| c.source_format == Some(f) && pred(c))
+        .unwrap_or_else(|| panic!("no {f} call matched"))
 }
 
 // ------------------------------------------------------------- tests
@@ -226,7 +255,9 @@ fn every_format_normalises() {
     let calls = slmforge::dataset::read_calls(&dir.path().join("out")).unwrap();
 
     // Flywheel: tool call arguments parsed, email pseudonymised consistently in text and args.
-    let c = find(&calls, SourceFormat::OpenaiChat, |c| c.workload_id.as_deref() == Some("support_triage"));
+    let c = find(&calls, SourceFormat::OpenaiChat, |c| {
+        c.workload_id.as_deref() == Some("support_triage")
+    });
     assert_eq!(c.client_id.as_deref(), Some("helpdesk"));
     assert_eq!(c.model.as_deref(), Some("gpt-4o-2024"));
     assert_eq!(c.timestamp_ms, Some(1_731_000_000_000));
@@ -236,25 +267,48 @@ fn every_format_normalises() {
     assert_eq!(tc.name, "create_ticket");
     assert_eq!(tc.arguments["priority"], "high");
     let email_ph = tc.arguments["email"].as_str().unwrap();
-    assert!(email_ph.starts_with("<EMAIL_"), "email in args redacted: {email_ph}");
-    assert!(c.messages[1].content.as_deref().unwrap().contains(email_ph), "same placeholder in text and args");
+    assert!(
+        email_ph.starts_with("<EMAIL_"),
+        "email in args redacted: {email_ph}"
+    );
+    assert!(
+        c.messages[1].content.as_deref().unwrap().contains(email_ph),
+        "same placeholder in text and args"
+    );
     assert_eq!(c.response.finish_reason.as_deref(), Some("tool_calls"));
 
     // Content parts, developer role → system.
-    let c = find(&calls, SourceFormat::OpenaiChat, |c| c.system_prompt().contains("invoice"));
+    let c = find(&calls, SourceFormat::OpenaiChat, |c| {
+        c.system_prompt().contains("invoice")
+    });
     assert_eq!(c.messages[0].role, Role::System);
-    assert!(c.messages[1].content.as_deref().unwrap().contains("[image]"));
+    assert!(c.messages[1]
+        .content
+        .as_deref()
+        .unwrap()
+        .contains("[image]"));
     assert_eq!(c.response.kind(), "json");
 
     // Legacy functions / function_call.
-    let c = find(&calls, SourceFormat::OpenaiChat, |c| c.tools.iter().any(|t| t.name == "get_weather"));
+    let c = find(&calls, SourceFormat::OpenaiChat, |c| {
+        c.tools.iter().any(|t| t.name == "get_weather")
+    });
     assert_eq!(c.response.tool_calls[0].arguments["city"], "Lisbon");
 
     // Anthropic: system blocks, tool_use input object, tool_result → tool message, thinking ignored.
     let c = find(&calls, SourceFormat::Anthropic, |c| !c.tools.is_empty());
     assert_eq!(c.system_prompt(), "You book travel.");
     let roles: Vec<Role> = c.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, vec![Role::System, Role::User, Role::Assistant, Role::Tool, Role::User]);
+    assert_eq!(
+        roles,
+        vec![
+            Role::System,
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::User
+        ]
+    );
     assert_eq!(c.messages[2].tool_calls[0].arguments["origin"], "Oslo");
     assert_eq!(c.messages[3].tool_call_id.as_deref(), Some("tu_1"));
     assert_eq!(c.response.tool_calls[0].arguments["cheapest"], true);
@@ -262,8 +316,13 @@ fn every_format_normalises() {
     assert_eq!(c.response.finish_reason.as_deref(), Some("tool_use"));
 
     // OTel current form: JSON-string attributes, intValue as string, span index, latency.
-    let c = find(&calls, SourceFormat::Otel, |c| c.tools.iter().any(|t| t.name == "create_event"));
-    assert_eq!(c.origin.index, 1, "the chat span is the second span of the payload");
+    let c = find(&calls, SourceFormat::Otel, |c| {
+        c.tools.iter().any(|t| t.name == "create_event")
+    });
+    assert_eq!(
+        c.origin.index, 1,
+        "the chat span is the second span of the payload"
+    );
     assert_eq!(c.client_id.as_deref(), Some("calendar-bot"));
     assert_eq!(c.usage.prompt_tokens, Some(42));
     assert_eq!(c.usage.completion_tokens, Some(9));
@@ -271,10 +330,14 @@ fn every_format_normalises() {
     assert_eq!(c.system_prompt(), "You schedule meetings.");
     assert_eq!(c.response.tool_calls[0].arguments["time"], "10:00");
     // OTel events and flattened forms.
-    let c = find(&calls, SourceFormat::Otel, |c| c.model.as_deref() == Some("gpt-4o-mini"));
+    let c = find(&calls, SourceFormat::Otel, |c| {
+        c.model.as_deref() == Some("gpt-4o-mini")
+    });
     assert_eq!(c.response.content.as_deref(), Some("Hi! How can I help?"));
     assert_eq!(c.messages.len(), 2);
-    let c = find(&calls, SourceFormat::Otel, |c| c.called_tools_is("get_order_status"));
+    let c = find(&calls, SourceFormat::Otel, |c| {
+        c.called_tools_is("get_order_status")
+    });
     assert_eq!(c.response.tool_calls[0].arguments["order_id"], "4412");
     assert_eq!(c.tools[0].name, "get_order_status");
 
@@ -282,7 +345,10 @@ fn every_format_normalises() {
     let c = find(&calls, SourceFormat::Langfuse, |_| true);
     assert_eq!(c.latency_ms, Some(1500.0));
     assert_eq!(c.usage.total_tokens, Some(28));
-    assert!(c.metadata["user_email"].as_str().unwrap().starts_with("<EMAIL_"));
+    assert!(c.metadata["user_email"]
+        .as_str()
+        .unwrap()
+        .starts_with("<EMAIL_"));
     let c = find(&calls, SourceFormat::Helicone, |_| true);
     assert_eq!(c.response.content.as_deref(), Some("merci"));
     assert_eq!(c.latency_ms, Some(840.0));
@@ -294,14 +360,20 @@ fn every_format_normalises() {
     assert_eq!(c.messages[0].role, Role::System);
 
     // Streamed chunk list reassembled.
-    let c = find(&calls, SourceFormat::OpenaiChat, |c| c.called_tools_is("get_order_status"));
+    let c = find(&calls, SourceFormat::OpenaiChat, |c| {
+        c.called_tools_is("get_order_status")
+    });
     assert_eq!(c.response.tool_calls[0].arguments["order_id"], "99");
 
     // Batch joins: two OpenAI pairs out of order, one Anthropic pair.
-    let b = find(&calls, SourceFormat::OpenaiBatch, |c| c.last_user_message() == Some("one?"));
+    let b = find(&calls, SourceFormat::OpenaiBatch, |c| {
+        c.last_user_message() == Some("one?")
+    });
     assert_eq!(b.response.content.as_deref(), Some("one!"));
     assert_eq!(b.origin.line, 14, "batch call takes the request line");
-    find(&calls, SourceFormat::Anthropic, |c| c.response.content.as_deref() == Some("pong"));
+    find(&calls, SourceFormat::Anthropic, |c| {
+        c.response.content.as_deref() == Some("pong")
+    });
 
     let r = &out.report;
     assert_eq!(r.skipped_non_llm.get("otel_agent_span"), Some(&1));
@@ -320,7 +392,10 @@ trait CalledTools {
 }
 impl CalledTools for slmforge::call::Call {
     fn called_tools_is(&self, name: &str) -> bool {
-        self.response.tool_calls.first().is_some_and(|t| t.name == name)
+        self.response
+            .tool_calls
+            .first()
+            .is_some_and(|t| t.name == name)
     }
 }
 
@@ -379,16 +454,29 @@ fn each_bad_input_is_quarantined_with_its_reason() {
         ("too_large", 1),
     ];
     for (reason, n) in expect {
-        assert_eq!(r.quarantine_reasons.get(reason).copied(), Some(n), "reason {reason}: {:?}", r.quarantine_reasons);
+        assert_eq!(
+            r.quarantine_reasons.get(reason).copied(),
+            Some(n),
+            "reason {reason}: {:?}",
+            r.quarantine_reasons
+        );
     }
     let q = ingest::read_quarantine(&dir.path().join("out")).unwrap();
     assert_eq!(q.len(), lines.len());
     let lines_seen: Vec<u64> = q.iter().map(|e| e.line).collect();
-    assert_eq!(lines_seen, (1..=lines.len() as u64).collect::<Vec<_>>(), "quarantine in input order with line numbers");
+    assert_eq!(
+        lines_seen,
+        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        "quarantine in input order with line numbers"
+    );
     let too_large = q.iter().find(|e| e.reason == "too_large").unwrap();
     assert!(too_large.content.is_none() && too_large.bytes > 3_000_000);
     let wt = q.iter().find(|e| e.reason == "wrong_type").unwrap();
-    assert!(wt.detail.contains("request.messages"), "detail names the field: {}", wt.detail);
+    assert!(
+        wt.detail.contains("request.messages"),
+        "detail names the field: {}",
+        wt.detail
+    );
 }
 
 #[test]
@@ -409,18 +497,29 @@ fn json_array_gzip_zstd_and_directories() {
     writeln!(enc, "{}", langsmith()).unwrap();
     enc.finish().unwrap();
     // A single pretty-printed OTLP object, and files that are not logs.
-    std::fs::write(logs.join("d.json"), serde_json::to_string_pretty(&otel_flat()).unwrap()).unwrap();
+    std::fs::write(
+        logs.join("d.json"),
+        serde_json::to_string_pretty(&otel_flat()).unwrap(),
+    )
+    .unwrap();
     std::fs::write(logs.join("notes.txt"), "not a log").unwrap();
     std::fs::write(logs.join("x.labels.jsonl"), "{\"line\":1}\n").unwrap();
 
     let out = run(&[logs.clone()], &dir.path().join("out"));
     assert_identity(&out);
     let r = &out.report;
-    assert_eq!(r.files.len(), 4, "two json files, gz, zst; txt and labels skipped");
+    assert_eq!(
+        r.files.len(),
+        4,
+        "two json files, gz, zst; txt and labels skipped"
+    );
     assert_eq!(r.written, 5);
     assert_eq!(r.quarantined, 0);
     let calls = slmforge::dataset::read_calls(&dir.path().join("out")).unwrap();
-    let lite = calls.iter().find(|c| c.source_format == Some(SourceFormat::Litellm)).unwrap();
+    let lite = calls
+        .iter()
+        .find(|c| c.source_format == Some(SourceFormat::Litellm))
+        .unwrap();
     assert_eq!(lite.origin.index, 1, "second element of the array");
     assert!(lite.origin.line > 1, "line of the element's first byte");
 }
@@ -428,7 +527,11 @@ fn json_array_gzip_zstd_and_directories() {
 #[test]
 fn truncated_json_array_quarantines_the_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let s = format!("[{}, {}, {{\"request\": {{\"messages\"", flywheel(), helicone());
+    let s = format!(
+        "[{}, {}, {{\"request\": {{\"messages\"",
+        flywheel(),
+        helicone()
+    );
     let p = dir.path().join("cut.json");
     std::fs::write(&p, s).unwrap();
     let out = run(&[p], &dir.path().join("out"));
@@ -451,10 +554,19 @@ fn corrupt_gzip_is_reported_and_the_run_goes_on() {
     let cut = bytes.len() * 2 / 3;
     std::fs::write(dir.path().join("a.jsonl.gz"), &bytes[..cut]).unwrap();
     let good = write_lines(dir.path(), "b.jsonl", &[helicone().to_string()]);
-    let out = run(&[dir.path().join("a.jsonl.gz"), good], &dir.path().join("out"));
+    let out = run(
+        &[dir.path().join("a.jsonl.gz"), good],
+        &dir.path().join("out"),
+    );
     assert_identity(&out);
-    assert_eq!(out.report.quarantine_reasons.get("unreadable_input"), Some(&1));
-    assert!(out.report.formats["helicone"].written == 1, "the next file is still read");
+    assert_eq!(
+        out.report.quarantine_reasons.get("unreadable_input"),
+        Some(&1)
+    );
+    assert!(
+        out.report.formats["helicone"].written == 1,
+        "the next file is still read"
+    );
 }
 
 #[test]
@@ -464,7 +576,11 @@ fn duplicates_dropped_and_counted() {
     let line = a.to_string();
     // Same call at another time: still a duplicate (request + response equal).
     a["timestamp"] = json!(1731009999);
-    let input = write_lines(dir.path(), "d.jsonl", &[line.clone(), line, a.to_string(), litellm().to_string()]);
+    let input = write_lines(
+        dir.path(),
+        "d.jsonl",
+        &[line.clone(), line, a.to_string(), litellm().to_string()],
+    );
     let out = run(&[input], &dir.path().join("out"));
     assert_identity(&out);
     assert_eq!(out.report.written, 2);
@@ -488,7 +604,9 @@ fn forced_format_and_deterministic_outputs() {
     }
     // ingest.json too, apart from the output paths it lists.
     let report = |d: &str| {
-        let mut v: Value = serde_json::from_slice(&std::fs::read(dir.path().join(d).join("ingest.json")).unwrap()).unwrap();
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(d).join("ingest.json")).unwrap())
+                .unwrap();
         v.as_object_mut().unwrap().remove("outputs");
         v
     };
@@ -535,7 +653,9 @@ fn canaries_never_reach_any_output_byte() {
         good.to_string(),
         anthropic.to_string(),
         // Bad records with canaries: their quarantined content must be redacted too.
-        format!("{{\"request\": {{\"messages\": [{{\"role\": \"user\", \"content\": \"{text}\"}}]}}"),
+        format!(
+            "{{\"request\": {{\"messages\": [{{\"role\": \"user\", \"content\": \"{text}\"}}]}}"
+        ),
         json!({"request": {"messages": [{"role": "user", "content": text}]}}).to_string(),
         json!({"foo": text}).to_string(),
     ];
@@ -550,7 +670,10 @@ fn canaries_never_reach_any_output_byte() {
     for entry in std::fs::read_dir(&outdir).unwrap() {
         let p = entry.unwrap().path();
         let bytes = std::fs::read(&p).unwrap();
-        haystacks.push((p.display().to_string(), String::from_utf8_lossy(&bytes).to_string()));
+        haystacks.push((
+            p.display().to_string(),
+            String::from_utf8_lossy(&bytes).to_string(),
+        ));
     }
     // The parquet file is compressed: check every decoded value too.
     for row in slmforge::dataset::read_rows(&outdir).unwrap() {
@@ -581,28 +704,51 @@ fn bin_ingest(args: &[&str]) -> std::process::Output {
 fn exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let good = write_lines(dir.path(), "g.jsonl", &[litellm().to_string()]);
-    let bad = write_lines(dir.path(), "b.jsonl", &[litellm().to_string(), "{broken".into()]);
+    let bad = write_lines(
+        dir.path(),
+        "b.jsonl",
+        &[litellm().to_string(), "{broken".into()],
+    );
     let out = dir.path().join("out");
     let o = out.to_str().unwrap();
 
     let r = bin_ingest(&[good.to_str().unwrap(), "--out", o]);
     assert_eq!(r.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(stderr.contains("written"), "human summary on stderr: {stderr}");
+    assert!(
+        stderr.contains("written"),
+        "human summary on stderr: {stderr}"
+    );
 
     let r = bin_ingest(&[bad.to_str().unwrap(), "--out", o]);
-    assert_eq!(r.status.code(), Some(0), "quarantine alone does not fail the run");
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "quarantine alone does not fail the run"
+    );
     let r = bin_ingest(&[bad.to_str().unwrap(), "--out", o, "--strict"]);
-    assert_eq!(r.status.code(), Some(1), "--strict fails when anything was quarantined");
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "--strict fails when anything was quarantined"
+    );
 
     let r = bin_ingest(&["--out", o]);
     assert_eq!(r.status.code(), Some(2), "no input");
-    let r = bin_ingest(&[dir.path().join("missing.jsonl").to_str().unwrap(), "--out", o]);
+    let r = bin_ingest(&[
+        dir.path().join("missing.jsonl").to_str().unwrap(),
+        "--out",
+        o,
+    ]);
     assert_eq!(r.status.code(), Some(2), "unreadable path");
     let msg = String::from_utf8_lossy(&r.stderr);
     assert_eq!(msg.trim().lines().count(), 1, "one-line message: {msg}");
     // Output that cannot be created: a path under a regular file.
-    let r = bin_ingest(&[good.to_str().unwrap(), "--out", good.join("sub").to_str().unwrap()]);
+    let r = bin_ingest(&[
+        good.to_str().unwrap(),
+        "--out",
+        good.join("sub").to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(2), "output not writable");
     let r = bin_ingest(&[good.to_str().unwrap(), "--out", o, "--format", "nope"]);
     assert_eq!(r.status.code(), Some(2), "bad --format value");

@@ -25,13 +25,23 @@ pub fn looks_anthropic(req: Option<&Value>, resp: Option<&Value>) -> bool {
         if q.get("system").is_some() {
             return true;
         }
-        if q.get("messages").and_then(Value::as_array).is_some_and(|ms| {
-            ms.iter().any(|m| {
-                m.get("content").and_then(Value::as_array).is_some_and(|bs| {
-                    bs.iter().any(|b| matches!(b.get("type").and_then(Value::as_str), Some("tool_use" | "tool_result")))
+        if q.get("messages")
+            .and_then(Value::as_array)
+            .is_some_and(|ms| {
+                ms.iter().any(|m| {
+                    m.get("content")
+                        .and_then(Value::as_array)
+                        .is_some_and(|bs| {
+                            bs.iter().any(|b| {
+                                matches!(
+                                    b.get("type").and_then(Value::as_str),
+                                    Some("tool_use" | "tool_result")
+                                )
+                            })
+                        })
                 })
             })
-        }) {
+        {
             return true;
         }
     }
@@ -62,7 +72,11 @@ fn content_text(v: Option<&Value>, path: &str) -> Res<Option<String>> {
                     parts.push(t);
                 }
             }
-            Ok(if parts.is_empty() { None } else { Some(parts.join("\n")) })
+            Ok(if parts.is_empty() {
+                None
+            } else {
+                Some(parts.join("\n"))
+            })
         }
         Some(other) => Err(wrong_type(path, "a string or an array of blocks", other)),
     }
@@ -72,10 +86,20 @@ fn tool_use(b: &Value, path: &str) -> Res<ToolCall> {
     let name = match b.get("name") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(wrong_type(&format!("{path}.name"), "a string", other)),
-        None => return Err(Bad::new(Reason::WrongType, format!("field `{path}.name` is missing"))),
+        None => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.name` is missing"),
+            ))
+        }
     };
     let (arguments, valid) = super::openai::parse_arguments(b.get("input"));
-    Ok(ToolCall { id: opt_id(b, "id"), name, arguments, arguments_valid: valid })
+    Ok(ToolCall {
+        id: opt_id(b, "id"),
+        name,
+        arguments,
+        arguments_valid: valid,
+    })
 }
 
 /// One Anthropic turn, which may expand into several canonical messages:
@@ -85,8 +109,19 @@ fn turn(m: &Value, path: &str, out: &mut Vec<Message>) -> Res<()> {
     let role = match m.get("role").and_then(Value::as_str) {
         Some("user") => Role::User,
         Some("assistant") => Role::Assistant,
-        Some(_) => return Err(Bad::new(Reason::WrongType, format!("field `{path}.role` has an unknown role"))),
-        None => return Err(wrong_type(&format!("{path}.role"), "a string", m.get("role").unwrap_or(&Value::Null))),
+        Some(_) => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.role` has an unknown role"),
+            ))
+        }
+        None => {
+            return Err(wrong_type(
+                &format!("{path}.role"),
+                "a string",
+                m.get("role").unwrap_or(&Value::Null),
+            ))
+        }
     };
     match m.get("content") {
         Some(Value::Array(blocks)) => {
@@ -128,7 +163,13 @@ fn turn(m: &Value, path: &str, out: &mut Vec<Message>) -> Res<()> {
         }
         other => {
             let content = content_text(other, &format!("{path}.content"))?;
-            out.push(Message { role, content, tool_calls: vec![], tool_call_id: None, name: None });
+            out.push(Message {
+                role,
+                content,
+                tool_calls: vec![],
+                tool_call_id: None,
+                name: None,
+            });
         }
     }
     Ok(())
@@ -154,10 +195,18 @@ pub fn request(req: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>, Opti
             }
         }
         Some(other) => return Err(wrong_type(&format!("{path}messages"), "an array", other)),
-        None => return Err(Bad::new(Reason::EmptyRequest, format!("field `{path}messages` is missing"))),
+        None => {
+            return Err(Bad::new(
+                Reason::EmptyRequest,
+                format!("field `{path}messages` is missing"),
+            ))
+        }
     }
     if !msgs.iter().any(|m| m.role != Role::System) {
-        return Err(Bad::new(Reason::EmptyRequest, format!("field `{path}messages` is empty")));
+        return Err(Bad::new(
+            Reason::EmptyRequest,
+            format!("field `{path}messages` is empty"),
+        ));
     }
     let mut tools = Vec::new();
     match req.get("tools") {
@@ -175,12 +224,22 @@ pub fn request(req: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>, Opti
 /// An Anthropic response message.
 pub fn response(resp: &Value, path: &str) -> Res<(Response, crate::call::Usage, Option<String>)> {
     match resp {
-        Value::Null => return Err(Bad::new(Reason::MissingResponse, format!("field `{path}` is null"))),
+        Value::Null => {
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                format!("field `{path}` is null"),
+            ))
+        }
         Value::Object(_) => {}
         other => return Err(wrong_type(path, "an object", other)),
     }
-    if resp.get("type").and_then(Value::as_str) == Some("error") || resp.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(Bad::new(Reason::ErrorResponse, format!("field `{path}` is an error")));
+    if resp.get("type").and_then(Value::as_str) == Some("error")
+        || resp.get("error").is_some_and(|e| !e.is_null())
+    {
+        return Err(Bad::new(
+            Reason::ErrorResponse,
+            format!("field `{path}` is an error"),
+        ));
     }
     let mut msgs = Vec::new();
     let mut m = resp.clone();
@@ -188,7 +247,10 @@ pub fn response(resp: &Value, path: &str) -> Res<(Response, crate::call::Usage, 
         o.entry("role").or_insert(Value::String("assistant".into()));
     }
     if m.get("content").is_none() {
-        return Err(Bad::new(Reason::MissingResponse, format!("field `{path}.content` is missing")));
+        return Err(Bad::new(
+            Reason::MissingResponse,
+            format!("field `{path}.content` is missing"),
+        ));
     }
     turn(&m, path, &mut msgs)?;
     let (content, tool_calls) = match msgs.into_iter().find(|m| m.role == Role::Assistant) {
@@ -196,11 +258,18 @@ pub fn response(resp: &Value, path: &str) -> Res<(Response, crate::call::Usage, 
         None => (None, vec![]),
     };
     if content.as_deref().map(str::trim).unwrap_or("").is_empty() && tool_calls.is_empty() {
-        return Err(Bad::new(Reason::EmptyResponse, "the response has neither text nor tool calls"));
+        return Err(Bad::new(
+            Reason::EmptyResponse,
+            "the response has neither text nor tool calls",
+        ));
     }
     let finish = opt_str(resp, "stop_reason", &format!("{path}."))?;
     Ok((
-        Response { content, tool_calls, finish_reason: finish },
+        Response {
+            content,
+            tool_calls,
+            finish_reason: finish,
+        },
         super::openai::usage(resp.get("usage")),
         opt_str(resp, "model", &format!("{path}."))?,
     ))
@@ -234,7 +303,10 @@ pub fn parse_record(v: &Value) -> Item {
             Value::String(s) => s.clone(),
             other => return Item::Bad(wrong_type("custom_id", "a string", other)),
         };
-        let key = BatchKey { format: SourceFormat::Anthropic, custom_id };
+        let key = BatchKey {
+            format: SourceFormat::Anthropic,
+            custom_id,
+        };
         if let Some(params) = v.get("params") {
             return match request(params, "params.") {
                 Ok((messages, tools, model)) => Item::BatchRequest {
@@ -251,25 +323,59 @@ pub fn parse_record(v: &Value) -> Item {
             };
         }
         let result = (|| {
-            let r = v.get("result").ok_or_else(|| Bad::new(Reason::MissingResponse, "field `result` is missing"))?;
+            let r = v
+                .get("result")
+                .ok_or_else(|| Bad::new(Reason::MissingResponse, "field `result` is missing"))?;
             match r.get("type").and_then(Value::as_str) {
                 Some("succeeded") => {}
-                Some(_) => return Err(Bad::new(Reason::ErrorResponse, "batch result is not `succeeded`")),
-                None => return Err(wrong_type("result.type", "a string", r.get("type").unwrap_or(&Value::Null))),
+                Some(_) => {
+                    return Err(Bad::new(
+                        Reason::ErrorResponse,
+                        "batch result is not `succeeded`",
+                    ))
+                }
+                None => {
+                    return Err(wrong_type(
+                        "result.type",
+                        "a string",
+                        r.get("type").unwrap_or(&Value::Null),
+                    ))
+                }
             }
-            let msg = r.get("message").ok_or_else(|| Bad::new(Reason::MissingResponse, "field `result.message` is missing"))?;
+            let msg = r.get("message").ok_or_else(|| {
+                Bad::new(Reason::MissingResponse, "field `result.message` is missing")
+            })?;
             let (response, usage, model) = response(msg, "result.message")?;
-            Ok(Call { source_format: Some(SourceFormat::Anthropic), model, response, usage, ..Default::default() })
+            Ok(Call {
+                source_format: Some(SourceFormat::Anthropic),
+                model,
+                response,
+                usage,
+                ..Default::default()
+            })
         })();
-        return Item::BatchResponse { key, result: result.map(RawCall::new) };
+        return Item::BatchResponse {
+            key,
+            result: result.map(RawCall::new),
+        };
     }
     let req = match v.get("request") {
         Some(r) => r,
-        None => return Item::Bad(Bad::new(Reason::UnknownFormat, "field `request` is missing")),
+        None => {
+            return Item::Bad(Bad::new(
+                Reason::UnknownFormat,
+                "field `request` is missing",
+            ))
+        }
     };
     let resp = match v.get("response") {
         Some(r) => r,
-        None => return Item::Bad(Bad::new(Reason::MissingResponse, "field `response` is missing")),
+        None => {
+            return Item::Bad(Bad::new(
+                Reason::MissingResponse,
+                "field `response` is missing",
+            ))
+        }
     };
     match call_from(req, "request.", resp, "response") {
         Ok(mut c) => {

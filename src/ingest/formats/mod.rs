@@ -50,6 +50,9 @@ pub enum Reason {
     BatchDuplicateId,
     /// The input stopped being readable mid-file (corrupt compression, I/O error).
     UnreadableInput,
+    /// slmforge itself failed on this record (a bug): the record is kept
+    /// out of the dataset and the run goes on.
+    InternalError,
 }
 
 impl Reason {
@@ -71,6 +74,7 @@ impl Reason {
             Reason::BatchMissingRequest => "batch_missing_request",
             Reason::BatchDuplicateId => "batch_duplicate_id",
             Reason::UnreadableInput => "unreadable_input",
+            Reason::InternalError => "internal_error",
         }
     }
 }
@@ -85,7 +89,10 @@ pub struct Bad {
 
 impl Bad {
     pub fn new(reason: Reason, detail: impl Into<String>) -> Bad {
-        Bad { reason, detail: detail.into() }
+        Bad {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -105,7 +112,10 @@ pub enum Item {
     /// The request half of a batch call (messages, tools, model).
     BatchRequest { key: BatchKey, call: RawCall },
     /// The response half of a batch call, or why it failed.
-    BatchResponse { key: BatchKey, result: Result<RawCall, Bad> },
+    BatchResponse {
+        key: BatchKey,
+        result: Result<RawCall, Bad>,
+    },
     /// Telemetry that is not an LLM call (tool or agent spans, non-generation
     /// observations, chain runs). Counted, not quarantined.
     NotACall(&'static str),
@@ -125,7 +135,12 @@ pub struct Parsed {
 
 impl Parsed {
     fn whole(format: Option<SourceFormat>, item: Item) -> Parsed {
-        Parsed { format, index: 0, item, content: None }
+        Parsed {
+            format,
+            index: 0,
+            item,
+            content: None,
+        }
     }
 }
 
@@ -142,7 +157,8 @@ pub fn detect(v: &Value) -> Option<SourceFormat> {
         }
         return Some(SourceFormat::OpenaiBatch);
     }
-    if has("request_body") || has("response_body") || (has("request_id") && has("response_status")) {
+    if has("request_body") || has("response_body") || (has("request_id") && has("response_status"))
+    {
         return Some(SourceFormat::Helicone);
     }
     if has("run_type") && (has("inputs") || has("outputs")) {
@@ -151,7 +167,9 @@ pub fn detect(v: &Value) -> Option<SourceFormat> {
     if has("traceId") && has("type") && (has("input") || has("output") || has("startTime")) {
         return Some(SourceFormat::Langfuse);
     }
-    if has("call_type") || (has("messages") && has("response") && (has("model_parameters") || has("response_cost"))) {
+    if has("call_type")
+        || (has("messages") && has("response") && (has("model_parameters") || has("response_cost")))
+    {
         return Some(SourceFormat::Litellm);
     }
     if has("request") || has("response") {
@@ -173,13 +191,24 @@ pub fn parse_record(v: &Value, forced: Option<SourceFormat>) -> Vec<Parsed> {
         None => {
             let detail = match v {
                 Value::Object(_) => "no known log format has these top-level fields",
-                other => return vec![Parsed::whole(None, Item::Bad(wrong_type("record", "an object", other)))],
+                other => {
+                    return vec![Parsed::whole(
+                        None,
+                        Item::Bad(wrong_type("record", "an object", other)),
+                    )]
+                }
             };
-            return vec![Parsed::whole(None, Item::Bad(Bad::new(Reason::UnknownFormat, detail)))];
+            return vec![Parsed::whole(
+                None,
+                Item::Bad(Bad::new(Reason::UnknownFormat, detail)),
+            )];
         }
     };
     if !v.is_object() {
-        return vec![Parsed::whole(Some(fmt), Item::Bad(wrong_type("record", "an object", v)))];
+        return vec![Parsed::whole(
+            Some(fmt),
+            Item::Bad(wrong_type("record", "an object", v)),
+        )];
     }
     match fmt {
         SourceFormat::Otel => otel::parse(v),
@@ -187,9 +216,14 @@ pub fn parse_record(v: &Value, forced: Option<SourceFormat>) -> Vec<Parsed> {
         SourceFormat::OpenaiBatch => vec![Parsed::whole(Some(fmt), openai::parse_batch_line(v))],
         SourceFormat::Anthropic => vec![Parsed::whole(Some(fmt), anthropic::parse_record(v))],
         SourceFormat::Langfuse => vec![Parsed::whole(Some(fmt), observability::parse_langfuse(v))],
-        SourceFormat::Helicone => vec![Parsed::whole(Some(fmt), item(observability::parse_helicone(v)))],
+        SourceFormat::Helicone => vec![Parsed::whole(
+            Some(fmt),
+            item(observability::parse_helicone(v)),
+        )],
         SourceFormat::Litellm => vec![Parsed::whole(Some(fmt), observability::parse_litellm(v))],
-        SourceFormat::Langsmith => vec![Parsed::whole(Some(fmt), observability::parse_langsmith(v))],
+        SourceFormat::Langsmith => {
+            vec![Parsed::whole(Some(fmt), observability::parse_langsmith(v))]
+        }
     }
 }
 
@@ -213,7 +247,10 @@ pub fn type_name(v: &Value) -> &'static str {
 }
 
 pub fn wrong_type(field: &str, expected: &str, got: &Value) -> Bad {
-    Bad::new(Reason::WrongType, format!("field `{field}` is {}, expected {expected}", type_name(got)))
+    Bad::new(
+        Reason::WrongType,
+        format!("field `{field}` is {}, expected {expected}", type_name(got)),
+    )
 }
 
 /// `v[key]` as an optional string; a non-string, non-null value is an error.
@@ -242,7 +279,9 @@ pub fn opt_u64(v: &Value, key: &str) -> Option<u64> {
 
 pub fn as_u64(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -275,7 +314,11 @@ pub fn parse_time_ms(v: &Value) -> Option<i64> {
             if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
                 return Some(dt.timestamp_millis());
             }
-            for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f UTC"] {
+            for fmt in [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f UTC",
+            ] {
                 if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
                     return Some(dt.and_utc().timestamp_millis());
                 }
@@ -298,6 +341,26 @@ pub fn decode_json_string(v: &Value) -> Value {
         }
     }
     v.clone()
+}
+
+/// A response field that may be a JSON-encoded completion or message, or
+/// plain text that happens to be JSON (an extraction answer). Decodes only
+/// when the decoded value looks like a completion or an assistant message.
+pub fn decode_output(v: &Value) -> Value {
+    let d = decode_json_string(v);
+    if matches!(v, Value::String(_)) {
+        let looks = match &d {
+            Value::Object(o) => ["choices", "role", "tool_calls", "object", "message"]
+                .iter()
+                .any(|k| o.contains_key(*k)),
+            Value::Array(a) => a.first().is_some_and(|c| c.get("object").is_some()),
+            _ => false,
+        };
+        if !looks {
+            return v.clone();
+        }
+    }
+    d
 }
 
 /// Nesting depth of a JSON value (scalars are depth 0), iterative.

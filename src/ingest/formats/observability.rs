@@ -4,7 +4,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{anthropic, decode_json_string, openai, opt_id, opt_str, opt_u64, parse_time_ms, Bad, Item, Reason, Res};
+use super::{
+    anthropic, decode_json_string, decode_output, openai, opt_id, opt_str, opt_u64, parse_time_ms,
+    Bad, Item, Reason, Res,
+};
 use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolDef, Usage};
 
 fn latency(start: Option<i64>, end: Option<i64>) -> Option<f64> {
@@ -26,16 +29,21 @@ fn input_messages(input: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>)
             Ok((msgs, tools))
         }
         Value::String(s) => Ok((vec![Message::text(Role::User, s.clone())], vec![])),
-        Value::Null => Err(Bad::new(Reason::EmptyRequest, format!("field `{path}` is null"))),
+        Value::Null => Err(Bad::new(
+            Reason::EmptyRequest,
+            format!("field `{path}` is null"),
+        )),
         other => Err(super::wrong_type(path, "a message list", other)),
     }
 }
 
 fn tools_from(v: Option<&Value>, path: &str) -> Res<Vec<ToolDef>> {
     match v.map(decode_json_string) {
-        Some(Value::Array(ts)) => {
-            ts.iter().enumerate().map(|(i, t)| openai::tool_def(t, &format!("{path}[{i}]"))).collect()
-        }
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| openai::tool_def(t, &format!("{path}[{i}]")))
+            .collect(),
         _ => Ok(vec![]),
     }
 }
@@ -47,23 +55,42 @@ pub fn parse_langfuse(v: &Value) -> Item {
         Some("SPAN") => return Item::NotACall("langfuse_span"),
         Some("EVENT") => return Item::NotACall("langfuse_event"),
         Some(_) => return Item::NotACall("langfuse_other_observation"),
-        None => return Item::Bad(super::wrong_type("type", "a string", v.get("type").unwrap_or(&Value::Null))),
+        None => {
+            return Item::Bad(super::wrong_type(
+                "type",
+                "a string",
+                v.get("type").unwrap_or(&Value::Null),
+            ))
+        }
     }
     let r = (|| -> Res<Call> {
         if v.get("level").and_then(Value::as_str) == Some("ERROR") {
-            return Err(Bad::new(Reason::ErrorResponse, "the observation has level ERROR"));
+            return Err(Bad::new(
+                Reason::ErrorResponse,
+                "the observation has level ERROR",
+            ));
         }
-        let (messages, mut tools) = input_messages(v.get("input").unwrap_or(&Value::Null), "input")?;
+        let (messages, mut tools) =
+            input_messages(v.get("input").unwrap_or(&Value::Null), "input")?;
         if messages.is_empty() {
-            return Err(Bad::new(Reason::EmptyRequest, "field `input` holds no messages"));
+            return Err(Bad::new(
+                Reason::EmptyRequest,
+                "field `input` holds no messages",
+            ));
         }
         if tools.is_empty() {
-            tools = tools_from(v.get("modelParameters").and_then(|m| m.get("tools")), "modelParameters.tools")?;
+            tools = tools_from(
+                v.get("modelParameters").and_then(|m| m.get("tools")),
+                "modelParameters.tools",
+            )?;
         }
         if tools.is_empty() {
-            tools = tools_from(v.get("metadata").and_then(|m| m.get("tools")), "metadata.tools")?;
+            tools = tools_from(
+                v.get("metadata").and_then(|m| m.get("tools")),
+                "metadata.tools",
+            )?;
         }
-        let output = v.get("output").map(decode_json_string).unwrap_or(Value::Null);
+        let output = v.get("output").map(decode_output).unwrap_or(Value::Null);
         let comp = openai::completion(&output, "output")?;
         let mut usage = openai::usage(v.get("usageDetails").or_else(|| v.get("usage")));
         if usage.prompt_tokens.is_none() {
@@ -79,7 +106,11 @@ pub fn parse_langfuse(v: &Value) -> Item {
         let end = v.get("endTime").and_then(parse_time_ms);
         let mut metadata = Map::new();
         if let Some(Value::Object(m)) = v.get("metadata") {
-            metadata.extend(m.iter().filter(|(k, _)| k.as_str() != "tools").map(|(k, v)| (k.clone(), v.clone())));
+            metadata.extend(
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "tools")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
         }
         if let Some(u) = v.get("userId").filter(|u| !u.is_null()) {
             metadata.insert("userId".into(), u.clone());
@@ -108,25 +139,42 @@ pub fn parse_langfuse(v: &Value) -> Item {
 pub fn parse_helicone(v: &Value) -> Res<Call> {
     if let Some(status) = v.get("response_status").and_then(super::as_u64) {
         if status != 200 {
-            return Err(Bad::new(Reason::ErrorResponse, format!("response_status is {status}")));
+            return Err(Bad::new(
+                Reason::ErrorResponse,
+                format!("response_status is {status}"),
+            ));
         }
     }
     let req = decode_json_string(v.get("request_body").unwrap_or(&Value::Null));
-    let resp = decode_json_string(v.get("response_body").unwrap_or(&Value::Null));
+    let resp = decode_output(v.get("response_body").unwrap_or(&Value::Null));
     if req.is_null() {
-        return Err(Bad::new(Reason::EmptyRequest, "field `request_body` is missing"));
+        return Err(Bad::new(
+            Reason::EmptyRequest,
+            "field `request_body` is missing",
+        ));
     }
     if resp.is_null() {
-        return Err(Bad::new(Reason::MissingResponse, "field `response_body` is missing"));
+        return Err(Bad::new(
+            Reason::MissingResponse,
+            "field `response_body` is missing",
+        ));
     }
-    let provider = v.get("provider").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    let mut call = if provider.contains("anthropic") || anthropic::looks_anthropic(Some(&req), Some(&resp)) {
-        anthropic::call_from(&req, "request_body.", &resp, "response_body")?
-    } else {
-        openai::call_from(&req, "request_body.", &resp, "response_body")?
-    };
+    let provider = v
+        .get("provider")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut call =
+        if provider.contains("anthropic") || anthropic::looks_anthropic(Some(&req), Some(&resp)) {
+            anthropic::call_from(&req, "request_body.", &resp, "response_body")?
+        } else {
+            openai::call_from(&req, "request_body.", &resp, "response_body")?
+        };
     call.source_format = Some(SourceFormat::Helicone);
-    call.timestamp_ms = v.get("request_created_at").and_then(parse_time_ms).or(call.timestamp_ms);
+    call.timestamp_ms = v
+        .get("request_created_at")
+        .and_then(parse_time_ms)
+        .or(call.timestamp_ms);
     call.latency_ms = v.get("delay_ms").and_then(Value::as_f64);
     if call.model.is_none() {
         call.model = opt_str(v, "request_model", "")?;
@@ -139,7 +187,8 @@ pub fn parse_helicone(v: &Value) -> Res<Call> {
         call.metadata.insert("user_id".into(), u.clone());
     }
     if let Some(Value::Object(props)) = v.get("request_properties") {
-        call.metadata.extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
+        call.metadata
+            .extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Ok(call)
 }
@@ -148,7 +197,14 @@ pub fn parse_helicone(v: &Value) -> Res<Call> {
 pub fn parse_litellm(v: &Value) -> Item {
     if let Some(ct) = v.get("call_type").and_then(Value::as_str) {
         let ct = ct.trim_start_matches('a');
-        if !matches!(ct, "completion" | "text_completion" | "responses" | "anthropic_messages" | "generate_content") {
+        if !matches!(
+            ct,
+            "completion"
+                | "text_completion"
+                | "responses"
+                | "anthropic_messages"
+                | "generate_content"
+        ) {
             return Item::NotACall("litellm_non_completion");
         }
     }
@@ -156,18 +212,25 @@ pub fn parse_litellm(v: &Value) -> Item {
         match v.get("status").and_then(Value::as_str) {
             Some("failure") => return Err(Bad::new(Reason::ErrorResponse, "status is failure")),
             _ if v.get("error_str").is_some_and(|e| !e.is_null()) => {
-                return Err(Bad::new(Reason::ErrorResponse, "the payload has an error_str"))
+                return Err(Bad::new(
+                    Reason::ErrorResponse,
+                    "the payload has an error_str",
+                ))
             }
             _ => {}
         }
-        let (messages, mut tools) = input_messages(v.get("messages").unwrap_or(&Value::Null), "messages")?;
+        let (messages, mut tools) =
+            input_messages(v.get("messages").unwrap_or(&Value::Null), "messages")?;
         if messages.is_empty() {
             return Err(Bad::new(Reason::EmptyRequest, "field `messages` is empty"));
         }
         if tools.is_empty() {
-            tools = tools_from(v.get("model_parameters").and_then(|m| m.get("tools")), "model_parameters.tools")?;
+            tools = tools_from(
+                v.get("model_parameters").and_then(|m| m.get("tools")),
+                "model_parameters.tools",
+            )?;
         }
-        let resp = v.get("response").map(decode_json_string).unwrap_or(Value::Null);
+        let resp = v.get("response").map(decode_output).unwrap_or(Value::Null);
         let comp = openai::completion(&resp, "response")?;
         let start = v.get("startTime").and_then(parse_time_ms);
         let end = v.get("endTime").and_then(parse_time_ms);
@@ -218,7 +281,13 @@ fn lc_message(m: &Value) -> Value {
     } else if m.get("role").is_some() {
         return m.clone();
     } else {
-        (m.get("type").and_then(Value::as_str).unwrap_or("").to_string(), m.clone())
+        (
+            m.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            m.clone(),
+        )
     };
     let role = match kind.as_str() {
         "SystemMessage" | "system" => "system",
@@ -229,7 +298,10 @@ fn lc_message(m: &Value) -> Value {
     };
     let mut o = Map::new();
     o.insert("role".into(), role.into());
-    o.insert("content".into(), body.get("content").cloned().unwrap_or(Value::Null));
+    o.insert(
+        "content".into(),
+        body.get("content").cloned().unwrap_or(Value::Null),
+    );
     if let Some(tc) = body.get("tool_call_id") {
         o.insert("tool_call_id".into(), tc.clone());
     }
@@ -247,7 +319,10 @@ fn lc_message(m: &Value) -> Value {
             })
             .collect();
         o.insert("tool_calls".into(), Value::Array(calls));
-    } else if let Some(Value::Array(tcs)) = body.get("additional_kwargs").and_then(|a| a.get("tool_calls")) {
+    } else if let Some(Value::Array(tcs)) = body
+        .get("additional_kwargs")
+        .and_then(|a| a.get("tool_calls"))
+    {
         o.insert("tool_calls".into(), Value::Array(tcs.clone()));
     }
     Value::Object(o)
@@ -258,10 +333,18 @@ pub fn parse_langsmith(v: &Value) -> Item {
     match v.get("run_type").and_then(Value::as_str) {
         Some("llm") => {}
         Some(_) => return Item::NotACall("langsmith_non_llm_run"),
-        None => return Item::Bad(super::wrong_type("run_type", "a string", v.get("run_type").unwrap_or(&Value::Null))),
+        None => {
+            return Item::Bad(super::wrong_type(
+                "run_type",
+                "a string",
+                v.get("run_type").unwrap_or(&Value::Null),
+            ))
+        }
     }
     let r = (|| -> Res<Call> {
-        if v.get("error").is_some_and(|e| !e.is_null() && e.as_str() != Some("")) {
+        if v.get("error")
+            .is_some_and(|e| !e.is_null() && e.as_str() != Some(""))
+        {
             return Err(Bad::new(Reason::ErrorResponse, "the run has an error"));
         }
         let inputs = v.get("inputs").cloned().unwrap_or(Value::Null);
@@ -269,9 +352,18 @@ pub fn parse_langsmith(v: &Value) -> Item {
             // LangChain batches: [[msg, msg]]
             Some(Value::Array(a)) if a.first().is_some_and(Value::is_array) => a[0].clone(),
             Some(m) => m.clone(),
-            None => match inputs.get("prompts").and_then(Value::as_array).and_then(|p| p.first()) {
+            None => match inputs
+                .get("prompts")
+                .and_then(Value::as_array)
+                .and_then(|p| p.first())
+            {
                 Some(Value::String(p)) => serde_json::json!([{"role": "user", "content": p}]),
-                _ => return Err(Bad::new(Reason::EmptyRequest, "field `inputs.messages` is missing")),
+                _ => {
+                    return Err(Bad::new(
+                        Reason::EmptyRequest,
+                        "field `inputs.messages` is missing",
+                    ))
+                }
             },
         };
         let msgs_v = match msgs_v {
@@ -279,7 +371,10 @@ pub fn parse_langsmith(v: &Value) -> Item {
             other => other,
         };
         let messages = openai::messages(Some(&msgs_v), "inputs.messages")?;
-        let extra_tools = v.get("extra").and_then(|e| e.get("invocation_params")).and_then(|p| p.get("tools"));
+        let extra_tools = v
+            .get("extra")
+            .and_then(|e| e.get("invocation_params"))
+            .and_then(|p| p.get("tools"));
         let mut tools = tools_from(inputs.get("tools").or(extra_tools), "tools")?;
         if tools.is_empty() {
             tools = openai::tools(&inputs, "inputs.")?;
@@ -291,7 +386,12 @@ pub fn parse_langsmith(v: &Value) -> Item {
                 Value::Array(a) => a.first().cloned(),
                 _ => None,
             }
-            .ok_or_else(|| Bad::new(Reason::MissingResponse, "field `outputs.generations` is empty"))?;
+            .ok_or_else(|| {
+                Bad::new(
+                    Reason::MissingResponse,
+                    "field `outputs.generations` is empty",
+                )
+            })?;
             let msg = match g.get("message") {
                 Some(m) => {
                     let mut m = lc_message(m);
@@ -308,17 +408,33 @@ pub fn parse_langsmith(v: &Value) -> Item {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let m = openai::message(&msg, "outputs.generations[0].message")?;
-            if m.content.as_deref().map(str::trim).unwrap_or("").is_empty() && m.tool_calls.is_empty() {
-                return Err(Bad::new(Reason::EmptyResponse, "the response has neither text nor tool calls"));
+            if m.content.as_deref().map(str::trim).unwrap_or("").is_empty()
+                && m.tool_calls.is_empty()
+            {
+                return Err(Bad::new(
+                    Reason::EmptyResponse,
+                    "the response has neither text nor tool calls",
+                ));
             }
             openai::Completion {
-                response: Response { content: m.content, tool_calls: m.tool_calls, finish_reason: finish },
+                response: Response {
+                    content: m.content,
+                    tool_calls: m.tool_calls,
+                    finish_reason: finish,
+                },
                 usage: openai::usage(outputs.get("llm_output").and_then(|l| l.get("token_usage"))),
-                model: outputs.get("llm_output").and_then(|l| l.get("model_name")).and_then(Value::as_str).map(str::to_string),
+                model: outputs
+                    .get("llm_output")
+                    .and_then(|l| l.get("model_name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 created_ms: None,
             }
         } else if outputs.is_null() {
-            return Err(Bad::new(Reason::MissingResponse, "field `outputs` is missing"));
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                "field `outputs` is missing",
+            ));
         } else {
             openai::completion(&outputs, "outputs")?
         };

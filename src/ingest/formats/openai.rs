@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    decode_json_string, opt_id, opt_str, opt_u64, parse_time_ms, type_name, wrong_type, Bad, BatchKey, Item, Reason,
-    Res,
+    decode_json_string, opt_id, opt_str, opt_u64, parse_time_ms, type_name, wrong_type, Bad,
+    BatchKey, Item, Reason, Res,
 };
 use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolCall, ToolDef, Usage};
 
@@ -24,11 +24,19 @@ pub fn content_text(v: Option<&Value>, path: &str) -> Res<Option<String>> {
                     Value::Object(o) => {
                         let ty = o.get("type").and_then(Value::as_str).unwrap_or("text");
                         match ty {
-                            "text" | "input_text" | "output_text" => match o.get("text").or_else(|| o.get("content")) {
-                                Some(Value::String(s)) => out.push(s.clone()),
-                                Some(other) => return Err(wrong_type(&format!("{path}[{i}].text"), "a string", other)),
-                                None => {}
-                            },
+                            "text" | "input_text" | "output_text" => {
+                                match o.get("text").or_else(|| o.get("content")) {
+                                    Some(Value::String(s)) => out.push(s.clone()),
+                                    Some(other) => {
+                                        return Err(wrong_type(
+                                            &format!("{path}[{i}].text"),
+                                            "a string",
+                                            other,
+                                        ))
+                                    }
+                                    None => {}
+                                }
+                            }
                             "refusal" => {
                                 if let Some(Value::String(s)) = o.get("refusal") {
                                     out.push(s.clone())
@@ -40,12 +48,22 @@ pub fn content_text(v: Option<&Value>, path: &str) -> Res<Option<String>> {
                             _ => {}
                         }
                     }
-                    other => return Err(wrong_type(&format!("{path}[{i}]"), "a string or an object", other)),
+                    other => {
+                        return Err(wrong_type(
+                            &format!("{path}[{i}]"),
+                            "a string or an object",
+                            other,
+                        ))
+                    }
                 }
             }
             Ok(Some(out.join("\n")))
         }
-        Some(other) => Err(wrong_type(path, "a string, null or an array of parts", other)),
+        Some(other) => Err(wrong_type(
+            path,
+            "a string, null or an array of parts",
+            other,
+        )),
     }
 }
 
@@ -81,11 +99,27 @@ fn tool_call(v: &Value, path: &str) -> Res<ToolCall> {
     };
     let name = match f.get("name") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(wrong_type(&format!("{path}.function.name"), "a string", other)),
-        None => return Err(Bad::new(Reason::WrongType, format!("field `{path}.function.name` is missing"))),
+        Some(other) => {
+            return Err(wrong_type(
+                &format!("{path}.function.name"),
+                "a string",
+                other,
+            ))
+        }
+        None => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.function.name` is missing"),
+            ))
+        }
     };
     let (arguments, valid) = parse_arguments(f.get(args_key));
-    Ok(ToolCall { id: opt_id(v, "id"), name, arguments, arguments_valid: valid })
+    Ok(ToolCall {
+        id: opt_id(v, "id"),
+        name,
+        arguments,
+        arguments_valid: valid,
+    })
 }
 
 fn tool_calls(m: &Value, path: &str) -> Res<Vec<ToolCall>> {
@@ -102,7 +136,13 @@ fn tool_calls(m: &Value, path: &str) -> Res<Vec<ToolCall>> {
     match m.get("function_call") {
         None | Some(Value::Null) => {}
         Some(fc @ Value::Object(_)) => out.push(tool_call(fc, &format!("{path}.function_call"))?),
-        Some(other) => return Err(wrong_type(&format!("{path}.function_call"), "an object", other)),
+        Some(other) => {
+            return Err(wrong_type(
+                &format!("{path}.function_call"),
+                "an object",
+                other,
+            ))
+        }
     }
     Ok(out)
 }
@@ -118,30 +158,55 @@ pub fn message(m: &Value, path: &str) -> Res<Message> {
             "user" | "human" => Role::User,
             "assistant" | "ai" | "model" => Role::Assistant,
             "tool" | "function" | "ipython" => Role::Tool,
-            _ => return Err(Bad::new(Reason::WrongType, format!("field `{path}.role` has an unknown role"))),
+            _ => {
+                return Err(Bad::new(
+                    Reason::WrongType,
+                    format!("field `{path}.role` has an unknown role"),
+                ))
+            }
         },
         Some(other) => return Err(wrong_type(&format!("{path}.role"), "a string", other)),
-        None => return Err(Bad::new(Reason::WrongType, format!("field `{path}.role` is missing"))),
+        None => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.role` is missing"),
+            ))
+        }
     };
     let mut content = content_text(m.get("content"), &format!("{path}.content"))?;
     if content.is_none() {
         content = opt_str(m, "refusal", &format!("{path}."))?;
     }
-    let tool_calls = if role == Role::Assistant { tool_calls(m, path)? } else { vec![] };
+    let tool_calls = if role == Role::Assistant {
+        tool_calls(m, path)?
+    } else {
+        vec![]
+    };
     Ok(Message {
         role,
         content,
         tool_calls,
         tool_call_id: opt_id(m, "tool_call_id"),
-        name: if role == Role::Tool { None } else { opt_str(m, "name", &format!("{path}."))? },
+        name: if role == Role::Tool {
+            None
+        } else {
+            opt_str(m, "name", &format!("{path}."))?
+        },
     })
 }
 
 /// A `messages` array.
 pub fn messages(v: Option<&Value>, path: &str) -> Res<Vec<Message>> {
     match v {
-        Some(Value::Array(a)) => a.iter().enumerate().map(|(i, m)| message(m, &format!("{path}[{i}]"))).collect(),
-        Some(Value::Null) | None => Err(Bad::new(Reason::EmptyRequest, format!("field `{path}` is missing"))),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, m)| message(m, &format!("{path}[{i}]")))
+            .collect(),
+        Some(Value::Null) | None => Err(Bad::new(
+            Reason::EmptyRequest,
+            format!("field `{path}` is missing"),
+        )),
         Some(other) => Err(wrong_type(path, "an array", other)),
     }
 }
@@ -157,7 +222,12 @@ pub fn tool_def(t: &Value, path: &str) -> Res<ToolDef> {
     let name = match f.get("name") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => return Err(wrong_type(&format!("{path}.name"), "a string", other)),
-        None => return Err(Bad::new(Reason::WrongType, format!("field `{path}.name` is missing"))),
+        None => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.name` is missing"),
+            ))
+        }
     };
     let description = opt_str(f, "description", &format!("{path}."))?;
     let parameters = f
@@ -166,7 +236,11 @@ pub fn tool_def(t: &Value, path: &str) -> Res<ToolDef> {
         .or_else(|| f.get("inputSchema"))
         .map(decode_json_string)
         .unwrap_or(Value::Null);
-    Ok(ToolDef { name, description, parameters })
+    Ok(ToolDef {
+        name,
+        description,
+        parameters,
+    })
 }
 
 /// Tools offered in a request (`tools[]` or legacy `functions[]`).
@@ -188,15 +262,26 @@ pub fn tools(req: &Value, path: &str) -> Res<Vec<ToolDef>> {
 
 /// Usage block of a completion (OpenAI names, with Anthropic/Langfuse aliases).
 pub fn usage(u: Option<&Value>) -> Usage {
-    let Some(u) = u.filter(|u| u.is_object()) else { return Usage::default() };
-    let prompt = opt_u64(u, "prompt_tokens").or_else(|| opt_u64(u, "input_tokens")).or_else(|| opt_u64(u, "input"));
-    let completion =
-        opt_u64(u, "completion_tokens").or_else(|| opt_u64(u, "output_tokens")).or_else(|| opt_u64(u, "output"));
-    let total = opt_u64(u, "total_tokens").or_else(|| opt_u64(u, "total")).or(match (prompt, completion) {
-        (Some(p), Some(c)) => Some(p + c),
-        _ => None,
-    });
-    Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total }
+    let Some(u) = u.filter(|u| u.is_object()) else {
+        return Usage::default();
+    };
+    let prompt = opt_u64(u, "prompt_tokens")
+        .or_else(|| opt_u64(u, "input_tokens"))
+        .or_else(|| opt_u64(u, "input"));
+    let completion = opt_u64(u, "completion_tokens")
+        .or_else(|| opt_u64(u, "output_tokens"))
+        .or_else(|| opt_u64(u, "output"));
+    let total = opt_u64(u, "total_tokens")
+        .or_else(|| opt_u64(u, "total"))
+        .or(match (prompt, completion) {
+            (Some(p), Some(c)) => Some(p + c),
+            _ => None,
+        });
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total,
+    }
 }
 
 /// What a completion yields.
@@ -208,9 +293,17 @@ pub struct Completion {
 }
 
 fn check_response(response: Response) -> Res<Response> {
-    let empty = response.content.as_deref().map(str::trim).unwrap_or("").is_empty();
+    let empty = response
+        .content
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .is_empty();
     if empty && response.tool_calls.is_empty() {
-        return Err(Bad::new(Reason::EmptyResponse, "the response has neither text nor tool calls"));
+        return Err(Bad::new(
+            Reason::EmptyResponse,
+            "the response has neither text nor tool calls",
+        ));
     }
     Ok(response)
 }
@@ -219,10 +312,18 @@ fn check_response(response: Response) -> Res<Response> {
 /// streamed chunks (reassembled), a bare assistant message, or a string.
 pub fn completion(v: &Value, path: &str) -> Res<Completion> {
     match v {
-        Value::Null => return Err(Bad::new(Reason::MissingResponse, format!("field `{path}` is null"))),
+        Value::Null => {
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                format!("field `{path}` is null"),
+            ))
+        }
         Value::String(s) => {
             return Ok(Completion {
-                response: check_response(Response { content: Some(s.clone()), ..Default::default() })?,
+                response: check_response(Response {
+                    content: Some(s.clone()),
+                    ..Default::default()
+                })?,
                 usage: Usage::default(),
                 model: None,
                 created_ms: None,
@@ -233,10 +334,16 @@ pub fn completion(v: &Value, path: &str) -> Res<Completion> {
         other => return Err(wrong_type(path, "an object", other)),
     }
     if v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(Bad::new(Reason::ErrorResponse, format!("field `{path}.error` is set")));
+        return Err(Bad::new(
+            Reason::ErrorResponse,
+            format!("field `{path}.error` is set"),
+        ));
     }
     if v.get("object").and_then(Value::as_str) == Some("chat.completion.chunk") {
-        return Err(Bad::new(Reason::StreamChunk, "a single streamed chunk cannot be reassembled into a response"));
+        return Err(Bad::new(
+            Reason::StreamChunk,
+            "a single streamed chunk cannot be reassembled into a response",
+        ));
     }
     let model = opt_str(v, "model", &format!("{path}."))?;
     let created_ms = v.get("created").and_then(parse_time_ms);
@@ -244,39 +351,74 @@ pub fn completion(v: &Value, path: &str) -> Res<Completion> {
     let (message, finish) = match v.get("choices") {
         Some(Value::Array(choices)) => {
             let Some(first) = choices.first() else {
-                return Err(Bad::new(Reason::MissingResponse, format!("field `{path}.choices` is empty")));
+                return Err(Bad::new(
+                    Reason::MissingResponse,
+                    format!("field `{path}.choices` is empty"),
+                ));
             };
             let finish = opt_str(first, "finish_reason", &format!("{path}.choices[0]."))?;
             match first.get("message") {
                 Some(m) => (m.clone(), finish),
                 // legacy text completions
                 None => match first.get("text") {
-                    Some(Value::String(t)) => (serde_json::json!({"role": "assistant", "content": t}), finish),
-                    _ => return Err(Bad::new(Reason::MissingResponse, format!("field `{path}.choices[0].message` is missing"))),
+                    Some(Value::String(t)) => (
+                        serde_json::json!({"role": "assistant", "content": t}),
+                        finish,
+                    ),
+                    _ => {
+                        return Err(Bad::new(
+                            Reason::MissingResponse,
+                            format!("field `{path}.choices[0].message` is missing"),
+                        ))
+                    }
                 },
             }
         }
         Some(other) => return Err(wrong_type(&format!("{path}.choices"), "an array", other)),
-        None if v.get("role").is_some() || v.get("content").is_some() || v.get("tool_calls").is_some() => {
+        None if v.get("role").is_some()
+            || v.get("content").is_some()
+            || v.get("tool_calls").is_some() =>
+        {
             let finish = opt_str(v, "finish_reason", &format!("{path}."))?;
             (v.clone(), finish)
         }
-        None => return Err(Bad::new(Reason::MissingResponse, format!("field `{path}` holds no choices"))),
+        None => {
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                format!("field `{path}` holds no choices"),
+            ))
+        }
     };
     let mut m = message;
     if let Value::Object(o) = &mut m {
         o.entry("role").or_insert(Value::String("assistant".into()));
     }
     let msg = self::message(&m, &format!("{path}.choices[0].message"))?;
-    let response = check_response(Response { content: msg.content, tool_calls: msg.tool_calls, finish_reason: finish })?;
-    Ok(Completion { response, usage, model, created_ms })
+    let response = check_response(Response {
+        content: msg.content,
+        tool_calls: msg.tool_calls,
+        finish_reason: finish,
+    })?;
+    Ok(Completion {
+        response,
+        usage,
+        model,
+        created_ms,
+    })
 }
 
 /// Reassembles a list of `chat.completion.chunk` objects: content deltas
 /// concatenated, tool-call deltas merged by index.
 fn reassemble(chunks: &[Value], path: &str) -> Res<Completion> {
-    if chunks.is_empty() || !chunks.iter().all(|c| c.get("object").and_then(Value::as_str) == Some("chat.completion.chunk")) {
-        return Err(Bad::new(Reason::StreamChunk, format!("field `{path}` is a list that is not a complete chunk stream")));
+    if chunks.is_empty()
+        || !chunks
+            .iter()
+            .all(|c| c.get("object").and_then(Value::as_str) == Some("chat.completion.chunk"))
+    {
+        return Err(Bad::new(
+            Reason::StreamChunk,
+            format!("field `{path}` is a list that is not a complete chunk stream"),
+        ));
     }
     let mut content = String::new();
     let mut saw_content = false;
@@ -291,20 +433,34 @@ fn reassemble(chunks: &[Value], path: &str) -> Res<Completion> {
         if c.get("usage").is_some_and(|u| u.is_object()) {
             usage_v = c.get("usage").cloned();
         }
-        let Some(choice) = c.get("choices").and_then(Value::as_array).and_then(|a| a.first()) else { continue };
+        let Some(choice) = c
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        else {
+            continue;
+        };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             finish = Some(f.to_string());
         }
-        let Some(delta) = choice.get("delta") else { continue };
+        let Some(delta) = choice.get("delta") else {
+            continue;
+        };
         if let Some(t) = delta.get("content").and_then(Value::as_str) {
             content.push_str(t);
             saw_content = true;
         }
         if let Some(tcs) = delta.get("tool_calls").and_then(Value::as_array) {
             for tc in tcs {
-                let idx = tc.get("index").and_then(Value::as_u64).unwrap_or(calls.len() as u64) as usize;
+                let idx = tc
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(calls.len() as u64) as usize;
                 if idx > 1024 {
-                    return Err(Bad::new(Reason::StreamChunk, "tool-call delta index out of range"));
+                    return Err(Bad::new(
+                        Reason::StreamChunk,
+                        "tool-call delta index out of range",
+                    ));
                 }
                 while calls.len() <= idx {
                     calls.push((None, String::new(), String::new()));
@@ -324,18 +480,35 @@ fn reassemble(chunks: &[Value], path: &str) -> Res<Completion> {
         }
     }
     if finish.is_none() {
-        return Err(Bad::new(Reason::StreamChunk, "the chunk stream has no final chunk (no finish_reason)"));
+        return Err(Bad::new(
+            Reason::StreamChunk,
+            "the chunk stream has no final chunk (no finish_reason)",
+        ));
     }
     let tool_calls = calls
         .into_iter()
         .filter(|c| !c.1.is_empty())
         .map(|(id, name, args)| {
             let (arguments, valid) = parse_arguments(Some(&Value::String(args)));
-            ToolCall { id, name, arguments, arguments_valid: valid }
+            ToolCall {
+                id,
+                name,
+                arguments,
+                arguments_valid: valid,
+            }
         })
         .collect();
-    let response = check_response(Response { content: saw_content.then_some(content), tool_calls, finish_reason: finish })?;
-    Ok(Completion { response, usage: usage(usage_v.as_ref()), model, created_ms })
+    let response = check_response(Response {
+        content: saw_content.then_some(content),
+        tool_calls,
+        finish_reason: finish,
+    })?;
+    Ok(Completion {
+        response,
+        usage: usage(usage_v.as_ref()),
+        model,
+        created_ms,
+    })
 }
 
 /// A chat request body: messages, tools, model.
@@ -349,11 +522,19 @@ pub fn request(req: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>, Opti
         None => match req.get("prompt") {
             Some(Value::String(p)) => vec![Message::text(Role::User, p.clone())],
             Some(other) => return Err(wrong_type(&format!("{path}prompt"), "a string", other)),
-            None => return Err(Bad::new(Reason::EmptyRequest, format!("field `{path}messages` is missing"))),
+            None => {
+                return Err(Bad::new(
+                    Reason::EmptyRequest,
+                    format!("field `{path}messages` is missing"),
+                ))
+            }
         },
     };
     if msgs.is_empty() {
-        return Err(Bad::new(Reason::EmptyRequest, format!("field `{path}messages` is empty")));
+        return Err(Bad::new(
+            Reason::EmptyRequest,
+            format!("field `{path}messages` is empty"),
+        ));
     }
     let tools = tools(req, path)?;
     let model = opt_str(req, "model", path)?;
@@ -398,13 +579,23 @@ pub fn parse_pair(v: &Value) -> Res<Call> {
     let mut call = if let Some(req) = v.get("request") {
         let resp = match v.get("response") {
             Some(r) => r,
-            None => return Err(Bad::new(Reason::MissingResponse, "field `response` is missing")),
+            None => {
+                return Err(Bad::new(
+                    Reason::MissingResponse,
+                    "field `response` is missing",
+                ))
+            }
         };
         call_from(req, "request.", resp, "response")?
     } else {
-        let Some((key, resp)) = ["completion", "response", "output"].iter().find_map(|k| v.get(*k).map(|r| (*k, r)))
+        let Some((key, resp)) = ["completion", "response", "output"]
+            .iter()
+            .find_map(|k| v.get(*k).map(|r| (*k, r)))
         else {
-            return Err(Bad::new(Reason::MissingResponse, "the record has messages but no completion"));
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                "the record has messages but no completion",
+            ));
         };
         call_from(v, "", resp, key)?
     };
@@ -413,7 +604,11 @@ pub fn parse_pair(v: &Value) -> Res<Call> {
     if let Some(ts) = v.get("timestamp").and_then(parse_time_ms) {
         call.timestamp_ms = Some(ts);
     }
-    if let Some(l) = v.get("latency_ms").or_else(|| v.get("latency")).and_then(Value::as_f64) {
+    if let Some(l) = v
+        .get("latency_ms")
+        .or_else(|| v.get("latency"))
+        .and_then(Value::as_f64)
+    {
         call.latency_ms = Some(l);
     }
     Ok(call)
@@ -426,13 +621,24 @@ pub fn parse_batch_line(v: &Value) -> Item {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => return Item::Bad(wrong_type("custom_id", "a string", other)),
-        None => return Item::Bad(Bad::new(Reason::UnknownFormat, "field `custom_id` is missing")),
+        None => {
+            return Item::Bad(Bad::new(
+                Reason::UnknownFormat,
+                "field `custom_id` is missing",
+            ))
+        }
     };
-    let key = BatchKey { format: SourceFormat::OpenaiBatch, custom_id };
+    let key = BatchKey {
+        format: SourceFormat::OpenaiBatch,
+        custom_id,
+    };
     if let Some(body) = v.get("body") {
         if let Some(url) = v.get("url").and_then(Value::as_str) {
             if !url.contains("chat/completions") {
-                return Item::Bad(Bad::new(Reason::UnsupportedEndpoint, "batch line is not for /v1/chat/completions"));
+                return Item::Bad(Bad::new(
+                    Reason::UnsupportedEndpoint,
+                    "batch line is not for /v1/chat/completions",
+                ));
             }
         }
         return match request(body, "body.") {
@@ -447,34 +653,59 @@ pub fn parse_batch_line(v: &Value) -> Item {
                     metadata,
                     ..Default::default()
                 };
-                Item::BatchRequest { key, call: RawCall::new(call) }
+                Item::BatchRequest {
+                    key,
+                    call: RawCall::new(call),
+                }
             }
             Err(b) => Item::Bad(b),
         };
     }
     if v.get("response").is_some() || v.get("error").is_some() {
         let result = batch_output(v);
-        return Item::BatchResponse { key, result: result.map(RawCall::new) };
+        return Item::BatchResponse {
+            key,
+            result: result.map(RawCall::new),
+        };
     }
-    Item::Bad(Bad::new(Reason::UnknownFormat, "batch line has neither `body` nor `response`"))
+    Item::Bad(Bad::new(
+        Reason::UnknownFormat,
+        "batch line has neither `body` nor `response`",
+    ))
 }
 
 fn batch_output(v: &Value) -> Res<Call> {
     if v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(Bad::new(Reason::ErrorResponse, "batch output has an `error`"));
+        return Err(Bad::new(
+            Reason::ErrorResponse,
+            "batch output has an `error`",
+        ));
     }
     let resp = match v.get("response") {
-        Some(Value::Null) | None => return Err(Bad::new(Reason::MissingResponse, "batch output has no `response`")),
+        Some(Value::Null) | None => {
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                "batch output has no `response`",
+            ))
+        }
         Some(r) => r,
     };
     if let Some(code) = resp.get("status_code").and_then(super::as_u64) {
         if code != 200 {
-            return Err(Bad::new(Reason::ErrorResponse, format!("batch output has status_code {code}")));
+            return Err(Bad::new(
+                Reason::ErrorResponse,
+                format!("batch output has status_code {code}"),
+            ));
         }
     }
     let body = match resp.get("body") {
         Some(b) => b,
-        None => return Err(Bad::new(Reason::MissingResponse, "field `response.body` is missing")),
+        None => {
+            return Err(Bad::new(
+                Reason::MissingResponse,
+                "field `response.body` is missing",
+            ))
+        }
     };
     let c = completion(body, "response.body")?;
     Ok(Call {
@@ -492,6 +723,9 @@ pub fn expect_object(v: &Value, path: &str) -> Res<()> {
     if v.is_object() {
         Ok(())
     } else {
-        Err(Bad::new(Reason::WrongType, format!("field `{path}` is {}, expected an object", type_name(v))))
+        Err(Bad::new(
+            Reason::WrongType,
+            format!("field `{path}` is {}, expected an object", type_name(v)),
+        ))
     }
 }

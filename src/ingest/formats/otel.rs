@@ -19,12 +19,21 @@ use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolCall
 
 /// Decodes an OTLP `AnyValue` into plain JSON.
 fn any_value(v: &Value) -> Value {
-    let Some(o) = v.as_object() else { return v.clone() };
+    let Some(o) = v.as_object() else {
+        return v.clone();
+    };
     if let Some(s) = o.get("stringValue") {
         return s.clone();
     }
     if let Some(i) = o.get("intValue") {
-        return as_u64(i).map(Value::from).or_else(|| i.as_str().and_then(|s| s.parse::<i64>().ok()).map(Value::from)).unwrap_or_else(|| i.clone());
+        return as_u64(i)
+            .map(Value::from)
+            .or_else(|| {
+                i.as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map(Value::from)
+            })
+            .unwrap_or_else(|| i.clone());
     }
     if let Some(d) = o.get("doubleValue") {
         return d.clone();
@@ -33,7 +42,11 @@ fn any_value(v: &Value) -> Value {
         return b.clone();
     }
     if let Some(a) = o.get("arrayValue") {
-        let vals = a.get("values").and_then(Value::as_array).map(|vs| vs.iter().map(any_value).collect()).unwrap_or_default();
+        let vals = a
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|vs| vs.iter().map(any_value).collect())
+            .unwrap_or_default();
         return Value::Array(vals);
     }
     if let Some(kv) = o.get("kvlistValue") {
@@ -52,7 +65,9 @@ fn attributes(v: Option<&Value>) -> Map<String, Value> {
     match v {
         Some(Value::Array(kvs)) => {
             for kv in kvs {
-                if let (Some(k), Some(val)) = (kv.get("key").and_then(Value::as_str), kv.get("value")) {
+                if let (Some(k), Some(val)) =
+                    (kv.get("key").and_then(Value::as_str), kv.get("value"))
+                {
                     out.insert(k.to_string(), any_value(val));
                 }
             }
@@ -72,21 +87,39 @@ pub fn parse(v: &Value) -> Vec<Parsed> {
     let fmt = Some(SourceFormat::Otel);
     let Some(rss) = v.get("resourceSpans").and_then(Value::as_array) else {
         let got = v.get("resourceSpans").unwrap_or(&Value::Null);
-        return vec![Parsed { format: fmt, index: 0, item: Item::Bad(super::wrong_type("resourceSpans", "an array", got)), content: None }];
+        return vec![Parsed {
+            format: fmt,
+            index: 0,
+            item: Item::Bad(super::wrong_type("resourceSpans", "an array", got)),
+            content: None,
+        }];
     };
     let mut out = Vec::new();
     let mut index = 0u32;
     for rs in rss {
         let resource = attributes(rs.get("resource").and_then(|r| r.get("attributes")));
-        let scopes = rs.get("scopeSpans").or_else(|| rs.get("instrumentationLibrarySpans")).and_then(Value::as_array);
+        let scopes = rs
+            .get("scopeSpans")
+            .or_else(|| rs.get("instrumentationLibrarySpans"))
+            .and_then(Value::as_array);
         for ss in scopes.into_iter().flatten() {
-            for span in ss.get("spans").and_then(Value::as_array).into_iter().flatten() {
+            for span in ss
+                .get("spans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let item = match span_item(span, &resource) {
                     Ok(item) => item,
                     Err(b) => Item::Bad(b),
                 };
                 let content = matches!(item, Item::Bad(_)).then(|| span.clone());
-                out.push(Parsed { format: fmt, index, item, content });
+                out.push(Parsed {
+                    format: fmt,
+                    index,
+                    item,
+                    content,
+                });
                 index += 1;
             }
         }
@@ -95,14 +128,23 @@ pub fn parse(v: &Value) -> Vec<Parsed> {
         out.push(Parsed {
             format: fmt,
             index: 0,
-            item: Item::Bad(Bad::new(Reason::EmptyRequest, "the OTLP payload holds no spans")),
+            item: Item::Bad(Bad::new(
+                Reason::EmptyRequest,
+                "the OTLP payload holds no spans",
+            )),
             content: None,
         });
     }
     out
 }
 
-const LLM_OPS: &[&str] = &["chat", "text_completion", "generate_content", "completion", "responses"];
+const LLM_OPS: &[&str] = &[
+    "chat",
+    "text_completion",
+    "generate_content",
+    "completion",
+    "responses",
+];
 
 fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
     if !span.is_object() {
@@ -115,27 +157,55 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
         .into_iter()
         .flatten()
         .map(|e| {
-            (e.get("name").and_then(Value::as_str).unwrap_or("").to_string(), attributes(e.get("attributes")))
+            let mut a = attributes(e.get("attributes"));
+            // Some emitters (Semantic Kernel, Azure) put the whole event body,
+            // e.g. {"role","content","tool_calls"} or {"message","finish_reason"},
+            // in one `gen_ai.event.content` JSON attribute.
+            if let Some(Value::Object(body)) = a.get("gen_ai.event.content").map(decode_json_string)
+            {
+                for (k, v) in body {
+                    a.entry(k).or_insert(v);
+                }
+            }
+            (
+                e.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                a,
+            )
         })
         .collect();
     let op = attrs.get("gen_ai.operation.name").and_then(Value::as_str);
     let has_content = attrs.keys().any(|k| {
-        k.starts_with("gen_ai.prompt") || k.starts_with("gen_ai.completion") || k.starts_with("gen_ai.input.messages")
+        k.starts_with("gen_ai.prompt")
+            || k.starts_with("gen_ai.completion")
+            || k.starts_with("gen_ai.input.messages")
     }) || events.iter().any(|(n, _)| n.starts_with("gen_ai."));
     match op {
         Some(op) if LLM_OPS.contains(&op) => {}
         Some("execute_tool") => return Ok(Item::NotACall("otel_tool_span")),
-        Some("invoke_agent") | Some("create_agent") => return Ok(Item::NotACall("otel_agent_span")),
+        Some("invoke_agent") | Some("create_agent") => {
+            return Ok(Item::NotACall("otel_agent_span"))
+        }
         Some("embeddings") => return Ok(Item::NotACall("otel_embeddings_span")),
         Some(_) => return Ok(Item::NotACall("otel_other_genai_span")),
         None if has_content => {}
         None => return Ok(Item::NotACall("otel_non_genai_span")),
     }
-    let status_error = span.get("status").and_then(|s| s.get("code")).is_some_and(|c| {
-        c.as_u64() == Some(2) || c.as_str() == Some("STATUS_CODE_ERROR") || c.as_str() == Some("ERROR")
-    });
+    let status_error = span
+        .get("status")
+        .and_then(|s| s.get("code"))
+        .is_some_and(|c| {
+            c.as_u64() == Some(2)
+                || c.as_str() == Some("STATUS_CODE_ERROR")
+                || c.as_str() == Some("ERROR")
+        });
     if status_error || attrs.contains_key("error.type") {
-        return Err(Bad::new(Reason::ErrorResponse, "the span has an error status"));
+        return Err(Bad::new(
+            Reason::ErrorResponse,
+            "the span has an error status",
+        ));
     }
 
     let mut messages = Vec::new();
@@ -149,7 +219,10 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
         }
     }
     if let Some(input) = attrs.get("gen_ai.input.messages") {
-        messages.extend(semconv_messages(&decode_json_string(input), "gen_ai.input.messages")?);
+        messages.extend(semconv_messages(
+            &decode_json_string(input),
+            "gen_ai.input.messages",
+        )?);
     }
     if let Some(output) = attrs.get("gen_ai.output.messages") {
         let outs = semconv_messages(&decode_json_string(output), "gen_ai.output.messages")?;
@@ -160,17 +233,30 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             .and_then(Value::as_str)
             .map(str::to_string);
         if let Some(m) = outs.into_iter().find(|m| m.role == Role::Assistant) {
-            response = Some(Response { content: m.content, tool_calls: m.tool_calls, finish_reason: finish });
+            response = Some(Response {
+                content: m.content,
+                tool_calls: m.tool_calls,
+                finish_reason: finish,
+            });
         }
     }
     if let Some(defs) = attrs.get("gen_ai.tool.definitions") {
         match decode_json_string(defs) {
             Value::Array(ts) => {
                 for (i, t) in ts.iter().enumerate() {
-                    tools.push(openai::tool_def(t, &format!("gen_ai.tool.definitions[{i}]"))?);
+                    tools.push(openai::tool_def(
+                        t,
+                        &format!("gen_ai.tool.definitions[{i}]"),
+                    )?);
                 }
             }
-            other => return Err(super::wrong_type("gen_ai.tool.definitions", "an array", &other)),
+            other => {
+                return Err(super::wrong_type(
+                    "gen_ai.tool.definitions",
+                    "an array",
+                    &other,
+                ))
+            }
         }
     }
 
@@ -199,10 +285,16 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
     }
 
     if messages.iter().all(|m| m.role == Role::System) {
-        return Err(Bad::new(Reason::EmptyRequest, "the span carries no input messages (content capture off?)"));
+        return Err(Bad::new(
+            Reason::EmptyRequest,
+            "the span carries no input messages (content capture off?)",
+        ));
     }
     let Some(mut response) = response else {
-        return Err(Bad::new(Reason::MissingResponse, "the span carries no output messages"));
+        return Err(Bad::new(
+            Reason::MissingResponse,
+            "the span carries no output messages",
+        ));
     };
     if response.finish_reason.is_none() {
         response.finish_reason = match attrs.get("gen_ai.response.finish_reasons") {
@@ -211,32 +303,55 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             _ => None,
         };
     }
-    if response.content.as_deref().map(str::trim).unwrap_or("").is_empty() && response.tool_calls.is_empty() {
-        return Err(Bad::new(Reason::EmptyResponse, "the response has neither text nor tool calls"));
+    if response
+        .content
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .is_empty()
+        && response.tool_calls.is_empty()
+    {
+        return Err(Bad::new(
+            Reason::EmptyResponse,
+            "the response has neither text nor tool calls",
+        ));
     }
 
     let tok = |keys: &[&str]| keys.iter().find_map(|k| attrs.get(*k).and_then(as_u64));
     let prompt = tok(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]);
-    let completion = tok(&["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"]);
+    let completion = tok(&[
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+    ]);
     let usage = Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
-        total_tokens: tok(&["gen_ai.usage.total_tokens", "llm.usage.total_tokens"]).or(match (prompt, completion) {
-            (Some(p), Some(c)) => Some(p + c),
-            _ => None,
-        }),
+        total_tokens: tok(&["gen_ai.usage.total_tokens", "llm.usage.total_tokens"]).or(
+            match (prompt, completion) {
+                (Some(p), Some(c)) => Some(p + c),
+                _ => None,
+            },
+        ),
     };
     let start = span.get("startTimeUnixNano").and_then(as_u64);
     let end = span.get("endTimeUnixNano").and_then(as_u64);
     let mut metadata = Map::new();
-    for k in ["gen_ai.conversation.id", "gen_ai.provider.name", "gen_ai.system", "gen_ai.agent.name"] {
+    for k in [
+        "gen_ai.conversation.id",
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.agent.name",
+    ] {
         if let Some(v) = attrs.get(k) {
             metadata.insert(k.to_string(), v.clone());
         }
     }
     let call = Call {
         source_format: Some(SourceFormat::Otel),
-        client_id: resource.get("service.name").and_then(Value::as_str).map(str::to_string),
+        client_id: resource
+            .get("service.name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         model: ["gen_ai.response.model", "gen_ai.request.model"]
             .iter()
             .find_map(|k| attrs.get(*k).and_then(Value::as_str))
@@ -265,7 +380,11 @@ fn parts_text(v: &Value) -> Option<String> {
                 .iter()
                 .filter_map(|p| match p {
                     Value::String(s) => Some(s.clone()),
-                    Value::Object(o) => o.get("content").or_else(|| o.get("text")).and_then(Value::as_str).map(str::to_string),
+                    Value::Object(o) => o
+                        .get("content")
+                        .or_else(|| o.get("text"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     _ => None,
                 })
                 .collect();
@@ -281,7 +400,12 @@ fn role_of(r: Option<&str>, path: &str) -> Res<Role> {
         Some("user") | Some("human") => Role::User,
         Some("assistant") | Some("model") | Some("ai") => Role::Assistant,
         Some("tool") | Some("function") => Role::Tool,
-        _ => return Err(Bad::new(Reason::WrongType, format!("field `{path}.role` is missing or unknown"))),
+        _ => {
+            return Err(Bad::new(
+                Reason::WrongType,
+                format!("field `{path}.role` is missing or unknown"),
+            ))
+        }
     })
 }
 
@@ -297,7 +421,13 @@ fn json_text(v: &Value) -> String {
 fn semconv_messages(v: &Value, path: &str) -> Res<Vec<Message>> {
     let arr = match v {
         Value::Array(a) => a,
-        other => return Err(super::wrong_type(path, "an array (or a JSON string of one)", other)),
+        other => {
+            return Err(super::wrong_type(
+                path,
+                "an array (or a JSON string of one)",
+                other,
+            ))
+        }
     };
     let mut out = Vec::new();
     for (i, m) in arr.iter().enumerate() {
@@ -316,20 +446,40 @@ fn semconv_messages(v: &Value, path: &str) -> Res<Vec<Message>> {
         for p in parts {
             match p.get("type").and_then(Value::as_str) {
                 Some("text") | None => {
-                    if let Some(t) = p.get("content").or_else(|| p.get("text")).and_then(Value::as_str) {
+                    if let Some(t) = p
+                        .get("content")
+                        .or_else(|| p.get("text"))
+                        .and_then(Value::as_str)
+                    {
                         text.push(t.to_string());
                     }
                 }
                 Some("tool_call") => {
-                    let name = p.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+                    let name = p
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     if name.is_empty() {
-                        return Err(Bad::new(Reason::WrongType, format!("field `{mp}.parts[].name` is missing")));
+                        return Err(Bad::new(
+                            Reason::WrongType,
+                            format!("field `{mp}.parts[].name` is missing"),
+                        ));
                     }
                     let (arguments, valid) = parse_arguments(p.get("arguments"));
-                    calls.push(ToolCall { id: super::opt_id(p, "id"), name, arguments, arguments_valid: valid });
+                    calls.push(ToolCall {
+                        id: super::opt_id(p, "id"),
+                        name,
+                        arguments,
+                        arguments_valid: valid,
+                    });
                 }
                 Some("tool_call_response") => {
-                    let resp = p.get("response").or_else(|| p.get("result")).map(json_text).unwrap_or_default();
+                    let resp = p
+                        .get("response")
+                        .or_else(|| p.get("result"))
+                        .map(json_text)
+                        .unwrap_or_default();
                     out.push(Message {
                         role: Role::Tool,
                         content: Some(resp),
@@ -367,11 +517,14 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
             _ => None,
         };
         if let Some(role) = role {
-            let content = a.get("content").map(|c| match decode_json_string(c) {
-                Value::String(s) => s,
-                other => parts_text(&other).unwrap_or_else(|| other.to_string()),
-            });
-            let mut msg = Message { role, content, tool_calls: vec![], tool_call_id: super::opt_id(&Value::Object(a.clone()), "id"), name: None };
+            let content = a.get("content").and_then(event_content);
+            let mut msg = Message {
+                role,
+                content,
+                tool_calls: vec![],
+                tool_call_id: super::opt_id(&Value::Object(a.clone()), "id"),
+                name: None,
+            };
             if role != Role::Tool {
                 msg.tool_call_id = None;
             }
@@ -383,17 +536,13 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
         }
         match name.as_str() {
             "gen_ai.choice" => {
-                let m = a.get("message").map(decode_json_string).unwrap_or(Value::Null);
+                let m = a
+                    .get("message")
+                    .map(decode_json_string)
+                    .unwrap_or(Value::Null);
                 let (content, tool_calls) = match &m {
                     Value::Object(_) => {
-                        let content = match m.get("content") {
-                            Some(c) => match decode_json_string(c) {
-                                Value::String(s) => Some(s),
-                                Value::Null => None,
-                                other => parts_text(&other),
-                            },
-                            None => None,
-                        };
+                        let content = m.get("content").and_then(event_content);
                         let calls = match m.get("tool_calls") {
                             Some(tcs) => event_tool_calls(&decode_json_string(tcs))?,
                             None => vec![],
@@ -403,15 +552,26 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
                     Value::String(s) => (Some(s.clone()), vec![]),
                     _ => (None, vec![]),
                 };
-                let finish = a.get("finish_reason").and_then(Value::as_str).map(str::to_string);
-                response = Some(Response { content, tool_calls, finish_reason: finish });
+                let finish = a
+                    .get("finish_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                response = Some(Response {
+                    content,
+                    tool_calls,
+                    finish_reason: finish,
+                });
             }
             "gen_ai.content.prompt" => {
                 if let Some(p) = a.get("gen_ai.prompt") {
                     match decode_json_string(p) {
                         Value::String(s) => messages.push(Message::text(Role::User, s)),
-                        arr @ Value::Array(_) => messages.extend(openai::messages(Some(&arr), "gen_ai.prompt")?),
-                        other => return Err(super::wrong_type("gen_ai.prompt", "an array", &other)),
+                        arr @ Value::Array(_) => {
+                            messages.extend(openai::messages(Some(&arr), "gen_ai.prompt")?)
+                        }
+                        other => {
+                            return Err(super::wrong_type("gen_ai.prompt", "an array", &other))
+                        }
                     }
                 }
             }
@@ -432,27 +592,69 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
     Ok((messages, response))
 }
 
+/// Text of an event's content: a string (kept as is, even when it is JSON
+/// text such as an extraction answer), or a list of parts, possibly
+/// JSON-encoded in a string.
+fn event_content(c: &Value) -> Option<String> {
+    match c {
+        Value::Null => None,
+        Value::String(s) => {
+            if s.trim_start().starts_with('[') {
+                if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(s) {
+                    if parts.iter().all(|p| p.get("type").is_some()) {
+                        return parts_text(&Value::Array(parts));
+                    }
+                }
+            }
+            Some(s.clone())
+        }
+        Value::Array(_) => parts_text(c),
+        other => Some(other.to_string()),
+    }
+}
+
 fn event_tool_calls(v: &Value) -> Res<Vec<ToolCall>> {
-    let Value::Array(a) = v else { return Err(super::wrong_type("tool_calls", "an array", v)) };
+    let Value::Array(a) = v else {
+        return Err(super::wrong_type("tool_calls", "an array", v));
+    };
     let mut out = Vec::new();
     for tc in a {
         let f = tc.get("function").unwrap_or(tc);
-        let name = f.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
-            return Err(Bad::new(Reason::WrongType, "field `tool_calls[].function.name` is missing"));
+            return Err(Bad::new(
+                Reason::WrongType,
+                "field `tool_calls[].function.name` is missing",
+            ));
         }
         let (arguments, valid) = parse_arguments(f.get("arguments"));
-        out.push(ToolCall { id: super::opt_id(tc, "id"), name, arguments, arguments_valid: valid });
+        out.push(ToolCall {
+            id: super::opt_id(tc, "id"),
+            name,
+            arguments,
+            arguments_valid: valid,
+        });
     }
     Ok(out)
 }
 
 /// Collects `prefix.{i}.rest` attributes into `i -> (rest -> value)`.
-fn indexed<'a>(attrs: &'a Map<String, Value>, prefix: &str) -> BTreeMap<usize, BTreeMap<&'a str, &'a Value>> {
+fn indexed<'a>(
+    attrs: &'a Map<String, Value>,
+    prefix: &str,
+) -> BTreeMap<usize, BTreeMap<&'a str, &'a Value>> {
     let mut out: BTreeMap<usize, BTreeMap<&str, &Value>> = BTreeMap::new();
     for (k, v) in attrs {
-        let Some(rest) = k.strip_prefix(prefix) else { continue };
-        let Some((i, field)) = rest.split_once('.') else { continue };
+        let Some(rest) = k.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((i, field)) = rest.split_once('.') else {
+            continue;
+        };
         if let Ok(i) = i.parse::<usize>() {
             out.entry(i).or_default().insert(field, v);
         }
@@ -463,8 +665,12 @@ fn indexed<'a>(attrs: &'a Map<String, Value>, prefix: &str) -> BTreeMap<usize, B
 fn flattened_calls(fields: &BTreeMap<&str, &Value>) -> Vec<ToolCall> {
     let mut by_j: BTreeMap<usize, (Option<String>, String, Option<&Value>)> = BTreeMap::new();
     for (k, v) in fields {
-        let Some(rest) = k.strip_prefix("tool_calls.") else { continue };
-        let Some((j, f)) = rest.split_once('.') else { continue };
+        let Some(rest) = k.strip_prefix("tool_calls.") else {
+            continue;
+        };
+        let Some((j, f)) = rest.split_once('.') else {
+            continue;
+        };
         let Ok(j) = j.parse::<usize>() else { continue };
         let e = by_j.entry(j).or_insert((None, String::new(), None));
         match f {
@@ -478,7 +684,12 @@ fn flattened_calls(fields: &BTreeMap<&str, &Value>) -> Vec<ToolCall> {
         .filter(|(_, n, _)| !n.is_empty())
         .map(|(id, name, args)| {
             let (arguments, valid) = parse_arguments(args);
-            ToolCall { id, name, arguments, arguments_valid: valid }
+            ToolCall {
+                id,
+                name,
+                arguments,
+                arguments_valid: valid,
+            }
         })
         .collect()
 }
@@ -487,31 +698,51 @@ fn flattened_calls(fields: &BTreeMap<&str, &Value>) -> Vec<ToolCall> {
 fn from_flattened(attrs: &Map<String, Value>) -> Res<(Vec<Message>, Option<Response>)> {
     let mut messages = Vec::new();
     for (i, f) in indexed(attrs, "gen_ai.prompt.") {
-        let role = role_of(f.get("role").and_then(|v| v.as_str()), &format!("gen_ai.prompt.{i}"))?;
+        let role = role_of(
+            f.get("role").and_then(|v| v.as_str()),
+            &format!("gen_ai.prompt.{i}"),
+        )?;
         messages.push(Message {
             role,
             content: f.get("content").map(|v| json_text(v)),
             tool_calls: flattened_calls(&f),
-            tool_call_id: f.get("tool_call_id").and_then(|v| v.as_str()).map(str::to_string),
+            tool_call_id: f
+                .get("tool_call_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             name: None,
         });
     }
-    let response = indexed(attrs, "gen_ai.completion.").into_iter().next().map(|(_, f)| Response {
-        content: f.get("content").map(|v| json_text(v)),
-        tool_calls: flattened_calls(&f),
-        finish_reason: f.get("finish_reason").and_then(|v| v.as_str()).map(str::to_string),
-    });
+    let response = indexed(attrs, "gen_ai.completion.")
+        .into_iter()
+        .next()
+        .map(|(_, f)| Response {
+            content: f.get("content").map(|v| json_text(v)),
+            tool_calls: flattened_calls(&f),
+            finish_reason: f
+                .get("finish_reason")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        });
     Ok((messages, response))
 }
 
 fn flattened_tools(attrs: &Map<String, Value>) -> Res<Vec<ToolDef>> {
     let mut out = Vec::new();
     for (_, f) in indexed(attrs, "llm.request.functions.") {
-        let Some(name) = f.get("name").and_then(|v| v.as_str()) else { continue };
+        let Some(name) = f.get("name").and_then(|v| v.as_str()) else {
+            continue;
+        };
         out.push(ToolDef {
             name: name.to_string(),
-            description: f.get("description").and_then(|v| v.as_str()).map(str::to_string),
-            parameters: f.get("parameters").map(|v| decode_json_string(v)).unwrap_or(Value::Null),
+            description: f
+                .get("description")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            parameters: f
+                .get("parameters")
+                .map(|v| decode_json_string(v))
+                .unwrap_or(Value::Null),
         });
     }
     Ok(out)
