@@ -304,6 +304,30 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
     out
 }
 
+/// [`process`] with panic isolation: a bug on one record quarantines that
+/// record (content not kept) instead of stopping the run, and the panic
+/// hook (see `cli::install_panic_hook`) keeps its payload out of the logs.
+fn process_guarded(ctx: &Ctx, rec: &RawRecord) -> (Vec<Outcome>, RedactStats) {
+    let mut s = RedactStats::default();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(ctx, rec, &mut s))) {
+        Ok(o) => (o, s),
+        Err(_) => (
+            vec![Outcome::Quarantine(Quarantined {
+                origin: origin(ctx, rec, 0),
+                format: None,
+                reason: Reason::InternalError,
+                detail: "slmforge failed on this record; content not kept (please report)".into(),
+                bytes: match &rec.body {
+                    Body::Bytes(b) => b.len() as u64,
+                    _ => 0,
+                },
+                content: None,
+            })],
+            RedactStats::default(),
+        ),
+    }
+}
+
 /// One half of a batch call waiting for the other.
 enum Half {
     Request {
@@ -316,14 +340,22 @@ enum Half {
     },
 }
 
-/// Sequential stage state.
+/// Sequential stage state: pseudonyms, batch joins, quarantine.
 struct Sink {
     pseudonyms: Pseudonyms,
     pending: HashMap<BatchKey, Half>,
-    seen: HashSet<u64>,
-    writer: CallsWriter,
     quarantine: BufWriter<File>,
     report: IngestReport,
+}
+
+/// Writer thread state: dedup and `calls.parquet`.
+struct CallSink {
+    seen: HashSet<u64>,
+    writer: CallsWriter,
+    read: u64,
+    written: u64,
+    duplicates: u64,
+    formats: BTreeMap<String, Counts>,
 }
 
 impl Sink {
@@ -503,7 +535,9 @@ impl Sink {
         }
         Ok(())
     }
+}
 
+impl CallSink {
     /// Dedups and writes complete calls (rows serialised in parallel).
     fn write(&mut self, ready: Vec<RedactedCall>) -> anyhow::Result<()> {
         let rows: Vec<(CallRow, Option<SourceFormat>)> = ready
@@ -513,16 +547,17 @@ impl Sink {
         let mut keep = Vec::with_capacity(rows.len());
         for (row, fmt) in rows {
             let id = u64::from_str_radix(&row.call_id, 16).expect("call id is hex");
-            self.report.read += 1;
+            self.read += 1;
             let dup = !self.seen.insert(id);
-            let c = self.fmt_counts(fmt);
+            let name = fmt.map(|f| f.as_str()).unwrap_or("unknown");
+            let c = self.formats.entry(name.to_string()).or_default();
             c.read += 1;
             if dup {
                 c.duplicates += 1;
-                self.report.duplicates += 1;
+                self.duplicates += 1;
             } else {
                 c.written += 1;
-                self.report.written += 1;
+                self.written += 1;
                 keep.push(row);
             }
         }
@@ -579,8 +614,6 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
     let mut sink = Sink {
         pseudonyms: Pseudonyms::new(),
         pending: HashMap::new(),
-        seen: HashSet::new(),
-        writer,
         quarantine: BufWriter::new(quarantine),
         report: IngestReport {
             schema_version: crate::dataset::SCHEMA_VERSION,
@@ -617,47 +650,71 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
         redactor: &redactor,
         cfg,
     };
-    let mut ready = Vec::new();
-    for chunk in rx {
-        let chunk = chunk?;
-        for (f, n) in &chunk.per_file {
-            sink.report.files[*f].records += n;
-        }
-        let results: Vec<(Vec<Outcome>, RedactStats)> = pool.install(|| {
-            chunk
-                .records
-                .par_iter()
-                .map(|rec| {
-                    let mut s = RedactStats::default();
-                    // A bug on one record must not stop the run (or leak it
-                    // in a panic message: see cli::install_panic_hook).
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(&ctx, rec, &mut s))) {
-                        Ok(o) => (o, s),
-                        Err(_) => (
-                            vec![Outcome::Quarantine(Quarantined {
-                                origin: origin(&ctx, rec, 0),
-                                format: None,
-                                reason: Reason::InternalError,
-                                detail: "slmforge failed on this record; content not kept (please report)".into(),
-                                bytes: match &rec.body {
-                                    Body::Bytes(b) => b.len() as u64,
-                                    _ => 0,
-                                },
-                                content: None,
-                            })],
-                            RedactStats::default(),
-                        ),
-                    }
-                })
-                .collect()
+    let timing = std::env::var_os("SLMFORGE_INGEST_TIMING").is_some();
+    let (mut t_wait, mut t_par, mut t_seq) = (0f64, 0f64, 0f64);
+
+    // Three stages overlap: the reader thread, the parallel parse/redact plus
+    // in-order sequencing here, and the writer thread (rows, dedup, parquet).
+    let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<RedactedCall>>(2);
+    let call_sink = std::thread::scope(|scope| -> anyhow::Result<CallSink> {
+        let pool = &pool;
+        let writer_thread = scope.spawn(move || -> anyhow::Result<CallSink> {
+            let mut cs = CallSink {
+                seen: HashSet::new(),
+                writer,
+                read: 0,
+                written: 0,
+                duplicates: 0,
+                formats: BTreeMap::new(),
+            };
+            for batch in wrx {
+                pool.install(|| cs.write(batch))?;
+            }
+            Ok(cs)
         });
-        for (outcomes, s) in results {
-            stats.merge(&s);
-            sink.sequence(outcomes, &mut ready)?;
-        }
-        let batch = std::mem::take(&mut ready);
-        pool.install(|| sink.write(batch))?;
-        pb.set_position(counter.load(Ordering::Relaxed));
+        let main_loop = || -> anyhow::Result<()> {
+            let mut t0 = Instant::now();
+            for chunk in rx {
+                let chunk = chunk?;
+                t_wait += t0.elapsed().as_secs_f64();
+                t0 = Instant::now();
+                for (f, n) in &chunk.per_file {
+                    sink.report.files[*f].records += n;
+                }
+                let results: Vec<(Vec<Outcome>, RedactStats)> = pool.install(|| {
+                    chunk
+                        .records
+                        .par_iter()
+                        .map(|rec| process_guarded(&ctx, rec))
+                        .collect()
+                });
+                t_par += t0.elapsed().as_secs_f64();
+                t0 = Instant::now();
+                let mut ready = Vec::new();
+                for (outcomes, s) in results {
+                    stats.merge(&s);
+                    sink.sequence(outcomes, &mut ready)?;
+                }
+                t_seq += t0.elapsed().as_secs_f64();
+                if wtx.send(ready).is_err() {
+                    // The writer stopped: its error is reported below.
+                    break;
+                }
+                pb.set_position(counter.load(Ordering::Relaxed));
+                t0 = Instant::now();
+            }
+            Ok(())
+        };
+        let res = main_loop();
+        drop(wtx);
+        let cs = writer_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+        res?;
+        cs
+    })?;
+    if timing {
+        eprintln!("ingest timing (main thread): waiting for input {t_wait:.2}s, parallel parse+redact {t_par:.2}s, sequencing {t_seq:.2}s");
     }
     reader
         .join()
@@ -668,11 +725,27 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
     sink.quarantine.flush()?;
     let Sink {
         pseudonyms,
-        writer,
         mut report,
         ..
     } = sink;
+    let CallSink {
+        writer,
+        read,
+        written,
+        duplicates,
+        formats,
+        ..
+    } = call_sink;
     writer.finish()?;
+    report.read += read;
+    report.written = written;
+    report.duplicates = duplicates;
+    for (f, c) in formats {
+        let e = report.formats.entry(f).or_default();
+        e.read += c.read;
+        e.written += c.written;
+        e.duplicates += c.duplicates;
+    }
     report.redactions_total = stats.total();
     report.redactions = stats.by_kind;
     report.distinct_entities = pseudonyms.distinct_counts();
