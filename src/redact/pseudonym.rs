@@ -22,7 +22,9 @@ pub(crate) const MARKER_LEN: usize = 39;
 
 /// True when `s` still holds an unresolved marker.
 pub fn has_pending_marker(s: &str) -> bool {
-    memchr::memmem::find(s.as_bytes(), &OPEN_UTF8).is_some()
+    // memchr on the lead byte: no searcher to build per call (hot in ingest).
+    let b = s.as_bytes();
+    memchr::memchr_iter(OPEN_UTF8[0], b).any(|i| b[i..].starts_with(&OPEN_UTF8))
 }
 
 /// Replaces any U+E000 / U+E001 already in the input with U+FFFD, so input
