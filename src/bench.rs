@@ -12,12 +12,15 @@ pub enum BenchTarget {
         /// Megabytes of text to generate and redact.
         #[arg(long, default_value_t = 64)]
         mb: usize,
+        /// Redact this text file instead (split into ~4 KB user messages).
+        #[arg(long)]
+        corpus: Option<std::path::PathBuf>,
     },
 }
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
-        BenchTarget::Redact { mb } => crate::redact::bench::run(mb),
+        BenchTarget::Redact { mb, corpus } => crate::redact::bench::run(mb, corpus.as_deref()),
     }
 }
 

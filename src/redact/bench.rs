@@ -208,10 +208,41 @@ pub fn text_bytes(c: &Call) -> usize {
     n
 }
 
-pub fn run(mb: usize) -> anyhow::Result<()> {
+/// Calls made from a text file: ~4 KB chunks cut at line ends, each one
+/// user message.
+pub fn corpus_calls(path: &std::path::Path) -> anyhow::Result<(Vec<Call>, usize)> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading corpus {}", path.display()))?;
+    let mut calls = Vec::new();
+    let mut chunk = String::new();
+    for line in text.split_inclusive('\n') {
+        chunk.push_str(line);
+        if chunk.len() >= 4096 {
+            calls.push(std::mem::take(&mut chunk));
+        }
+    }
+    if !chunk.is_empty() {
+        calls.push(chunk);
+    }
+    let calls: Vec<Call> = calls
+        .into_iter()
+        .map(|t| {
+            let mut c = Call::default();
+            c.messages.push(Message::text(Role::User, t));
+            c
+        })
+        .collect();
+    Ok((calls, text.len()))
+}
+
+pub fn run(mb: usize, corpus: Option<&std::path::Path>) -> anyhow::Result<()> {
     let key = RedactKey::from_bytes(b"slmforge-bench-key-not-secret-0001")?;
     let red = Redactor::new(RedactConfig::new(key))?;
-    let (calls, bytes) = synthetic_calls(42, mb.max(1) << 20);
+    let (calls, bytes) = match corpus {
+        Some(p) => corpus_calls(p)?,
+        None => synthetic_calls(42, mb.max(1) << 20),
+    };
     let n = calls.len();
     let mbf = bytes as f64 / (1 << 20) as f64;
     if std::env::var_os("SLMFORGE_BENCH_PROFILE").is_some() {
@@ -269,6 +300,7 @@ pub fn run(mb: usize) -> anyhow::Result<()> {
     let entities = stats.total();
     let out = json!({
         "target": "redact",
+        "corpus": corpus.map(|p| p.display().to_string()),
         "text_mb": mbf,
         "calls": n,
         "avg_call_bytes": bytes / n.max(1),

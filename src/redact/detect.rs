@@ -225,7 +225,7 @@ const MONTH: &str = r"(?:[Jj]an(?:uary)?|[Ff]eb(?:ruary)?|[Mm]ar(?:ch)?|[Aa]pr(?
 
 const STREET_SUFFIX: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Ter|\
     Way|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Crescent|Cres|Close|Alley|Gardens|Gdns|Plaza|\
-    Expressway|Freeway|Fwy|Pike|Mews|Grove|Broadway|Causeway|Embankment|Parade|Esplanade|Promenade|Quay|Wharf";
+    Expressway|Freeway|Fwy|Pike|Mews|Grove|Loop|Broadway|Causeway|Embankment|Parade|Esplanade|Promenade|Quay|Wharf";
 
 const US_STATES: &str =
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|\
@@ -293,7 +293,7 @@ impl Detectors {
             ),
             url_creds: re(r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://([^\s/?#@:"'<>]*:[^\s/?#@"'<>]+)@"#),
             url_token: re(
-                r#"[?&;#]((?i:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|sig|signature|password|passwd|pwd|pass|secret|client_secret|code|session|sessionid|session_id|auth|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|jwt))=([^&#\s"'<>\\]+)"#,
+                r#"[?&;#]((?i:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|sig|signature|password|passwd|pwd|pass|secret|client_secret|code|session|sessionid|session_id|auth|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|jwt))=([^&#\s"'<>\\()\[\]|,`]+)"#,
             ),
             slack_hook: re(
                 r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]{10,})",
@@ -328,7 +328,9 @@ impl Detectors {
             ssn_ctx: re(
                 r"(?i)(?-u:\b)(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|soc\.?[ \t]*sec\.?(?:[ \t]*(?:no\.?|#))?)[ \t]*(?:is[ \t]+)?[:#]?[ \t]*([0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4})(?-u:\b)",
             ),
-            phone_intl: re(r"\+[0-9]{1,3}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)"),
+            phone_intl: re(
+                r"\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)",
+            ),
             phone_nanp: re(
                 r"(?:(?-u:\b)1[ .\-]?)?(?:\([2-9][0-9]{2}\)[ .\-]?|(?-u:\b)[2-9][0-9]{2}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?-u:\b)",
             ),
@@ -336,7 +338,7 @@ impl Detectors {
                 r"(?:\(0[0-9]{1,4}\)|(?-u:\b)0[0-9]{1,4})(?:[ .\-]?[0-9]{2,4}){2,4}(?-u:\b)",
             ),
             phone_ctx: re(
-                r"(?i)(?-u:\b)(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|whatsapp|sms|call|text|contact|reach|ph)(?:[ \t]*(?:no|num|number|#))?\.?(?:[ \t]+(?:me|us|him|her|them))?(?:[ \t]+(?:at|on))?[ \t]*[:#]?[ \t]*(\+?\(?[0-9][0-9 .\-()]{5,20}[0-9])(?-u:\b)",
+                r"(?i)(?-u:\b)(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|whatsapp|sms|call|text|contact|reach|ph)(?:[ \t]*(?:no|num|number|#))?\.?(?:[ \t]+(?:is|was|me|us|him|her|them|at|on|number|no\.?)){0,3}[ \t]*[:#]?[ \t]*(\+?\(?[0-9][0-9 .\-()]{5,20}[0-9])(?-u:\b)",
             ),
             ipv4: re(r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)"),
             ipv6: re(r"[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:[0-9a-fA-F:.]*(?:%[0-9a-zA-Z]+)?"),
@@ -607,7 +609,10 @@ impl Detectors {
             for c in self.user_id.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 let v = g.as_str().trim_end_matches(['.', ':']);
-                if !keyctx::is_placeholder_id(v) {
+                // in prose and code an id has a digit or is quoted ("user_id: int" is a type)
+                let quoted = g.start() > 0 && matches!(b[g.start() - 1], b'"' | b'\'');
+                let idish = v.bytes().any(|c| c.is_ascii_digit()) || quoted;
+                if idish && !keyctx::is_placeholder_id(v) {
                     push(
                         out,
                         g.start(),
@@ -791,6 +796,10 @@ impl Detectors {
         }
         let digits = digits_of(t);
         let db = digits.as_bytes();
+        // 17-19 digits without separators are mostly ids (snowflakes), not cards
+        if seps.is_empty() && db.len() > 16 {
+            return;
+        }
         if card_prefix_ok(db) && luhn(db) && !db.iter().all(|&c| c == db[0]) {
             push(out, start, end, Detail::CreditCard, digits);
         }
@@ -1320,7 +1329,14 @@ fn mac_ok(b: &[u8], start: usize, end: usize) -> bool {
 /// "v1.2.3.4", "version 1.2.3.4", "pkg==1.2.3.4", "@1.2.3.4" read as versions.
 fn version_context(s: &str, start: usize) -> bool {
     let b = s.as_bytes();
-    if start > 0 && matches!(b[start - 1], b'v' | b'V' | b'@' | b'=' | b'~' | b'^') {
+    if start > 0 && matches!(b[start - 1], b'v' | b'V' | b'@' | b'~' | b'^') {
+        return true;
+    }
+    // pinned versions: pkg==1.2.3.4, >=, <=, ~=
+    if start >= 2
+        && b[start - 1] == b'='
+        && matches!(b[start - 2], b'=' | b'>' | b'<' | b'~' | b'!')
+    {
         return true;
     }
     let from = start.saturating_sub(24);

@@ -671,7 +671,7 @@ fn split_people(v: &str) -> Vec<(usize, usize)> {
     while i < b.len() {
         let sep = if matches!(b[i], b',' | b';' | b'&' | b'/' | b'\n') {
             1
-        } else if v[i..].starts_with(" and ") {
+        } else if b[i..].starts_with(b" and ") {
             5
         } else {
             0

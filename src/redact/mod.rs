@@ -160,7 +160,8 @@ impl Redactor {
         pseudonym::neutralise(&mut s);
         let mut spans = Vec::new();
         self.detect_field(&s, None, &mut spans);
-        let names = person_names(&s, &spans, &self.det);
+        let mut names = Propagation::default();
+        add_person_names(&s, &spans, &self.det, &mut names);
         if !names.is_empty() {
             self.propagate(&s, &names, &mut spans);
         }
@@ -240,29 +241,42 @@ impl Redactor {
     }
 
     /// Adds every other whole-word occurrence of an already found name.
-    fn propagate(&self, text: &str, names: &[String], spans: &mut Vec<Span>) {
+    /// Few names: one memmem pass each; many: one multi-literal regex pass
+    /// (built once per call), so a call with thousands of names stays linear.
+    fn propagate(&self, text: &str, names: &Propagation, spans: &mut Vec<Span>) {
         let b = text.as_bytes();
         let before = spans.len();
-        for name in names {
-            for i in memchr::memmem::find_iter(b, name.as_bytes()) {
-                let e = i + name.len();
-                let left_ok = i == 0
-                    || !text[..i]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
-                let right_ok = e >= b.len()
-                    || !text[e..]
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
-                if left_ok && right_ok {
-                    spans.push(Span {
-                        start: i,
-                        end: e,
-                        detail: Detail::Person,
-                        norm: names::normalise_name(name),
-                    });
+        let hit = |i: usize, e: usize, spans: &mut Vec<Span>| {
+            let left_ok = i == 0
+                || !text[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            let right_ok = e >= b.len()
+                || !text[e..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if left_ok && right_ok {
+                spans.push(Span {
+                    start: i,
+                    end: e,
+                    detail: Detail::Person,
+                    norm: names::normalise_name(&text[i..e]),
+                });
+            }
+        };
+        match names.regex() {
+            Some(re) => {
+                for m in re.find_iter(text) {
+                    hit(m.start(), m.end(), spans);
+                }
+            }
+            None => {
+                for name in &names.names {
+                    for i in memchr::memmem::find_iter(b, name.as_bytes()) {
+                        hit(i, i + name.len(), spans);
+                    }
                 }
             }
         }
@@ -310,6 +324,50 @@ impl Pseudonyms {
     }
 }
 
+/// Names found in a call, to be redacted wherever else they occur in it.
+#[derive(Default)]
+struct Propagation {
+    names: Vec<String>,
+    seen: HashSet<String>,
+    re: std::sync::OnceLock<Option<regex::Regex>>,
+}
+
+/// Above this many names, one regex pass beats one memmem pass per name.
+const PROPAGATE_REGEX_FROM: usize = 6;
+/// Names kept per call for propagation (a bound on work for huge dumps).
+const PROPAGATE_MAX: usize = 20_000;
+
+impl Propagation {
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn add(&mut self, name: &str) {
+        if self.names.len() < PROPAGATE_MAX && !self.seen.contains(name) {
+            self.seen.insert(name.to_string());
+            self.names.push(name.to_string());
+        }
+    }
+
+    fn regex(&self) -> Option<&regex::Regex> {
+        if self.names.len() < PROPAGATE_REGEX_FROM {
+            return None;
+        }
+        self.re
+            .get_or_init(|| {
+                let mut sorted: Vec<&String> = self.names.iter().collect();
+                // longest first, so "Sarah Johnson" wins over "Sarah"
+                sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+                let alt: Vec<String> = sorted.iter().map(|n| regex::escape(n)).collect();
+                regex::RegexBuilder::new(&alt.join("|"))
+                    .size_limit(256 << 20)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
 /// Keeps the findings that do not overlap a better one. Better: lower
 /// [`Detail::priority`], then earlier, then longer.
 fn resolve_overlaps(spans: &mut Vec<Span>) {
@@ -340,27 +398,18 @@ fn resolve_overlaps(spans: &mut Vec<Span>) {
 
 /// Names found in a field, as written, plus their distinctive single words
 /// ("Sarah Johnson" -> "Sarah Johnson", "Sarah", "Johnson"), for propagation.
-fn person_names(text: &str, spans: &[Span], det: &Detectors) -> Vec<String> {
-    let mut names = Vec::new();
-    add_person_names(text, spans, det, &mut names);
-    names
-}
-
-fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Vec<String>) {
+fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Propagation) {
     for s in spans.iter().filter(|s| s.detail == Detail::Person) {
         let raw = &text[s.start..s.end];
-        if !names.iter().any(|n| n == raw) {
-            names.push(raw.to_string());
-        }
+        names.add(raw);
         if raw.contains(' ') {
             for w in raw.split_whitespace() {
                 let w = w.trim_end_matches('.');
                 if w.chars().count() >= 3
                     && w.chars().next().is_some_and(char::is_uppercase)
                     && det.names.propagatable(w)
-                    && !names.iter().any(|n| n == w)
                 {
-                    names.push(w.to_string());
+                    names.add(w);
                 }
             }
         }
@@ -506,7 +555,7 @@ struct Collect<'a> {
     red: &'a Redactor,
     stats: &'a mut RedactStats,
     spans: Vec<Vec<Span>>,
-    names: Vec<String>,
+    names: Propagation,
 }
 
 impl<'a> Collect<'a> {
@@ -515,7 +564,7 @@ impl<'a> Collect<'a> {
             red,
             stats,
             spans: Vec::new(),
-            names: Vec::new(),
+            names: Propagation::default(),
         }
     }
 }
@@ -550,7 +599,7 @@ impl Visitor for Collect<'_> {
 struct Apply<'a> {
     red: &'a Redactor,
     spans: std::vec::IntoIter<Vec<Span>>,
-    names: Vec<String>,
+    names: Propagation,
     stats: &'a mut RedactStats,
 }
 
