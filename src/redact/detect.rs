@@ -611,7 +611,7 @@ impl Detectors {
                 let v = g.as_str().trim_end_matches(['.', ':']);
                 // in prose and code an id has a digit or is quoted ("user_id: int" is a type)
                 let quoted = g.start() > 0 && matches!(b[g.start() - 1], b'"' | b'\'');
-                let idish = v.bytes().any(|c| c.is_ascii_digit()) || quoted;
+                let idish = (v.bytes().any(|c| c.is_ascii_digit()) || quoted) && !is_type_name(v);
                 if idish && !keyctx::is_placeholder_id(v) {
                     push(
                         out,
@@ -1488,4 +1488,13 @@ fn has_word(hay: &str, w: &str) -> bool {
         let right = w.len() > 3 || e >= hb.len() || !hb[e].is_ascii_alphabetic();
         left && right
     })
+}
+
+/// Type names that follow `user_id:` in code, not ids.
+fn is_type_name(v: &str) -> bool {
+    matches!(
+        v,
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "f32" | "f64"
+            | "int32" | "int64" | "uint32" | "uint64" | "Int32" | "Int64" | "float64" | "bigint"
+    )
 }

@@ -211,7 +211,10 @@ impl Redactor {
         if let Some(kind) = key.and_then(keyctx::classify_key) {
             let is_person = matches!(
                 kind,
-                keyctx::KeyKind::Person | keyctx::KeyKind::PersonSoft | keyctx::KeyKind::Name
+                keyctx::KeyKind::Person
+                    | keyctx::KeyKind::PersonSoft
+                    | keyctx::KeyKind::Name
+                    | keyctx::KeyKind::Participant
             );
             if !is_person || self.detect_names {
                 settled = keyctx::keyed(&self.det, kind, view.text(), out);
@@ -369,7 +372,8 @@ impl Propagation {
 }
 
 /// Keeps the findings that do not overlap a better one. Better: lower
-/// [`Detail::priority`], then earlier, then longer.
+/// [`Detail::priority`], then earlier, then longer. O(n log n) even for
+/// texts with many interleaved findings.
 fn resolve_overlaps(spans: &mut Vec<Span>) {
     if spans.len() <= 1 {
         return;
@@ -381,19 +385,20 @@ fn resolve_overlaps(spans: &mut Vec<Span>) {
             .then(a.start.cmp(&b.start))
             .then((b.end - b.start).cmp(&(a.end - a.start)))
     });
-    let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
-    for s in spans.drain(..) {
+    // start -> end of the kept findings; they never overlap each other
+    let mut kept: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for (i, s) in spans.iter().enumerate() {
         if s.start >= s.end {
             continue;
         }
-        let idx = kept.partition_point(|k| k.start < s.start);
-        let clash_prev = idx > 0 && kept[idx - 1].end > s.start;
-        let clash_next = idx < kept.len() && kept[idx].start < s.end;
+        let clash_prev = kept.range(..=s.start).next_back().is_some_and(|(_, &(e, _))| e > s.start);
+        let clash_next = kept.range(s.start..).next().is_some_and(|(&st, _)| st < s.end);
         if !clash_prev && !clash_next {
-            kept.insert(idx, s);
+            kept.insert(s.start, (s.end, i));
         }
     }
-    *spans = kept;
+    let mut all: Vec<Option<Span>> = spans.drain(..).map(Some).collect();
+    spans.extend(kept.values().filter_map(|&(_, i)| all[i].take()));
 }
 
 /// Names found in a field, as written, plus their distinctive single words
@@ -457,7 +462,7 @@ fn neutralise_untouched(c: &mut Call) {
 // The walk: every redactable string of a call, with its JSON key context.
 
 /// Visits text fields in a fixed order. `key` is the JSON object key (or a
-/// pseudo-key such as `"author"` for a message's `name`).
+/// pseudo-key [`keyctx::MESSAGE_NAME_KEY`] for a message's `name`).
 trait Visitor {
     fn text(&mut self, s: &mut String, key: Option<&str>);
     /// An object key; returns its replacement when it must change.
@@ -482,7 +487,7 @@ fn walk_call(c: &mut Call, v: &mut impl Visitor) {
                 if m.role == Role::Tool {
                     None
                 } else {
-                    Some("author")
+                    Some(keyctx::MESSAGE_NAME_KEY)
                 },
             );
         }

@@ -715,6 +715,34 @@ fn allow_list_keeps_values_and_regexes() {
 }
 
 #[test]
+fn message_name_is_a_person_or_a_handle() {
+    let r = redactor();
+    let mk = |role: Role, name: &str| {
+        let mut m = Message::text(role, "hello");
+        m.name = Some(name.into());
+        let mut c = Call::default();
+        c.messages.push(m);
+        c
+    };
+    let (out, _, _) = redact_calls(
+        &r,
+        vec![mk(Role::User, "Sarah Johnson"), mk(Role::User, "sarah_j84"), mk(Role::Tool, "get_weather")],
+    );
+    assert_eq!(out[0].messages[0].name.as_deref(), Some("<PERSON_1>"));
+    assert_eq!(out[1].messages[0].name.as_deref(), Some("<USER_ID_1>"));
+    assert_eq!(out[2].messages[0].name.as_deref(), Some("get_weather"), "a tool message's name is the function");
+}
+
+#[test]
+fn redactor_is_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Redactor>();
+    send::<PendingCall>();
+    send::<Pseudonyms>();
+}
+
+#[test]
 fn names_can_be_switched_off() {
     let mut cfg = RedactConfig::new(key());
     cfg.detect_names = false;
@@ -869,6 +897,11 @@ fn ordinary_business_text_is_left_alone() {
          rankings; Paris and Sydney follow. JavaScript, TypeScript and Rust are the most wanted languages.",
         "Error: connection refused at line 42 of main.rs; retrying in 5 seconds (attempt 3 of 10). \
          Set max_tokens: 1024, temperature: 0.7, top_p: 0.95 and token_count = 512.",
+        "embedding: [0.0123, -0.0456, 0.0789] and 0.0123 0.0456 0.0789 0.1234 0.5678 -0.0012345678; \
+         id 550e8400-e29b-41d4-a716-446655440000, sha a94a8fe5ccb19ba61c4c0873d391e987982fbbd3, \
+         at 2024-03-15T10:30:00.123Z, discord/560857607196377088, total 1234567.89, +0.00000097",
+        "fn main() { let user_id: u64 = parse(); let token: Option<String> = None; let c = Config::default(); \
+         println!(\"{}\", Option::<i32>::None.is_none()); }",
     ];
     for p in paragraphs {
         kept(&r, p);
