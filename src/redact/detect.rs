@@ -242,6 +242,8 @@ pub(crate) struct Detectors {
     pem: Regex,
     generic: Regex,
     bearer: Regex,
+    said_password: Regex,
+    email_words: Regex,
     card: Regex,
     iban: Regex,
     ssn: Regex,
@@ -321,12 +323,18 @@ impl Detectors {
             generic: re(
                 r#"(?i)(api[_\-]?key|apikey|api[_\-]?secret|api[_\-]?token|access[_\-]?key(?:[_\-]?id)?|secret[_\-]?access[_\-]?key|secret[_\-]?key|client[_\-]?secret|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|session[_\-]?token|bearer[_\-]?token|private[_\-]?key|secret|token|password|passwd|pwd|passphrase|credentials?)["']?[ \t]*(?:=>|:=|[:=])[ \t]*["']?([^\s"'`,;<>\\]{8,200})"#,
             ),
+            said_password: re(
+                r#"(?i)(?-u:\b)(?:password|passcode|passphrase|pin|pwd)[ \t]+(?:is|was|will[ \t]+be|=)[ \t]*[:=]?[ \t]*["'`]?([^\s"'`]{4,64})"#,
+            ),
+            email_words: re(
+                r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+\-]*(?:[ ]+dot[ ]+[a-z0-9_\-]+)*[ ]+at[ ]+[a-z0-9\-]+(?:[ ]+dot[ ]+[a-z0-9\-]+)*[ ]+dot[ ]+(?:com|org|net|edu|gov|io|co|uk|de|fr|in|ca|au|info|biz|me|us|ai|dev)(?-u:\b)",
+            ),
             bearer: re(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9_\-.=+/~]{16,})"),
             card: re(r"(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)"),
             iban: re(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}(?-u:\b)"),
             ssn: re(r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)"),
             ssn_ctx: re(
-                r"(?i)(?-u:\b)(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|soc\.?[ \t]*sec\.?(?:[ \t]*(?:no\.?|#))?)[ \t]*(?:is[ \t]+)?[:#]?[ \t]*([0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4})(?-u:\b)",
+                r"(?i)(?-u:\b)(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|soc\.?[ \t]*sec\.?(?:[ \t]*(?:no\.?|#))?)[^\n]{0,16}?(?-u:\b)([0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4})(?-u:\b)",
             ),
             phone_intl: re(
                 r"\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)",
@@ -477,6 +485,19 @@ impl Detectors {
             if f.colon || f.eq {
                 self.find_generic(s, out);
             }
+            for c in self.said_password.captures_iter(s) {
+                let g = c.get(1).expect("group");
+                let v = g.as_str().trim_end_matches(['.', ',', ')', ';']);
+                if v.len() >= 6 && looks_secret_said(v) {
+                    push(
+                        out,
+                        g.start(),
+                        g.start() + v.len(),
+                        Detail::SecretGeneric,
+                        v.to_string(),
+                    );
+                }
+            }
             for c in self.bearer.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 let v = g.as_str().trim_end_matches('.');
@@ -550,6 +571,14 @@ impl Detectors {
                 if norm.contains('@') && norm.contains('.') {
                     push(out, m.start(), m.end(), Detail::Email, norm);
                 }
+            }
+        }
+
+        if f.lower && memmem::find(b, b" dot ").is_some() && memmem::find(b, b" at ").is_some() {
+            for m in self.email_words.find_iter(s) {
+                let norm =
+                    deobfuscate_email(&m.as_str().replace(" dot ", ".").replace(" at ", "@"));
+                push(out, m.start(), m.end(), Detail::Email, norm);
             }
         }
 
@@ -1494,7 +1523,37 @@ fn has_word(hay: &str, w: &str) -> bool {
 fn is_type_name(v: &str) -> bool {
     matches!(
         v,
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "f32" | "f64"
-            | "int32" | "int64" | "uint32" | "uint64" | "Int32" | "Int64" | "float64" | "bigint"
+        "u8" | "u16"
+            | "u32"
+            | "u64"
+            | "u128"
+            | "usize"
+            | "i8"
+            | "i16"
+            | "i32"
+            | "i64"
+            | "i128"
+            | "isize"
+            | "f32"
+            | "f64"
+            | "int32"
+            | "int64"
+            | "uint32"
+            | "uint64"
+            | "Int32"
+            | "Int64"
+            | "float64"
+            | "bigint"
     )
+}
+
+/// "my password is X": X counts unless it is an ordinary word ("is
+/// required", "is incorrect", "was reset").
+fn looks_secret_said(v: &str) -> bool {
+    let b = v.as_bytes();
+    if is_placeholder_secret(v) {
+        return false;
+    }
+    // plain lower-case words are prose, anything with digits, capitals or symbols mixed in is a secret
+    !(b.iter().all(u8::is_ascii_lowercase)) && char_classes(b) >= 2
 }

@@ -478,6 +478,13 @@ pub(crate) fn is_placeholder_id(v: &str) -> bool {
             | "true"
             | "false"
             | "0"
+            | "assistant"
+            | "bot"
+            | "ai"
+            | "model"
+            | "tool"
+            | "function"
+            | "human"
     ) || l.starts_with('{')
         || l.starts_with('<')
         || l.starts_with("${")

@@ -391,8 +391,14 @@ fn resolve_overlaps(spans: &mut Vec<Span>) {
         if s.start >= s.end {
             continue;
         }
-        let clash_prev = kept.range(..=s.start).next_back().is_some_and(|(_, &(e, _))| e > s.start);
-        let clash_next = kept.range(s.start..).next().is_some_and(|(&st, _)| st < s.end);
+        let clash_prev = kept
+            .range(..=s.start)
+            .next_back()
+            .is_some_and(|(_, &(e, _))| e > s.start);
+        let clash_next = kept
+            .range(s.start..)
+            .next()
+            .is_some_and(|(&st, _)| st < s.end);
         if !clash_prev && !clash_next {
             kept.insert(s.start, (s.end, i));
         }

@@ -683,7 +683,15 @@ impl NameModel {
                 {
                     a = k - 2;
                 }
-                emit(a, m, false, last, out);
+                // a listed name in a list that a strong context started keeps the chain strong
+                let strong = k == 0 && {
+                    let (trig, chain_strong) = self.trigger_before(text, toks[0].start, *last);
+                    matches!(
+                        trig,
+                        Trigger::Strong | Trigger::Signature | Trigger::Greeting
+                    ) || (trig == Trigger::List && chain_strong)
+                };
+                emit(a, m, strong, last, out);
                 k = m;
                 continue;
             }
@@ -701,11 +709,16 @@ impl NameModel {
                 k += 1;
                 continue;
             }
-            // unknown word + distinctive surname: "Xiulan Wang", "Tendai Moyo"
+            // unknown word + distinctive surname: "Xiulan Wang", "Tendai Moyo",
+            // "Satya Raghunathan" (a surname by its ending)
             if k + 1 < n {
                 let u = toks[k + 1];
                 let chars = text[t.start..t.end].chars().count();
-                if is_plain_surname(&u) && (2..=20).contains(&chars) {
+                let by_ending = u.flags & (BLOCK | FIRST | AMBIG) == 0
+                    && !u.particle
+                    && !u.initial
+                    && surname_ending(&text[u.start..u.end]);
+                if (is_plain_surname(&u) || by_ending) && (2..=20).contains(&chars) {
                     emit(k, k + 2, false, last, out);
                     k += 2;
                     continue;
@@ -799,6 +812,20 @@ impl NameModel {
             Trigger::Weak => plain(&toks[0]) || two_with_listed,
         }
     }
+}
+
+/// Endings that mark a word as a family name in many languages and are rare
+/// in English words: Lewandowski, Shevchenko, Petrović, Eriksson,
+/// Raghunathan, Papadopoulos, Popescu, Yılmazoğlu, Petrosyan...
+fn surname_ending(w: &str) -> bool {
+    const ENDINGS: &[&str] = &[
+        "ski", "ska", "wski", "enko", "ovic", "ović", "evic", "ević", "sson", "nathan", "swamy",
+        "murthy", "opoulos", "akis", "escu", "oglu", "oğlu", "chuk", "shvili", "adze", "iyan",
+        "osyan", "unyan", "arian", "ishvili", "ovitz", "owicz", "ewicz", "czyk", "zadeh", "pour",
+        "bakhsh",
+    ];
+    let l = w.to_lowercase();
+    w.chars().count() >= 6 && ENDINGS.iter().any(|e| l.ends_with(e))
 }
 
 fn is_plain_surname(t: &Tok) -> bool {

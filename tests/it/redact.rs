@@ -726,11 +726,19 @@ fn message_name_is_a_person_or_a_handle() {
     };
     let (out, _, _) = redact_calls(
         &r,
-        vec![mk(Role::User, "Sarah Johnson"), mk(Role::User, "sarah_j84"), mk(Role::Tool, "get_weather")],
+        vec![
+            mk(Role::User, "Sarah Johnson"),
+            mk(Role::User, "sarah_j84"),
+            mk(Role::Tool, "get_weather"),
+        ],
     );
     assert_eq!(out[0].messages[0].name.as_deref(), Some("<PERSON_1>"));
     assert_eq!(out[1].messages[0].name.as_deref(), Some("<USER_ID_1>"));
-    assert_eq!(out[2].messages[0].name.as_deref(), Some("get_weather"), "a tool message's name is the function");
+    assert_eq!(
+        out[2].messages[0].name.as_deref(),
+        Some("get_weather"),
+        "a tool message's name is the function"
+    );
 }
 
 #[test]
@@ -1207,4 +1215,273 @@ fn a_call_with_thousands_of_names_is_redacted_throughout() {
         "{resp}"
     );
     assert!(ps.distinct_counts()["person"] >= 1000);
+}
+
+/// Natural snippets written after the detectors, without tuning against
+/// them (first-run results are in the report). Same scoring as above.
+fn held_out() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    vec![
+        (
+            "person",
+            "Can you forward this to Marguerite Delacroix in accounting?",
+            vec!["Marguerite", "Delacroix"],
+        ),
+        (
+            "person",
+            "Thanks for reaching out, Deshawn.",
+            vec!["Deshawn"],
+        ),
+        (
+            "person",
+            "Our CEO, Satya Raghunathan, will join the call.",
+            vec!["Satya", "Raghunathan"],
+        ),
+        (
+            "person",
+            "Please ask Kevin O'Malley to sign the NDA.",
+            vec!["Kevin", "O'Malley"],
+        ),
+        (
+            "person",
+            "I spoke with Ms. Horvath yesterday.",
+            vec!["Horvath"],
+        ),
+        (
+            "person",
+            "Booking for Mr and Mrs Thompson, arriving Friday.",
+            vec!["Thompson"],
+        ),
+        ("person", "Regards,\nBeatriz", vec!["Beatriz"]),
+        (
+            "person",
+            "The reviewer (Oluwadamilare Ogunbanjo) left comments.",
+            vec!["Oluwadamilare", "Ogunbanjo"],
+        ),
+        (
+            "person",
+            "Hey Ravi, quick q about the invoice",
+            vec!["Ravi"],
+        ),
+        (
+            "person",
+            "Patient name: Lakshmi Venkataraman",
+            vec!["Lakshmi", "Venkataraman"],
+        ),
+        (
+            "person",
+            "Cc'ing Hannah and Tomasz here.",
+            vec!["Hannah", "Tomasz"],
+        ),
+        (
+            "person",
+            "I am writing on behalf of my mother, Eleanor Rigby.",
+            vec!["Eleanor", "Rigby"],
+        ),
+        (
+            "person",
+            "Contact person: Ingrid Bergström",
+            vec!["Ingrid", "Bergström"],
+        ),
+        (
+            "person",
+            "Shout-out to Mateo for fixing the build!",
+            vec!["Mateo"],
+        ),
+        (
+            "person",
+            "Agent Sofia Marchetti escalated the case to Tier 2.",
+            vec!["Sofia Marchetti"],
+        ),
+        (
+            "person",
+            "Do you know whether Björn signed the lease?",
+            vec!["Björn"],
+        ),
+        (
+            "person",
+            "Meeting notes - present: Chidi, Eleanor, Tahani, Jason",
+            vec!["Chidi", "Tahani"],
+        ),
+        (
+            "person",
+            "My son Ethan has a peanut allergy.",
+            vec!["Ethan"],
+        ),
+        (
+            "person",
+            "The account belongs to Mr. Kwabena Asante-Darko.",
+            vec!["Kwabena", "Asante-Darko"],
+        ),
+        (
+            "person",
+            "Hola, soy Valentina Rojas y tengo una pregunta.",
+            vec!["Valentina", "Rojas"],
+        ),
+        (
+            "phone",
+            "You can text me at 917-555-0143.",
+            vec!["917-555-0143"],
+        ),
+        (
+            "phone",
+            "Our support line is 1 (800) 555-0175.",
+            vec!["555-0175"],
+        ),
+        ("phone", "WhatsApp: +34 612 345 678", vec!["612 345 678"]),
+        (
+            "phone",
+            "ring the front desk on 0207 946 0321",
+            vec!["946 0321"],
+        ),
+        (
+            "phone",
+            "my mobile's 0412 345 678 (Australia)",
+            vec!["0412 345 678"],
+        ),
+        ("phone", "Phone: 555-0143", vec!["555-0143"]),
+        ("phone", "call 212 555 0198 ext. 4", vec!["212 555 0198"]),
+        ("phone", "Fax +1.415.555.0132", vec!["415.555.0132"]),
+        (
+            "email",
+            "reply to hr-team@globex-corp.com",
+            vec!["hr-team@globex-corp.com"],
+        ),
+        (
+            "email",
+            "J.Smith@Uni-Heidelberg.de wrote the paper",
+            vec!["J.Smith@Uni-Heidelberg.de"],
+        ),
+        (
+            "email",
+            "send it to: priya dot natarajan at gmail dot com",
+            vec!["natarajan at gmail"],
+        ),
+        (
+            "address",
+            "Deliver to 4821 W. Sunset Blvd., Los Angeles, CA 90027",
+            vec!["4821 W. Sunset", "90027"],
+        ),
+        (
+            "address",
+            "Our office moved to Suite 300, 1200 18th Street NW",
+            vec!["1200 18th Street"],
+        ),
+        (
+            "address",
+            "Return address: Flat 2, 17 Queen's Road, Brighton BN1 3XE",
+            vec!["17 Queen's Road", "BN1 3XE"],
+        ),
+        (
+            "address",
+            "I live on Maple Avenue near the school",
+            vec!["Maple Avenue"],
+        ),
+        (
+            "address",
+            "Ship to 77 Massachusetts Ave, Cambridge, MA 02139",
+            vec!["77 Massachusetts", "02139"],
+        ),
+        (
+            "address",
+            "Meet me at 500 Terry Francois Blvd",
+            vec!["500 Terry Francois"],
+        ),
+        ("date_of_birth", "DOB 4/7/82", vec!["4/7/82"]),
+        ("date_of_birth", "she was born in 1990", vec!["1990"]),
+        (
+            "date_of_birth",
+            "Date of birth: 1975-11-30",
+            vec!["1975-11-30"],
+        ),
+        (
+            "date_of_birth",
+            "my birthday's on the 3rd of May, 1988",
+            vec!["3rd of May, 1988"],
+        ),
+        ("date_of_birth", "Born: Sept. 9, 1971", vec!["9, 1971"]),
+        (
+            "credit_card",
+            "card no 5500 0000 0000 0004",
+            vec!["5500 0000 0000 0004"],
+        ),
+        (
+            "credit_card",
+            "use 4000-0566-5566-5556 for the test payment",
+            vec!["4000-0566-5566-5556"],
+        ),
+        (
+            "iban",
+            "Wire to IBAN: BE68 5390 0754 7034",
+            vec!["BE68 5390 0754 7034"],
+        ),
+        (
+            "iban",
+            "Kontonummer DE44500105175407324931",
+            vec!["DE44500105175407324931"],
+        ),
+        ("ssn", "My social is 078-05-1120", vec!["078-05-1120"]),
+        ("ssn", "SSN (last 9): 219099999", vec!["219099999"]),
+        (
+            "ip_address",
+            "login from 81.2.69.160 flagged",
+            vec!["81.2.69.160"],
+        ),
+        (
+            "ip_address",
+            "X-Forwarded-For: 203.0.113.195, 70.41.3.18",
+            vec!["203.0.113.195", "70.41.3.18"],
+        ),
+        (
+            "secret",
+            "here's my token: 2f6c1a9b8e7d4c3b2a1f0e9d8c7b6a5f",
+            vec!["2f6c1a9b8e7d4c3b2a1f0e9d8c7b6a5f"],
+        ),
+        ("secret", "my password is Winter2024!", vec!["Winter2024!"]),
+        (
+            "secret",
+            "OPENAI_API_KEY=sk-proj-9xQ2mT7vB4nK8pL1wZ6cR3yH5jD0fG2sA8eU4iO7",
+            vec!["9xQ2mT7vB4nK8pL1wZ6cR3yH5jD0fG2sA8eU4iO7"],
+        ),
+        (
+            "secret",
+            "aws_secret_access_key = kJ8s/Qw3+ZxCv7BnM1aS2dF4gH6jK8lP0oI9uY7t",
+            vec!["kJ8s/Qw3+ZxCv7BnM1aS2dF4gH6jK8lP0oI9uY7t"],
+        ),
+        (
+            "secret",
+            "the wifi password: c0ffee-and-cake",
+            vec!["c0ffee-and-cake"],
+        ),
+    ]
+}
+
+#[test]
+fn catch_rates_on_held_out_fixtures() {
+    let r = redactor();
+    let mut rates: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for (kind, input, raws) in held_out() {
+        let out = red(&r, input);
+        let ok = raws.iter().all(|raw| !out.contains(raw)) && out.contains('<');
+        let e = rates.entry(kind).or_default();
+        e.1 += 1;
+        e.0 += ok as u32;
+        if !ok {
+            eprintln!("  held-out miss {kind}: {input:?} -> {out:?}");
+        }
+    }
+    let (mut c_all, mut t_all) = (0, 0);
+    for (k, (c, t)) in &rates {
+        eprintln!("  held-out {k:>14}: {c}/{t}");
+        c_all += c;
+        t_all += t;
+    }
+    eprintln!("  held-out overall: {c_all}/{t_all}");
+    // first run, before any fix: 45/55 overall, persons 15/20
+    assert!(c_all as f64 / t_all as f64 >= 0.85, "held-out overall {c_all}/{t_all}");
+    let (c, t) = rates["person"];
+    assert!(c as f64 / t as f64 >= 0.8, "held-out persons {c}/{t}");
+    for k in ["phone", "credit_card", "iban", "ip_address", "secret", "email"] {
+        let (c, t) = rates[k];
+        assert_eq!(c, t, "held-out {k}");
+    }
 }
