@@ -399,6 +399,8 @@ impl Detectors {
             ("pem", &self.pem),
             ("generic", &self.generic),
             ("bearer", &self.bearer),
+            ("said_password", &self.said_password),
+            ("email_words", &self.email_words),
             ("card", &self.card),
             ("iban", &self.iban),
             ("ssn", &self.ssn),

@@ -19,7 +19,36 @@
 //! Placeholders: `EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`, `SSN`,
 //! `IP_ADDRESS`, `MAC_ADDRESS`, `SECRET` (every secret kind, including the
 //! token value in a URL query), `CREDENTIALS` (the `user:pass` part of a
-//! URL), `DATE_OF_BIRTH`, `ADDRESS`, `PERSON`, `USER_ID`.
+//! URL), `DATE_OF_BIRTH`, `ADDRESS`, `PERSON`, `USER_ID`. Stats count per
+//! detail (`secret_aws`, `secret_url_token`, `url_credentials`...).
+//!
+//! Normalisation before hashing: e-mails lower-cased, phones/cards/SSNs
+//! digits only, IBANs upper-case without spaces, IPs in canonical form,
+//! dates of birth as `YYYY-MM-DD`, names and addresses case-folded with
+//! whitespace collapsed. "Sarah" and "Sarah Johnson" are two entities.
+//!
+//! Decisions worth knowing:
+//! - A dotted quad that parses as an IPv4 address is an IP, except right
+//!   after a version word or marker (`version 1.2.3.4`, `v1.2.3.4`,
+//!   `pkg==1.2.3.4`). Loopback, unspecified, broadcast and `255.x` masks are
+//!   kept. Networks and documentation ranges are redacted like any address.
+//! - Cards: 13-19 digits, issuer prefix, Luhn; 17-19 digits written without
+//!   separators are taken for ids (snowflakes) and kept.
+//! - Phones: digit counts per shape; date, SSN and version shapes and
+//!   numbers after order/invoice/ticket words are kept; a bare digit run is a
+//!   phone only after a phone word.
+//! - Dates of birth need a context word (born, DOB, birthday...) within a
+//!   few words and a real calendar date; a year alone is kept.
+//! - Names: embedded given-name/surname lists plus contexts (honorifics,
+//!   greetings, signatures, "my name is", name lists, surname endings).
+//!   Words that are also common words (May, Will, Grace) need strong
+//!   evidence. A name found anywhere in a call is redacted wherever else it
+//!   occurs in that call. Not caught: lower-case or ALL-CAPS names outside
+//!   "my name is", unlisted names with no context, non-Latin scripts.
+//! - JSON: the key gives context (`full_name`, `assignee`, `user_id`,
+//!   `client_ip`, `email`, `phone`, `dob`, `zip`, `password`...), also for
+//!   `"key": "value"` pairs inside text; numbers under id-like keys become
+//!   placeholder strings; object keys are redacted like values.
 
 pub mod bench;
 mod detect;
