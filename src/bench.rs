@@ -29,6 +29,9 @@ pub enum BenchTarget {
         /// Megabytes of text to generate and redact.
         #[arg(long, default_value_t = 64)]
         mb: usize,
+        /// Redact this text file instead (split into ~4 KB user messages).
+        #[arg(long)]
+        corpus: Option<std::path::PathBuf>,
     },
 }
 
@@ -40,7 +43,7 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             threads,
             dir,
         } => bench_ingest(calls, input, threads, &dir),
-        BenchTarget::Redact { mb } => crate::redact::bench::run(mb),
+        BenchTarget::Redact { mb, corpus } => crate::redact::bench::run(mb, corpus.as_deref()),
     }
 }
 

@@ -208,10 +208,41 @@ pub fn text_bytes(c: &Call) -> usize {
     n
 }
 
-pub fn run(mb: usize) -> anyhow::Result<()> {
+/// Calls made from a text file: ~4 KB chunks cut at line ends, each one
+/// user message.
+pub fn corpus_calls(path: &std::path::Path) -> anyhow::Result<(Vec<Call>, usize)> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading corpus {}", path.display()))?;
+    let mut calls = Vec::new();
+    let mut chunk = String::new();
+    for line in text.split_inclusive('\n') {
+        chunk.push_str(line);
+        if chunk.len() >= 4096 {
+            calls.push(std::mem::take(&mut chunk));
+        }
+    }
+    if !chunk.is_empty() {
+        calls.push(chunk);
+    }
+    let calls: Vec<Call> = calls
+        .into_iter()
+        .map(|t| {
+            let mut c = Call::default();
+            c.messages.push(Message::text(Role::User, t));
+            c
+        })
+        .collect();
+    Ok((calls, text.len()))
+}
+
+pub fn run(mb: usize, corpus: Option<&std::path::Path>) -> anyhow::Result<()> {
     let key = RedactKey::from_bytes(b"slmforge-bench-key-not-secret-0001")?;
     let red = Redactor::new(RedactConfig::new(key))?;
-    let (calls, bytes) = synthetic_calls(42, mb.max(1) << 20);
+    let (calls, bytes) = match corpus {
+        Some(p) => corpus_calls(p)?,
+        None => synthetic_calls(42, mb.max(1) << 20),
+    };
     let n = calls.len();
     let mbf = bytes as f64 / (1 << 20) as f64;
     if std::env::var_os("SLMFORGE_BENCH_PROFILE").is_some() {
@@ -229,11 +260,13 @@ pub fn run(mb: usize) -> anyhow::Result<()> {
     let raws: Vec<RawCall> = calls.iter().cloned().map(RawCall::new).collect();
     let mut stats = RedactStats::default();
     let t0 = Instant::now();
+    let c0 = thread_cpu_seconds();
     let pending: Vec<_> = raws
         .into_iter()
         .map(|r| red.redact_call(r, &mut stats))
         .collect();
     let single_s = t0.elapsed().as_secs_f64();
+    let single_cpu = thread_cpu_seconds().zip(c0).map(|(b, a)| b - a);
 
     let mut ps = Pseudonyms::new();
     let t1 = Instant::now();
@@ -269,10 +302,12 @@ pub fn run(mb: usize) -> anyhow::Result<()> {
     let entities = stats.total();
     let out = json!({
         "target": "redact",
+        "corpus": corpus.map(|p| p.display().to_string()),
         "text_mb": mbf,
         "calls": n,
         "avg_call_bytes": bytes / n.max(1),
-        "single_thread": {"seconds": single_s, "mb_per_s": mbf / single_s, "calls_per_s": n as f64 / single_s},
+        "single_thread": {"seconds": single_s, "mb_per_s": mbf / single_s, "calls_per_s": n as f64 / single_s,
+            "cpu_seconds": single_cpu, "mb_per_cpu_s": single_cpu.map(|c| mbf / c)},
         "pseudonym_finish": {"seconds": finish_s, "mb_per_s": mbf / finish_s},
         "parallel": {"threads": threads, "seconds": par_s, "mb_per_s": mbf / par_s, "calls_per_s": n as f64 / par_s},
         "entities": entities,
@@ -282,12 +317,22 @@ pub fn run(mb: usize) -> anyhow::Result<()> {
         "peak_rss_bytes": crate::bench::peak_rss_bytes(),
     });
     eprintln!(
-        "redact: {mbf:.1} MB of text in {n} calls; 1 thread {:.1} MB/s ({:.0} calls/s); {threads} threads {:.1} MB/s; finish {:.0} MB/s; {entities} entities",
+        "redact: {mbf:.1} MB of text in {n} calls; 1 thread {:.1} MB/s ({:.1} MB per CPU-second, {:.0} calls/s); {threads} threads {:.1} MB/s; finish {:.0} MB/s; {entities} entities",
         mbf / single_s,
+        single_cpu.map(|c| mbf / c).unwrap_or(f64::NAN),
         n as f64 / single_s,
         mbf / par_s,
         mbf / finish_s
     );
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`,
+/// nanoseconds on CPU), so throughput can be read per CPU-second on a
+/// machine shared with other work.
+fn thread_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
 }

@@ -225,7 +225,7 @@ const MONTH: &str = r"(?:[Jj]an(?:uary)?|[Ff]eb(?:ruary)?|[Mm]ar(?:ch)?|[Aa]pr(?
 
 const STREET_SUFFIX: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Ter|\
     Way|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Crescent|Cres|Close|Alley|Gardens|Gdns|Plaza|\
-    Expressway|Freeway|Fwy|Pike|Mews|Grove|Broadway|Causeway|Embankment|Parade|Esplanade|Promenade|Quay|Wharf";
+    Expressway|Freeway|Fwy|Pike|Mews|Grove|Loop|Broadway|Causeway|Embankment|Parade|Esplanade|Promenade|Quay|Wharf";
 
 const US_STATES: &str =
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|\
@@ -242,6 +242,8 @@ pub(crate) struct Detectors {
     pem: Regex,
     generic: Regex,
     bearer: Regex,
+    said_password: Regex,
+    email_words: Regex,
     card: Regex,
     iban: Regex,
     ssn: Regex,
@@ -293,7 +295,7 @@ impl Detectors {
             ),
             url_creds: re(r#"[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://([^\s/?#@:"'<>]*:[^\s/?#@"'<>]+)@"#),
             url_token: re(
-                r#"[?&;#]((?i:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|sig|signature|password|passwd|pwd|pass|secret|client_secret|code|session|sessionid|session_id|auth|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|jwt))=([^&#\s"'<>\\]+)"#,
+                r#"[?&;#]((?i:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|sig|signature|password|passwd|pwd|pass|secret|client_secret|code|session|sessionid|session_id|auth|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|jwt))=([^&#\s"'<>\\()\[\]|,`]+)"#,
             ),
             slack_hook: re(
                 r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]{10,})",
@@ -321,14 +323,22 @@ impl Detectors {
             generic: re(
                 r#"(?i)(api[_\-]?key|apikey|api[_\-]?secret|api[_\-]?token|access[_\-]?key(?:[_\-]?id)?|secret[_\-]?access[_\-]?key|secret[_\-]?key|client[_\-]?secret|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|session[_\-]?token|bearer[_\-]?token|private[_\-]?key|secret|token|password|passwd|pwd|passphrase|credentials?)["']?[ \t]*(?:=>|:=|[:=])[ \t]*["']?([^\s"'`,;<>\\]{8,200})"#,
             ),
+            said_password: re(
+                r#"(?i)(?-u:\b)(?:password|passcode|passphrase|pin|pwd)[ \t]+(?:is|was|will[ \t]+be|=)[ \t]*[:=]?[ \t]*["'`]?([^\s"'`]{4,64})"#,
+            ),
+            email_words: re(
+                r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+\-]*(?:[ ]+dot[ ]+[a-z0-9_\-]+)*[ ]+at[ ]+[a-z0-9\-]+(?:[ ]+dot[ ]+[a-z0-9\-]+)*[ ]+dot[ ]+(?:com|org|net|edu|gov|io|co|uk|de|fr|in|ca|au|info|biz|me|us|ai|dev)(?-u:\b)",
+            ),
             bearer: re(r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9_\-.=+/~]{16,})"),
             card: re(r"(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)"),
             iban: re(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}(?-u:\b)"),
             ssn: re(r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)"),
             ssn_ctx: re(
-                r"(?i)(?-u:\b)(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|soc\.?[ \t]*sec\.?(?:[ \t]*(?:no\.?|#))?)[ \t]*(?:is[ \t]+)?[:#]?[ \t]*([0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4})(?-u:\b)",
+                r"(?i)(?-u:\b)(?:ssn|social[ \t]+security(?:[ \t]+(?:number|no\.?|#))?|ss#|soc\.?[ \t]*sec\.?(?:[ \t]*(?:no\.?|#))?)[^\n]{0,16}?(?-u:\b)([0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4})(?-u:\b)",
             ),
-            phone_intl: re(r"\+[0-9]{1,3}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)"),
+            phone_intl: re(
+                r"\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)",
+            ),
             phone_nanp: re(
                 r"(?:(?-u:\b)1[ .\-]?)?(?:\([2-9][0-9]{2}\)[ .\-]?|(?-u:\b)[2-9][0-9]{2}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?-u:\b)",
             ),
@@ -336,7 +346,7 @@ impl Detectors {
                 r"(?:\(0[0-9]{1,4}\)|(?-u:\b)0[0-9]{1,4})(?:[ .\-]?[0-9]{2,4}){2,4}(?-u:\b)",
             ),
             phone_ctx: re(
-                r"(?i)(?-u:\b)(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|whatsapp|sms|call|text|contact|reach|ph)(?:[ \t]*(?:no|num|number|#))?\.?(?:[ \t]+(?:me|us|him|her|them))?(?:[ \t]+(?:at|on))?[ \t]*[:#]?[ \t]*(\+?\(?[0-9][0-9 .\-()]{5,20}[0-9])(?-u:\b)",
+                r"(?i)(?-u:\b)(?:phone|tel|telephone|mobile|mob|cell|cellphone|fax|whatsapp|sms|call|text|contact|reach|ph)(?:[ \t]*(?:no|num|number|#))?\.?(?:[ \t]+(?:is|was|me|us|him|her|them|at|on|number|no\.?)){0,3}[ \t]*[:#]?[ \t]*(\+?\(?[0-9][0-9 .\-()]{5,20}[0-9])(?-u:\b)",
             ),
             ipv4: re(r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)"),
             ipv6: re(r"[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:[0-9a-fA-F:.]*(?:%[0-9a-zA-Z]+)?"),
@@ -389,6 +399,8 @@ impl Detectors {
             ("pem", &self.pem),
             ("generic", &self.generic),
             ("bearer", &self.bearer),
+            ("said_password", &self.said_password),
+            ("email_words", &self.email_words),
             ("card", &self.card),
             ("iban", &self.iban),
             ("ssn", &self.ssn),
@@ -475,6 +487,19 @@ impl Detectors {
             if f.colon || f.eq {
                 self.find_generic(s, out);
             }
+            for c in self.said_password.captures_iter(s) {
+                let g = c.get(1).expect("group");
+                let v = g.as_str().trim_end_matches(['.', ',', ')', ';']);
+                if v.len() >= 6 && looks_secret_said(v) {
+                    push(
+                        out,
+                        g.start(),
+                        g.start() + v.len(),
+                        Detail::SecretGeneric,
+                        v.to_string(),
+                    );
+                }
+            }
             for c in self.bearer.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 let v = g.as_str().trim_end_matches('.');
@@ -551,6 +576,14 @@ impl Detectors {
             }
         }
 
+        if f.lower && memmem::find(b, b" dot ").is_some() && memmem::find(b, b" at ").is_some() {
+            for m in self.email_words.find_iter(s) {
+                let norm =
+                    deobfuscate_email(&m.as_str().replace(" dot ", ".").replace(" at ", "@"));
+                push(out, m.start(), m.end(), Detail::Email, norm);
+            }
+        }
+
         // long numbers: phones, cards, SSNs, only inside digit clusters
         let d = f.digits;
         let mut has_ipv4_shape = false;
@@ -607,7 +640,10 @@ impl Detectors {
             for c in self.user_id.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 let v = g.as_str().trim_end_matches(['.', ':']);
-                if !keyctx::is_placeholder_id(v) {
+                // in prose and code an id has a digit or is quoted ("user_id: int" is a type)
+                let quoted = g.start() > 0 && matches!(b[g.start() - 1], b'"' | b'\'');
+                let idish = (v.bytes().any(|c| c.is_ascii_digit()) || quoted) && !is_type_name(v);
+                if idish && !keyctx::is_placeholder_id(v) {
                     push(
                         out,
                         g.start(),
@@ -791,6 +827,10 @@ impl Detectors {
         }
         let digits = digits_of(t);
         let db = digits.as_bytes();
+        // 17-19 digits without separators are mostly ids (snowflakes), not cards
+        if seps.is_empty() && db.len() > 16 {
+            return;
+        }
         if card_prefix_ok(db) && luhn(db) && !db.iter().all(|&c| c == db[0]) {
             push(out, start, end, Detail::CreditCard, digits);
         }
@@ -1320,7 +1360,14 @@ fn mac_ok(b: &[u8], start: usize, end: usize) -> bool {
 /// "v1.2.3.4", "version 1.2.3.4", "pkg==1.2.3.4", "@1.2.3.4" read as versions.
 fn version_context(s: &str, start: usize) -> bool {
     let b = s.as_bytes();
-    if start > 0 && matches!(b[start - 1], b'v' | b'V' | b'@' | b'=' | b'~' | b'^') {
+    if start > 0 && matches!(b[start - 1], b'v' | b'V' | b'@' | b'~' | b'^') {
+        return true;
+    }
+    // pinned versions: pkg==1.2.3.4, >=, <=, ~=
+    if start >= 2
+        && b[start - 1] == b'='
+        && matches!(b[start - 2], b'=' | b'>' | b'<' | b'~' | b'!')
+    {
         return true;
     }
     let from = start.saturating_sub(24);
@@ -1472,4 +1519,43 @@ fn has_word(hay: &str, w: &str) -> bool {
         let right = w.len() > 3 || e >= hb.len() || !hb[e].is_ascii_alphabetic();
         left && right
     })
+}
+
+/// Type names that follow `user_id:` in code, not ids.
+fn is_type_name(v: &str) -> bool {
+    matches!(
+        v,
+        "u8" | "u16"
+            | "u32"
+            | "u64"
+            | "u128"
+            | "usize"
+            | "i8"
+            | "i16"
+            | "i32"
+            | "i64"
+            | "i128"
+            | "isize"
+            | "f32"
+            | "f64"
+            | "int32"
+            | "int64"
+            | "uint32"
+            | "uint64"
+            | "Int32"
+            | "Int64"
+            | "float64"
+            | "bigint"
+    )
+}
+
+/// "my password is X": X counts unless it is an ordinary word ("is
+/// required", "is incorrect", "was reset").
+fn looks_secret_said(v: &str) -> bool {
+    let b = v.as_bytes();
+    if is_placeholder_secret(v) {
+        return false;
+    }
+    // plain lower-case words are prose, anything with digits, capitals or symbols mixed in is a secret
+    !(b.iter().all(u8::is_ascii_lowercase)) && char_classes(b) >= 2
 }

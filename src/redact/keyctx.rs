@@ -11,8 +11,13 @@ use super::kinds::Detail;
 use super::names::normalise_name;
 use super::validate::{is_placeholder_secret, parse_date};
 
+/// Pseudo-key under which a message's `name` (the participant) is checked.
+pub(crate) const MESSAGE_NAME_KEY: &str = "\u{1}message.name";
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum KeyKind {
+    /// A chat message's `name`: a person's name, or else a handle (user id).
+    Participant,
     /// A key that names a person (`full_name`, `attendees`, `passenger`):
     /// any capitalised name-shaped value.
     Person,
@@ -323,6 +328,9 @@ const SECRET_KEYS: &[&str] = &[
 
 /// The kind of value a JSON key announces, if any.
 pub(crate) fn classify_key(key: &str) -> Option<KeyKind> {
+    if key == MESSAGE_NAME_KEY {
+        return Some(KeyKind::Participant);
+    }
     if key.is_empty() || key.len() > 48 {
         return None;
     }
@@ -470,6 +478,13 @@ pub(crate) fn is_placeholder_id(v: &str) -> bool {
             | "true"
             | "false"
             | "0"
+            | "assistant"
+            | "bot"
+            | "ai"
+            | "model"
+            | "tool"
+            | "function"
+            | "human"
     ) || l.starts_with('{')
         || l.starts_with('<')
         || l.starts_with("${")
@@ -486,6 +501,19 @@ pub(crate) fn keyed(det: &Detectors, kind: KeyKind, value: &str, out: &mut Vec<S
     }
     let (s, e) = (lead, lead + v.len());
     match kind {
+        KeyKind::Participant => {
+            if keyed(det, KeyKind::PersonSoft, value, out) {
+                return true;
+            }
+            let handle = v.len() <= 64
+                && !v.contains(char::is_whitespace)
+                && v.chars().all(|c| c.is_alphanumeric() || "_-.@".contains(c));
+            if handle && !is_placeholder_id(v) {
+                push(out, s, e, Detail::UserId, v.to_string());
+                return true;
+            }
+            false
+        }
         KeyKind::Person | KeyKind::PersonSoft | KeyKind::Name => {
             let parts = split_people(v);
             if parts.is_empty() {

@@ -19,7 +19,36 @@
 //! Placeholders: `EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`, `SSN`,
 //! `IP_ADDRESS`, `MAC_ADDRESS`, `SECRET` (every secret kind, including the
 //! token value in a URL query), `CREDENTIALS` (the `user:pass` part of a
-//! URL), `DATE_OF_BIRTH`, `ADDRESS`, `PERSON`, `USER_ID`.
+//! URL), `DATE_OF_BIRTH`, `ADDRESS`, `PERSON`, `USER_ID`. Stats count per
+//! detail (`secret_aws`, `secret_url_token`, `url_credentials`...).
+//!
+//! Normalisation before hashing: e-mails lower-cased, phones/cards/SSNs
+//! digits only, IBANs upper-case without spaces, IPs in canonical form,
+//! dates of birth as `YYYY-MM-DD`, names and addresses case-folded with
+//! whitespace collapsed. "Sarah" and "Sarah Johnson" are two entities.
+//!
+//! Decisions worth knowing:
+//! - A dotted quad that parses as an IPv4 address is an IP, except right
+//!   after a version word or marker (`version 1.2.3.4`, `v1.2.3.4`,
+//!   `pkg==1.2.3.4`). Loopback, unspecified, broadcast and `255.x` masks are
+//!   kept. Networks and documentation ranges are redacted like any address.
+//! - Cards: 13-19 digits, issuer prefix, Luhn; 17-19 digits written without
+//!   separators are taken for ids (snowflakes) and kept.
+//! - Phones: digit counts per shape; date, SSN and version shapes and
+//!   numbers after order/invoice/ticket words are kept; a bare digit run is a
+//!   phone only after a phone word.
+//! - Dates of birth need a context word (born, DOB, birthday...) within a
+//!   few words and a real calendar date; a year alone is kept.
+//! - Names: embedded given-name/surname lists plus contexts (honorifics,
+//!   greetings, signatures, "my name is", name lists, surname endings).
+//!   Words that are also common words (May, Will, Grace) need strong
+//!   evidence. A name found anywhere in a call is redacted wherever else it
+//!   occurs in that call. Not caught: lower-case or ALL-CAPS names outside
+//!   "my name is", unlisted names with no context, non-Latin scripts.
+//! - JSON: the key gives context (`full_name`, `assignee`, `user_id`,
+//!   `client_ip`, `email`, `phone`, `dob`, `zip`, `password`...), also for
+//!   `"key": "value"` pairs inside text; numbers under id-like keys become
+//!   placeholder strings; object keys are redacted like values.
 
 pub mod bench;
 mod detect;
@@ -160,7 +189,8 @@ impl Redactor {
         pseudonym::neutralise(&mut s);
         let mut spans = Vec::new();
         self.detect_field(&s, None, &mut spans);
-        let names = person_names(&s, &spans, &self.det);
+        let mut names = Propagation::default();
+        add_person_names(&s, &spans, &self.det, &mut names);
         if !names.is_empty() {
             self.propagate(&s, &names, &mut spans);
         }
@@ -210,7 +240,10 @@ impl Redactor {
         if let Some(kind) = key.and_then(keyctx::classify_key) {
             let is_person = matches!(
                 kind,
-                keyctx::KeyKind::Person | keyctx::KeyKind::PersonSoft | keyctx::KeyKind::Name
+                keyctx::KeyKind::Person
+                    | keyctx::KeyKind::PersonSoft
+                    | keyctx::KeyKind::Name
+                    | keyctx::KeyKind::Participant
             );
             if !is_person || self.detect_names {
                 settled = keyctx::keyed(&self.det, kind, view.text(), out);
@@ -240,29 +273,42 @@ impl Redactor {
     }
 
     /// Adds every other whole-word occurrence of an already found name.
-    fn propagate(&self, text: &str, names: &[String], spans: &mut Vec<Span>) {
+    /// Few names: one memmem pass each; many: one multi-literal regex pass
+    /// (built once per call), so a call with thousands of names stays linear.
+    fn propagate(&self, text: &str, names: &Propagation, spans: &mut Vec<Span>) {
         let b = text.as_bytes();
         let before = spans.len();
-        for name in names {
-            for i in memchr::memmem::find_iter(b, name.as_bytes()) {
-                let e = i + name.len();
-                let left_ok = i == 0
-                    || !text[..i]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
-                let right_ok = e >= b.len()
-                    || !text[e..]
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
-                if left_ok && right_ok {
-                    spans.push(Span {
-                        start: i,
-                        end: e,
-                        detail: Detail::Person,
-                        norm: names::normalise_name(name),
-                    });
+        let hit = |i: usize, e: usize, spans: &mut Vec<Span>| {
+            let left_ok = i == 0
+                || !text[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            let right_ok = e >= b.len()
+                || !text[e..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if left_ok && right_ok {
+                spans.push(Span {
+                    start: i,
+                    end: e,
+                    detail: Detail::Person,
+                    norm: names::normalise_name(&text[i..e]),
+                });
+            }
+        };
+        match names.regex() {
+            Some(re) => {
+                for m in re.find_iter(text) {
+                    hit(m.start(), m.end(), spans);
+                }
+            }
+            None => {
+                for name in &names.names {
+                    for i in memchr::memmem::find_iter(b, name.as_bytes()) {
+                        hit(i, i + name.len(), spans);
+                    }
                 }
             }
         }
@@ -310,8 +356,53 @@ impl Pseudonyms {
     }
 }
 
+/// Names found in a call, to be redacted wherever else they occur in it.
+#[derive(Default)]
+struct Propagation {
+    names: Vec<String>,
+    seen: HashSet<String>,
+    re: std::sync::OnceLock<Option<regex::Regex>>,
+}
+
+/// Above this many names, one regex pass beats one memmem pass per name.
+const PROPAGATE_REGEX_FROM: usize = 6;
+/// Names kept per call for propagation (a bound on work for huge dumps).
+const PROPAGATE_MAX: usize = 20_000;
+
+impl Propagation {
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn add(&mut self, name: &str) {
+        if self.names.len() < PROPAGATE_MAX && !self.seen.contains(name) {
+            self.seen.insert(name.to_string());
+            self.names.push(name.to_string());
+        }
+    }
+
+    fn regex(&self) -> Option<&regex::Regex> {
+        if self.names.len() < PROPAGATE_REGEX_FROM {
+            return None;
+        }
+        self.re
+            .get_or_init(|| {
+                let mut sorted: Vec<&String> = self.names.iter().collect();
+                // longest first, so "Sarah Johnson" wins over "Sarah"
+                sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+                let alt: Vec<String> = sorted.iter().map(|n| regex::escape(n)).collect();
+                regex::RegexBuilder::new(&alt.join("|"))
+                    .size_limit(256 << 20)
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
 /// Keeps the findings that do not overlap a better one. Better: lower
-/// [`Detail::priority`], then earlier, then longer.
+/// [`Detail::priority`], then earlier, then longer. O(n log n) even for
+/// texts with many interleaved findings.
 fn resolve_overlaps(spans: &mut Vec<Span>) {
     if spans.len() <= 1 {
         return;
@@ -323,44 +414,42 @@ fn resolve_overlaps(spans: &mut Vec<Span>) {
             .then(a.start.cmp(&b.start))
             .then((b.end - b.start).cmp(&(a.end - a.start)))
     });
-    let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
-    for s in spans.drain(..) {
+    // start -> end of the kept findings; they never overlap each other
+    let mut kept: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for (i, s) in spans.iter().enumerate() {
         if s.start >= s.end {
             continue;
         }
-        let idx = kept.partition_point(|k| k.start < s.start);
-        let clash_prev = idx > 0 && kept[idx - 1].end > s.start;
-        let clash_next = idx < kept.len() && kept[idx].start < s.end;
+        let clash_prev = kept
+            .range(..=s.start)
+            .next_back()
+            .is_some_and(|(_, &(e, _))| e > s.start);
+        let clash_next = kept
+            .range(s.start..)
+            .next()
+            .is_some_and(|(&st, _)| st < s.end);
         if !clash_prev && !clash_next {
-            kept.insert(idx, s);
+            kept.insert(s.start, (s.end, i));
         }
     }
-    *spans = kept;
+    let mut all: Vec<Option<Span>> = spans.drain(..).map(Some).collect();
+    spans.extend(kept.values().filter_map(|&(_, i)| all[i].take()));
 }
 
 /// Names found in a field, as written, plus their distinctive single words
 /// ("Sarah Johnson" -> "Sarah Johnson", "Sarah", "Johnson"), for propagation.
-fn person_names(text: &str, spans: &[Span], det: &Detectors) -> Vec<String> {
-    let mut names = Vec::new();
-    add_person_names(text, spans, det, &mut names);
-    names
-}
-
-fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Vec<String>) {
+fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Propagation) {
     for s in spans.iter().filter(|s| s.detail == Detail::Person) {
         let raw = &text[s.start..s.end];
-        if !names.iter().any(|n| n == raw) {
-            names.push(raw.to_string());
-        }
+        names.add(raw);
         if raw.contains(' ') {
             for w in raw.split_whitespace() {
                 let w = w.trim_end_matches('.');
                 if w.chars().count() >= 3
                     && w.chars().next().is_some_and(char::is_uppercase)
                     && det.names.propagatable(w)
-                    && !names.iter().any(|n| n == w)
                 {
-                    names.push(w.to_string());
+                    names.add(w);
                 }
             }
         }
@@ -408,7 +497,7 @@ fn neutralise_untouched(c: &mut Call) {
 // The walk: every redactable string of a call, with its JSON key context.
 
 /// Visits text fields in a fixed order. `key` is the JSON object key (or a
-/// pseudo-key such as `"author"` for a message's `name`).
+/// pseudo-key [`keyctx::MESSAGE_NAME_KEY`] for a message's `name`).
 trait Visitor {
     fn text(&mut self, s: &mut String, key: Option<&str>);
     /// An object key; returns its replacement when it must change.
@@ -433,7 +522,7 @@ fn walk_call(c: &mut Call, v: &mut impl Visitor) {
                 if m.role == Role::Tool {
                     None
                 } else {
-                    Some("author")
+                    Some(keyctx::MESSAGE_NAME_KEY)
                 },
             );
         }
@@ -506,7 +595,7 @@ struct Collect<'a> {
     red: &'a Redactor,
     stats: &'a mut RedactStats,
     spans: Vec<Vec<Span>>,
-    names: Vec<String>,
+    names: Propagation,
 }
 
 impl<'a> Collect<'a> {
@@ -515,7 +604,7 @@ impl<'a> Collect<'a> {
             red,
             stats,
             spans: Vec::new(),
-            names: Vec::new(),
+            names: Propagation::default(),
         }
     }
 }
@@ -550,7 +639,7 @@ impl Visitor for Collect<'_> {
 struct Apply<'a> {
     red: &'a Redactor,
     spans: std::vec::IntoIter<Vec<Span>>,
-    names: Vec<String>,
+    names: Propagation,
     stats: &'a mut RedactStats,
 }
 

@@ -155,8 +155,6 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("talk soon,", Trigger::Signature),
     ("thx,", Trigger::Signature),
     ("--", Trigger::Signature),
-    ("\u{2014}", Trigger::Signature),
-    ("\u{2013}", Trigger::Signature),
     ("dear", Trigger::Greeting),
     ("hi", Trigger::Greeting),
     ("hello", Trigger::Greeting),
@@ -316,7 +314,9 @@ impl NameModel {
         let mut parts = word.split('-');
         let first = parts.next().map(|p| self.flags_of(p)).unwrap_or(0);
         let last = parts.last().map(|p| self.flags_of(p)).unwrap_or(0);
-        (first & (FIRST | AMBIG)) | (last & SURNAME)
+        // "Jean-Luc" -> a given name; "Smith-Jones" -> a surname only when both parts are names
+        let both = first & (FIRST | SURNAME) != 0 && last & SURNAME != 0;
+        (first & (FIRST | AMBIG)) | if both { SURNAME } else { 0 }
     }
 
     /// Flags of a single word (for key-context checks).
@@ -535,7 +535,17 @@ impl NameModel {
         // what follows must not make it an identifier, a domain or an e-mail
         if j < n {
             let nb = b[j];
-            if nb.is_ascii_digit() || nb == b'_' || nb == b'@' {
+            if nb.is_ascii_digit() || matches!(nb, b'_' | b'@' | b'`') {
+                return None;
+            }
+            // generics and calls: `Option<T>`, `Foo(`, `Foo::bar`
+            if (nb == b'<' || nb == b'(' || nb == b'[')
+                && b.get(j + 1)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b')')
+            {
+                return None;
+            }
+            if nb == b':' && b.get(j + 1) == Some(&b':') {
                 return None;
             }
             if nb == b'.' && j + 1 < n && (b[j + 1].is_ascii_alphanumeric() || b[j + 1] == b'_') {
@@ -673,7 +683,15 @@ impl NameModel {
                 {
                     a = k - 2;
                 }
-                emit(a, m, false, last, out);
+                // a listed name in a list that a strong context started keeps the chain strong
+                let strong = k == 0 && {
+                    let (trig, chain_strong) = self.trigger_before(text, toks[0].start, *last);
+                    matches!(
+                        trig,
+                        Trigger::Strong | Trigger::Signature | Trigger::Greeting
+                    ) || (trig == Trigger::List && chain_strong)
+                };
+                emit(a, m, strong, last, out);
                 k = m;
                 continue;
             }
@@ -691,11 +709,16 @@ impl NameModel {
                 k += 1;
                 continue;
             }
-            // unknown word + distinctive surname: "Xiulan Wang", "Tendai Moyo"
+            // unknown word + distinctive surname: "Xiulan Wang", "Tendai Moyo",
+            // "Satya Raghunathan" (a surname by its ending)
             if k + 1 < n {
                 let u = toks[k + 1];
                 let chars = text[t.start..t.end].chars().count();
-                if is_plain_surname(&u) && (2..=20).contains(&chars) {
+                let by_ending = u.flags & (BLOCK | FIRST | AMBIG) == 0
+                    && !u.particle
+                    && !u.initial
+                    && surname_ending(&text[u.start..u.end]);
+                if (is_plain_surname(&u) || by_ending) && (2..=20).contains(&chars) {
                     emit(k, k + 2, false, last, out);
                     k += 2;
                     continue;
@@ -722,11 +745,16 @@ impl NameModel {
             *d = s.to_ascii_lowercase();
         }
         let mut end = len;
+        let mut newline = false;
         loop {
-            if end > 0 && matches!(buf[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            if end > 0 && matches!(buf[end - 1], b' ' | b'\t') {
                 end -= 1;
+            } else if end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+                end -= 1;
+                newline = true;
             } else if end >= 2 && &buf[end - 2..end] == b"\\n" {
                 end -= 2;
+                newline = true;
             } else {
                 break;
             }
@@ -738,7 +766,12 @@ impl NameModel {
         for &(p, trig) in &self.triggers[lastb as usize] {
             if s.len() >= p.len() && &s[s.len() - p.len()..] == p {
                 let before = s.len() - p.len();
-                if before == 0 || !s[before - 1].is_ascii_alphanumeric() {
+                // a "--" signature delimiter stands on its own line
+                let dash_ok = p != b"--" || (newline && (before == 0 || s[before - 1] == b'\n'));
+                if dash_ok
+                    && (before == 0
+                        || !(s[before - 1].is_ascii_alphanumeric() || s[before - 1] == b'_'))
+                {
                     return (trig, false);
                 }
             }
@@ -781,14 +814,36 @@ impl NameModel {
     }
 }
 
+/// Endings that mark a word as a family name in many languages and are rare
+/// in English words: Lewandowski, Shevchenko, Petrović, Eriksson,
+/// Raghunathan, Papadopoulos, Popescu, Yılmazoğlu, Petrosyan...
+fn surname_ending(w: &str) -> bool {
+    const ENDINGS: &[&str] = &[
+        "ski", "ska", "wski", "enko", "ovic", "ović", "evic", "ević", "sson", "nathan", "swamy",
+        "murthy", "opoulos", "akis", "escu", "oglu", "oğlu", "chuk", "shvili", "adze", "iyan",
+        "osyan", "unyan", "arian", "ishvili", "ovitz", "owicz", "ewicz", "czyk", "zadeh", "pour",
+        "bakhsh",
+    ];
+    let l = w.to_lowercase();
+    w.chars().count() >= 6 && ENDINGS.iter().any(|e| l.ends_with(e))
+}
+
 fn is_plain_surname(t: &Tok) -> bool {
     t.flags & SURNAME != 0 && t.flags & (AMBIG | BLOCK) == 0 && !t.particle && !t.initial
 }
 
-/// Punctuation or end right after a name: "I'm Grace." / "this is Will,".
+/// Punctuation or end right after a name ("I'm Grace.", "this is Will,"),
+/// or the words "from", "here", "speaking" ("this is Grace from billing").
 fn clause_end(text: &str, pos: usize) -> bool {
     match text.as_bytes().get(pos) {
         None => true,
+        Some(b' ') => {
+            let w = text[pos + 1..]
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("");
+            matches!(w, "from" | "here" | "speaking")
+        }
         Some(c) => matches!(
             c,
             b',' | b'.' | b'!' | b'?' | b';' | b':' | b')' | b'\n' | b'\r' | b'"'
@@ -927,7 +982,10 @@ fn starts_word(b: &[u8], i: usize) -> bool {
     if p == b'.' || p == b'-' || p == b'\'' {
         return !(i >= 2 && b[i - 2].is_ascii_alphanumeric());
     }
-    !matches!(p, b'@' | b'$' | b'\\' | b'/' | b'#' | b'%' | b'&' | b'=')
+    !matches!(
+        p,
+        b'@' | b'$' | b'\\' | b'/' | b'#' | b'%' | b'&' | b'=' | b'`' | b'<' | b'{' | b'[' | b':'
+    )
 }
 
 fn skip_word(text: &str, i: usize) -> usize {

@@ -8,6 +8,7 @@
 //! The table maps digests to numbers; it never sees a raw value.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use anyhow::{bail, Context};
 
@@ -91,11 +92,7 @@ impl Pseudonyms {
             match parse_marker(b, i) {
                 Some((class, digest)) => {
                     let n = self.number(class, digest);
-                    out.push('<');
-                    out.push_str(class.tag());
-                    out.push('_');
-                    out.push_str(itoa_u32(n).as_str());
-                    out.push('>');
+                    let _ = write!(out, "<{}_{}>", class.tag(), n);
                     last = i + MARKER_LEN;
                 }
                 None => {
@@ -169,8 +166,4 @@ impl Pseudonyms {
         }
         Ok(p)
     }
-}
-
-fn itoa_u32(n: u32) -> String {
-    n.to_string()
 }

@@ -394,6 +394,9 @@ pub(crate) fn looks_secret(v: &str, password_like: bool) -> bool {
     {
         return false;
     }
+    if v.contains("::") || v.contains("->") {
+        return false;
+    }
     let classes = char_classes(b);
     let h = entropy(b);
     // Dotted or snake_case identifiers are code, not secrets.
