@@ -1477,10 +1477,20 @@ fn catch_rates_on_held_out_fixtures() {
     }
     eprintln!("  held-out overall: {c_all}/{t_all}");
     // first run, before any fix: 45/55 overall, persons 15/20
-    assert!(c_all as f64 / t_all as f64 >= 0.85, "held-out overall {c_all}/{t_all}");
+    assert!(
+        c_all as f64 / t_all as f64 >= 0.85,
+        "held-out overall {c_all}/{t_all}"
+    );
     let (c, t) = rates["person"];
     assert!(c as f64 / t as f64 >= 0.8, "held-out persons {c}/{t}");
-    for k in ["phone", "credit_card", "iban", "ip_address", "secret", "email"] {
+    for k in [
+        "phone",
+        "credit_card",
+        "iban",
+        "ip_address",
+        "secret",
+        "email",
+    ] {
         let (c, t) = rates[k];
         assert_eq!(c, t, "held-out {k}");
     }
