@@ -753,3 +753,121 @@ fn exit_codes() {
     let r = bin_ingest(&[good.to_str().unwrap(), "--out", o, "--format", "nope"]);
     assert_eq!(r.status.code(), Some(2), "bad --format value");
 }
+
+/// The bundled sample, end to end: every labelled call is written, every
+/// malformed record is quarantined with the matching reason, and no raw
+/// email, card number or IBAN of the input survives into any output.
+#[test]
+fn bundled_sample_matches_its_labels_and_leaks_nothing() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample/calls.jsonl.gz");
+    let labels = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample/calls.labels.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let outdir = dir.path().join("out");
+    let out = run(&[sample.clone()], &outdir);
+    assert_identity(&out);
+
+    let mut calls_expected = std::collections::HashSet::new();
+    let mut malformed = std::collections::HashMap::new();
+    for l in std::fs::read_to_string(&labels).unwrap().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let line = v["line"].as_u64().unwrap();
+        match v.get("malformed") {
+            Some(m) => {
+                malformed.insert(line, m.as_str().unwrap().to_string());
+            }
+            None => {
+                calls_expected.insert((line, v["index"].as_u64().unwrap() as u32));
+            }
+        }
+    }
+    let rows = slmforge::dataset::read_rows(&outdir).unwrap();
+    let got: std::collections::HashSet<(u64, u32)> = rows
+        .iter()
+        .map(|r| (r.source_line, r.source_index))
+        .collect();
+    assert_eq!(
+        got, calls_expected,
+        "exactly the labelled calls are written"
+    );
+    let q = ingest::read_quarantine(&outdir).unwrap();
+    assert_eq!(q.len(), malformed.len());
+    for e in &q {
+        let label = &malformed[&e.line];
+        let ok = match label.as_str() {
+            "truncated_json" => e.reason == "invalid_json",
+            "deep_nesting" => e.reason == "too_deep",
+            "wrong_types" => e.reason == "wrong_type",
+            "streamed_chunk" => e.reason == "stream_chunk" || e.reason == "unknown_format",
+            "missing_response" => e.reason.contains("missing_response"),
+            other => e.reason == other,
+        };
+        assert!(ok, "line {}: label {label}, reason {}", e.line, e.reason);
+    }
+
+    // Raw values harvested from the input itself.
+    let mut raw = String::new();
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&sample).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    raw.push_str(&String::from_utf8_lossy(&bytes));
+    let email = regex::Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").unwrap();
+    let iban = regex::Regex::new(r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b").unwrap();
+    let card = regex::Regex::new(r"\b\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b").unwrap();
+    let luhn = |d: &str| {
+        let digits: Vec<u32> = d.chars().filter_map(|c| c.to_digit(10)).collect();
+        let sum: u32 = digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &x)| {
+                if i % 2 == 1 {
+                    let y = x * 2;
+                    if y > 9 {
+                        y - 9
+                    } else {
+                        y
+                    }
+                } else {
+                    x
+                }
+            })
+            .sum();
+        sum % 10 == 0
+    };
+    let mut secrets: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    secrets.extend(email.find_iter(&raw).map(|m| m.as_str().to_string()));
+    secrets.extend(
+        iban.find_iter(&raw)
+            .map(|m| m.as_str().to_string())
+            .filter(|s| s.len() >= 15),
+    );
+    secrets.extend(
+        card.find_iter(&raw)
+            .map(|m| m.as_str().to_string())
+            .filter(|s| luhn(s)),
+    );
+    assert!(
+        secrets.len() > 100,
+        "the sample carries PII to test with ({} values)",
+        secrets.len()
+    );
+
+    let mut hay = String::new();
+    for r in &rows {
+        hay.push_str(&format!("{r:?}\n"));
+    }
+    hay.push_str(&std::fs::read_to_string(outdir.join("quarantine.jsonl")).unwrap());
+    hay.push_str(&std::fs::read_to_string(outdir.join("ingest.json")).unwrap());
+    let leaked: Vec<&String> = secrets
+        .iter()
+        .filter(|s| hay.contains(s.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{} raw values leaked (first shown redacted: {} chars)",
+        leaked.len(),
+        leaked.first().map(|s| s.len()).unwrap_or(0)
+    );
+}
