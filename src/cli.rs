@@ -20,6 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the pipeline end to end on the bundled sample (the README's first command).
+    Demo(crate::demo::DemoArgs),
     /// Ingest LLM call logs: parse, normalise, redact, dedup → DIR/calls.parquet.
     Ingest(crate::ingest::IngestArgs),
     /// Benchmark a hot path (prints JSON figures on stdout).
@@ -60,6 +62,7 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => crate::demo::cli(args),
         Command::Ingest(args) => crate::ingest::cli(args),
         Command::Bench { target } => {
             crate::bench::run(target)?;

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod call;
 pub mod cli;
 pub mod dataset;
+pub mod demo;
 pub mod ingest;
 pub mod redact;
 pub mod synth;
