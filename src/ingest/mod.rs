@@ -71,7 +71,7 @@ impl IngestConfig {
             format: None,
             redact: RedactConfig::new(key),
             key_source,
-            max_record_bytes: 16 << 20,
+            max_record_bytes: 8 << 20,
             max_depth: 64,
             threads: None,
             progress: true,
@@ -871,8 +871,9 @@ pub struct IngestArgs {
     /// Do not detect person names (they are context-based and the least precise).
     #[arg(long)]
     pub no_names: bool,
-    /// Records larger than this many MiB are quarantined as too_large.
-    #[arg(long, default_value_t = 16)]
+    /// Records larger than this many MiB are quarantined as too_large (a
+    /// 128k-token conversation is well under 1 MiB of JSON).
+    #[arg(long, default_value_t = 8)]
     pub max_record_mb: usize,
     /// Records nested deeper than this are quarantined as too_deep.
     #[arg(long, default_value_t = 64)]

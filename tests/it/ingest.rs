@@ -796,6 +796,7 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
         let ok = match label.as_str() {
             "truncated_json" => e.reason == "invalid_json",
             "deep_nesting" => e.reason == "too_deep",
+            "oversized_record" => e.reason == "too_large",
             "wrong_types" => e.reason == "wrong_type",
             "streamed_chunk" => e.reason == "stream_chunk" || e.reason == "unknown_format",
             "missing_response" => e.reason.contains("missing_response"),
