@@ -16,6 +16,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Fetch and list the known models (base SLMs, the sentence embedder).
+    Models {
+        #[command(subcommand)]
+        command: crate::models::ModelsCommand,
+    },
     /// Benchmark a hot path (prints JSON figures on stdout).
     Bench {
         #[command(subcommand)]
@@ -51,6 +56,7 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Models { command } => crate::models::run(command),
         Command::Bench { target } => {
             crate::bench::run(target)?;
             Ok(ExitCode::SUCCESS)

@@ -6,4 +6,6 @@
 pub mod bench;
 pub mod call;
 pub mod cli;
+pub mod embed;
+pub mod models;
 pub mod util;

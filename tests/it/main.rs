@@ -3,3 +3,5 @@
 //! (`$SLMFORGE_MODELS` or `./models`) and print SKIPPED when not.
 
 mod common;
+mod embed;
+mod models;

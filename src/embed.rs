@@ -1,0 +1,445 @@
+//! Sentence embeddings with all-MiniLM-L6-v2: WordPiece tokenisation (its
+//! tokenizer.json), a BERT encoder in candle, mean pooling over the attention
+//! mask and L2 normalisation, matching sentence-transformers.
+//!
+//! Texts are sorted by token count and cut into batches of similar lengths so
+//! little compute goes to padding; results come back in input order. The
+//! encoder is a small inference-only BERT written for speed (fused QKV
+//! projection with the softmax scale folded in, no mask pass when a batch has
+//! no padding, position and token-type embeddings summed once at load); its
+//! tensor names mirror the Hugging Face checkpoint, as in candle-transformers.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{Config, HiddenAct};
+use indicatif::ProgressBar;
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+/// Inputs longer than this many tokens ([CLS] and [SEP] included) are cut,
+/// as sentence-transformers does for all-MiniLM-L6-v2 (`max_seq_length`).
+pub const MAX_TOKENS: usize = 256;
+
+/// Sequences per forward pass unless set with [`Embedder::with_batch_size`].
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// A loaded sentence embedder.
+pub struct Embedder {
+    model: Bert,
+    tokenizer: Tokenizer,
+    device: Device,
+    batch_size: usize,
+    max_tokens: usize,
+    checksum: String,
+}
+
+impl Embedder {
+    /// Loads `config.json`, `tokenizer.json`, `model.safetensors` (and checks
+    /// `1_Pooling/config.json` asks for mean pooling when it is there) from
+    /// `dir`, an all-MiniLM-L6-v2 folder as installed by `slmforge models fetch`.
+    pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Embedder> {
+        let config_path = dir.join("config.json");
+        let config: Config =
+            serde_json::from_slice(&std::fs::read(&config_path).with_context(|| {
+                format!(
+                    "reading {} (run `slmforge models fetch`)",
+                    config_path.display()
+                )
+            })?)
+            .with_context(|| format!("parsing BERT config {}", config_path.display()))?;
+        check_pooling(dir)?;
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", tokenizer_path.display()))?;
+        let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
+        // The shipped tokenizer.json pads and truncates to 128; we truncate at
+        // MAX_TOKENS and pad per batch ourselves.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("configuring tokenizer truncation: {e}"))?;
+        tokenizer.with_padding(None::<PaddingParams>);
+
+        let weights = dir.join("model.safetensors");
+        let checksum = crate::models::cached_sha256(&weights)?;
+        // SAFETY: the file is memory-mapped read-only; slmforge never writes
+        // model files in place (fetch renames complete files over them).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .with_context(|| format!("loading {}", weights.display()))?;
+        let model = Bert::load(vb, &config)
+            .with_context(|| format!("building BERT from {}", weights.display()))?;
+        Ok(Embedder {
+            model,
+            tokenizer,
+            device: device.clone(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_tokens,
+            checksum,
+        })
+    }
+
+    /// Sets the number of sequences per forward pass (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Embedding width (384 for all-MiniLM-L6-v2).
+    pub fn dim(&self) -> usize {
+        self.model.hidden_size
+    }
+
+    /// Token limit per text, [CLS] and [SEP] included; longer texts are cut.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// sha256 of the `model.safetensors` the embedder was loaded from.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+
+    /// Unit-length embeddings of `texts`, in input order.
+    pub fn embed(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.embed_with_progress(texts, &ProgressBar::hidden())
+    }
+
+    /// As [`Embedder::embed`], advancing `pb` by the number of texts done.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        pb: &ProgressBar,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let ids = self.tokenize(texts)?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for batch in plan_batches(&ids, self.batch_size) {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+            let vectors = self.embed_ids(&seqs)?;
+            for (&i, v) in batch.iter().zip(vectors) {
+                out[i] = v;
+            }
+            pb.inc(batch.len() as u64);
+        }
+        Ok(out)
+    }
+
+    /// Token ids of each text ([CLS] ... [SEP], truncated to `max_tokens`).
+    pub fn tokenize(&self, texts: &[&str]) -> anyhow::Result<Vec<Vec<u32>>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch_fast(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("tokenizing {} texts: {e}", texts.len()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
+    }
+
+    /// Embeds one batch of token id sequences (any lengths, padded here).
+    fn embed_ids(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let b = seqs.len();
+        let s = seqs.iter().map(|q| q.len()).max().unwrap_or(0).max(1);
+        let padded = seqs.iter().any(|q| q.len() != s);
+        let mut ids = vec![0u32; b * s];
+        let mut mask = vec![0f32; b * s];
+        for (row, q) in seqs.iter().enumerate() {
+            ids[row * s..row * s + q.len()].copy_from_slice(q);
+            mask[row * s..row * s + q.len()].fill(1.0);
+        }
+        let ids = Tensor::from_vec(ids, (b, s), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
+        let hidden = self.model.forward(&ids, padded.then_some(&mask))?;
+        let pooled = mean_pool(&hidden, &mask)?;
+        let normed = l2_normalize(&pooled)?;
+        Ok(normed.to_vec2::<f32>()?)
+    }
+}
+
+/// Refuses pooling configs other than plain mean pooling.
+fn check_pooling(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("1_Pooling").join("config.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(()); // absent: mean pooling, the all-MiniLM-L6-v2 default
+    };
+    let cfg: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing pooling config {}", path.display()))?;
+    let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    if !flag("pooling_mode_mean_tokens")
+        || [
+            "pooling_mode_cls_token",
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+        ]
+        .iter()
+        .any(|k| flag(k))
+    {
+        bail!("{}: only mean pooling is supported", path.display());
+    }
+    Ok(())
+}
+
+/// Groups text indices into batches of at most `batch_size`, longest first,
+/// so each batch holds texts of similar token counts.
+pub fn plan_batches(ids: &[Vec<u32>], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    // Stable: equal lengths keep input order, so results are deterministic.
+    order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// Mean of the token vectors where `mask` is 1: (b, s, h), (b, s) -> (b, h).
+pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?;
+    let counts = mask.sum_keepdim(1)?.clamp(1e-9, f64::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+/// Rows scaled to unit L2 norm (rows of zeros stay zero).
+pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = xs
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    xs.broadcast_div(&norms)
+}
+
+// ---------------------------------------------------------------------------
+// The encoder: inference-only BERT, names as in the Hugging Face checkpoint.
+
+/// A dense layer stored as (in, out) so the matmul reads the weight row-major.
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = vb.get(out_dim, "bias")?;
+        Self::from_parts(&weight, bias)
+    }
+
+    fn from_parts(weight: &Tensor, bias: Tensor) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
+    }
+}
+
+impl Module for Linear {
+    /// (n, in) -> (n, out).
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        xs.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps: eps as f32,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Embeddings {
+    word_embeddings: Tensor,
+    /// position_embeddings + token_type_embeddings[0] (single-segment input).
+    position_and_type: Tensor,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let word_embeddings =
+            vb.get((cfg.vocab_size, cfg.hidden_size), "word_embeddings.weight")?;
+        let positions = vb.get(
+            (cfg.max_position_embeddings, cfg.hidden_size),
+            "position_embeddings.weight",
+        )?;
+        let types = vb.get(
+            (cfg.type_vocab_size, cfg.hidden_size),
+            "token_type_embeddings.weight",
+        )?;
+        let position_and_type = positions.broadcast_add(&types.narrow(0, 0, 1)?)?;
+        let layer_norm = LayerNorm::load(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?;
+        Ok(Self {
+            word_embeddings,
+            position_and_type,
+            layer_norm,
+        })
+    }
+
+    /// (b, s) token ids -> (b * s, h).
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let h = self.word_embeddings.dim(1)?;
+        let words = self
+            .word_embeddings
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let xs = words.broadcast_add(&self.position_and_type.narrow(0, 0, s)?)?;
+        self.layer_norm.forward(&xs.reshape((b * s, h))?)
+    }
+}
+
+struct Layer {
+    /// query, key and value in one (h, 3h) projection; query pre-scaled by 1/sqrt(head_dim).
+    qkv: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    heads: usize,
+    act: HiddenAct,
+}
+
+impl Layer {
+    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let head_dim = h / cfg.num_attention_heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let sa = vb.pp("attention.self");
+        let part = |name: &str| -> candle_core::Result<(Tensor, Tensor)> {
+            Ok((
+                sa.get((h, h), &format!("{name}.weight"))?,
+                sa.get(h, &format!("{name}.bias"))?,
+            ))
+        };
+        let (qw, qb) = part("query")?;
+        let (kw, kb) = part("key")?;
+        let (vw, vb_) = part("value")?;
+        let qkv = Linear::from_parts(
+            &Tensor::cat(&[(qw * scale)?, kw, vw], 0)?,
+            Tensor::cat(&[(qb * scale)?, kb, vb_], 0)?,
+        )?;
+        Ok(Self {
+            qkv,
+            attention_output: Linear::load(h, h, vb.pp("attention.output.dense"))?,
+            attention_norm: LayerNorm::load(
+                h,
+                cfg.layer_norm_eps,
+                vb.pp("attention.output.LayerNorm"),
+            )?,
+            intermediate: Linear::load(h, cfg.intermediate_size, vb.pp("intermediate.dense"))?,
+            output: Linear::load(cfg.intermediate_size, h, vb.pp("output.dense"))?,
+            output_norm: LayerNorm::load(h, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            act: cfg.hidden_act,
+        })
+    }
+
+    /// xs: (b * s, h); mask_bias: (b, 1, 1, s) additive, None when nothing is padded.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        b: usize,
+        s: usize,
+        mask_bias: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let h = xs.dim(1)?;
+        let d = h / self.heads;
+        let qkv = self.qkv.forward(xs)?.reshape((b, s, 3, self.heads, d))?;
+        let head = |i: usize| {
+            qkv.narrow(2, i, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (head(0)?, head(1)?, head(2)?); // (b, heads, s, d)
+        let mut scores = q.matmul(&k.t()?)?; // (b, heads, s, s), already scaled
+        if let Some(bias) = mask_bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * s, h))?;
+        let attn = self
+            .attention_norm
+            .forward(&(self.attention_output.forward(&context)? + xs)?)?;
+        let inter = self.intermediate.forward(&attn)?;
+        let inter = match self.act {
+            HiddenAct::Gelu => inter.gelu_erf()?,
+            HiddenAct::GeluApproximate => inter.gelu()?,
+            HiddenAct::Relu => inter.relu()?,
+        };
+        self.output_norm
+            .forward(&(self.output.forward(&inter)? + attn)?)
+    }
+}
+
+/// The BERT encoder (no pooler): token ids to last hidden states.
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    hidden_size: usize,
+}
+
+impl Bert {
+    pub fn load(vb: VarBuilder, cfg: &Config) -> candle_core::Result<Self> {
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+            candle_core::bail!(
+                "hidden_size {} not divisible by {} heads",
+                cfg.hidden_size,
+                cfg.num_attention_heads
+            );
+        }
+        let embeddings = Embeddings::load(cfg, vb.pp("embeddings"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(cfg, vb.pp(format!("encoder.layer.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings,
+            layers,
+            hidden_size: cfg.hidden_size,
+        })
+    }
+
+    /// ids: (b, s) u32; mask: (b, s) f32 of 1 (token) / 0 (padding), or None
+    /// when every sequence fills all s positions. Returns (b, s, h).
+    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        // 0 where attended, a large negative number at padding.
+        let mask_bias = match mask {
+            Some(m) => Some(((m.reshape((b, 1, 1, s))? - 1.0)? * 1e9f64)?),
+            None => None,
+        };
+        let mut xs = self.embeddings.forward(ids)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, b, s, mask_bias.as_ref())?;
+        }
+        xs.reshape((b, s, self.hidden_size))
+    }
+}
