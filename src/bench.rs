@@ -17,6 +17,16 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
     }
 }
 
+/// User + system CPU seconds used by this process so far (Linux), if known.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -36,6 +46,9 @@ pub struct EmbedBenchArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = crate::embed::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Padded tokens per forward pass.
+    #[arg(long, default_value_t = crate::embed::DEFAULT_MAX_BATCH_TOKENS)]
+    pub max_batch_tokens: usize,
     /// Number of short (20-word) texts.
     #[arg(long, default_value_t = 512)]
     pub short: usize,
@@ -244,6 +257,9 @@ struct EmbedFigures {
     words_per_text: usize,
     mean_tokens: f64,
     seconds: f64,
+    /// User + system CPU time of the process (all threads) during the run;
+    /// less sensitive than wall time to other load on the machine.
+    cpu_seconds: Option<f64>,
     sentences_per_s: f64,
     tokens_per_s: f64,
 }
@@ -257,9 +273,11 @@ fn time_embed(
     let tokens: usize = e.tokenize(&refs)?.iter().map(|t| t.len()).sum();
     // Warm-up: one batch (allocations, thread pools, page faults on the weights).
     e.embed(&refs[..refs.len().min(e.batch_size())])?;
+    let cpu0 = cpu_seconds();
     let started = std::time::Instant::now();
     let v = e.embed(&refs)?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds().zip(cpu0).map(|(a, b)| a - b);
     anyhow::ensure!(
         v.len() == texts.len(),
         "embedder returned {} vectors for {} texts",
@@ -271,6 +289,7 @@ fn time_embed(
         words_per_text: words,
         mean_tokens: tokens as f64 / texts.len().max(1) as f64,
         seconds,
+        cpu_seconds,
         sentences_per_s: texts.len() as f64 / seconds,
         tokens_per_s: tokens as f64 / seconds,
     })

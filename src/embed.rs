@@ -25,12 +25,17 @@ pub const MAX_TOKENS: usize = 256;
 /// Sequences per forward pass unless set with [`Embedder::with_batch_size`].
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 
+/// Padded tokens per forward pass (beyond its first text) unless set with
+/// [`Embedder::with_max_batch_tokens`].
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 4096;
+
 /// A loaded sentence embedder.
 pub struct Embedder {
     model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     batch_size: usize,
+    max_batch_tokens: usize,
     max_tokens: usize,
     checksum: String,
 }
@@ -77,7 +82,9 @@ impl Embedder {
             model,
             tokenizer,
             device: device.clone(),
-            batch_size: DEFAULT_BATCH_SIZE,
+            batch_size: env_usize("SLMFORGE_EMBED_BATCH").unwrap_or(DEFAULT_BATCH_SIZE),
+            max_batch_tokens: env_usize("SLMFORGE_EMBED_BATCH_TOKENS")
+                .unwrap_or(DEFAULT_MAX_BATCH_TOKENS),
             max_tokens,
             checksum,
         })
@@ -86,6 +93,13 @@ impl Embedder {
     /// Sets the number of sequences per forward pass (at least 1).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Sets the padded-token budget per forward pass (a batch always takes
+    /// at least one text).
+    pub fn with_max_batch_tokens(mut self, tokens: usize) -> Self {
+        self.max_batch_tokens = tokens.max(1);
         self
     }
 
@@ -121,7 +135,7 @@ impl Embedder {
     ) -> anyhow::Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts)?;
         let mut out = vec![Vec::new(); texts.len()];
-        for batch in plan_batches(&ids, self.batch_size) {
+        for batch in plan_batches(&ids, self.batch_size, self.max_batch_tokens) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             let vectors = self.embed_ids(&seqs)?;
             for (&i, v) in batch.iter().zip(vectors) {
@@ -148,7 +162,7 @@ impl Embedder {
     fn embed_ids(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         let b = seqs.len();
         let s = seqs.iter().map(|q| q.len()).max().unwrap_or(0).max(1);
-        let padded = seqs.iter().any(|q| q.len() != s);
+        let lengths: Vec<usize> = seqs.iter().map(|q| q.len()).collect();
         let mut ids = vec![0u32; b * s];
         let mut mask = vec![0f32; b * s];
         for (row, q) in seqs.iter().enumerate() {
@@ -157,11 +171,16 @@ impl Embedder {
         }
         let ids = Tensor::from_vec(ids, (b, s), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
-        let hidden = self.model.forward(&ids, padded.then_some(&mask))?;
+        let hidden = self.model.forward(&ids, &lengths)?;
         let pooled = mean_pool(&hidden, &mask)?;
         let normed = l2_normalize(&pooled)?;
         Ok(normed.to_vec2::<f32>()?)
     }
+}
+
+// TEMP experiment knob
+fn env_usize(k: &str) -> Option<usize> {
+    std::env::var(k).ok()?.parse().ok()
 }
 
 /// Refuses pooling configs other than plain mean pooling.
@@ -187,16 +206,38 @@ fn check_pooling(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Groups text indices into batches of at most `batch_size`, longest first,
-/// so each batch holds texts of similar token counts.
-pub fn plan_batches(ids: &[Vec<u32>], batch_size: usize) -> Vec<Vec<usize>> {
+/// Groups text indices into batches, longest first, so each batch holds
+/// texts of similar token counts: at most `batch_size` texts and, beyond the
+/// first text, at most `max_batch_tokens` padded tokens (keeps the
+/// activations of long texts in cache-friendly sizes).
+pub fn plan_batches(
+    ids: &[Vec<u32>],
+    batch_size: usize,
+    max_batch_tokens: usize,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     // Stable: equal lengths keep input order, so results are deterministic.
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-    order
-        .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect()
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted longest first: the first text of a batch sets its padded length.
+        let padded_len = current
+            .first()
+            .map_or(ids[i].len(), |&f| ids[f].len())
+            .max(1);
+        if !current.is_empty()
+            && (current.len() >= batch_size.max(1)
+                || (current.len() + 1) * padded_len > max_batch_tokens)
+        {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// Mean of the token vectors where `mask` is 1: (b, s, h), (b, s) -> (b, h).
@@ -357,13 +398,13 @@ impl Layer {
         })
     }
 
-    /// xs: (b * s, h); mask_bias: (b, 1, 1, s) additive, None when nothing is padded.
+    /// xs: (b * s, h) for b sequences padded to s tokens.
     fn forward(
         &self,
         xs: &Tensor,
         b: usize,
         s: usize,
-        mask_bias: Option<&Tensor>,
+        attn: &AttentionPlan,
     ) -> candle_core::Result<Tensor> {
         let h = xs.dim(1)?;
         let d = h / self.heads;
@@ -375,23 +416,83 @@ impl Layer {
                 .contiguous()
         };
         let (q, k, v) = (head(0)?, head(1)?, head(2)?); // (b, heads, s, d)
-        let mut scores = q.matmul(&k.t()?)?; // (b, heads, s, s), already scaled
-        if let Some(bias) = mask_bias {
-            scores = scores.broadcast_add(bias)?;
+                                                        // A few sequences at a time so the (n, heads, s, s) scores stay small.
+        let mut parts = Vec::with_capacity(attn.groups.len());
+        for g in &attn.groups {
+            let q = q.narrow(0, g.start, g.len)?;
+            let k = k.narrow(0, g.start, g.len)?;
+            let v = v.narrow(0, g.start, g.len)?;
+            let mut scores = q.matmul(&k.t()?)?; // already scaled
+            if let Some(bias) = &g.mask_bias {
+                scores = scores.broadcast_add(bias)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            parts.push(probs.matmul(&v)?.transpose(1, 2)?.reshape((g.len * s, h))?);
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * s, h))?;
-        let attn = self
+        let context = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 0)?
+        };
+        let attn_out = self
             .attention_norm
             .forward(&(self.attention_output.forward(&context)? + xs)?)?;
-        let inter = self.intermediate.forward(&attn)?;
+        let inter = self.intermediate.forward(&attn_out)?;
         let inter = match self.act {
             HiddenAct::Gelu => inter.gelu_erf()?,
             HiddenAct::GeluApproximate => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
         };
         self.output_norm
-            .forward(&(self.output.forward(&inter)? + attn)?)
+            .forward(&(self.output.forward(&inter)? + attn_out)?)
+    }
+}
+
+/// Attention scores above this many elements per group are split by sequence.
+fn attention_group_scores() -> usize {
+    env_usize("SLMFORGE_ATTN_GROUP").unwrap_or(1 << 20)
+}
+
+/// How a batch is cut into sequence groups for attention, with each group's
+/// additive padding mask ((n, 1, 1, s): 0 on tokens, -1e9 on padding) or None
+/// when none of its sequences is padded.
+struct AttentionPlan {
+    groups: Vec<AttentionGroup>,
+}
+
+struct AttentionGroup {
+    start: usize,
+    len: usize,
+    mask_bias: Option<Tensor>,
+}
+
+impl AttentionPlan {
+    fn new(
+        lengths: &[usize],
+        s: usize,
+        heads: usize,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let per_group = (attention_group_scores() / (heads * s * s).max(1)).max(1);
+        let mut groups = Vec::new();
+        for start in (0..lengths.len()).step_by(per_group) {
+            let lens = &lengths[start..lengths.len().min(start + per_group)];
+            let mask_bias = if lens.iter().all(|&l| l == s) {
+                None
+            } else {
+                let bias: Vec<f32> = lens
+                    .iter()
+                    .flat_map(|&l| (0..s).map(move |j| if j < l { 0.0 } else { -1e9 }))
+                    .collect();
+                Some(Tensor::from_vec(bias, (lens.len(), 1, 1, s), device)?)
+            };
+            groups.push(AttentionGroup {
+                start,
+                len: lens.len(),
+                mask_bias,
+            });
+        }
+        Ok(Self { groups })
     }
 }
 
@@ -427,18 +528,18 @@ impl Bert {
         })
     }
 
-    /// ids: (b, s) u32; mask: (b, s) f32 of 1 (token) / 0 (padding), or None
-    /// when every sequence fills all s positions. Returns (b, s, h).
-    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    /// ids: (b, s) u32, sequence `i` holding `lengths[i]` real tokens followed
+    /// by padding. Returns the last hidden states, (b, s, h).
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> candle_core::Result<Tensor> {
         let (b, s) = ids.dims2()?;
-        // 0 where attended, a large negative number at padding.
-        let mask_bias = match mask {
-            Some(m) => Some(((m.reshape((b, 1, 1, s))? - 1.0)? * 1e9f64)?),
-            None => None,
-        };
+        if lengths.len() != b || lengths.iter().any(|&l| l > s) {
+            candle_core::bail!("lengths {lengths:?} do not fit ids of shape ({b}, {s})");
+        }
+        let heads = self.layers.first().map_or(1, |l| l.heads);
+        let plan = AttentionPlan::new(lengths, s, heads, ids.device())?;
         let mut xs = self.embeddings.forward(ids)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, b, s, mask_bias.as_ref())?;
+            xs = layer.forward(&xs, b, s, &plan)?;
         }
         xs.reshape((b, s, self.hidden_size))
     }

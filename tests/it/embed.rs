@@ -250,6 +250,8 @@ fn padding_and_masking_do_not_change_vectors() {
 fn batching_preserves_order_and_values() {
     let (_tmp, e) = tiny();
     // Lengths out of order so that sorting by length reorders them inside.
+    // With batch size 64 all 11 share one batch padded to 202 tokens, whose
+    // attention runs in two sequence groups (4 heads x 202^2 scores each).
     let texts: Vec<String> = [5, 40, 1, 77, 12, 3, 40, 200, 9, 0, 25]
         .iter()
         .enumerate()
@@ -291,8 +293,19 @@ fn long_inputs_are_truncated() {
 #[test]
 fn plan_batches_groups_by_length_and_covers_all() {
     let ids: Vec<Vec<u32>> = [3, 9, 1, 9, 4, 7].iter().map(|&n| vec![1; n]).collect();
-    let batches = embed::plan_batches(&ids, 4);
+    let batches = embed::plan_batches(&ids, 4, usize::MAX);
     assert_eq!(batches, vec![vec![1, 3, 5, 4], vec![0, 2]]);
+    // A token budget of 20: 9 + 9 padded tokens fit, a third text would make 27.
+    assert_eq!(
+        embed::plan_batches(&ids, 4, 20),
+        vec![vec![1, 3], vec![5, 4], vec![0, 2]]
+    );
+    // A text longer than the budget still gets a batch of its own.
+    assert_eq!(
+        embed::plan_batches(&ids, 4, 5),
+        vec![vec![1], vec![3], vec![5], vec![4], vec![0], vec![2]]
+    );
+    assert!(embed::plan_batches(&[], 4, 20).is_empty());
 }
 
 #[test]
@@ -326,7 +339,7 @@ fn encoder_matches_candle_transformers_bert() {
     }
     let ids = Tensor::from_vec(ids, (b, s), &Device::Cpu).unwrap();
     let mask_f = Tensor::from_vec(mask, (b, s), &Device::Cpu).unwrap();
-    let ours_h = ours.forward(&ids, Some(&mask_f)).unwrap();
+    let ours_h = ours.forward(&ids, &[7, 4, 2]).unwrap();
     let theirs_h = theirs
         .forward(
             &ids,
@@ -360,7 +373,7 @@ fn encoder_matches_candle_transformers_bert() {
     // Without a mask (no padding) both agree as well.
     let full = Tensor::new(&[[2u32, 5, 6, 3]], &Device::Cpu).unwrap();
     let a = ours
-        .forward(&full, None)
+        .forward(&full, &[4])
         .unwrap()
         .flatten_all()
         .unwrap()
