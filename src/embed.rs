@@ -18,6 +18,8 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use indicatif::ProgressBar;
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
+mod cpu;
+
 /// Inputs longer than this many tokens ([CLS] and [SEP] included) are cut,
 /// as sentence-transformers does for all-MiniLM-L6-v2 (`max_seq_length`).
 pub const MAX_TOKENS: usize = 256;
@@ -29,9 +31,25 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// [`Embedder::with_max_batch_tokens`].
 pub const DEFAULT_MAX_BATCH_TOKENS: usize = 4096;
 
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The packed-row CPU kernel on a CPU device, candle ops elsewhere.
+    #[default]
+    Auto,
+    /// candle tensor ops on any device (padded batches with a mask).
+    CandleOps,
+}
+
+enum Engine {
+    Cpu(cpu::CpuBert),
+    Candle(Bert),
+}
+
 /// A loaded sentence embedder.
 pub struct Embedder {
-    model: Bert,
+    engine: Engine,
+    hidden_size: usize,
     tokenizer: Tokenizer,
     device: Device,
     batch_size: usize,
@@ -45,6 +63,15 @@ impl Embedder {
     /// `1_Pooling/config.json` asks for mean pooling when it is there) from
     /// `dir`, an all-MiniLM-L6-v2 folder as installed by `slmforge models fetch`.
     pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Embedder> {
+        Self::load_with_backend(dir, device, Backend::Auto)
+    }
+
+    /// As [`Embedder::load`], choosing the encoder implementation.
+    pub fn load_with_backend(
+        dir: &Path,
+        device: &Device,
+        backend: Backend,
+    ) -> anyhow::Result<Embedder> {
         let config_path = dir.join("config.json");
         let config: Config =
             serde_json::from_slice(&std::fs::read(&config_path).with_context(|| {
@@ -78,13 +105,18 @@ impl Embedder {
             .with_context(|| format!("loading {}", weights.display()))?;
         let model = Bert::load(vb, &config)
             .with_context(|| format!("building BERT from {}", weights.display()))?;
+        let hidden_size = model.hidden_size;
+        let engine = match (backend, device) {
+            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu::CpuBert::from_bert(&model)?),
+            _ => Engine::Candle(model),
+        };
         Ok(Embedder {
-            model,
+            engine,
+            hidden_size,
             tokenizer,
             device: device.clone(),
-            batch_size: env_usize("SLMFORGE_EMBED_BATCH").unwrap_or(DEFAULT_BATCH_SIZE),
-            max_batch_tokens: env_usize("SLMFORGE_EMBED_BATCH_TOKENS")
-                .unwrap_or(DEFAULT_MAX_BATCH_TOKENS),
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             max_tokens,
             checksum,
         })
@@ -109,7 +141,15 @@ impl Embedder {
 
     /// Embedding width (384 for all-MiniLM-L6-v2).
     pub fn dim(&self) -> usize {
-        self.model.hidden_size
+        self.hidden_size
+    }
+
+    /// The encoder implementation in use: "cpu-packed" or "candle-ops".
+    pub fn backend_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Cpu(_) => "cpu-packed",
+            Engine::Candle(_) => "candle-ops",
+        }
     }
 
     /// Token limit per text, [CLS] and [SEP] included; longer texts are cut.
@@ -158,8 +198,23 @@ impl Embedder {
             .collect())
     }
 
-    /// Embeds one batch of token id sequences (any lengths, padded here).
+    /// Embeds one batch of token id sequences.
     fn embed_ids(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
+        match &self.engine {
+            Engine::Cpu(model) => {
+                let hidden = model.forward(seqs)?;
+                Ok(pool_packed(
+                    &hidden,
+                    seqs.iter().map(|q| q.len()),
+                    self.hidden_size,
+                ))
+            }
+            Engine::Candle(model) => self.embed_ids_candle(model, seqs),
+        }
+    }
+
+    /// The candle-ops path: padded (b, s) batch, masked attention and pooling.
+    fn embed_ids_candle(&self, model: &Bert, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         let b = seqs.len();
         let s = seqs.iter().map(|q| q.len()).max().unwrap_or(0).max(1);
         let lengths: Vec<usize> = seqs.iter().map(|q| q.len()).collect();
@@ -171,16 +226,33 @@ impl Embedder {
         }
         let ids = Tensor::from_vec(ids, (b, s), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, s), &self.device)?;
-        let hidden = self.model.forward(&ids, &lengths)?;
+        let hidden = model.forward(&ids, &lengths)?;
         let pooled = mean_pool(&hidden, &mask)?;
         let normed = l2_normalize(&pooled)?;
         Ok(normed.to_vec2::<f32>()?)
     }
 }
 
-// TEMP experiment knob
-fn env_usize(k: &str) -> Option<usize> {
-    std::env::var(k).ok()?.parse().ok()
+/// Mean of each sequence's rows of the packed hidden states, L2-normalised.
+fn pool_packed(hidden: &[f32], lengths: impl Iterator<Item = usize>, h: usize) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut row = 0;
+    for len in lengths {
+        let mut v = vec![0f32; h];
+        for r in row..row + len {
+            for (a, x) in v.iter_mut().zip(&hidden[r * h..(r + 1) * h]) {
+                *a += x;
+            }
+        }
+        row += len;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        // The mean's 1/len cancels in the normalisation.
+        for a in v.iter_mut() {
+            *a /= norm;
+        }
+        out.push(v);
+    }
+    out
 }
 
 /// Refuses pooling configs other than plain mean pooling.
@@ -449,9 +521,7 @@ impl Layer {
 }
 
 /// Attention scores above this many elements per group are split by sequence.
-fn attention_group_scores() -> usize {
-    env_usize("SLMFORGE_ATTN_GROUP").unwrap_or(1 << 20)
-}
+const ATTENTION_GROUP_SCORES: usize = 1 << 20;
 
 /// How a batch is cut into sequence groups for attention, with each group's
 /// additive padding mask ((n, 1, 1, s): 0 on tokens, -1e9 on padding) or None
@@ -473,7 +543,7 @@ impl AttentionPlan {
         heads: usize,
         device: &Device,
     ) -> candle_core::Result<Self> {
-        let per_group = (attention_group_scores() / (heads * s * s).max(1)).max(1);
+        let per_group = (ATTENTION_GROUP_SCORES / (heads * s * s).max(1)).max(1);
         let mut groups = Vec::new();
         for start in (0..lengths.len()).step_by(per_group) {
             let lens = &lengths[start..lengths.len().min(start + per_group)];
