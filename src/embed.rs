@@ -107,7 +107,7 @@ impl Embedder {
             .with_context(|| format!("building BERT from {}", weights.display()))?;
         let hidden_size = model.hidden_size;
         let engine = match (backend, device) {
-            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu::CpuBert::from_bert(&model)?),
+            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu_weights(&model)?),
             _ => Engine::Candle(model),
         };
         Ok(Embedder {
@@ -231,6 +231,57 @@ impl Embedder {
         let normed = l2_normalize(&pooled)?;
         Ok(normed.to_vec2::<f32>()?)
     }
+}
+
+/// Copies the weights of a loaded [`Bert`] (fused QKV, folded scale and
+/// summed position + token-type embeddings included) for the CPU kernel.
+fn cpu_weights(bert: &Bert) -> candle_core::Result<cpu::CpuBert> {
+    let dense = |l: &Linear| -> candle_core::Result<cpu::Dense> {
+        let (in_dim, out_dim) = l.weight_t.dims2()?;
+        Ok(cpu::Dense {
+            weight_t: l.weight_t.flatten_all()?.to_vec1()?,
+            bias: l.bias.to_vec1()?,
+            in_dim,
+            out_dim,
+        })
+    };
+    let norm = |n: &LayerNorm| -> candle_core::Result<cpu::Norm> {
+        Ok(cpu::Norm {
+            weight: n.weight.to_vec1()?,
+            bias: n.bias.to_vec1()?,
+            eps: n.eps,
+        })
+    };
+    let layers = bert
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(cpu::CpuLayer {
+                qkv: dense(&l.qkv)?,
+                attention_output: dense(&l.attention_output)?,
+                attention_norm: norm(&l.attention_norm)?,
+                intermediate: dense(&l.intermediate)?,
+                output: dense(&l.output)?,
+                output_norm: norm(&l.output_norm)?,
+            })
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let e = &bert.embeddings;
+    let first = bert.layers.first();
+    Ok(cpu::CpuBert {
+        word_embeddings: e.word_embeddings.flatten_all()?.to_vec1()?,
+        position_and_type: e.position_and_type.flatten_all()?.to_vec1()?,
+        max_positions: e.position_and_type.dim(0)?,
+        embedding_norm: norm(&e.layer_norm)?,
+        layers,
+        hidden: bert.hidden_size,
+        heads: first.map_or(1, |l| l.heads),
+        act: match first.map_or(HiddenAct::Gelu, |l| l.act) {
+            HiddenAct::Gelu => cpu::Act::GeluErf,
+            HiddenAct::GeluApproximate => cpu::Act::GeluTanh,
+            HiddenAct::Relu => cpu::Act::Relu,
+        },
+    })
 }
 
 /// Mean of each sequence's rows of the packed hidden states, L2-normalised.

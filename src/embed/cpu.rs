@@ -1,37 +1,33 @@
 //! The CPU fast path of the sentence encoder: the same BERT as
-//! [`super::Bert`], run on packed token rows (no padding anywhere) with gemm
+//! [`super::Bert`] (plain Rust, no candle), run on packed token rows (no padding anywhere) with gemm
 //! for every matrix product and fused row passes for bias, GELU, residual and
 //! layer norm. Attention runs per (sequence, head) on strided views of the
 //! fused QKV rows, so nothing is transposed or copied and no mask is needed.
 
-use candle_transformers::models::bert::HiddenAct;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
-
-use super::{Bert, Embeddings, LayerNorm, Linear};
 
 /// Rows per parallel task in the row-wise passes.
 const ROWS_PER_TASK: usize = 32;
 
-struct Dense {
-    /// (in, out) row-major.
-    weight_t: Vec<f32>,
-    bias: Vec<f32>,
-    in_dim: usize,
-    out_dim: usize,
+/// Activation of the feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
+
+/// A dense layer: out = x . weight_t + bias.
+pub struct Dense {
+    /// (in_dim, out_dim) row-major.
+    pub weight_t: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub in_dim: usize,
+    pub out_dim: usize,
 }
 
 impl Dense {
-    fn from(l: &Linear) -> candle_core::Result<Self> {
-        let (in_dim, out_dim) = l.weight_t.dims2()?;
-        Ok(Self {
-            weight_t: l.weight_t.flatten_all()?.to_vec1()?,
-            bias: l.bias.to_vec1()?,
-            in_dim,
-            out_dim,
-        })
-    }
-
     /// out (rows, out_dim) = xs (rows, in_dim) . W, without the bias.
     fn matmul(&self, xs: &[f32], out: &mut Vec<f32>, threads: usize) {
         let rows = xs.len() / self.in_dim;
@@ -42,6 +38,7 @@ impl Dense {
         } else {
             Parallelism::None
         };
+        assert_eq!(self.weight_t.len(), self.in_dim * self.out_dim);
         // SAFETY: the slices hold rows x in_dim, in_dim x out_dim and
         // rows x out_dim values, all row-major with the strides given.
         unsafe {
@@ -70,101 +67,61 @@ impl Dense {
     }
 }
 
-struct Norm {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    eps: f32,
+/// Layer norm parameters.
+pub struct Norm {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub eps: f32,
 }
 
-impl Norm {
-    fn from(n: &LayerNorm) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: n.weight.to_vec1()?,
-            bias: n.bias.to_vec1()?,
-            eps: n.eps,
-        })
-    }
-}
-
-struct CpuLayer {
-    qkv: Dense,
-    attention_output: Dense,
-    attention_norm: Norm,
-    intermediate: Dense,
-    output: Dense,
-    output_norm: Norm,
+/// One encoder layer; `qkv` is the fused (hidden, 3 * hidden) projection
+/// with the query part pre-scaled by 1/sqrt(head_dim).
+pub struct CpuLayer {
+    pub qkv: Dense,
+    pub attention_output: Dense,
+    pub attention_norm: Norm,
+    pub intermediate: Dense,
+    pub output: Dense,
+    pub output_norm: Norm,
 }
 
 /// The encoder's weights as plain row-major arrays.
-pub(super) struct CpuBert {
-    word_embeddings: Vec<f32>,
-    position_and_type: Vec<f32>,
-    embedding_norm: Norm,
-    layers: Vec<CpuLayer>,
-    hidden: usize,
-    heads: usize,
-    max_positions: usize,
-    act: HiddenAct,
+pub struct CpuBert {
+    pub word_embeddings: Vec<f32>,
+    /// position embeddings + token-type 0 embedding, (max_positions, hidden).
+    pub position_and_type: Vec<f32>,
+    pub embedding_norm: Norm,
+    pub layers: Vec<CpuLayer>,
+    pub hidden: usize,
+    pub heads: usize,
+    pub max_positions: usize,
+    pub act: Act,
 }
 
 impl CpuBert {
-    /// Copies the weights of a loaded [`Bert`] (fused QKV, folded scale and
-    /// summed position + token-type embeddings included).
-    pub(super) fn from_bert(bert: &Bert) -> candle_core::Result<Self> {
-        let Embeddings {
-            word_embeddings,
-            position_and_type,
-            layer_norm,
-        } = &bert.embeddings;
-        let layers = bert
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(CpuLayer {
-                    qkv: Dense::from(&l.qkv)?,
-                    attention_output: Dense::from(&l.attention_output)?,
-                    attention_norm: Norm::from(&l.attention_norm)?,
-                    intermediate: Dense::from(&l.intermediate)?,
-                    output: Dense::from(&l.output)?,
-                    output_norm: Norm::from(&l.output_norm)?,
-                })
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self {
-            word_embeddings: word_embeddings.flatten_all()?.to_vec1()?,
-            position_and_type: position_and_type.flatten_all()?.to_vec1()?,
-            max_positions: position_and_type.dim(0)?,
-            embedding_norm: Norm::from(layer_norm)?,
-            layers,
-            hidden: bert.hidden_size,
-            heads: bert.layers.first().map_or(1, |l| l.heads),
-            act: bert.layers.first().map_or(HiddenAct::Gelu, |l| l.act),
-        })
-    }
-
     /// Last hidden states of the sequences packed one after the other:
     /// (sum of lengths, hidden), row-major.
-    pub(super) fn forward(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<f32>> {
+    pub fn forward(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<f32>> {
         let h = self.hidden;
         let vocab = self.word_embeddings.len() / h;
         let mut spans = Vec::with_capacity(seqs.len());
         let mut offset = 0;
         for q in seqs {
             if q.len() > self.max_positions {
-                candle_core::bail!(
+                anyhow::bail!(
                     "sequence of {} tokens exceeds {} positions",
                     q.len(),
                     self.max_positions
                 );
             }
             if let Some(&bad) = q.iter().find(|&&t| t as usize >= vocab) {
-                candle_core::bail!("token id {bad} outside the vocabulary of {vocab}");
+                anyhow::bail!("token id {bad} outside the vocabulary of {vocab}");
             }
             spans.push((offset, q.len()));
             offset += q.len();
         }
         let n = offset;
-        let threads = candle_core::utils::get_num_threads();
+        let threads = rayon::current_num_threads();
 
         // Embeddings: word + (position + token type), then layer norm.
         let mut positions = Vec::with_capacity(n);
@@ -228,16 +185,16 @@ fn add_bias_rows(xs: &mut [f32], bias: &[f32]) {
     });
 }
 
-fn bias_act_rows(xs: &mut [f32], bias: &[f32], act: HiddenAct) {
+fn bias_act_rows(xs: &mut [f32], bias: &[f32], act: Act) {
     let m = bias.len();
     xs.par_chunks_mut(m * ROWS_PER_TASK).for_each(|rows| {
         for row in rows.chunks_mut(m) {
             for (x, b) in row.iter_mut().zip(bias) {
                 let v = *x + b;
                 *x = match act {
-                    HiddenAct::Gelu => gelu_erf(v),
-                    HiddenAct::GeluApproximate => gelu_tanh(v),
-                    HiddenAct::Relu => v.max(0.0),
+                    Act::GeluErf => gelu_erf(v),
+                    Act::GeluTanh => gelu_tanh(v),
+                    Act::Relu => v.max(0.0),
                 };
             }
         }
@@ -428,7 +385,7 @@ fn softmax_in_place(xs: &mut [f32]) {
 /// vectorises.
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
-pub(super) fn exp_fast(x: f32) -> f32 {
+fn exp_fast(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693359375;
     const LN2_LO: f32 = -2.12194440e-4;
     let x = x.clamp(-87.0, 88.0);
@@ -448,7 +405,7 @@ pub(super) fn exp_fast(x: f32) -> f32 {
 /// branch-free so it vectorises.
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
-pub(super) fn erf_fast(x: f32) -> f32 {
+fn erf_fast(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let p = -2.72614225801306e-10_f32;
