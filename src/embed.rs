@@ -48,9 +48,13 @@ pub enum Backend {
 }
 
 enum Engine {
-    Cpu(cpu::CpuBert),
+    /// The CPU kernel and its work buffers (one batch at a time).
+    Cpu(cpu::CpuBert, std::sync::Mutex<cpu::Scratch>),
     Candle(Bert),
 }
+
+/// Work buffers above this size are released after a batch.
+const MAX_SCRATCH_BYTES: usize = 512 << 20;
 
 /// A loaded sentence embedder.
 pub struct Embedder {
@@ -113,7 +117,7 @@ impl Embedder {
             .with_context(|| format!("building BERT from {}", weights.display()))?;
         let hidden_size = model.hidden_size;
         let engine = match (backend, device) {
-            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu_weights(&model)?),
+            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu_weights(&model)?, Default::default()),
             _ => Engine::Candle(model),
         };
         Ok(Embedder {
@@ -153,7 +157,7 @@ impl Embedder {
     /// The encoder implementation in use: "cpu-packed" or "candle-ops".
     pub fn backend_name(&self) -> &'static str {
         match self.engine {
-            Engine::Cpu(_) => "cpu-packed",
+            Engine::Cpu(..) => "cpu-packed",
             Engine::Candle(_) => "candle-ops",
         }
     }
@@ -207,13 +211,12 @@ impl Embedder {
     /// Embeds one batch of token id sequences.
     fn embed_ids(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         match &self.engine {
-            Engine::Cpu(model) => {
-                let hidden = model.forward(seqs)?;
-                Ok(pool_packed(
-                    &hidden,
-                    seqs.iter().map(|q| q.len()),
-                    self.hidden_size,
-                ))
+            Engine::Cpu(model, scratch) => {
+                let mut scratch = scratch.lock().unwrap_or_else(|e| e.into_inner());
+                let hidden = model.forward(seqs, &mut scratch)?;
+                let pooled = pool_packed(hidden, seqs.iter().map(|q| q.len()), self.hidden_size);
+                scratch.trim(MAX_SCRATCH_BYTES);
+                Ok(pooled)
             }
             Engine::Candle(model) => self.embed_ids_candle(model, seqs),
         }

@@ -100,8 +100,12 @@ pub struct CpuBert {
 
 impl CpuBert {
     /// Last hidden states of the sequences packed one after the other:
-    /// (sum of lengths, hidden), row-major.
-    pub fn forward(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<f32>> {
+    /// (sum of lengths, hidden), row-major, held in `scratch`.
+    pub fn forward<'s>(
+        &self,
+        seqs: &[&[u32]],
+        scratch: &'s mut Scratch,
+    ) -> anyhow::Result<&'s [f32]> {
         let h = self.hidden;
         let vocab = self.word_embeddings.len() / h;
         let mut spans = Vec::with_capacity(seqs.len());
@@ -124,13 +128,23 @@ impl CpuBert {
         let threads = rayon::current_num_threads();
 
         // Embeddings: word + (position + token type), then layer norm.
-        let mut positions = Vec::with_capacity(n);
-        let mut token_ids = Vec::with_capacity(n);
+        let Scratch {
+            xs,
+            qkv,
+            context,
+            tmp,
+            inter,
+            token_ids,
+            positions,
+        } = scratch;
+        token_ids.clear();
+        positions.clear();
         for q in seqs {
             positions.extend(0..q.len());
             token_ids.extend(q.iter().map(|&t| t as usize));
         }
-        let mut xs = vec![0f32; n * h];
+        xs.clear();
+        xs.resize(n * h, 0.0);
         xs.par_chunks_mut(h * ROWS_PER_TASK)
             .enumerate()
             .for_each(|(c, rows)| {
@@ -146,31 +160,48 @@ impl CpuBert {
                 }
             });
 
-        let mut qkv = Vec::new();
-        let mut context = vec![0f32; n * h];
-        let mut tmp = Vec::new();
-        let mut inter = Vec::new();
+        context.clear();
+        context.resize(n * h, 0.0);
         for layer in &self.layers {
             // Self-attention.
-            layer.qkv.matmul(&xs, &mut qkv, threads);
-            add_bias_rows(&mut qkv, &layer.qkv.bias);
-            attention(&qkv, &spans, self.heads, h, &mut context);
-            layer.attention_output.matmul(&context, &mut tmp, threads);
-            bias_residual_norm_rows(
-                &mut tmp,
-                &layer.attention_output.bias,
-                &xs,
-                &layer.attention_norm,
-            );
-            std::mem::swap(&mut xs, &mut tmp);
+            layer.qkv.matmul(xs, qkv, threads);
+            add_bias_rows(qkv, &layer.qkv.bias);
+            attention(qkv, &spans, self.heads, h, context);
+            layer.attention_output.matmul(context, tmp, threads);
+            bias_residual_norm_rows(tmp, &layer.attention_output.bias, xs, &layer.attention_norm);
+            std::mem::swap(xs, tmp);
             // Feed-forward.
-            layer.intermediate.matmul(&xs, &mut inter, threads);
-            bias_act_rows(&mut inter, &layer.intermediate.bias, self.act);
-            layer.output.matmul(&inter, &mut tmp, threads);
-            bias_residual_norm_rows(&mut tmp, &layer.output.bias, &xs, &layer.output_norm);
-            std::mem::swap(&mut xs, &mut tmp);
+            layer.intermediate.matmul(xs, inter, threads);
+            bias_act_rows(inter, &layer.intermediate.bias, self.act);
+            layer.output.matmul(inter, tmp, threads);
+            bias_residual_norm_rows(tmp, &layer.output.bias, xs, &layer.output_norm);
+            std::mem::swap(xs, tmp);
         }
         Ok(xs)
+    }
+}
+
+/// Work buffers of [`CpuBert::forward`], kept between batches so their pages
+/// are not faulted in again for every batch.
+#[derive(Default)]
+pub struct Scratch {
+    xs: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+    token_ids: Vec<usize>,
+    positions: Vec<usize>,
+}
+
+impl Scratch {
+    /// Drops buffers above `max_bytes` in total (after an unusually large batch).
+    pub fn trim(&mut self, max_bytes: usize) {
+        let f = |v: &Vec<f32>| v.capacity() * 4;
+        let total = f(&self.xs) + f(&self.qkv) + f(&self.context) + f(&self.tmp) + f(&self.inter);
+        if total > max_bytes {
+            *self = Scratch::default();
+        }
     }
 }
 
@@ -186,16 +217,22 @@ fn add_bias_rows(xs: &mut [f32], bias: &[f32]) {
 }
 
 fn bias_act_rows(xs: &mut [f32], bias: &[f32], act: Act) {
+    // One monomorphic loop per activation so each one vectorises.
+    match act {
+        Act::GeluErf => map_rows(xs, bias, gelu_erf),
+        Act::GeluTanh => map_rows(xs, bias, gelu_tanh),
+        Act::Relu => map_rows(xs, bias, |v| v.max(0.0)),
+    }
+}
+
+/// xs[r][c] = f(xs[r][c] + bias[c]), rows in parallel.
+#[inline(always)]
+fn map_rows(xs: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32 + Sync + Send + Copy) {
     let m = bias.len();
     xs.par_chunks_mut(m * ROWS_PER_TASK).for_each(|rows| {
         for row in rows.chunks_mut(m) {
             for (x, b) in row.iter_mut().zip(bias) {
-                let v = *x + b;
-                *x = match act {
-                    Act::GeluErf => gelu_erf(v),
-                    Act::GeluTanh => gelu_tanh(v),
-                    Act::Relu => v.max(0.0),
-                };
+                *x = f(*x + b);
             }
         }
     });
@@ -388,16 +425,16 @@ fn softmax_in_place(xs: &mut [f32]) {
 fn exp_fast(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693359375;
     const LN2_LO: f32 = -2.12194440e-4;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.max(-87.0).min(88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.9875691500e-4_f32;
-    let p = p * r + 1.3981999507e-3;
-    let p = p * r + 8.3334519073e-3;
-    let p = p * r + 4.1665795894e-2;
-    let p = p * r + 1.6666665459e-1;
-    let p = p * r + 5.0000001201e-1;
-    let e = p * r * r + r + 1.0;
+    let p = p.mul_add(r, 1.3981999507e-3);
+    let p = p.mul_add(r, 8.3334519073e-3);
+    let p = p.mul_add(r, 4.1665795894e-2);
+    let p = p.mul_add(r, 1.6666665459e-1);
+    let p = p.mul_add(r, 5.0000001201e-1);
+    let e = p.mul_add(r * r, r) + 1.0;
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
@@ -406,20 +443,20 @@ fn exp_fast(x: f32) -> f32 {
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
 fn erf_fast(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
+    let x = x.max(-4.0).min(4.0);
     let x2 = x * x;
     let p = -2.72614225801306e-10_f32;
-    let p = p * x2 + 2.77068142495902e-08;
-    let p = p * x2 - 2.10102402082508e-06;
-    let p = p * x2 - 5.69250639462346e-05;
-    let p = p * x2 - 7.34990630326855e-04;
-    let p = p * x2 - 2.95459980854025e-03;
-    let p = p * x2 - 1.60960333262415e-02;
+    let p = p.mul_add(x2, 2.77068142495902e-08);
+    let p = p.mul_add(x2, -2.10102402082508e-06);
+    let p = p.mul_add(x2, -5.69250639462346e-05);
+    let p = p.mul_add(x2, -7.34990630326855e-04);
+    let p = p.mul_add(x2, -2.95459980854025e-03);
+    let p = p.mul_add(x2, -1.60960333262415e-02);
     let q = -1.45660718464996e-05_f32;
-    let q = q * x2 - 2.13374055278905e-04;
-    let q = q * x2 - 1.68282697438203e-03;
-    let q = q * x2 - 7.37332916720468e-03;
-    let q = q * x2 - 1.42647390514189e-02;
+    let q = q.mul_add(x2, -2.13374055278905e-04);
+    let q = q.mul_add(x2, -1.68282697438203e-03);
+    let q = q.mul_add(x2, -7.37332916720468e-03);
+    let q = q.mul_add(x2, -1.42647390514189e-02);
     x * p / q
 }
 
