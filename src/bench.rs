@@ -49,6 +49,9 @@ pub struct EmbedBenchArgs {
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = crate::embed::DEFAULT_MAX_BATCH_TOKENS)]
     pub max_batch_tokens: usize,
+    /// Run the candle-ops encoder instead of the CPU kernel (for comparison).
+    #[arg(long)]
+    pub candle_ops: bool,
     /// Number of short (20-word) texts.
     #[arg(long, default_value_t = 512)]
     pub short: usize,
@@ -303,13 +306,19 @@ fn bench_embed(args: EmbedBenchArgs) -> anyhow::Result<()> {
         crate::util::write_json(path, &serde_json::json!({"short": short, "long": long}))?;
     }
     let load_started = std::time::Instant::now();
-    let e = crate::embed::Embedder::load(&dir, &candle_core::Device::Cpu)?
+    let backend = if args.candle_ops {
+        crate::embed::Backend::CandleOps
+    } else {
+        crate::embed::Backend::Auto
+    };
+    let e = crate::embed::Embedder::load_with_backend(&dir, &candle_core::Device::Cpu, backend)?
         .with_batch_size(args.batch_size);
     let load_s = load_started.elapsed().as_secs_f64();
     let s = time_embed(&e, &short, 20)?;
     let l = time_embed(&e, &long, 200)?;
     eprintln!(
-        "embed: batch {} threads {}: short {:.1} sentences/s ({:.1} tokens each), long {:.1} sentences/s ({:.1} tokens each); load {:.2} s",
+        "embed ({}): batch {} threads {}: short {:.1} sentences/s ({:.1} tokens each), long {:.1} sentences/s ({:.1} tokens each); load {:.2} s",
+        e.backend_name(),
         args.batch_size,
         candle_core::utils::get_num_threads(),
         s.sentences_per_s,
@@ -320,6 +329,8 @@ fn bench_embed(args: EmbedBenchArgs) -> anyhow::Result<()> {
     );
     let out = serde_json::json!({
         "target": "embed",
+        "backend": e.backend_name(),
+        "avx512_feature": cfg!(feature = "avx512"),
         "model_sha256": e.checksum(),
         "batch_size": args.batch_size,
         "threads": candle_core::utils::get_num_threads(),
