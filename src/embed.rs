@@ -49,7 +49,7 @@ pub enum Backend {
 
 enum Engine {
     /// The CPU kernel and its work buffers (one batch at a time).
-    Cpu(cpu::CpuBert, std::sync::Mutex<cpu::Scratch>),
+    Cpu(Box<(cpu::CpuBert, std::sync::Mutex<cpu::Scratch>)>),
     Candle(Bert),
 }
 
@@ -117,7 +117,9 @@ impl Embedder {
             .with_context(|| format!("building BERT from {}", weights.display()))?;
         let hidden_size = model.hidden_size;
         let engine = match (backend, device) {
-            (Backend::Auto, Device::Cpu) => Engine::Cpu(cpu_weights(&model)?, Default::default()),
+            (Backend::Auto, Device::Cpu) => {
+                Engine::Cpu(Box::new((cpu_weights(&model)?, Default::default())))
+            }
             _ => Engine::Candle(model),
         };
         Ok(Embedder {
@@ -211,7 +213,8 @@ impl Embedder {
     /// Embeds one batch of token id sequences.
     fn embed_ids(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         match &self.engine {
-            Engine::Cpu(model, scratch) => {
+            Engine::Cpu(cpu) => {
+                let (model, scratch) = &**cpu;
                 let mut scratch = scratch.lock().unwrap_or_else(|e| e.into_inner());
                 let hidden = model.forward(seqs, &mut scratch)?;
                 let pooled = pool_packed(hidden, seqs.iter().map(|q| q.len()), self.hidden_size);
@@ -641,7 +644,8 @@ impl Bert {
         } else {
             vb
         };
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             candle_core::bail!(
                 "hidden_size {} not divisible by {} heads",
                 cfg.hidden_size,

@@ -425,7 +425,7 @@ fn softmax_in_place(xs: &mut [f32]) {
 fn exp_fast(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693359375;
     const LN2_LO: f32 = -2.12194440e-4;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.9875691500e-4_f32;
@@ -443,7 +443,7 @@ fn exp_fast(x: f32) -> f32 {
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
 fn erf_fast(x: f32) -> f32 {
-    let x = x.max(-4.0).min(4.0);
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let p = -2.72614225801306e-10_f32;
     let p = p.mul_add(x2, 2.77068142495902e-08);
