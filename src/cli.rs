@@ -24,6 +24,11 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Ingest LLM call logs: parse, normalise, redact, dedup → DIR/calls.parquet.
     Ingest(crate::ingest::IngestArgs),
+    /// Fetch and list the known models (base SLMs, the sentence embedder).
+    Models {
+        #[command(subcommand)]
+        command: crate::models::ModelsCommand,
+    },
     /// Benchmark a hot path (prints JSON figures on stdout).
     Bench {
         #[command(subcommand)]
@@ -64,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::cli(args),
         Command::Ingest(args) => crate::ingest::cli(args),
+        Command::Models { command } => crate::models::run(command),
         Command::Bench { target } => {
             crate::bench::run(target)?;
             Ok(ExitCode::SUCCESS)

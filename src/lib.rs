@@ -11,4 +11,6 @@ pub mod demo;
 pub mod ingest;
 pub mod redact;
 pub mod synth;
+pub mod embed;
+pub mod models;
 pub mod util;

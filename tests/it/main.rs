@@ -6,3 +6,5 @@ mod common;
 mod ingest;
 mod redact;
 mod synth;
+mod embed;
+mod models;

