@@ -155,6 +155,9 @@ fn bench_ingest(
         machine()
     );
     println!("{figures}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // embed: sentences per second of the sentence embedder
 

@@ -3,8 +3,8 @@
 //! (`$SLMFORGE_MODELS` or `./models`) and print SKIPPED when not.
 
 mod common;
+mod embed;
 mod ingest;
+mod models;
 mod redact;
 mod synth;
-mod embed;
-mod models;
