@@ -6,10 +6,18 @@
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
-pub enum BenchTarget {}
+pub enum BenchTarget {
+    /// Causal LM inference: prompt-processing and decode (batch 1 and N) throughput.
+    LmInfer(crate::lm::bench::LmInferArgs),
+    /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
+    LmTrain(crate::lm::bench::LmTrainArgs),
+}
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
-    match target {}
+    match target {
+        BenchTarget::LmInfer(a) => crate::lm::bench::run_infer(a),
+        BenchTarget::LmTrain(a) => crate::lm::bench::run_train(a),
+    }
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.

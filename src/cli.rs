@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::util::UsageError;
 
 #[derive(Parser, Debug)]
-#[command(name = "slmforge", version, about = "Turn production LLM call logs into small specialised models")]
+#[command(
+    name = "slmforge",
+    version,
+    about = "Turn production LLM call logs into small specialised models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,6 +25,8 @@ pub enum Command {
         #[command(subcommand)]
         target: crate::bench::BenchTarget,
     },
+    /// Generate a reply with a causal LM (GGUF), optionally with a LoRA adapter.
+    Generate(crate::lm::generate::GenerateArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -53,6 +59,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench { target } => {
             crate::bench::run(target)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            crate::lm::generate::run_generate(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

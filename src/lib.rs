@@ -6,4 +6,5 @@
 pub mod bench;
 pub mod call;
 pub mod cli;
+pub mod lm;
 pub mod util;

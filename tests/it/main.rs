@@ -3,3 +3,4 @@
 //! (`$SLMFORGE_MODELS` or `./models`) and print SKIPPED when not.
 
 mod common;
+mod lm;

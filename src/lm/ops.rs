@@ -1,0 +1,723 @@
+//! Differentiable building blocks for the causal LM: fused CPU kernels with a
+//! hand-written backward, and composite fallbacks built from candle primitives.
+//!
+//! candle 0.11's fast ops (`softmax_last_dim`, `rms_norm`, `rope_i`, `sdpa`,
+//! `QMatMul`) have no backward: the gradient silently stops there. Every
+//! function here propagates gradients in both implementations:
+//!
+//! * the fused path (f32 on CPU): one `CustomOp` per op, forward and backward
+//!   written as plain loops over rows (rayon-parallel), no intermediate
+//!   tensors kept in the graph beyond the op's input and output;
+//! * the composite path (any other device or dtype, or [`Kernels::composite`]):
+//!   candle primitives whose backward candle knows.
+//!
+//! [`linear`] multiplies by a frozen weight through a custom op whose backward
+//! returns only the input gradient (`grad · W`): candle's `matmul` backward
+//! would also compute the weight gradient `gradᵀ · x`, a full extra matmul per
+//! projection, only to throw it away. That op runs on CPU and CUDA.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CudaStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Storage,
+    Tensor, D,
+};
+use rayon::prelude::*;
+
+/// Which implementation the model's forward uses (the switch exists for
+/// equivalence tests and benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernels {
+    /// Fused CPU kernels for norm, rope, masked softmax, SwiGLU and
+    /// cross-entropy (ignored off-CPU, where the composite path is used).
+    pub fused: bool,
+    /// Frozen-weight matmul op (no weight gradient) instead of `matmul`.
+    pub frozen_matmul: bool,
+}
+
+impl Default for Kernels {
+    fn default() -> Self {
+        Kernels {
+            fused: true,
+            frozen_matmul: true,
+        }
+    }
+}
+
+impl Kernels {
+    /// Only candle primitives: the reference the fused kernels are tested against.
+    pub fn composite() -> Self {
+        Kernels {
+            fused: false,
+            frozen_matmul: false,
+        }
+    }
+}
+
+fn use_fused(k: Kernels, t: &Tensor) -> bool {
+    k.fused && t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Rows of at least this many are handed to rayon in one piece.
+const MIN_ROWS: usize = 16;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => bail!("{op}: expected f32 storage"),
+    };
+    if !l.is_contiguous() {
+        bail!("{op}: input must be contiguous")
+    }
+    let start = l.start_offset();
+    Ok(&data[start..start + l.shape().elem_count()])
+}
+
+// ---------------------------------------------------------------------------
+// Frozen-weight linear.
+
+struct FrozenLinear {
+    /// `[out, in]`, never a variable.
+    w: Tensor,
+}
+
+fn frozen_fwd<S: BackendStorage>(x: &S, xl: &Layout, w: &S, wl: &Layout) -> Result<(S, Shape)> {
+    let dims = xl.dims();
+    let k = *dims.last().unwrap_or(&0);
+    let (out, inp) = wl.shape().dims2()?;
+    if inp != k {
+        bail!("frozen-linear: input width {k} does not match weight [{out}, {inp}]")
+    }
+    if !xl.is_contiguous() {
+        bail!("frozen-linear: input must be contiguous")
+    }
+    let m = xl.shape().elem_count() / k.max(1);
+    let lhs = Layout::contiguous_with_offset((m, k), xl.start_offset());
+    let rhs = Layout::new(
+        Shape::from((inp, out)),
+        vec![wl.stride()[1], wl.stride()[0]],
+        wl.start_offset(),
+    );
+    let s = x.matmul(w, (1, m, out, k), &lhs, &rhs)?;
+    let mut od = dims.to_vec();
+    if let Some(l) = od.last_mut() {
+        *l = out;
+    }
+    Ok((s, Shape::from(od)))
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (ws, wl) = self.w.storage_and_layout();
+        match &*ws {
+            Storage::Cpu(w) => frozen_fwd(s, l, w, wl),
+            _ => bail!("frozen-linear: weight and input on different devices"),
+        }
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (ws, wl) = self.w.storage_and_layout();
+        match &*ws {
+            Storage::Cuda(w) => frozen_fwd(s, l, w, wl),
+            _ => bail!("frozen-linear: weight and input on different devices"),
+        }
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let out = self.w.dim(0)?;
+        let g = grad.reshape(((), out))?;
+        Ok(Some(g.matmul(&self.w)?.reshape(arg.shape())?))
+    }
+}
+
+/// `x · Wᵀ` for a frozen weight `w: [out, in]` and `x: [.., in]`.
+pub fn linear(x: &Tensor, w: &Tensor, k: Kernels) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let supported = x.device().is_cpu() || x.device().is_cuda();
+    if k.frozen_matmul && supported && x.dtype() == w.dtype() {
+        let x = x.contiguous()?;
+        return x.apply_op1(FrozenLinear { w: w.clone() });
+    }
+    let mut od = x.dims().to_vec();
+    if let Some(l) = od.last_mut() {
+        *l = out;
+    }
+    x.reshape(((), inp))?.matmul(&w.t()?)?.reshape(od)
+}
+
+// ---------------------------------------------------------------------------
+// RMS norm.
+
+struct RmsNormOp {
+    w: Tensor,
+    eps: f32,
+}
+
+struct RmsNormBwd {
+    w: Tensor,
+    eps: f32,
+}
+
+fn weight_vec(w: &Tensor) -> Result<Vec<f32>> {
+    w.to_vec1::<f32>()
+}
+
+impl CustomOp1 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "rms-norm-fused"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "rms-norm")?;
+        let w = weight_vec(&self.w)?;
+        let h = w.len();
+        let eps = self.eps;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(h)
+            .zip(x.par_chunks(h))
+            .with_min_len(MIN_ROWS)
+            .for_each(|(o, x)| {
+                let ss: f32 = x.iter().map(|v| v * v).sum();
+                let r = 1.0 / (ss / h as f32 + eps).sqrt();
+                for ((o, x), w) in o.iter_mut().zip(x).zip(&w) {
+                    *o = x * r * w;
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        let x = arg.contiguous()?;
+        Ok(Some(g.apply_op2_no_bwd(
+            &x,
+            &RmsNormBwd {
+                w: self.w.clone(),
+                eps: self.eps,
+            },
+        )?))
+    }
+}
+
+impl CustomOp2 for RmsNormBwd {
+    fn name(&self) -> &'static str {
+        "rms-norm-fused-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(gs, gl, "rms-norm-bwd")?;
+        let x = f32_slice(xs, xl, "rms-norm-bwd")?;
+        let w = weight_vec(&self.w)?;
+        let h = w.len();
+        let eps = self.eps;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(h)
+            .zip(x.par_chunks(h).zip(g.par_chunks(h)))
+            .with_min_len(MIN_ROWS)
+            .for_each(|(o, (x, g))| {
+                let ss: f32 = x.iter().map(|v| v * v).sum();
+                let r = 1.0 / (ss / h as f32 + eps).sqrt();
+                let dot: f32 = x.iter().zip(g).zip(&w).map(|((x, g), w)| x * g * w).sum();
+                let c = r * r * r * dot / h as f32;
+                for (((o, x), g), w) in o.iter_mut().zip(x).zip(g).zip(&w) {
+                    *o = r * g * w - c * x;
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
+/// RMS norm over the last dimension with a frozen weight.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
+    if use_fused(k, x) {
+        return x.contiguous()?.apply_op1(RmsNormOp {
+            w: w.clone(),
+            eps: eps as f32,
+        });
+    }
+    let h = x.dim(D::Minus1)? as f64;
+    let ms = (x.sqr()?.sum_keepdim(D::Minus1)? / h)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+// ---------------------------------------------------------------------------
+// Interleaved rotary embedding (llama.cpp's "normal" rope, candle's rope_i).
+
+/// Rotation tables: `cos`/`sin` of `[max_positions, rot_dim / 2]`.
+#[derive(Clone, Debug)]
+pub struct RopeTables {
+    pub cos: Tensor,
+    pub sin: Tensor,
+    cos_v: Arc<Vec<f32>>,
+    sin_v: Arc<Vec<f32>>,
+    half: usize,
+}
+
+impl RopeTables {
+    /// `inv_freq[i]` is the angle per position of pair `i`; positions are
+    /// multiplied by `pos_scale` (linear rope scaling: `1 / factor`).
+    pub fn new(
+        inv_freq: &[f32],
+        max_pos: usize,
+        pos_scale: f32,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(max_pos * half);
+        let mut sin = Vec::with_capacity(max_pos * half);
+        for p in 0..max_pos {
+            for f in inv_freq {
+                // Same arithmetic as candle's quantized_llama: f32 product, then cos/sin.
+                let a = (p as f32 * pos_scale) * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(RopeTables {
+            cos: Tensor::from_slice(&cos, (max_pos, half), device)?,
+            sin: Tensor::from_slice(&sin, (max_pos, half), device)?,
+            cos_v: Arc::new(cos),
+            sin_v: Arc::new(sin),
+            half,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos_v.len() / self.half.max(1)
+    }
+}
+
+struct RopeOp {
+    tables: RopeTables,
+    /// Position of each (batch, token): `[b * s]`.
+    positions: Arc<Vec<u32>>,
+    inverse: bool,
+}
+
+impl CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope-i-fused"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "rope")?;
+        let (b, h, t, d) = l.shape().dims4()?;
+        let half = self.tables.half;
+        if d != 2 * half || self.positions.len() != b * t {
+            bail!("rope: shape {:?} does not match tables/positions", l.dims())
+        }
+        let (cos, sin) = (&self.tables.cos_v, &self.tables.sin_v);
+        let max_pos = cos.len() / half;
+        if let Some(&p) = self.positions.iter().max() {
+            if p as usize >= max_pos {
+                bail!("rope: position {p} beyond the {max_pos} precomputed positions")
+            }
+        }
+        let sign = if self.inverse { -1f32 } else { 1f32 };
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .enumerate()
+            .with_min_len(MIN_ROWS)
+            .for_each(|(row, (o, x))| {
+                let bi = row / (h * t);
+                let ti = row % t;
+                let p = self.positions[bi * t + ti] as usize;
+                let c = &cos[p * half..(p + 1) * half];
+                let sn = &sin[p * half..(p + 1) * half];
+                for j in 0..half {
+                    let (x0, x1) = (x[2 * j], x[2 * j + 1]);
+                    let s = sign * sn[j];
+                    o[2 * j] = x0 * c[j] - x1 * s;
+                    o[2 * j + 1] = x0 * s + x1 * c[j];
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // A rotation's adjoint is the rotation by the opposite angle.
+        let inv = RopeOp {
+            tables: self.tables.clone(),
+            positions: self.positions.clone(),
+            inverse: !self.inverse,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inv)?))
+    }
+}
+
+/// Interleaved RoPE (pairs `2i, 2i+1`) on `x: [b, heads, s, d]` with one
+/// position per (batch row, token): `positions.len() == b * s`.
+pub fn rope_i(
+    x: &Tensor,
+    tables: &RopeTables,
+    positions: &Arc<Vec<u32>>,
+    k: Kernels,
+) -> Result<Tensor> {
+    if use_fused(k, x) {
+        let op = RopeOp {
+            tables: tables.clone(),
+            positions: positions.clone(),
+            inverse: false,
+        };
+        return x.contiguous()?.apply_op1(op);
+    }
+    let (b, h, t, d) = x.dims4()?;
+    let half = d / 2;
+    let idx = Tensor::from_slice(positions.as_slice(), b * t, x.device())?;
+    let cos = tables
+        .cos
+        .index_select(&idx, 0)?
+        .reshape((b, 1, t, half, 1))?
+        .to_dtype(x.dtype())?;
+    let sin = tables
+        .sin
+        .index_select(&idx, 0)?
+        .reshape((b, 1, t, half, 1))?
+        .to_dtype(x.dtype())?;
+    let x = x.reshape((b, h, t, half, 2))?;
+    let x0 = x.narrow(D::Minus1, 0, 1)?;
+    let x1 = x.narrow(D::Minus1, 1, 1)?;
+    let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+    let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+    Tensor::cat(&[y0, y1], D::Minus1)?.reshape((b, h, t, d))
+}
+
+// ---------------------------------------------------------------------------
+// Scaled, causally and left-pad masked softmax over attention scores.
+
+/// Which keys each query may attend to. Scores are `[b, kv_heads, rows, kv_len]`
+/// with `rows = group * q_len` (query heads sharing a KV head stacked along
+/// the rows); row `r` is query token `r % q_len`, at cache position
+/// `q_offset + r % q_len`. It sees keys `pad_left[b] ..= q_offset + r % q_len`.
+#[derive(Clone, Debug)]
+pub struct AttnMask {
+    pub q_len: usize,
+    pub q_offset: usize,
+    pub pad_left: Arc<Vec<usize>>,
+}
+
+impl AttnMask {
+    fn range(&self, bi: usize, row: usize, kv_len: usize) -> (usize, usize) {
+        let lo = self.pad_left.get(bi).copied().unwrap_or(0);
+        let hi = (self.q_offset + row % self.q_len + 1).min(kv_len);
+        (lo, hi)
+    }
+
+    /// Additive mask `[b, 1, 1, q_len, kv_len]` (0 or -1e30) for the composite path.
+    fn additive(&self, b: usize, kv_len: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let mut m = vec![0f32; b * self.q_len * kv_len];
+        for bi in 0..b {
+            for i in 0..self.q_len {
+                let (lo, hi) = self.range(bi, i, kv_len);
+                for j in 0..kv_len {
+                    if j < lo || j >= hi {
+                        m[(bi * self.q_len + i) * kv_len + j] = -1e30;
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(m, (b, 1, 1, self.q_len, kv_len), device)
+    }
+}
+
+struct MaskedSoftmax {
+    scale: f32,
+    mask: AttnMask,
+}
+
+struct MaskedSoftmaxBwd {
+    scale: f32,
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax-fused"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "masked-softmax")?;
+        let (b, _kvh, rows, kv) = l.shape().dims4()?;
+        let per_b = x.len() / (b * kv).max(1);
+        let mut out = vec![0f32; x.len()];
+        let scale = self.scale;
+        out.par_chunks_mut(kv)
+            .zip(x.par_chunks(kv))
+            .enumerate()
+            .with_min_len(MIN_ROWS)
+            .for_each(|(r, (o, x))| {
+                let bi = r / per_b;
+                let (lo, hi) = self.mask.range(bi, r % rows, kv);
+                if lo >= hi {
+                    return; // a padding query with nothing to attend to: zeros
+                }
+                let xs = &x[lo..hi];
+                let max = xs.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+                let mut sum = 0f32;
+                for (o, &v) in o[lo..hi].iter_mut().zip(xs) {
+                    let e = (v * scale - max).exp();
+                    *o = e;
+                    sum += e;
+                }
+                let inv = 1.0 / sum;
+                o[lo..hi].iter_mut().for_each(|v| *v *= inv);
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(g.apply_op2_no_bwd(
+            res,
+            &MaskedSoftmaxBwd { scale: self.scale },
+        )?))
+    }
+}
+
+impl CustomOp2 for MaskedSoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "masked-softmax-fused-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(gs, gl, "masked-softmax-bwd")?;
+        let y = f32_slice(ys, yl, "masked-softmax-bwd")?;
+        let kv = *yl.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; y.len()];
+        let scale = self.scale;
+        out.par_chunks_mut(kv)
+            .zip(y.par_chunks(kv).zip(g.par_chunks(kv)))
+            .with_min_len(MIN_ROWS)
+            .for_each(|(o, (y, g))| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
+                    *o = scale * y * (g - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), yl.shape().clone()))
+    }
+}
+
+/// `softmax(scale · scores)` over the last dim of `[b, kv_heads, rows, kv_len]`
+/// with the causal and left-padding mask; fully masked rows (padding queries)
+/// come out as zeros (fused) or uniform (composite), never NaN.
+pub fn masked_softmax(scores: &Tensor, scale: f64, mask: &AttnMask, k: Kernels) -> Result<Tensor> {
+    if use_fused(k, scores) {
+        return scores.contiguous()?.apply_op1(MaskedSoftmax {
+            scale: scale as f32,
+            mask: mask.clone(),
+        });
+    }
+    let (b, kvh, rows, kv) = scores.dims4()?;
+    let g = rows / mask.q_len;
+    let add = mask
+        .additive(b, kv, scores.device())?
+        .to_dtype(scores.dtype())?;
+    let s = (scores * scale)?
+        .reshape((b, kvh, g, mask.q_len, kv))?
+        .broadcast_add(&add)?;
+    let max = s.max_keepdim(D::Minus1)?;
+    let e = s.broadcast_sub(&max)?.exp()?;
+    let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+    p.reshape((b, kvh, rows, kv))
+}
+
+// ---------------------------------------------------------------------------
+// SwiGLU on the packed gate|up projection.
+
+struct SwiGlu;
+struct SwiGluBwd;
+
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+impl CustomOp1 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu-fused"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "swiglu")?;
+        let w = *l.dims().last().unwrap_or(&0);
+        let f = w / 2;
+        let mut out = vec![0f32; x.len() / 2];
+        out.par_chunks_mut(f)
+            .zip(x.par_chunks(w))
+            .with_min_len(MIN_ROWS)
+            .for_each(|(o, x)| {
+                let (g, u) = x.split_at(f);
+                for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g * sigmoid(*g) * u;
+                }
+            });
+        let mut od = l.dims().to_vec();
+        if let Some(v) = od.last_mut() {
+            *v = f;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(od)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(g.apply_op2_no_bwd(&arg.contiguous()?, &SwiGluBwd)?))
+    }
+}
+
+impl CustomOp2 for SwiGluBwd {
+    fn name(&self) -> &'static str {
+        "swiglu-fused-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let go = f32_slice(gs, gl, "swiglu-bwd")?;
+        let x = f32_slice(xs, xl, "swiglu-bwd")?;
+        let w = *xl.dims().last().unwrap_or(&0);
+        let f = w / 2;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(w)
+            .zip(x.par_chunks(w).zip(go.par_chunks(f)))
+            .with_min_len(MIN_ROWS)
+            .for_each(|(o, (x, go))| {
+                let (g, u) = x.split_at(f);
+                let (dg, du) = o.split_at_mut(f);
+                for j in 0..f {
+                    let s = sigmoid(g[j]);
+                    let silu = g[j] * s;
+                    dg[j] = go[j] * u[j] * s * (1.0 + g[j] * (1.0 - s));
+                    du[j] = go[j] * silu;
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
+/// `silu(gate) * up` for `x = [gate | up]` of `[.., 2F]`, giving `[.., F]`.
+pub fn swiglu(x: &Tensor, k: Kernels) -> Result<Tensor> {
+    if use_fused(k, x) {
+        return x.contiguous()?.apply_op1(SwiGlu);
+    }
+    let f = x.dim(D::Minus1)? / 2;
+    let g = x.narrow(D::Minus1, 0, f)?;
+    let u = x.narrow(D::Minus1, f, f)?;
+    candle_nn::ops::silu(&g)? * u
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy.
+
+struct CrossEntropy {
+    targets: Arc<Vec<u32>>,
+}
+
+struct CrossEntropyBwd {
+    targets: Arc<Vec<u32>>,
+}
+
+impl CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "cross-entropy-fused"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "cross-entropy")?;
+        let (m, v) = l.shape().dims2()?;
+        if self.targets.len() != m {
+            bail!("cross-entropy: {} targets for {m} rows", self.targets.len())
+        }
+        if let Some(&t) = self.targets.iter().find(|&&t| t as usize >= v) {
+            bail!("cross-entropy: target {t} outside the vocabulary of {v}")
+        }
+        let mut out = vec![0f32; m];
+        out.par_iter_mut()
+            .zip(x.par_chunks(v))
+            .enumerate()
+            .for_each(|(r, (o, x))| {
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let sum: f64 = x.iter().map(|&v| ((v - max) as f64).exp()).sum();
+                *o = (sum.ln() as f32 + max) - x[self.targets[r] as usize];
+            });
+        Ok((CpuStorage::F32(out), Shape::from(m)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(g.apply_op2_no_bwd(
+            &arg.contiguous()?,
+            &CrossEntropyBwd {
+                targets: self.targets.clone(),
+            },
+        )?))
+    }
+}
+
+impl CustomOp2 for CrossEntropyBwd {
+    fn name(&self) -> &'static str {
+        "cross-entropy-fused-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(gs, gl, "cross-entropy-bwd")?;
+        let x = f32_slice(xs, xl, "cross-entropy-bwd")?;
+        let (_m, v) = xl.shape().dims2()?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(v)
+            .zip(x.par_chunks(v))
+            .enumerate()
+            .for_each(|(r, (o, x))| {
+                let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let mut sum = 0f64;
+                for (o, &v) in o.iter_mut().zip(x) {
+                    let e = (v - max).exp();
+                    *o = e;
+                    sum += e as f64;
+                }
+                let c = g[r] / sum as f32;
+                o.iter_mut().for_each(|v| *v *= c);
+                o[self.targets[r] as usize] -= g[r];
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
+/// Per-row negative log-likelihood `[m]` of `targets` under `logits: [m, vocab]`.
+pub fn cross_entropy(logits: &Tensor, targets: &Arc<Vec<u32>>, k: Kernels) -> Result<Tensor> {
+    if use_fused(k, logits) {
+        return logits.contiguous()?.apply_op1(CrossEntropy {
+            targets: targets.clone(),
+        });
+    }
+    let m = logits.dim(0)?;
+    let idx = Tensor::from_slice(targets.as_slice(), (m, 1), logits.device())?;
+    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    lsm.gather(&idx, 1)?.squeeze(1)?.neg()
+}
