@@ -11,12 +11,15 @@ pub enum BenchTarget {
     LmInfer(crate::lm::bench::LmInferArgs),
     /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
     LmTrain(crate::lm::bench::LmTrainArgs),
+    /// Raw f32 matmul throughput on the causal LM's projection shapes.
+    LmGemm(crate::lm::bench::LmGemmArgs),
 }
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::LmInfer(a) => crate::lm::bench::run_infer(a),
         BenchTarget::LmTrain(a) => crate::lm::bench::run_train(a),
+        BenchTarget::LmGemm(a) => crate::lm::bench::run_gemm(a),
     }
 }
 

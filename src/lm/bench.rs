@@ -73,6 +73,7 @@ fn random_ids(rng: &mut ChaCha8Rng, n: usize, vocab: usize) -> Vec<u32> {
 }
 
 pub fn run_infer(a: LmInferArgs) -> Result<()> {
+    super::init_runtime();
     let path = super::resolve_model(&a.model)?;
     let t0 = Instant::now();
     let mut lm = super::load(&path, &Device::Cpu)?;
@@ -135,6 +136,7 @@ pub fn run_infer(a: LmInferArgs) -> Result<()> {
 }
 
 pub fn run_train(a: LmTrainArgs) -> Result<()> {
+    super::init_runtime();
     let path = super::resolve_model(&a.model)?;
     let mut lm = super::load(&path, &Device::Cpu)?;
     lm.model.set_kernels(Kernels {
@@ -221,5 +223,55 @@ pub fn run_train(a: LmTrainArgs) -> Result<()> {
         "peak_rss_bytes": rss,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LmGemmArgs {
+    /// Rows (tokens) of the activation matrix.
+    #[arg(long, default_value_t = 1024)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+/// Raw f32 matmul throughput of candle's CPU backend on SmolLM2-135M's
+/// projection shapes (`x [rows, in] · Wᵀ`): the ceiling for training and
+/// prompt processing.
+pub fn run_gemm(a: LmGemmArgs) -> Result<()> {
+    super::init_runtime();
+    let dev = Device::Cpu;
+    let shapes = [
+        ("qkv", 576, 960),
+        ("o", 576, 576),
+        ("gate_up", 576, 3072),
+        ("down", 1536, 576),
+        ("lm_head", 576, 49152),
+    ];
+    let mut rows = Vec::new();
+    for (name, inp, out) in shapes {
+        let x = candle_core::Tensor::randn(0f32, 1.0, (a.rows, inp), &dev)?;
+        let w = candle_core::Tensor::randn(0f32, 1.0, (out, inp), &dev)?;
+        let mut best = f64::MAX;
+        for _ in 0..a.repeats.max(1) {
+            let t = Instant::now();
+            let y = super::ops::linear(&x, &w, Kernels::default())?;
+            let _ = y.dims();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let gflops = 2.0 * (a.rows * inp * out) as f64 / best / 1e9;
+        eprintln!(
+            "{name:>8}: [{}, {inp}] x [{inp}, {out}] in {:.2} ms = {gflops:.1} GFLOP/s",
+            a.rows,
+            best * 1e3
+        );
+        rows.push(json!({"name": name, "in": inp, "out": out, "secs": best, "gflops": gflops}));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &json!({"bench": "lm-gemm", "rows": a.rows, "threads": rayon::current_num_threads(), "shapes": rows})
+        )?
+    );
     Ok(())
 }

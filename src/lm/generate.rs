@@ -325,6 +325,7 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 }
 
 pub fn run_generate(args: GenerateArgs) -> Result<()> {
+    super::init_runtime();
     let sampling = SamplingConfig {
         max_new_tokens: args.max_tokens,
         temperature: args.temperature,

@@ -590,7 +590,8 @@ impl Llama {
             Some(rng) if cfg.dropout > 0.0 => dropout(x, cfg.dropout, rng)?,
             _ => x.clone(),
         };
-        Ok((x.matmul(&a.t()?)?.matmul(&b.t()?)? * cfg.scale())?)
+        // Scale the rank-r intermediate, not the full-width output.
+        Ok((x.matmul(&a.t()?)? * cfg.scale())?.matmul(&b.t()?)?)
     }
 
     // -----------------------------------------------------------------------

@@ -107,6 +107,108 @@ fn frozen_fwd<S: BackendStorage>(x: &S, xl: &Layout, w: &S, wl: &Layout) -> Resu
     Ok((s, Shape::from(od)))
 }
 
+/// At most this many rows go through [`small_m_matmul`] instead of gemm.
+pub const SMALL_M_ROWS: usize = 16;
+
+const LANES: usize = 16;
+
+/// Dot product with four independent accumulator chains (FMA latency hiding).
+#[inline]
+fn dot1(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [[0f32; LANES]; 4];
+    let n4 = a.len() / (4 * LANES) * (4 * LANES);
+    for (x, y) in a[..n4]
+        .chunks_exact(4 * LANES)
+        .zip(b[..n4].chunks_exact(4 * LANES))
+    {
+        for c in 0..4 {
+            for l in 0..LANES {
+                acc[c][l] = x[c * LANES + l].mul_add(y[c * LANES + l], acc[c][l]);
+            }
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[n4..].iter().zip(&b[n4..]) {
+        tail = x.mul_add(*y, tail);
+    }
+    let mut sum = [0f32; LANES];
+    for c in acc {
+        for l in 0..LANES {
+            sum[l] += c[l];
+        }
+    }
+    sum.iter().sum::<f32>() + tail
+}
+
+/// Four dot products of `x0..x3` with the same `w` (one pass over `w`).
+#[inline]
+fn dot4(x: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
+    let mut a0 = [0f32; LANES];
+    let mut a1 = [0f32; LANES];
+    let mut a2 = [0f32; LANES];
+    let mut a3 = [0f32; LANES];
+    let it = w
+        .chunks_exact(LANES)
+        .zip(x[0].chunks_exact(LANES))
+        .zip(x[1].chunks_exact(LANES))
+        .zip(x[2].chunks_exact(LANES))
+        .zip(x[3].chunks_exact(LANES));
+    for ((((wc, c0), c1), c2), c3) in it {
+        for l in 0..LANES {
+            a0[l] = c0[l].mul_add(wc[l], a0[l]);
+            a1[l] = c1[l].mul_add(wc[l], a1[l]);
+            a2[l] = c2[l].mul_add(wc[l], a2[l]);
+            a3[l] = c3[l].mul_add(wc[l], a3[l]);
+        }
+    }
+    let n = w.len() / LANES * LANES;
+    let mut out = [
+        a0.iter().sum::<f32>(),
+        a1.iter().sum(),
+        a2.iter().sum(),
+        a3.iter().sum(),
+    ];
+    for (r, o) in out.iter_mut().enumerate() {
+        for (a, b) in x[r][n..].iter().zip(&w[n..]) {
+            *o = a.mul_add(*b, *o);
+        }
+    }
+    out
+}
+
+/// `x [m, k] · wᵀ` for `w [n, k]` with few rows `m` (decoding): streams each
+/// weight row once for all `m` rows, parallel over weight rows. gemm packs
+/// the whole weight on every call, which dominates at this size.
+pub fn small_m_matmul(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
+    let mut out_t = vec![0f32; n * m];
+    out_t
+        .par_chunks_mut(m)
+        .zip(w.par_chunks(k))
+        .with_min_len(64)
+        .for_each(|(o, wr)| {
+            let mut i = 0;
+            while i + 4 <= m {
+                let d = dot4([rows[i], rows[i + 1], rows[i + 2], rows[i + 3]], wr);
+                o[i..i + 4].copy_from_slice(&d);
+                i += 4;
+            }
+            for r in i..m {
+                o[r] = dot1(rows[r], wr);
+            }
+        });
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0f32; m * n];
+    for j in 0..n {
+        for i in 0..m {
+            out[i * n + j] = out_t[j * m + i];
+        }
+    }
+    out
+}
+
 impl CustomOp1 for FrozenLinear {
     fn name(&self) -> &'static str {
         "frozen-linear"
@@ -114,10 +216,31 @@ impl CustomOp1 for FrozenLinear {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (ws, wl) = self.w.storage_and_layout();
-        match &*ws {
-            Storage::Cpu(w) => frozen_fwd(s, l, w, wl),
+        let w = match &*ws {
+            Storage::Cpu(w) => w,
             _ => bail!("frozen-linear: weight and input on different devices"),
+        };
+        let k = *l.dims().last().unwrap_or(&0);
+        let m = l.shape().elem_count() / k.max(1);
+        if let (true, CpuStorage::F32(_), CpuStorage::F32(_)) =
+            (m <= SMALL_M_ROWS && wl.is_contiguous(), s, w)
+        {
+            let (n, inp) = wl.shape().dims2()?;
+            if inp != k {
+                bail!("frozen-linear: input width {k} does not match weight [{n}, {inp}]")
+            }
+            let x = f32_slice(s, l, "frozen-linear")?;
+            let wv = f32_slice(w, wl, "frozen-linear")?;
+            let mut od = l.dims().to_vec();
+            if let Some(v) = od.last_mut() {
+                *v = n;
+            }
+            return Ok((
+                CpuStorage::F32(small_m_matmul(x, wv, m, n, k)),
+                Shape::from(od),
+            ));
         }
+        frozen_fwd(s, l, w, wl)
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
