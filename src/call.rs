@@ -59,15 +59,12 @@ impl SourceFormat {
 
     pub fn parse(s: &str) -> Option<SourceFormat> {
         let norm = s.replace('-', "_").to_ascii_lowercase();
-        SourceFormat::ALL
-            .into_iter()
-            .find(|f| f.as_str() == norm)
-            .or(match norm.as_str() {
-                "openai" | "flywheel" => Some(SourceFormat::OpenaiChat),
-                "batch" => Some(SourceFormat::OpenaiBatch),
-                "otlp" | "opentelemetry" => Some(SourceFormat::Otel),
-                _ => None,
-            })
+        SourceFormat::ALL.into_iter().find(|f| f.as_str() == norm).or(match norm.as_str() {
+            "openai" | "flywheel" => Some(SourceFormat::OpenaiChat),
+            "batch" => Some(SourceFormat::OpenaiBatch),
+            "otlp" | "opentelemetry" => Some(SourceFormat::Otel),
+            _ => None,
+        })
     }
 }
 
@@ -143,13 +140,7 @@ pub struct Message {
 
 impl Message {
     pub fn text(role: Role, content: impl Into<String>) -> Message {
-        Message {
-            role,
-            content: Some(content.into()),
-            tool_calls: vec![],
-            tool_call_id: None,
-            name: None,
-        }
+        Message { role, content: Some(content.into()), tool_calls: vec![], tool_call_id: None, name: None }
     }
 }
 
@@ -171,12 +162,7 @@ impl Response {
             return "tool_call";
         }
         match self.content.as_deref().map(str::trim) {
-            Some(c)
-                if (c.starts_with('{') || c.starts_with('['))
-                    && serde_json::from_str::<Value>(c).is_ok() =>
-            {
-                "json"
-            }
+            Some(c) if (c.starts_with('{') || c.starts_with('[')) && serde_json::from_str::<Value>(c).is_ok() => "json",
             _ => "text",
         }
     }
@@ -249,21 +235,13 @@ impl Call {
     }
 
     pub fn system_prompt(&self) -> String {
-        let parts: Vec<&str> = self
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .filter_map(|m| m.content.as_deref())
-            .collect();
+        let parts: Vec<&str> =
+            self.messages.iter().filter(|m| m.role == Role::System).filter_map(|m| m.content.as_deref()).collect();
         parts.join("\n\n")
     }
 
     pub fn last_user_message(&self) -> Option<&str> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .and_then(|m| m.content.as_deref())
+        self.messages.iter().rev().find(|m| m.role == Role::User).and_then(|m| m.content.as_deref())
     }
 }
 

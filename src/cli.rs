@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::util::UsageError;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "slmforge",
-    version,
-    about = "Turn production LLM call logs into small specialised models"
-)]
+#[command(name = "slmforge", version, about = "Turn production LLM call logs into small specialised models")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -36,10 +36,8 @@ pub fn bytes_bar(total: u64, msg: &str) -> ProgressBar {
 pub fn count_bar(total: u64, msg: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total), draw_target());
     pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template"),
     );
     pb.set_message(msg.to_string());
     pb
@@ -70,18 +68,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Writes a file atomically: to a temporary sibling, fsync, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
         std::process::id()
     ));
     {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -98,7 +92,5 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result
 
 /// The models directory: `$SLMFORGE_MODELS`, else `./models`.
 pub fn models_dir() -> std::path::PathBuf {
-    std::env::var_os("SLMFORGE_MODELS")
-        .map(Into::into)
-        .unwrap_or_else(|| "models".into())
+    std::env::var_os("SLMFORGE_MODELS").map(Into::into).unwrap_or_else(|| "models".into())
 }

@@ -20,10 +20,7 @@ pub fn real_file(rel: &str, test: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIPPED {test}: real model file {} not present (run `slmforge models fetch`)",
-            p.display()
-        );
+        eprintln!("SKIPPED {test}: real model file {} not present (run `slmforge models fetch`)", p.display());
         None
     }
 }
