@@ -73,8 +73,10 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
 /// * glibc malloc: keep freed memory in the heap (large mmap threshold, no
 ///   trimming), so the many large short-lived tensors of a forward/backward
 ///   pass do not page-fault fresh zeroed pages on every allocation.
-/// * candle's elementwise thread pool: park idle workers quickly instead of
-///   spinning, so they do not compete with the matmul threads for the cores.
+/// * candle's elementwise ops on the calling thread only (`CANDLE_NUM_THREADS=1`;
+///   matmuls keep using all cores through rayon), and idle pool workers park
+///   quickly: spinning workers of a second pool compete with the matmul
+///   threads for the cores.
 pub fn init_runtime() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -90,6 +92,11 @@ pub fn init_runtime() {
                 mallopt(M_TRIM_THRESHOLD, i32::MAX);
             }
         }
+    }
+    // Elementwise ops run on the calling thread: they are memory-bound, and a
+    // second pool of spinning workers competes with the matmul threads.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "2000");
