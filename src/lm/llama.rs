@@ -638,15 +638,8 @@ impl Llama {
             }
             None => (kk, v),
         };
-        let g = nh / kvh;
-        let qg = q.reshape((b, kvh, g * s, hd))?;
-        let scores = qg.matmul(&k_all.t()?)?;
-        let p = ops::masked_softmax(&scores, 1.0 / (hd as f64).sqrt(), &ctx.mask, k)?;
-        let o = p
-            .matmul(&v_all)?
-            .reshape((b, nh, s, hd))?
-            .transpose(1, 2)?
-            .reshape((b * s, nh * hd))?;
+        let o = ops::attention(&q, &k_all, &v_all, 1.0 / (hd as f64).sqrt(), &ctx.mask, k)?;
+        let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
         let mut attn = ops::linear(&o, &blk.wo, k)?;
         if let Some(p) = &blk.lora[LoraTarget::O.index()] {
             attn = (attn + self.lora_delta(p, &o, train)?)?;
@@ -825,8 +818,9 @@ impl Llama {
         match head {
             HeadPositions::Answer => {
                 let sel = flat.index_select(&batch.rows, 0)?;
-                let logits = self.lm_head(&sel)?;
-                Ok(ops::cross_entropy(&logits, &batch.targets, self.kernels)?.mean_all()?)
+                let nll =
+                    ops::head_cross_entropy(&sel, &self.lm_head, &batch.targets, self.kernels)?;
+                Ok(nll.mean_all()?)
             }
             HeadPositions::All => {
                 let logits = self.lm_head(&flat)?;

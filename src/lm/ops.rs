@@ -844,3 +844,213 @@ pub fn cross_entropy(logits: &Tensor, targets: &Arc<Vec<u32>>, k: Kernels) -> Re
     let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     lsm.gather(&idx, 1)?.squeeze(1)?.neg()
 }
+
+// ---------------------------------------------------------------------------
+// Graph nodes with a precomputed forward and a hand-written backward.
+//
+// The forward value is computed with ordinary (detached, so unrecorded) ops,
+// then attached to the graph as one custom op whose `cpu_fwd` hands back that
+// value and whose `bwd` recomputes what it needs. Intermediates (attention
+// probabilities, full-vocabulary logits) are then never kept in the graph.
+
+/// Takes the precomputed value out of its slot as CPU storage.
+fn take_precomputed(
+    slot: &std::sync::Mutex<Option<Tensor>>,
+    op: &str,
+) -> Result<(CpuStorage, Shape)> {
+    let t = slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg(format!("{op}: poisoned lock")))?
+        .take()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: forward run twice")))?;
+    let t = t.contiguous()?;
+    let (st, l) = t.storage_and_layout();
+    match &*st {
+        Storage::Cpu(CpuStorage::F32(v)) => {
+            let n = l.shape().elem_count();
+            let start = l.start_offset();
+            Ok((
+                CpuStorage::F32(v[start..start + n].to_vec()),
+                l.shape().clone(),
+            ))
+        }
+        _ => bail!("{op}: expected f32 CPU storage"),
+    }
+}
+
+struct AttnCore {
+    out: std::sync::Mutex<Option<Tensor>>,
+    scale: f64,
+    mask: AttnMask,
+    kern: Kernels,
+}
+
+fn attention_plain(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: &AttnMask,
+    kern: Kernels,
+) -> Result<Tensor> {
+    let (b, h, s, d) = q.dims4()?;
+    let kvh = k.dim(1)?;
+    let qg = q.reshape((b, kvh, (h / kvh) * s, d))?;
+    let p = masked_softmax(&qg.matmul(&k.t()?)?, scale, mask, kern)?;
+    p.matmul(v)?.reshape((b, h, s, d))
+}
+
+impl candle_core::CustomOp3 for AttnCore {
+    fn name(&self) -> &'static str {
+        "attention-core"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        take_precomputed(&self.out, "attention-core")
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let (b, h, s, d) = q.dims4()?;
+        let kvh = k.dim(1)?;
+        let gs = (h / kvh) * s;
+        let qg = q.reshape((b, kvh, gs, d))?;
+        let go = grad.contiguous()?.reshape((b, kvh, gs, d))?;
+        let p = masked_softmax(&qg.matmul(&k.t()?)?, self.scale, &self.mask, self.kern)?;
+        let dv = p.t()?.matmul(&go)?;
+        let dp = go.matmul(&v.t()?)?;
+        let ds = dp.apply_op2_no_bwd(
+            &p,
+            &MaskedSoftmaxBwd {
+                scale: self.scale as f32,
+            },
+        )?;
+        let dq = ds.matmul(&k)?.reshape((b, h, s, d))?;
+        let dk = ds.t()?.matmul(&qg)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// Attention `softmax(scale · q kᵀ + mask) v` for `q: [b, heads, s, d]` and
+/// `k, v: [b, kv_heads, t, d]` (grouped-query: head `i` uses KV head
+/// `i / (heads / kv_heads)`), giving `[b, heads, s, d]`. When gradients are
+/// tracked (training, fused kernels), the probabilities are recomputed in the
+/// backward instead of being kept: one graph node, no `[b, h, s, t]` tensors
+/// held per layer.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: &AttnMask,
+    kern: Kernels,
+) -> Result<Tensor> {
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    if !(tracked && use_fused(kern, q)) {
+        return attention_plain(q, k, v, scale, mask, kern);
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let out = attention_plain(&q.detach(), &k.detach(), &v.detach(), scale, mask, kern)?;
+    let op = AttnCore {
+        out: std::sync::Mutex::new(Some(out)),
+        scale,
+        mask: mask.clone(),
+        kern,
+    };
+    q.apply_op3(&k, &v, op)
+}
+
+struct HeadCrossEntropy {
+    nll: std::sync::Mutex<Option<Tensor>>,
+    head: Tensor,
+    targets: Arc<Vec<u32>>,
+    chunk: usize,
+    kern: Kernels,
+}
+
+/// Rows of hidden states per LM-head chunk: 128 × 49152 f32 logits = 25 MB.
+const HEAD_CHUNK_ROWS: usize = 128;
+
+impl CustomOp1 for HeadCrossEntropy {
+    fn name(&self) -> &'static str {
+        "lm-head-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        take_precomputed(&self.nll, "lm-head-cross-entropy")
+    }
+
+    fn bwd(&self, hidden: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let hidden = hidden.detach();
+        let m = hidden.dim(0)?;
+        let grad = grad.contiguous()?;
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < m {
+            let n = self.chunk.min(m - start);
+            let logits = linear(&hidden.narrow(0, start, n)?, &self.head, self.kern)?;
+            let t = Arc::new(self.targets[start..start + n].to_vec());
+            let g = grad.narrow(0, start, n)?.contiguous()?;
+            let dl = g.apply_op2_no_bwd(&logits, &CrossEntropyBwd { targets: t })?;
+            parts.push(dl.matmul(&self.head)?);
+            start += n;
+        }
+        Ok(Some(Tensor::cat(&parts, 0)?))
+    }
+}
+
+/// Per-row negative log-likelihood of `targets` under the LM head applied to
+/// `hidden: [m, hidden]` (head `[vocab, hidden]`, frozen). The logits are
+/// computed in chunks of rows and recomputed in the backward, so the
+/// `[m, vocab]` matrix is never materialised whole nor kept in the graph.
+pub fn head_cross_entropy(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &Arc<Vec<u32>>,
+    kern: Kernels,
+) -> Result<Tensor> {
+    let m = hidden.dim(0)?;
+    if targets.len() != m {
+        bail!("head-cross-entropy: {} targets for {m} rows", targets.len())
+    }
+    if !use_fused(kern, hidden) {
+        return cross_entropy(&linear(hidden, head, kern)?, targets, kern);
+    }
+    let detached = hidden.detach();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < m {
+        let n = HEAD_CHUNK_ROWS.min(m - start);
+        let logits = linear(&detached.narrow(0, start, n)?, head, kern)?;
+        let t = Arc::new(targets[start..start + n].to_vec());
+        parts.push(cross_entropy(&logits, &t, kern)?);
+        start += n;
+    }
+    let nll = Tensor::cat(&parts, 0)?;
+    if !hidden.track_op() {
+        return Ok(nll);
+    }
+    let op = HeadCrossEntropy {
+        nll: std::sync::Mutex::new(Some(nll)),
+        head: head.clone(),
+        targets: targets.clone(),
+        chunk: HEAD_CHUNK_ROWS,
+        kern,
+    };
+    hidden.contiguous()?.apply_op1(op)
+}
