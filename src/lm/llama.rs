@@ -638,7 +638,11 @@ impl Llama {
             }
             None => (kk, v),
         };
-        let o = ops::attention(&q, &k_all, &v_all, 1.0 / (hd as f64).sqrt(), &ctx.mask, k)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let o = match ops::decode_attention(&q, &k_all, &v_all, scale, &ctx.mask, k)? {
+            Some(o) => o,
+            None => ops::attention(&q, &k_all, &v_all, scale, &ctx.mask, k)?,
+        };
         let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
         let mut attn = ops::linear(&o, &blk.wo, k)?;
         if let Some(p) = &blk.lora[LoraTarget::O.index()] {

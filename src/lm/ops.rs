@@ -1054,3 +1054,112 @@ pub fn head_cross_entropy(
     };
     hidden.contiguous()?.apply_op1(op)
 }
+
+// ---------------------------------------------------------------------------
+// Attention for a few query tokens (decoding), straight from the KV cache.
+
+/// At most this many query tokens use [`DecodeAttention`].
+const DECODE_ATTN_MAX_Q: usize = 16;
+
+struct DecodeAttention {
+    scale: f32,
+    mask: AttnMask,
+}
+
+impl candle_core::CustomOp3 for DecodeAttention {
+    fn name(&self) -> &'static str {
+        "decode-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let q = f32_slice(qs, ql, "decode-attention")?;
+        let (_b, h, s, d) = ql.shape().dims4()?;
+        let (_, kvh, t, _) = kl.shape().dims4()?;
+        let g = h / kvh;
+        let full = |st: &CpuStorage, l: &Layout| -> Result<(Vec<usize>, usize)> {
+            if l.stride()[3] != 1 {
+                bail!("decode-attention: cache rows must be contiguous")
+            }
+            let _ = match st {
+                CpuStorage::F32(_) => (),
+                _ => bail!("decode-attention: expected f32"),
+            };
+            Ok((l.stride().to_vec(), l.start_offset()))
+        };
+        let (kst, koff) = full(ks, kl)?;
+        let (vst, voff) = full(vs, vl)?;
+        let (CpuStorage::F32(kd), CpuStorage::F32(vd)) = (ks, vs) else {
+            bail!("decode-attention: expected f32")
+        };
+        let mut out = vec![0f32; q.len()];
+        out.par_chunks_mut(s * d).enumerate().for_each(|(bh, o)| {
+            let (bi, hi) = (bh / h, bh % h);
+            let kh = hi / g;
+            let kbase = koff + bi * kst[0] + kh * kst[1];
+            let vbase = voff + bi * vst[0] + kh * vst[1];
+            let mut p = vec![0f32; t];
+            for i in 0..s {
+                let (lo, hi_k) = self.mask.range(bi, i, t);
+                if lo >= hi_k {
+                    continue;
+                }
+                let qi = &q[(bh * s + i) * d..(bh * s + i + 1) * d];
+                let mut max = f32::NEG_INFINITY;
+                for j in lo..hi_k {
+                    let kj = &kd[kbase + j * kst[2]..kbase + j * kst[2] + d];
+                    let sc = dot1(qi, kj) * self.scale;
+                    p[j] = sc;
+                    max = max.max(sc);
+                }
+                let mut sum = 0f32;
+                for pj in &mut p[lo..hi_k] {
+                    *pj = (*pj - max).exp();
+                    sum += *pj;
+                }
+                let oi = &mut o[i * d..(i + 1) * d];
+                for j in lo..hi_k {
+                    let w = p[j] / sum;
+                    let vj = &vd[vbase + j * vst[2]..vbase + j * vst[2] + d];
+                    for (o, v) in oi.iter_mut().zip(vj) {
+                        *o = w.mul_add(*v, *o);
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), ql.shape().clone()))
+    }
+}
+
+/// Inference attention for up to 16 query tokens per row, reading keys and
+/// values in place (e.g. from a KV cache view); `None` when not applicable.
+pub fn decode_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: &AttnMask,
+    kern: Kernels,
+) -> Result<Option<Tensor>> {
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    let (_, _, s, _) = q.dims4()?;
+    if tracked || !use_fused(kern, q) || s > DECODE_ATTN_MAX_Q || k.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    Ok(Some(q.apply_op3_no_bwd(
+        k,
+        v,
+        &DecodeAttention {
+            scale: scale as f32,
+            mask: mask.clone(),
+        },
+    )?))
+}
