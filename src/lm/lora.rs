@@ -312,3 +312,32 @@ pub fn adapter_file(path: &Path) -> PathBuf {
         path.to_path_buf()
     }
 }
+
+/// Reorders the rows of a q/k projection (or its LoRA `B`) from the GGUF
+/// layout (llama.cpp permuted each head's rows for the interleaved rotary
+/// embedding) to the Hugging Face layout (half-split rotary embedding):
+/// `t.reshape(heads, d/2, 2, cols).swap(1, 2).reshape(heads·d, cols)`.
+pub fn gguf_rows_to_hf(t: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    if heads == 0 || rows % (2 * heads) != 0 {
+        bail!("cannot split {rows} rows into {heads} heads of even size")
+    }
+    let half = rows / heads / 2;
+    Ok(t.reshape((heads, half, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// Inverse of [`gguf_rows_to_hf`].
+pub fn hf_rows_to_gguf(t: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    if heads == 0 || rows % (2 * heads) != 0 {
+        bail!("cannot split {rows} rows into {heads} heads of even size")
+    }
+    let half = rows / heads / 2;
+    Ok(t.reshape((heads, 2, half, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}

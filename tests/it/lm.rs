@@ -1399,3 +1399,52 @@ fn real_smollm2_chat_render() {
     assert_eq!(chat.eot_id(), 2);
     assert!(!chat.supports_tools());
 }
+
+#[test]
+fn gguf_hf_row_permutation_matches_the_two_rope_layouts() {
+    use slmforge::lm::lora::{gguf_rows_to_hf, hf_rows_to_gguf};
+    let dev = Device::Cpu;
+    // One head of dim 4: GGUF rows (x0, y0, x1, y1) are HF rows (x0, x1, y0, y1).
+    let t = Tensor::new(&[[0f32], [1.], [2.], [3.]], &dev).unwrap();
+    let hf = gguf_rows_to_hf(&t, 1).unwrap();
+    assert_eq!(
+        hf.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        [0., 2., 1., 3.]
+    );
+    // Round trip on a [heads * d, r] matrix.
+    let (heads, d, r) = (3, 8, 5);
+    let b = Tensor::randn(0f32, 1.0, (heads * d, r), &dev).unwrap();
+    let back = hf_rows_to_gguf(&gguf_rows_to_hf(&b, heads).unwrap(), heads).unwrap();
+    assert_eq!(max_abs_diff(&b, &back), 0.0);
+    // Semantics: interleaved rope on GGUF-ordered projections equals half-split
+    // rope on HF-ordered ones (up to the same row permutation), so q·k agree.
+    let w = Tensor::randn(0f32, 1.0, (heads * d, 6), &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (5, 6), &dev).unwrap();
+    let (cos, sin) = {
+        let inv: Vec<f32> = (0..d / 2)
+            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
+            .collect();
+        let t = slmforge::lm::ops::RopeTables::new(&inv, 5, 1.0, &dev).unwrap();
+        (t.cos.clone(), t.sin.clone())
+    };
+    let proj = |w: &Tensor| {
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .reshape((1, 5, heads, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let g = candle_nn::rotary_emb::rope_i(&proj(&w), &cos, &sin).unwrap();
+    let h = candle_nn::rotary_emb::rope(&proj(&gguf_rows_to_hf(&w, heads).unwrap()), &cos, &sin)
+        .unwrap();
+    let g_as_hf = gguf_rows_to_hf(
+        &g.transpose(2, 3).unwrap().reshape((heads * d, 5)).unwrap(),
+        heads,
+    )
+    .unwrap();
+    let h_flat = h.transpose(2, 3).unwrap().reshape((heads * d, 5)).unwrap();
+    assert!(max_abs_diff(&g_as_hf, &h_flat) < 1e-5);
+}
