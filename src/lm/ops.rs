@@ -176,25 +176,94 @@ fn dot4(x: [&[f32]; 4], w: &[f32]) -> [f32; 4] {
     out
 }
 
+/// Dot products of four x rows with two w rows (one pass over both w rows;
+/// eight independent accumulator chains).
+#[inline]
+fn dot2x4(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 4]; 2] {
+    let (mut a0, mut a1, mut a2, mut a3) =
+        ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let (mut b0, mut b1, mut b2, mut b3) =
+        ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let it = w0
+        .chunks_exact(LANES)
+        .zip(w1.chunks_exact(LANES))
+        .zip(x[0].chunks_exact(LANES))
+        .zip(x[1].chunks_exact(LANES))
+        .zip(x[2].chunks_exact(LANES))
+        .zip(x[3].chunks_exact(LANES));
+    for (((((u, v), c0), c1), c2), c3) in it {
+        for l in 0..LANES {
+            a0[l] = c0[l].mul_add(u[l], a0[l]);
+            a1[l] = c1[l].mul_add(u[l], a1[l]);
+            a2[l] = c2[l].mul_add(u[l], a2[l]);
+            a3[l] = c3[l].mul_add(u[l], a3[l]);
+            b0[l] = c0[l].mul_add(v[l], b0[l]);
+            b1[l] = c1[l].mul_add(v[l], b1[l]);
+            b2[l] = c2[l].mul_add(v[l], b2[l]);
+            b3[l] = c3[l].mul_add(v[l], b3[l]);
+        }
+    }
+    let n = w0.len() / LANES * LANES;
+    let mut out = [
+        [
+            a0.iter().sum::<f32>(),
+            a1.iter().sum(),
+            a2.iter().sum(),
+            a3.iter().sum(),
+        ],
+        [
+            b0.iter().sum::<f32>(),
+            b1.iter().sum(),
+            b2.iter().sum(),
+            b3.iter().sum(),
+        ],
+    ];
+    for (c, w) in [w0, w1].iter().enumerate() {
+        for r in 0..4 {
+            for (a, b) in x[r][n..].iter().zip(&w[n..]) {
+                out[c][r] = a.mul_add(*b, out[c][r]);
+            }
+        }
+    }
+    out
+}
+
 /// `x [m, k] · wᵀ` for `w [n, k]` with few rows `m` (decoding): streams each
 /// weight row once for all `m` rows, parallel over weight rows. gemm packs
 /// the whole weight on every call, which dominates at this size.
 pub fn small_m_matmul(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
     let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
     let mut out_t = vec![0f32; n * m];
+    // Pairs of weight rows (the last chunk may hold one).
     out_t
-        .par_chunks_mut(m)
-        .zip(w.par_chunks(k))
-        .with_min_len(64)
-        .for_each(|(o, wr)| {
+        .par_chunks_mut(2 * m)
+        .zip(w.par_chunks(2 * k))
+        .with_min_len(32)
+        .for_each(|(o, wp)| {
+            let wr: Vec<&[f32]> = wp.chunks_exact(k).collect();
             let mut i = 0;
-            while i + 4 <= m {
-                let d = dot4([rows[i], rows[i + 1], rows[i + 2], rows[i + 3]], wr);
-                o[i..i + 4].copy_from_slice(&d);
-                i += 4;
+            if wr.len() == 2 {
+                while i + 4 <= m {
+                    let d = dot2x4(
+                        [rows[i], rows[i + 1], rows[i + 2], rows[i + 3]],
+                        wr[0],
+                        wr[1],
+                    );
+                    o[i..i + 4].copy_from_slice(&d[0]);
+                    o[m + i..m + i + 4].copy_from_slice(&d[1]);
+                    i += 4;
+                }
             }
-            for r in i..m {
-                o[r] = dot1(rows[r], wr);
+            for (c, wrow) in wr.iter().enumerate() {
+                let mut r = i;
+                while r + 4 <= m {
+                    let d = dot4([rows[r], rows[r + 1], rows[r + 2], rows[r + 3]], wrow);
+                    o[c * m + r..c * m + r + 4].copy_from_slice(&d);
+                    r += 4;
+                }
+                for rr in r..m {
+                    o[c * m + rr] = dot1(rows[rr], wrow);
+                }
             }
         });
     if m == 1 {
