@@ -1245,6 +1245,51 @@ fn generate_cli_runs_on_a_gguf_and_rejects_bad_models() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["completion_tokens"].as_u64().unwrap() <= 5);
     assert!(v["prompt_tokens"].as_u64().unwrap() > 5);
+    // With an adapter directory (merged for generation): same as the adapter model.
+    let mut lm = lm::load(&p, &Device::Cpu).unwrap();
+    lm.model
+        .add_lora(
+            &LoraConfig {
+                rank: 2,
+                alpha: 4.0,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+    randomize_lora_b(&lm.model, 2, 0.5);
+    let adir = dir.path().join("adapter");
+    lm.save_adapter_dir(&adir).unwrap();
+    let prompt = lm
+        .prompt_ids(&[Message::text(Role::User, "hi")], &[])
+        .unwrap();
+    let want = lm
+        .generate(
+            &[prompt],
+            &GenerateOptions {
+                sampling: SamplingConfig::greedy(6),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let out = std::process::Command::new(crate::common::bin())
+        .args([
+            "generate",
+            "--model",
+            p.to_str().unwrap(),
+            "--adapter",
+            adir.to_str().unwrap(),
+        ])
+        .args(["--prompt", "hi", "--max-tokens", "6", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["text"], json!(want.texts[0]));
     let out = std::process::Command::new(crate::common::bin())
         .args(["generate", "--model", "no-such-model", "--prompt", "hi"])
         .output()
