@@ -35,6 +35,12 @@ pub enum BenchTarget {
     },
     /// Sentence embedding throughput (all-MiniLM-L6-v2) on short and long texts.
     Embed(EmbedBenchArgs),
+    /// Causal LM inference: prompt-processing and decode (batch 1 and N) throughput.
+    LmInfer(crate::lm::bench::LmInferArgs),
+    /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
+    LmTrain(crate::lm::bench::LmTrainArgs),
+    /// Raw f32 matmul throughput on the causal LM's projection shapes.
+    LmGemm(crate::lm::bench::LmGemmArgs),
 }
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
@@ -47,6 +53,9 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
         } => bench_ingest(calls, input, threads, &dir),
         BenchTarget::Redact { mb, corpus } => crate::redact::bench::run(mb, corpus.as_deref()),
         BenchTarget::Embed(args) => bench_embed(args),
+        BenchTarget::LmInfer(a) => crate::lm::bench::run_infer(a),
+        BenchTarget::LmTrain(a) => crate::lm::bench::run_train(a),
+        BenchTarget::LmGemm(a) => crate::lm::bench::run_gemm(a),
     }
 }
 

@@ -36,6 +36,8 @@ pub enum Command {
     },
     /// Generate synthetic agent traffic in every supported log format, with ground-truth labels.
     Synth(crate::synth::SynthArgs),
+    /// Generate a reply with a causal LM (GGUF), optionally with a LoRA adapter.
+    Generate(crate::lm::generate::GenerateArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -76,6 +78,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Synth(args) => {
             crate::synth::cli(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            crate::lm::generate::run_generate(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -13,4 +13,5 @@ pub mod ingest;
 pub mod models;
 pub mod redact;
 pub mod synth;
+pub mod lm;
 pub mod util;

@@ -8,3 +8,4 @@ mod ingest;
 mod models;
 mod redact;
 mod synth;
+mod lm;

@@ -1,0 +1,909 @@
+//! Llama-architecture causal LM (SmolLM2, Llama 3.x...) loaded from GGUF, with
+//! LoRA adapters, a differentiable training forward and a KV-cache forward.
+//!
+//! * Weights: the frozen base is dequantized to f32 (`[out, in]`). q/k/v are
+//!   stored stacked as one `[q + 2·kv, hidden]` matrix and gate/up as one
+//!   `[2·ffn, hidden]` matrix, so each block runs four base matmuls.
+//! * q/k rows stay in the GGUF order, which llama.cpp permuted for the
+//!   interleaved rotary embedding; so the model uses interleaved RoPE (pairs
+//!   `2i, 2i+1`), as candle's `quantized_llama` does.
+//! * Activations are kept flattened as `[batch·seq, width]` between blocks.
+//! * Every op of the forward backpropagates (see [`super::ops`]); only LoRA
+//!   tensors are variables. In inference (`train = None`) the adapters are
+//!   detached, so no graph is recorded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::gguf::{md_str, md_u32, GgufFile};
+use super::lora::{LoraConfig, LoraTarget};
+use super::ops::{self, AttnMask, Kernels, RopeTables};
+
+/// Rotary tables are precomputed up to this many positions at most.
+const MAX_ROPE_POSITIONS: usize = 16384;
+
+/// Hyper-parameters read from the GGUF metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rope_theta: f32,
+    /// Linear RoPE scaling factor (positions are divided by it); 1 for none.
+    pub rope_linear_factor: f32,
+    pub rms_eps: f64,
+    pub context_length: usize,
+}
+
+impl LlamaConfig {
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// `(in, out)` of a target projection.
+    pub fn target_dims(&self, t: LoraTarget) -> (usize, usize) {
+        let (h, f) = (self.hidden_size, self.intermediate_size);
+        match t {
+            LoraTarget::Q => (h, self.q_dim()),
+            LoraTarget::K | LoraTarget::V => (h, self.kv_dim()),
+            LoraTarget::O => (self.q_dim(), h),
+            LoraTarget::Gate | LoraTarget::Up => (h, f),
+            LoraTarget::Down => (f, h),
+        }
+    }
+
+    /// Reads `llama.*` keys. Other architectures are refused with a clear error.
+    pub fn from_gguf(f: &GgufFile) -> Result<LlamaConfig> {
+        let md = f.metadata();
+        let arch = md_str(md, "general.architecture").unwrap_or("llama");
+        if arch != "llama" {
+            bail!("unsupported model architecture {arch:?}: only Llama-architecture GGUF files are supported")
+        }
+        let get = |k: &str| md_u32(md, &format!("llama.{k}")).map(|v| v as usize);
+        let hidden_size = get("embedding_length")?;
+        let num_heads = get("attention.head_count")?;
+        let num_kv_heads = get("attention.head_count_kv").unwrap_or(num_heads);
+        let head_dim = get("attention.key_length").unwrap_or(hidden_size / num_heads.max(1));
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            bail!("invalid head counts: {num_heads} heads, {num_kv_heads} KV heads")
+        }
+        if head_dim % 2 != 0 {
+            bail!("head dimension {head_dim} is odd")
+        }
+        if let Ok(rd) = get("rope.dimension_count") {
+            if rd != head_dim {
+                bail!("partial rotary embeddings (rope dim {rd} < head dim {head_dim}) are not supported")
+            }
+        }
+        let vocab_size = match get("vocab_size") {
+            Ok(v) => v,
+            Err(_) => super::gguf::md_array(md, "tokenizer.ggml.tokens")
+                .map(|a| a.len())
+                .unwrap_or(0),
+        };
+        let rope_linear_factor = match md_str(md, "llama.rope.scaling.type") {
+            Ok("linear") => super::gguf::md_f32(md, "llama.rope.scaling.factor").unwrap_or(1.0),
+            _ => 1.0,
+        };
+        Ok(LlamaConfig {
+            hidden_size,
+            intermediate_size: get("feed_forward_length")?,
+            num_layers: get("block_count")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            vocab_size,
+            rope_theta: super::gguf::md_f32(md, "llama.rope.freq_base").unwrap_or(10000.0),
+            rope_linear_factor,
+            rms_eps: super::gguf::md_f32(md, "llama.attention.layer_norm_rms_epsilon")
+                .unwrap_or(1e-5) as f64,
+            context_length: get("context_length").unwrap_or(2048),
+        })
+    }
+}
+
+/// One LoRA adapter: `A: [rank, in]`, `B: [out, rank]`.
+#[derive(Clone, Debug)]
+pub struct LoraPair {
+    pub a: Var,
+    pub b: Var,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    attn_norm: Tensor,
+    ffn_norm: Tensor,
+    /// `[q_dim + 2·kv_dim, hidden]`: q rows, then k, then v.
+    wqkv: Tensor,
+    /// `[hidden, q_dim]`.
+    wo: Tensor,
+    /// `[2·ffn, hidden]`: gate rows, then up.
+    wgu: Tensor,
+    /// `[hidden, ffn]`.
+    wdown: Tensor,
+    /// Indexed by [`LoraTarget::index`].
+    lora: [Option<LoraPair>; 7],
+}
+
+/// The model. Cloning is cheap (tensors are shared); a clone shares the
+/// LoRA variables too.
+#[derive(Clone, Debug)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    device: Device,
+    kernels: Kernels,
+    embed: Tensor,
+    lm_head: Tensor,
+    norm: Tensor,
+    blocks: Vec<Block>,
+    rope: RopeTables,
+    lora_cfg: Option<LoraConfig>,
+}
+
+/// Per-layer key/value cache for generation: `[batch, kv_heads, capacity, head_dim]`,
+/// filled up to `len`. Row `b` of the batch is left-padded by `pad_left[b]`.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    capacity: usize,
+    pad_left: Arc<Vec<usize>>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn batch(&self) -> usize {
+        self.pad_left.len()
+    }
+
+    pub fn pad_left(&self) -> &[usize] {
+        &self.pad_left
+    }
+}
+
+/// Where the LM head is applied when computing a training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadPositions {
+    /// Only at the positions that predict an answer token (cheaper).
+    Answer,
+    /// At every position, with the loss masked afterwards (reference).
+    All,
+}
+
+/// A right-padded training batch built from [`super::chat::TrainExample`]s.
+pub struct TrainBatch {
+    /// `[batch, seq]` u32.
+    pub ids: Tensor,
+    /// Flattened positions (`b·seq + t`) whose next token is an answer token.
+    pub rows: Tensor,
+    /// The answer token predicted at each of `rows`.
+    pub targets: Arc<Vec<u32>>,
+    /// Next token at every flattened position (0 where there is none).
+    pub all_targets: Arc<Vec<u32>>,
+    /// 1.0 where `all_targets` is an answer token, else 0.0: `[batch·seq]`.
+    pub all_weights: Tensor,
+    /// Number of answer tokens the loss averages over.
+    pub n_answer: usize,
+    /// Non-padding tokens in the batch.
+    pub n_tokens: usize,
+}
+
+impl TrainBatch {
+    pub fn new(
+        examples: &[super::chat::TrainExample],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<TrainBatch> {
+        if examples.is_empty() {
+            bail!("empty training batch")
+        }
+        let s = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        if s < 2 {
+            bail!("training examples need at least two tokens")
+        }
+        let b = examples.len();
+        let mut ids = vec![pad_id; b * s];
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let mut all_targets = vec![0u32; b * s];
+        let mut weights = vec![0f32; b * s];
+        let mut n_tokens = 0;
+        for (bi, e) in examples.iter().enumerate() {
+            if e.answer_mask.len() != e.ids.len() {
+                bail!(
+                    "training example {bi}: mask length {} != {} ids",
+                    e.answer_mask.len(),
+                    e.ids.len()
+                )
+            }
+            n_tokens += e.ids.len();
+            ids[bi * s..bi * s + e.ids.len()].copy_from_slice(&e.ids);
+            for t in 1..e.ids.len() {
+                let row = bi * s + t - 1;
+                all_targets[row] = e.ids[t];
+                if e.answer_mask[t] {
+                    rows.push(row as u32);
+                    targets.push(e.ids[t]);
+                    weights[row] = 1.0;
+                }
+            }
+        }
+        if rows.is_empty() {
+            bail!("training batch has no answer tokens")
+        }
+        Ok(TrainBatch {
+            ids: Tensor::from_vec(ids, (b, s), device)?,
+            n_answer: rows.len(),
+            rows: Tensor::new(rows.as_slice(), device)?,
+            targets: Arc::new(targets),
+            all_targets: Arc::new(all_targets),
+            all_weights: Tensor::from_vec(weights, b * s, device)?,
+            n_tokens,
+        })
+    }
+}
+
+struct AttnCtx {
+    b: usize,
+    s: usize,
+    positions: Arc<Vec<u32>>,
+    mask: AttnMask,
+}
+
+fn check_shape(t: &Tensor, dims: &[usize], name: &str) -> Result<()> {
+    if t.dims() != dims {
+        bail!("tensor {name} has shape {:?}, expected {dims:?}", t.dims())
+    }
+    Ok(())
+}
+
+impl Llama {
+    /// Loads the model from an opened GGUF file onto `device`.
+    pub fn load(f: &mut GgufFile, device: &Device) -> Result<Llama> {
+        let cfg = LlamaConfig::from_gguf(f)?;
+        let (h, ff, qd, kvd) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+        );
+        let embed = f.tensor_f32("token_embd.weight", device)?;
+        let vocab = embed.dim(0)?;
+        check_shape(&embed, &[vocab, h], "token_embd.weight")?;
+        let lm_head = if f.has_tensor("output.weight") {
+            let t = f.tensor_f32("output.weight", device)?;
+            check_shape(&t, &[vocab, h], "output.weight")?;
+            t
+        } else {
+            embed.clone()
+        };
+        let norm = f.tensor_f32("output_norm.weight", device)?;
+        check_shape(&norm, &[h], "output_norm.weight")?;
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let mut get = |n: &str, dims: &[usize]| -> Result<Tensor> {
+                let name = format!("blk.{i}.{n}.weight");
+                let t = f.tensor_f32(&name, device)?;
+                check_shape(&t, dims, &name)?;
+                Ok(t)
+            };
+            let q = get("attn_q", &[qd, h])?;
+            let k = get("attn_k", &[kvd, h])?;
+            let v = get("attn_v", &[kvd, h])?;
+            let wo = get("attn_output", &[h, qd])?;
+            let gate = get("ffn_gate", &[ff, h])?;
+            let up = get("ffn_up", &[ff, h])?;
+            let wdown = get("ffn_down", &[h, ff])?;
+            let attn_norm = get("attn_norm", &[h])?;
+            let ffn_norm = get("ffn_norm", &[h])?;
+            blocks.push(Block {
+                attn_norm,
+                ffn_norm,
+                wqkv: Tensor::cat(&[q, k, v], 0)?,
+                wo,
+                wgu: Tensor::cat(&[gate, up], 0)?,
+                wdown,
+                lora: Default::default(),
+            });
+        }
+        let half = cfg.head_dim / 2;
+        let mut inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1f32 / cfg.rope_theta.powf((2 * i) as f32 / cfg.head_dim as f32))
+            .collect();
+        if f.has_tensor("rope_freqs.weight") {
+            // Llama 3.x frequency factors: llama.cpp divides each pair's frequency.
+            let factors: Vec<f32> = f
+                .tensor_f32("rope_freqs.weight", device)?
+                .flatten_all()?
+                .to_vec1()?;
+            if factors.len() != half {
+                bail!(
+                    "rope_freqs.weight has {} factors, expected {half}",
+                    factors.len()
+                )
+            }
+            inv_freq.iter_mut().zip(&factors).for_each(|(f, d)| *f /= d);
+        }
+        let max_pos = cfg.context_length.clamp(1, MAX_ROPE_POSITIONS);
+        let rope = RopeTables::new(&inv_freq, max_pos, 1.0 / cfg.rope_linear_factor, device)?;
+        let cfg = LlamaConfig {
+            vocab_size: vocab,
+            ..cfg
+        };
+        Ok(Llama {
+            cfg,
+            device: device.clone(),
+            kernels: Kernels::default(),
+            embed,
+            lm_head,
+            norm,
+            blocks,
+            rope,
+            lora_cfg: None,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    pub fn set_kernels(&mut self, k: Kernels) {
+        self.kernels = k;
+    }
+
+    /// Largest position the rotary tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.rope.max_positions()
+    }
+
+    // -----------------------------------------------------------------------
+    // LoRA.
+
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora_cfg.as_ref()
+    }
+
+    /// Adds fresh adapters (A uniform in ±1/√in, B zero, as PEFT does) on
+    /// every target of every block, replacing any present.
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let r = cfg.rank;
+        for blk in &mut self.blocks {
+            blk.lora = Default::default();
+            for t in LoraTarget::ALL {
+                if !cfg.targets_set(t) {
+                    continue;
+                }
+                let (inp, out) = self.cfg.target_dims(t);
+                let bound = 1.0 / (inp as f32).sqrt();
+                let a: Vec<f32> = (0..r * inp)
+                    .map(|_| rng.random_range(-bound..bound))
+                    .collect();
+                let a = Var::from_tensor(&Tensor::from_vec(a, (r, inp), &self.device)?)?;
+                let b = Var::from_tensor(&Tensor::zeros((out, r), DType::F32, &self.device)?)?;
+                blk.lora[t.index()] = Some(LoraPair { a, b });
+            }
+        }
+        self.lora_cfg = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// Installs adapters from training-layout tensors; every tensor the config
+    /// implies must be present with the right shape, and no other.
+    pub fn set_lora_tensors(
+        &mut self,
+        cfg: &LoraConfig,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<()> {
+        cfg.validate()?;
+        let mut used = 0;
+        let mut blocks = self.blocks.clone();
+        for (i, blk) in blocks.iter_mut().enumerate() {
+            blk.lora = Default::default();
+            for t in LoraTarget::ALL {
+                if !cfg.targets_set(t) {
+                    continue;
+                }
+                let (inp, out) = self.cfg.target_dims(t);
+                let (an, bn) = t.tensor_names(i);
+                let a = tensors
+                    .get(&an)
+                    .with_context(|| format!("adapter tensor {an} is missing"))?;
+                let b = tensors
+                    .get(&bn)
+                    .with_context(|| format!("adapter tensor {bn} is missing"))?;
+                check_shape(a, &[cfg.rank, inp], &an)?;
+                check_shape(b, &[out, cfg.rank], &bn)?;
+                let a = Var::from_tensor(&a.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+                let b = Var::from_tensor(&b.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+                blk.lora[t.index()] = Some(LoraPair { a, b });
+                used += 2;
+            }
+        }
+        if used != tensors.len() {
+            let mut extra: Vec<&String> = tensors
+                .keys()
+                .filter(|n| {
+                    !(0..self.cfg.num_layers).any(|i| {
+                        cfg.targets.iter().any(|t| {
+                            let (a, b) = t.tensor_names(i);
+                            **n == a || **n == b
+                        })
+                    })
+                })
+                .collect();
+            extra.sort();
+            bail!(
+                "adapter holds {} unexpected tensors (first: {:?})",
+                extra.len(),
+                extra.first()
+            )
+        }
+        self.blocks = blocks;
+        self.lora_cfg = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// Drops all adapters.
+    pub fn remove_lora(&mut self) {
+        for blk in &mut self.blocks {
+            blk.lora = Default::default();
+        }
+        self.lora_cfg = None;
+    }
+
+    /// Adapter variables with their training-layout names, by layer then target.
+    pub fn lora_named_vars(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        for (i, blk) in self.blocks.iter().enumerate() {
+            for t in LoraTarget::ALL {
+                if let Some(p) = &blk.lora[t.index()] {
+                    let (an, bn) = t.tensor_names(i);
+                    out.push((an, p.a.clone()));
+                    out.push((bn, p.b.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The trainable variables (for the optimizer).
+    pub fn lora_vars(&self) -> Vec<Var> {
+        self.lora_named_vars().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Snapshot of the adapter tensors (detached copies of the values).
+    pub fn lora_tensors(&self) -> Vec<(String, Tensor)> {
+        self.lora_named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect()
+    }
+
+    pub fn lora_pair(&self, layer: usize, target: LoraTarget) -> Option<&LoraPair> {
+        self.blocks.get(layer)?.lora[target.index()].as_ref()
+    }
+
+    /// The frozen base weight `[out, in]` of a projection.
+    pub fn base_weight(&self, layer: usize, target: LoraTarget) -> Result<Tensor> {
+        let blk = self
+            .blocks
+            .get(layer)
+            .with_context(|| format!("no layer {layer}"))?;
+        let (qd, kvd, ff) = (
+            self.cfg.q_dim(),
+            self.cfg.kv_dim(),
+            self.cfg.intermediate_size,
+        );
+        let w = match target {
+            LoraTarget::Q => blk.wqkv.narrow(0, 0, qd)?,
+            LoraTarget::K => blk.wqkv.narrow(0, qd, kvd)?,
+            LoraTarget::V => blk.wqkv.narrow(0, qd + kvd, kvd)?,
+            LoraTarget::O => blk.wo.clone(),
+            LoraTarget::Gate => blk.wgu.narrow(0, 0, ff)?,
+            LoraTarget::Up => blk.wgu.narrow(0, ff, ff)?,
+            LoraTarget::Down => blk.wdown.clone(),
+        };
+        Ok(w.contiguous()?)
+    }
+
+    /// `W + scale · B · A` for a projection (just `W` without an adapter there).
+    pub fn merged_weight(&self, layer: usize, target: LoraTarget) -> Result<Tensor> {
+        let w = self.base_weight(layer, target)?;
+        match (self.lora_pair(layer, target), &self.lora_cfg) {
+            (Some(p), Some(cfg)) => {
+                let delta =
+                    (p.b.as_tensor().detach().matmul(&p.a.as_tensor().detach())? * cfg.scale())?;
+                Ok((w + delta)?)
+            }
+            _ => Ok(w),
+        }
+    }
+
+    /// A copy of the model with every adapter folded into the base weights
+    /// (for fast inference and export); the copy has no adapters.
+    pub fn merge_lora(&self) -> Result<Llama> {
+        let mut out = self.clone();
+        for (i, blk) in out.blocks.iter_mut().enumerate() {
+            let m = |t| self.merged_weight(i, t);
+            blk.wqkv = Tensor::cat(
+                &[m(LoraTarget::Q)?, m(LoraTarget::K)?, m(LoraTarget::V)?],
+                0,
+            )?;
+            blk.wo = m(LoraTarget::O)?;
+            blk.wgu = Tensor::cat(&[m(LoraTarget::Gate)?, m(LoraTarget::Up)?], 0)?;
+            blk.wdown = m(LoraTarget::Down)?;
+            blk.lora = Default::default();
+        }
+        out.lora_cfg = None;
+        Ok(out)
+    }
+
+    fn lora_delta(
+        &self,
+        p: &LoraPair,
+        x: &Tensor,
+        train: &mut Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        let cfg = self
+            .lora_cfg
+            .as_ref()
+            .context("adapter without a LoRA config")?;
+        let (a, b) = match train {
+            Some(_) => (p.a.as_tensor().clone(), p.b.as_tensor().clone()),
+            None => (p.a.as_tensor().detach(), p.b.as_tensor().detach()),
+        };
+        let x = match train {
+            Some(rng) if cfg.dropout > 0.0 => dropout(x, cfg.dropout, rng)?,
+            _ => x.clone(),
+        };
+        // Scale the rank-r intermediate, not the full-width output.
+        Ok((x.matmul(&a.t()?)? * cfg.scale())?.matmul(&b.t()?)?)
+    }
+
+    // -----------------------------------------------------------------------
+    // Forward.
+
+    fn block_forward(
+        &self,
+        li: usize,
+        x: &Tensor,
+        ctx: &AttnCtx,
+        cache: Option<(&mut (Tensor, Tensor), usize)>,
+        train: &mut Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        let blk = &self.blocks[li];
+        let cfg = &self.cfg;
+        let k = self.kernels;
+        let (b, s) = (ctx.b, ctx.s);
+        let (nh, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+
+        // Attention.
+        let h = ops::rms_norm(x, &blk.attn_norm, cfg.rms_eps, k)?;
+        let qkv = ops::linear(&h, &blk.wqkv, k)?.reshape((b, s, nh + 2 * kvh, hd))?;
+        let mut q = qkv.narrow(2, 0, nh)?;
+        let mut kk = qkv.narrow(2, nh, kvh)?;
+        let mut v = qkv.narrow(2, nh + kvh, kvh)?;
+        for (t, dst, heads) in [
+            (LoraTarget::Q, &mut q, nh),
+            (LoraTarget::K, &mut kk, kvh),
+            (LoraTarget::V, &mut v, kvh),
+        ] {
+            if let Some(p) = &blk.lora[t.index()] {
+                let d = self.lora_delta(p, &h, train)?.reshape((b, s, heads, hd))?;
+                *dst = (&*dst + d)?;
+            }
+        }
+        let q = ops::rope_i(&q.transpose(1, 2)?, &self.rope, &ctx.positions, k)?;
+        let kk = ops::rope_i(&kk.transpose(1, 2)?, &self.rope, &ctx.positions, k)?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k_all, v_all) = match cache {
+            Some((c, offset)) => {
+                c.0.slice_set(&kk, 2, offset)?;
+                c.1.slice_set(&v, 2, offset)?;
+                (c.0.narrow(2, 0, offset + s)?, c.1.narrow(2, 0, offset + s)?)
+            }
+            None => (kk, v),
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let o = match ops::decode_attention(&q, &k_all, &v_all, scale, &ctx.mask, k)? {
+            Some(o) => o,
+            None => ops::attention(&q, &k_all, &v_all, scale, &ctx.mask, k)?,
+        };
+        let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
+        let mut attn = ops::linear(&o, &blk.wo, k)?;
+        if let Some(p) = &blk.lora[LoraTarget::O.index()] {
+            attn = (attn + self.lora_delta(p, &o, train)?)?;
+        }
+        let x = (x + attn)?;
+
+        // SwiGLU feed-forward.
+        let h = ops::rms_norm(&x, &blk.ffn_norm, cfg.rms_eps, k)?;
+        let mut gu = ops::linear(&h, &blk.wgu, k)?;
+        let (lg, lu) = (
+            &blk.lora[LoraTarget::Gate.index()],
+            &blk.lora[LoraTarget::Up.index()],
+        );
+        if lg.is_some() || lu.is_some() {
+            let n = b * s;
+            let ff = cfg.intermediate_size;
+            let part =
+                |p: &Option<LoraPair>, train: &mut Option<&mut ChaCha8Rng>| -> Result<Tensor> {
+                    match p {
+                        Some(p) => self.lora_delta(p, &h, train),
+                        None => Ok(Tensor::zeros((n, ff), DType::F32, &self.device)?),
+                    }
+                };
+            let dg = part(lg, train)?;
+            let du = part(lu, train)?;
+            gu = (gu + Tensor::cat(&[dg, du], 1)?)?;
+        }
+        let act = ops::swiglu(&gu, k)?;
+        let mut down = ops::linear(&act, &blk.wdown, k)?;
+        if let Some(p) = &blk.lora[LoraTarget::Down.index()] {
+            down = (down + self.lora_delta(p, &act, train)?)?;
+        }
+        Ok((x + down)?)
+    }
+
+    fn embed_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        let flat = ids.flatten_all()?;
+        if let Some(&bad) = flat
+            .to_vec1::<u32>()?
+            .iter()
+            .find(|&&t| t as usize >= self.cfg.vocab_size)
+        {
+            bail!(
+                "token id {bad} outside the vocabulary of {}",
+                self.cfg.vocab_size
+            )
+        }
+        Ok(self.embed.index_select(&flat, 0)?)
+    }
+
+    /// Hidden states after the final norm, `[batch, seq, hidden]`, for whole
+    /// sequences `ids: [batch, seq]` (u32). `pad_left[b]` leading tokens of
+    /// row `b` are padding (empty slice: none). `train = Some(rng)` records
+    /// the graph through the adapters and applies LoRA dropout with `rng`.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        pad_left: &[usize],
+        mut train: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let pad = normalize_pad(pad_left, b, s)?;
+        let positions: Vec<u32> = (0..b)
+            .flat_map(|bi| {
+                let p = pad[bi];
+                (0..s).map(move |t| t.saturating_sub(p) as u32)
+            })
+            .collect();
+        let ctx = AttnCtx {
+            b,
+            s,
+            positions: Arc::new(positions),
+            mask: AttnMask {
+                q_len: s,
+                q_offset: 0,
+                pad_left: Arc::new(pad),
+            },
+        };
+        let mut x = self.embed_ids(ids)?;
+        for li in 0..self.blocks.len() {
+            x = self.block_forward(li, &x, &ctx, None, &mut train)?;
+        }
+        let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_eps, self.kernels)?;
+        Ok(x.reshape((b, s, self.cfg.hidden_size))?)
+    }
+
+    /// The LM head on hidden states `[.., hidden]`, giving `[.., vocab]`.
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(ops::linear(hidden, &self.lm_head, self.kernels)?)
+    }
+
+    /// Logits at every position, `[batch, seq, vocab]` (inference, no graph).
+    pub fn forward(&self, ids: &Tensor, pad_left: &[usize]) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, pad_left, None)?;
+        self.lm_head(&h)
+    }
+
+    /// An empty cache for `pad_left.len()` rows and up to `capacity` tokens.
+    pub fn new_cache(&self, pad_left: Vec<usize>, capacity: usize) -> Result<KvCache> {
+        let b = pad_left.len();
+        if b == 0 {
+            bail!("a KV cache needs at least one row")
+        }
+        let shape = (b, self.cfg.num_kv_heads, capacity, self.cfg.head_dim);
+        let layers = (0..self.blocks.len())
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, DType::F32, &self.device)?,
+                    Tensor::zeros(shape, DType::F32, &self.device)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity,
+            pad_left: Arc::new(pad_left),
+        })
+    }
+
+    /// Feeds `ids: [batch, s]` after what the cache holds; returns the logits of
+    /// the last fed position of each row, `[batch, vocab]`.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        if b != cache.batch() {
+            bail!("batch of {b} rows fed to a cache for {}", cache.batch())
+        }
+        let offset = cache.len;
+        if offset + s > cache.capacity {
+            bail!(
+                "KV cache full: {offset} + {s} tokens > capacity {}",
+                cache.capacity
+            )
+        }
+        let pad = cache.pad_left.clone();
+        let positions: Vec<u32> = (0..b)
+            .flat_map(|bi| {
+                let p = pad[bi];
+                (0..s).map(move |t| (offset + t).saturating_sub(p) as u32)
+            })
+            .collect();
+        let ctx = AttnCtx {
+            b,
+            s,
+            positions: Arc::new(positions),
+            mask: AttnMask {
+                q_len: s,
+                q_offset: offset,
+                pad_left: cache.pad_left.clone(),
+            },
+        };
+        let mut x = self.embed_ids(ids)?;
+        let mut none = None;
+        for (li, c) in cache.layers.iter_mut().enumerate() {
+            x = self.block_forward(li, &x, &ctx, Some((c, offset)), &mut none)?;
+        }
+        cache.len += s;
+        let last = x
+            .reshape((b, s, self.cfg.hidden_size))?
+            .i((.., s - 1, ..))?
+            .contiguous()?;
+        let last = ops::rms_norm(&last, &self.norm, self.cfg.rms_eps, self.kernels)?;
+        self.lm_head(&last)
+    }
+
+    /// Mean negative log-likelihood of the answer tokens of `batch`.
+    /// `train = Some(rng)` for a training step (graph through the adapters).
+    pub fn loss(
+        &self,
+        batch: &TrainBatch,
+        head: HeadPositions,
+        train: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        let hidden = self.forward_hidden(&batch.ids, &[], train)?;
+        let flat = hidden.reshape(((), self.cfg.hidden_size))?;
+        match head {
+            HeadPositions::Answer => {
+                let sel = flat.index_select(&batch.rows, 0)?;
+                let nll =
+                    ops::head_cross_entropy(&sel, &self.lm_head, &batch.targets, self.kernels)?;
+                Ok(nll.mean_all()?)
+            }
+            HeadPositions::All => {
+                let logits = self.lm_head(&flat)?;
+                let nll = ops::cross_entropy(&logits, &batch.all_targets, self.kernels)?;
+                Ok(((nll * &batch.all_weights)?.sum_all()? / batch.n_answer as f64)?)
+            }
+        }
+    }
+}
+
+fn normalize_pad(pad_left: &[usize], b: usize, s: usize) -> Result<Vec<usize>> {
+    if pad_left.is_empty() {
+        return Ok(vec![0; b]);
+    }
+    if pad_left.len() != b {
+        bail!("{} padding counts for a batch of {b}", pad_left.len())
+    }
+    if let Some(&p) = pad_left.iter().find(|&&p| p > s) {
+        bail!("padding {p} longer than the sequence ({s})")
+    }
+    Ok(pad_left.to_vec())
+}
+
+/// Inverted dropout with a seeded generator (deterministic for a seed).
+fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
+}
+
+/// Scales the gradients of `vars` so that their global L2 norm is at most
+/// `max_norm`; returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut sq = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max_norm && norm > 0.0 {
+        let c = max_norm / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * c)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Stacks token rows into `[batch, max_len]` u32, left-padded with `pad_id`;
+/// returns the tensor and the padding count of each row.
+pub fn left_padded(
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    device: &Device,
+) -> Result<(Tensor, Vec<usize>)> {
+    let s = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * s);
+    let mut pads = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p = s - r.len();
+        pads.push(p);
+        ids.extend(std::iter::repeat_n(pad_id, p));
+        ids.extend_from_slice(r);
+    }
+    Ok((Tensor::from_vec(ids, (rows.len(), s), device)?, pads))
+}

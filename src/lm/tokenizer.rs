@@ -1,0 +1,238 @@
+//! The model's tokenizer, rebuilt from GGUF metadata as a `tokenizers::Tokenizer`:
+//! byte-level BPE from `tokenizer.ggml.tokens` + `merges`, the pre-tokenizer
+//! named by `tokenizer.ggml.pre`, a ByteLevel decoder, and control tokens
+//! (token type 3) as special added tokens.
+//!
+//! Supported `tokenizer.ggml.pre` values:
+//! * `smollm`, `starcoder`: Digits (one per token), then GPT-2 ByteLevel;
+//! * `gpt2`, `default` or absent: GPT-2 ByteLevel;
+//! * `llama-bpe`/`llama3`/`dbrx`/`smaug-bpe` (Llama 3 split regex, digits in
+//!   groups of three) and `qwen2` (single digits), then ByteLevel without its
+//!   own regex; Llama 3 also ignores merges for words in the vocabulary.
+//!
+//! Other values and non-BPE tokenizers (`tokenizer.ggml.model` other than
+//! `gpt2`, e.g. SentencePiece `llama`) are refused with a clear error.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use super::gguf::{md_array, md_bool, md_str, md_str_array, md_u32, value_u32};
+
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// GGUF token types (llama.cpp `llama_token_type`).
+const TOKEN_TYPE_CONTROL: u32 = 3;
+const TOKEN_TYPE_USER_DEFINED: u32 = 4;
+
+/// A tokenizer plus the ids the chat template and generation need.
+#[derive(Clone)]
+pub struct LmTokenizer {
+    inner: Tokenizer,
+    tokens: Vec<String>,
+    bos: Option<u32>,
+    eos: u32,
+    pad: Option<u32>,
+    add_bos: bool,
+    special_ids: Vec<u32>,
+}
+
+fn tk_err(e: tokenizers::Error) -> anyhow::Error {
+    anyhow!("tokenizer: {e}")
+}
+
+impl LmTokenizer {
+    /// Builds the tokenizer from GGUF metadata.
+    pub fn from_gguf(md: &HashMap<String, Value>) -> Result<LmTokenizer> {
+        let model = md_str(md, "tokenizer.ggml.model").unwrap_or("gpt2");
+        if model != "gpt2" {
+            bail!(
+                "unsupported tokenizer model {model:?}: only byte-level BPE (tokenizer.ggml.model = gpt2) is supported"
+            )
+        }
+        let tokens: Vec<String> = md_str_array(md, "tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let merges: Vec<(String, String)> = md_str_array(md, "tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .with_context(|| {
+                        format!(
+                            "malformed BPE merge (no space) among {} merges",
+                            tokens.len()
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let types: Vec<u32> = match md_array(md, "tokenizer.ggml.token_type") {
+            Ok(a) => a.iter().map(|v| value_u32(v).unwrap_or(1)).collect(),
+            Err(_) => vec![1; tokens.len()],
+        };
+        let mut vocab = Vocab::default();
+        for (i, t) in tokens.iter().enumerate() {
+            vocab.entry(t.clone()).or_insert(i as u32);
+        }
+        let pre = md_str(md, "tokenizer.ggml.pre").unwrap_or("default");
+        let byte_level = ByteLevel::new(false, true, true);
+        let byte_level_no_regex = ByteLevel::new(false, true, false);
+        let split = |re: &str| -> Result<PreTokenizerWrapper> {
+            Ok(PreTokenizerWrapper::Split(
+                Split::new(
+                    SplitPattern::Regex(re.to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(tk_err)?,
+            ))
+        };
+        let (pre_tok, ignore_merges) = match pre {
+            "smollm" | "starcoder" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    PreTokenizerWrapper::Digits(Digits::new(true)),
+                    PreTokenizerWrapper::ByteLevel(byte_level),
+                ])),
+                false,
+            ),
+            "gpt2" | "default" | "gpt-2" => (PreTokenizerWrapper::ByteLevel(byte_level), false),
+            "llama-bpe" | "llama3" | "dbrx" | "smaug-bpe" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    split(LLAMA3_SPLIT)?,
+                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
+                ])),
+                true,
+            ),
+            "qwen2" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    split(QWEN2_SPLIT)?,
+                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
+                ])),
+                false,
+            ),
+            other => bail!(
+                "unsupported pre-tokenizer tokenizer.ggml.pre = {other:?} (supported: smollm, starcoder, gpt2, default, llama-bpe, llama3, dbrx, smaug-bpe, qwen2)"
+            ),
+        };
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(tk_err)?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tok));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        let mut special_ids = Vec::new();
+        let mut specials = Vec::new();
+        let mut user_defined = Vec::new();
+        for (i, (t, ty)) in tokens.iter().zip(&types).enumerate() {
+            match *ty {
+                TOKEN_TYPE_CONTROL => {
+                    special_ids.push(i as u32);
+                    specials.push(AddedToken::from(t.clone(), true));
+                }
+                TOKEN_TYPE_USER_DEFINED => user_defined.push(AddedToken::from(t.clone(), false)),
+                _ => {}
+            }
+        }
+        inner.add_special_tokens(specials).map_err(tk_err)?;
+        if !user_defined.is_empty() {
+            inner.add_tokens(user_defined).map_err(tk_err)?;
+        }
+        let eos =
+            md_u32(md, "tokenizer.ggml.eos_token_id").context("the tokenizer has no EOS token")?;
+        let check = |id: u32, what: &str| -> Result<u32> {
+            if (id as usize) < tokens.len() {
+                Ok(id)
+            } else {
+                bail!(
+                    "{what} token id {id} outside the vocabulary of {}",
+                    tokens.len()
+                )
+            }
+        };
+        Ok(LmTokenizer {
+            eos: check(eos, "EOS")?,
+            bos: md_u32(md, "tokenizer.ggml.bos_token_id")
+                .ok()
+                .map(|b| check(b, "BOS"))
+                .transpose()?,
+            pad: md_u32(md, "tokenizer.ggml.padding_token_id")
+                .ok()
+                .map(|b| check(b, "padding"))
+                .transpose()?,
+            add_bos: md_bool(md, "tokenizer.ggml.add_bos_token").unwrap_or(false),
+            inner,
+            tokens,
+            special_ids,
+        })
+    }
+
+    /// Token ids of `text`; special tokens written in the text (e.g.
+    /// `<|im_start|>`) become their single ids. No BOS is added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tk_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Text of `ids`; `skip_special` drops control tokens.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(tk_err)
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The vocabulary entry of `id` (byte-level form, e.g. `Ġthe`).
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_id(&self) -> u32 {
+        self.eos
+    }
+
+    /// Padding id for batches: the GGUF's padding token, else EOS.
+    pub fn pad_id(&self) -> u32 {
+        self.pad.unwrap_or(self.eos)
+    }
+
+    /// Whether the model expects a BOS token before the text (chat templates
+    /// usually write it themselves).
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.contains(&id)
+    }
+
+    /// The underlying `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
