@@ -5,7 +5,7 @@
 mod common;
 mod embed;
 mod ingest;
+mod lm;
 mod models;
 mod redact;
 mod synth;
-mod lm;
