@@ -15,6 +15,7 @@
 
 pub mod algo;
 pub mod artifact;
+pub mod bench;
 pub mod cache;
 pub mod describe;
 pub mod features;
