@@ -12,7 +12,7 @@ use linfa::prelude::*;
 use linfa_clustering::{Dbscan, KMeans, KMeansInit};
 use linfa_nn::{distance::L2Dist, CommonNearestNeighbour};
 use linfa_reduction::Pca;
-use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::rand_core::SeedableRng as _;
@@ -72,24 +72,32 @@ pub fn pairwise_distances(x: ArrayView2<f32>) -> Array2<f32> {
 /// Mean silhouette of a labelling (labels in `0..k`) from a distance
 /// matrix; a point alone in its cluster scores 0.
 pub fn silhouette(d: &Array2<f32>, labels: &[usize], k: usize) -> f64 {
-    let n = labels.len();
+    let labels: Vec<Option<usize>> = labels.iter().copied().map(Some).collect();
+    silhouette_of_clustered(d, &labels, k)
+}
+
+/// As [`silhouette`], over the points with a label only (noise left out).
+pub fn silhouette_of_clustered(d: &Array2<f32>, labels: &[Option<usize>], k: usize) -> f64 {
+    let n = labels.iter().flatten().count();
     if n < 2 || k < 2 {
         return 0.0;
     }
     let mut sizes = vec![0usize; k];
-    for &l in labels {
-        sizes[l] += 1;
+    for l in labels.iter().flatten() {
+        sizes[*l] += 1;
     }
-    let scores: Vec<f64> = (0..n)
+    let scores: Vec<f64> = (0..labels.len())
         .into_par_iter()
-        .map(|i| {
+        .filter_map(|i| {
+            let own = labels[i]?;
             let mut sums = vec![0f64; k];
-            for (j, &l) in labels.iter().enumerate() {
-                sums[l] += d[[i, j]] as f64;
+            for (j, l) in labels.iter().enumerate() {
+                if let Some(l) = l {
+                    sums[*l] += d[[i, j]] as f64;
+                }
             }
-            let own = labels[i];
             if sizes[own] <= 1 {
-                return 0.0;
+                return Some(0.0);
             }
             let a = sums[own] / (sizes[own] - 1) as f64;
             let b = (0..k)
@@ -97,14 +105,10 @@ pub fn silhouette(d: &Array2<f32>, labels: &[usize], k: usize) -> f64 {
                 .map(|c| sums[c] / sizes[c] as f64)
                 .fold(f64::INFINITY, f64::min);
             if !b.is_finite() {
-                return 0.0;
+                return Some(0.0);
             }
             let m = a.max(b);
-            if m > 0.0 {
-                (b - a) / m
-            } else {
-                0.0
-            }
+            Some(if m > 0.0 { (b - a) / m } else { 0.0 })
         })
         .collect();
     scores.iter().sum::<f64>() / n as f64
@@ -268,21 +272,49 @@ impl Reduction {
 
     /// The coordinates of `x`'s rows.
     pub fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        match &self.pca {
-            Some(p) if x.nrows() > 0 => {
-                // In slices, so the f64 copy stays small.
-                let parts: Vec<Array2<f32>> = x
-                    .axis_chunks_iter(Axis(0), 4096)
-                    .map(|chunk| {
-                        let y: Array2<f64> = p.predict(&chunk.mapv(f64::from));
-                        y.mapv(|v| v as f32)
-                    })
-                    .collect();
-                let views: Vec<ArrayView2<f32>> = parts.iter().map(|a| a.view()).collect();
-                ndarray::concatenate(Axis(0), &views).expect("same widths")
+        self.project(x, false)
+    }
+
+    /// The coordinates plus one more column: the length of the part of each
+    /// row the components leave out. Distances there bound the full ones
+    /// from below, and a call unusual in a direction the components do not
+    /// capture (a tool no one else uses) stays far from the others, so
+    /// density-based outlier detection still sees it.
+    pub fn apply_with_residual(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        self.project(x, true)
+    }
+
+    fn project(&self, x: ArrayView2<f32>, residual: bool) -> Array2<f32> {
+        let Some(p) = self.pca.as_ref().filter(|_| x.nrows() > 0) else {
+            let mut out = x.to_owned();
+            if residual {
+                out.push_column(Array1::zeros(x.nrows()).view())
+                    .expect("column of the right length");
             }
-            _ => x.to_owned(),
-        }
+            return out;
+        };
+        // In slices, so the f64 copies stay small.
+        let parts: Vec<Array2<f32>> = x
+            .axis_chunks_iter(Axis(0), 4096)
+            .map(|chunk| {
+                let xf = chunk.mapv(f64::from);
+                let y: Array2<f64> = p.predict(&xf);
+                let mut out = y.mapv(|v| v as f32);
+                if residual {
+                    let back = y.dot(p.components()) + p.mean();
+                    let res: Array1<f32> = (&xf - &back)
+                        .rows()
+                        .into_iter()
+                        .map(|r| r.dot(&r).sqrt() as f32)
+                        .collect();
+                    out.push_column(res.view())
+                        .expect("column of the right length");
+                }
+                out
+            })
+            .collect();
+        let views: Vec<ArrayView2<f32>> = parts.iter().map(|a| a.view()).collect();
+        ndarray::concatenate(Axis(0), &views).expect("same widths")
     }
 }
 
@@ -342,14 +374,38 @@ pub fn dbscan(
     Ok(params.transform(&x).to_vec())
 }
 
-/// A DBSCAN radius from the sample's distance matrix: the 90th percentile
-/// of each point's distance to its `min_points`-th nearest neighbour
-/// (itself included), so that dense regions connect and the sparsest tenth
-/// are candidates for noise.
-pub fn auto_eps(dist: &Array2<f32>, min_points: usize) -> f32 {
+/// One DBSCAN radius tried by [`choose_eps`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpsScore {
+    pub eps: f32,
+    /// Silhouette of the clustered sample points times their share.
+    pub score: f64,
+    pub clusters: usize,
+    pub noise_share: f64,
+}
+
+/// Multiples of the median distance to the `min_points`-th neighbour tried
+/// as DBSCAN radii: 1, 1.2, ... 4.
+const EPS_FACTORS: std::ops::RangeInclusive<u32> = 5..=20;
+const EPS_STEP: f32 = 0.2;
+
+/// Chooses a DBSCAN radius on the sample: each candidate (a multiple of the
+/// median distance to the `min_points`-th nearest neighbour, the point
+/// itself included) is run on `sample`, groups under `min_size` count as
+/// noise, and the score is the silhouette of the clustered points times
+/// their share (noise costs). Among the radii within [`K_TIE`] of the best
+/// score, those giving the fewest clusters win, and of those the middle one
+/// (away from the edge where clusters start to merge). Returns the radius
+/// and the scores.
+pub fn choose_eps(
+    sample: ArrayView2<f32>,
+    dist: &Array2<f32>,
+    min_points: usize,
+    min_size: usize,
+) -> anyhow::Result<(f32, Vec<EpsScore>)> {
     let n = dist.nrows();
     if n < 2 {
-        return 1.0;
+        return Ok((1.0, Vec::new()));
     }
     let kth = min_points.clamp(2, n) - 1;
     let mut kd: Vec<f32> = (0..n)
@@ -361,9 +417,51 @@ pub fn auto_eps(dist: &Array2<f32>, min_points: usize) -> f32 {
         })
         .collect();
     kd.sort_by(f32::total_cmp);
-    let v = kd[((n - 1) * 9) / 10];
-    // Strictly-less-than in the range query: nudge up so the percentile point connects.
-    (v * 1.0001).max(1e-6)
+    let base = kd[n / 2].max(1e-6);
+    let mut scores = Vec::new();
+    for f in EPS_FACTORS {
+        let eps = base * f as f32 * EPS_STEP;
+        let mut labels = dbscan(sample, eps, min_points)?;
+        let k = labels.iter().flatten().map(|&c| c + 1).max().unwrap_or(0);
+        let mut sizes = vec![0usize; k];
+        for l in labels.iter().flatten() {
+            sizes[*l] += 1;
+        }
+        // Renumber the groups big enough; the rest is noise.
+        let mut ids = vec![None; k];
+        let mut kept = 0;
+        for (c, &size) in sizes.iter().enumerate() {
+            if size >= min_size.max(2) {
+                ids[c] = Some(kept);
+                kept += 1;
+            }
+        }
+        for l in labels.iter_mut() {
+            *l = l.and_then(|c| ids[c]);
+        }
+        let clustered = labels.iter().flatten().count();
+        let share = clustered as f64 / n as f64;
+        let score = silhouette_of_clustered(dist, &labels, kept) * share;
+        scores.push(EpsScore {
+            eps,
+            score,
+            clusters: kept,
+            noise_share: 1.0 - share,
+        });
+    }
+    let best = scores
+        .iter()
+        .map(|s| s.score)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let tied: Vec<&EpsScore> = scores.iter().filter(|s| s.score >= best - K_TIE).collect();
+    let fewest = tied.iter().map(|s| s.clusters).min().unwrap_or(0);
+    let plateau: Vec<f32> = tied
+        .iter()
+        .filter(|s| s.clusters == fewest)
+        .map(|s| s.eps)
+        .collect();
+    let eps = plateau[plateau.len() / 2];
+    Ok((eps, scores))
 }
 
 /// Mean of the rows of `x` in each cluster (`labels` in `0..k`).

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::algo::KScore;
+use super::algo::{EpsScore, KScore};
 use super::features::FeatureSpec;
 use crate::util::usage;
 
@@ -109,7 +109,7 @@ pub struct ClustersJson {
     /// DBSCAN radius and core size, when DBSCAN ran.
     pub dbscan: Option<DbscanInfo>,
     /// Silhouette of each k tried (KMeans with automatic k; one entry when
-    /// k was given), on the sample.
+    /// k was given), on the sample's leading principal components.
     pub k_search: Vec<KScore>,
     pub embedder: EmbedderInfo,
     pub features: FeatureSpec,
@@ -125,9 +125,13 @@ pub struct ClustersJson {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DbscanInfo {
+    /// Radius in the space of the calls' leading principal components plus
+    /// the residual length.
     pub eps: f32,
     pub eps_auto: bool,
     pub min_points: usize,
+    /// The radii tried when `eps_auto`.
+    pub eps_search: Vec<EpsScore>,
 }
 
 /// Writes `clusters.parquet` atomically.

@@ -33,7 +33,7 @@ use indicatif::ProgressBar;
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
-pub use algo::KScore;
+pub use algo::{EpsScore, KScore};
 pub use artifact::{
     read_assignment_rows, read_assignments, read_summary, Assignment, ClusterStats, ClusterSummary,
     ClustersJson, DbscanInfo, EmbedderInfo, Percentiles, ToolShare, ASSIGNMENTS_FILE, OUTLIER,
@@ -61,9 +61,12 @@ const EMBED_CHUNK: usize = 1024;
 pub enum Algorithm {
     /// KMeans; k from the config or chosen by silhouette.
     KMeans,
-    /// DBSCAN: `eps` is the neighbourhood radius in feature space (`None`:
-    /// estimated from the sample), `min_points` the core-point threshold
-    /// (the point itself included). Points in no dense region are outliers.
+    /// DBSCAN on the calls' leading principal components (those of the
+    /// sample, [`algo::SEARCH_DIMS`] of them) plus the length of what they
+    /// leave out: `eps` is the neighbourhood radius there (`None`: chosen on
+    /// the sample by [`algo::choose_eps`]),
+    /// `min_points` the core-point threshold (the point itself included).
+    /// Points in no dense region are outliers.
     Dbscan { eps: Option<f32>, min_points: usize },
 }
 
@@ -429,23 +432,36 @@ fn cluster_kmeans(
     })
 }
 
-/// DBSCAN on the reduced coordinates of all calls; centroids are the
+/// DBSCAN on the calls' leading principal components plus the residual
+/// length ([`algo::Reduction::apply_with_residual`]); centroids are the
 /// members' means in the full feature space.
 fn cluster_dbscan(
+    cfg: &ClusterConfig,
     x: &Array2<f32>,
+    xs: &Array2<f32>,
     reduction: &algo::Reduction,
-    reduced_sample: &Array2<f32>,
     eps: Option<f32>,
     min_points: usize,
 ) -> anyhow::Result<RawClustering> {
-    let (eps, eps_auto) = match eps {
-        Some(e) => (e, false),
-        None => (
-            algo::auto_eps(&algo::pairwise_distances(reduced_sample.view()), min_points),
-            true,
-        ),
+    let (eps, eps_search) = match eps {
+        Some(e) => (e, Vec::new()),
+        None => {
+            let sample = reduction.apply_with_residual(xs.view());
+            // The minimum size, scaled to the sample.
+            let min_size = (cfg.min_cluster_size * xs.nrows()).div_ceil(x.nrows().max(1));
+            algo::choose_eps(
+                sample.view(),
+                &algo::pairwise_distances(sample.view()),
+                min_points,
+                min_size,
+            )?
+        }
     };
-    let labels = algo::dbscan(reduction.apply(x.view()).view(), eps, min_points)?;
+    let labels = algo::dbscan(
+        reduction.apply_with_residual(x.view()).view(),
+        eps,
+        min_points,
+    )?;
     let k = labels.iter().flatten().map(|&c| c + 1).max().unwrap_or(0);
     let centroids = algo::centroids_of(x.view(), &labels, k);
     Ok(RawClustering {
@@ -454,8 +470,9 @@ fn cluster_dbscan(
         k_search: Vec::new(),
         dbscan: Some(DbscanInfo {
             eps,
-            eps_auto,
+            eps_auto: !eps_search.is_empty(),
             min_points,
+            eps_search,
         }),
     })
 }
@@ -563,7 +580,7 @@ pub fn run_with(
     let raw = match &cfg.algorithm {
         Algorithm::KMeans => cluster_kmeans(cfg, &x, &xs, &reduced)?,
         Algorithm::Dbscan { eps, min_points } => {
-            cluster_dbscan(&x, &reduction, &reduced, *eps, *min_points)?
+            cluster_dbscan(cfg, &x, &xs, &reduction, *eps, *min_points)?
         }
     };
 
@@ -951,7 +968,9 @@ pub struct ClusterArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = AlgorithmArg::Kmeans)]
     pub algorithm: AlgorithmArg,
-    /// DBSCAN neighbourhood radius in feature space [default: estimated].
+    /// DBSCAN neighbourhood radius, in the space of the calls' first 48
+    /// principal components plus their residual length [default: chosen on
+    /// the sample].
     #[arg(long)]
     pub eps: Option<f32>,
     /// DBSCAN core-point threshold (the point itself included).

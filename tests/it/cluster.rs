@@ -440,33 +440,86 @@ fn clusters_under_the_minimum_size_become_outliers() {
     assert_eq!(ids, (0..ids.len() as i32).collect::<Vec<_>>());
 }
 
+/// Three calls unlike anything else (their own tools and topics), in the
+/// OpenAI chat request/response shape.
+fn odd_calls(path: &Path) {
+    let lines: Vec<String> = [
+        ("You control the launch pad of the rocket range.", "Fuel stage two and start the countdown at T minus ten.", "launch_rocket"),
+        ("You align the observatory's telescope mirrors.", "Calibrate the primary mirror for tonight's nebula survey.", "calibrate_telescope"),
+        ("Barista robot: brew drinks exactly as ordered.", "Double espresso with oat milk, extra hot, no sugar.", "brew_coffee"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (system, user, tool))| {
+        serde_json::json!({
+            "workload_id": "odd", "timestamp": 1731000000 + i,
+            "request": {"model": "gpt-4o", "messages": [
+                {"role": "system", "content": system}, {"role": "user", "content": user}],
+                "tools": [{"type": "function", "function": {"name": tool, "description": "Do it",
+                    "parameters": {"type": "object", "properties": {"what": {"type": "string"}}}}}]},
+            "response": {"id": format!("odd{i}"), "object": "chat.completion", "created": 1731000001, "model": "gpt-4o",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": format!("call_{i}"), "type": "function", "function": {"name": tool,
+                        "arguments": "{\"what\": \"now\"}"}}]}}]}
+        })
+        .to_string()
+    })
+    .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
 #[test]
 fn dbscan_marks_outliers() {
     let t = tiny();
-    let d = dataset(120, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let (logs, _) = synth_logs(tmp.path(), 150, 9);
+    let odd = tmp.path().join("odd.jsonl");
+    odd_calls(&odd);
+    let dir = tmp.path().join("ds");
+    let report = ingest::run(&ingest_cfg(), &[logs, odd], &dir)
+        .unwrap()
+        .report;
+    let n = report.written as usize;
+    let odd_ids: HashSet<String> = slmforge::dataset::read_rows(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.source_file.ends_with("odd.jsonl"))
+        .map(|r| r.call_id)
+        .collect();
+    assert_eq!(odd_ids.len(), 3);
+
     let dbscan = |eps: Option<f32>| ClusterConfig {
         algorithm: Algorithm::Dbscan { eps, min_points: 4 },
-        min_cluster_size: 1,
         ..cfg()
     };
+    // The radius chosen on the sample: the odd calls are outliers, the
+    // synthetic workloads are clustered.
+    let auto = cluster::run(&dbscan(None), &dir, &t.embedder).unwrap();
+    assert_eq!(auto.summary.algorithm, "dbscan");
+    let info = auto.summary.dbscan.clone().unwrap();
+    assert!(info.eps_auto && info.eps > 0.0 && !info.eps_search.is_empty());
+    assert!(info.eps_search.iter().any(|s| s.eps == info.eps));
+    for a in &auto.assignments {
+        if odd_ids.contains(&a.call_id) {
+            assert_eq!(a.cluster, -1, "an odd call was clustered");
+            assert!(a.distance.is_finite() && a.distance > 0.0);
+        }
+    }
+    assert!(auto.k >= 1);
+    assert!(auto.summary.outliers >= 3);
+    assert!(auto.summary.outliers * 4 < n, "most calls are outliers");
+    let kept: usize = auto.summary.clusters.iter().map(|c| c.size).sum();
+    assert_eq!(kept + auto.summary.outliers, n);
+
     // A tiny radius: no dense region, every call an outlier.
-    let none = cluster::run(&dbscan(Some(1e-6)), &d.dir, &t.embedder).unwrap();
-    assert_eq!(none.summary.algorithm, "dbscan");
+    let none = cluster::run(&dbscan(Some(1e-6)), &dir, &t.embedder).unwrap();
     assert_eq!(none.k, 0);
-    assert_eq!(none.summary.outliers, d.calls);
+    assert_eq!(none.summary.outliers, n);
     assert!(none.assignments.iter().all(|a| a.cluster == -1));
     // A huge radius: one cluster, no outliers.
-    let one = cluster::run(&dbscan(Some(1e6)), &d.dir, &t.embedder).unwrap();
+    let one = cluster::run(&dbscan(Some(1e6)), &dir, &t.embedder).unwrap();
     assert_eq!(one.k, 1);
     assert_eq!(one.summary.outliers, 0);
-    // The estimated radius: the sparsest calls are outliers, the rest clustered.
-    let auto = cluster::run(&dbscan(None), &d.dir, &t.embedder).unwrap();
-    let info = auto.summary.dbscan.clone().unwrap();
-    assert!(info.eps_auto && info.eps > 0.0);
-    assert!(auto.summary.outliers > 0, "no call marked as an outlier");
-    assert!(auto.k >= 1);
-    let kept: usize = auto.summary.clusters.iter().map(|c| c.size).sum();
-    assert_eq!(kept + auto.summary.outliers, d.calls);
 }
 
 // ------------------------------------------------------------- bad input
@@ -630,7 +683,19 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     else {
         return;
     };
-    let d = dataset(600, 42);
+    // 600 synthetic calls plus three calls unlike any workload.
+    let tmp = tempfile::tempdir().unwrap();
+    let (logs, labels) = synth_logs(tmp.path(), 600, 42);
+    let odd = tmp.path().join("odd.jsonl");
+    odd_calls(&odd);
+    let dir = tmp.path().join("ds");
+    ingest::run(&ingest_cfg(), &[logs, odd], &dir).unwrap();
+    let d = Data {
+        calls: 603,
+        tmp,
+        dir,
+        labels,
+    };
     let c = ClusterConfig {
         truth: Some(d.labels.clone()),
         plot: false,
@@ -646,6 +711,7 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     );
     assert!(ari >= 0.9, "ARI {ari} < 0.9 (k = {})", s.k);
     assert_eq!(s.k, synth::workload_names().len());
+    assert_eq!(s.calls, d.calls);
 
     // Each cluster's workload, by majority of its members.
     let truth = truth_of(&d.dir, &d.labels);
@@ -703,4 +769,36 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     odd.tools.clear();
     odd.response = Default::default();
     assert_eq!(cluster::assign(&summary, &odd, &e), None);
+
+    // DBSCAN with its chosen radius finds the workloads too, and leaves the
+    // odd calls out (embeddings from the cache now).
+    let db = ClusterConfig {
+        algorithm: Algorithm::Dbscan {
+            eps: None,
+            min_points: 5,
+        },
+        ..c
+    };
+    let out = cluster::run(&db, &d.dir, &e).unwrap();
+    assert_eq!(out.cache.misses, 0);
+    let ari = out.summary.ari.unwrap();
+    eprintln!(
+        "real MiniLM, DBSCAN: k = {}, ARI {ari:.3}, outliers {}",
+        out.k, out.summary.outliers
+    );
+    assert!(ari >= 0.9, "DBSCAN ARI {ari}");
+    let odd_ids: HashSet<String> = slmforge::dataset::read_rows(&d.dir)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.source_file.ends_with("odd.jsonl"))
+        .map(|r| r.call_id)
+        .collect();
+    assert_eq!(odd_ids.len(), 3);
+    for a in out
+        .assignments
+        .iter()
+        .filter(|a| odd_ids.contains(&a.call_id))
+    {
+        assert_eq!(a.cluster, -1, "DBSCAN clustered an odd call");
+    }
 }
