@@ -1,17 +1,37 @@
 //! `slmforge cluster` (phase 3): finds the workloads in a dataset by
-//! itself. Each call becomes a weighted feature vector (sentence embeddings
-//! of its system prompt and user request, TF-IDF of the tools offered and
-//! called, response kind, output-length bucket); KMeans with k chosen by
-//! silhouette (or DBSCAN) groups them; groups under a minimum size become
-//! outliers that stay on the general LLM. Writes `DIR/clusters.parquet`,
-//! `DIR/clusters.json` and `DIR/clusters.svg`.
+//! itself. Writes `DIR/clusters.parquet`, `DIR/clusters.json` and
+//! `DIR/clusters.svg`.
+//!
+//! How:
+//! 1. Each call of `calls.parquet` becomes [`CallFacts`]: its system prompt
+//!    and last user message (placeholder numbers removed, `<EMAIL_12>` ->
+//!    `<EMAIL>`; whitespace collapsed; cut to about 256 and 128 tokens), the
+//!    tools offered and called, the response kind, token counts.
+//! 2. The distinct texts are embedded with all-MiniLM-L6-v2, from the
+//!    on-disk cache where possible ([`cache`]); a system prompt shared by a
+//!    workload is embedded once.
+//! 3. [`FeatureSpec`] lays out one weighted vector per call: both
+//!    embeddings, TF-IDF of offered and of called tool names, response kind
+//!    and output-length bucket, each block scaled by its weight.
+//! 4. KMeans (linfa-clustering): for each k in 2..=k_max, greedy k-means++
+//!    seedings refined by linfa's KMeans on a sample of the calls projected
+//!    onto its 48 leading principal components (linfa-reduction); the
+//!    silhouette there scores each k and the smallest k within 0.01 of the
+//!    best wins. The chosen k is refined on all calls in the full space. Or
+//!    DBSCAN (linfa-clustering) with its radius chosen the same way.
+//!    Clusters under the minimum size become outliers (-1), which stay on
+//!    the general LLM.
+//! 5. Clusters are numbered by size, then first call id, and described
+//!    ([`describe`]): class-based TF-IDF terms, called tools, the call
+//!    nearest the centroid, token percentiles, response-kind rates, purity
+//!    against logged `workload_id`s; ARI against `--truth`.
 //!
 //! Invariants: reads only redacted calls (`calls.parquet`); same dataset,
-//! config and seed give byte-identical artifacts (seeded KMeans, stable
-//! orders, clusters numbered by size then first call id; timings and cache
-//! figures are printed, not stored); embeddings are cached on disk per
-//! embedder checksum, and a run with nothing new to embed never loads the
-//! model ([`LazyEmbedder`]).
+//! config and seed give byte-identical artifacts, whatever the thread count
+//! (seeded RNGs, per-row parallel work, stable orders; timings and cache
+//! figures are printed, not stored); a run with nothing new to embed never
+//! loads the model ([`LazyEmbedder`]); [`assign`] featurises a new call
+//! exactly as the run did, from what `clusters.json` stores.
 
 pub mod algo;
 pub mod artifact;
@@ -569,10 +589,8 @@ pub fn run_with(
         });
 
     // Clustering.
-    let sample_max = match cfg.k {
-        Some(k) if k >= cfg.sample => n,
-        _ => cfg.sample,
-    };
+    // The sample must hold more calls than the k asked for.
+    let sample_max = cfg.sample.max(cfg.k.map_or(0, |k| 2 * k));
     let sample_idx = algo::sample_indices(n, sample_max, cfg.seed);
     let xs = x.select(Axis(0), &sample_idx);
     let reduction = algo::Reduction::fit(xs.view(), algo::SEARCH_DIMS);
@@ -1106,6 +1124,12 @@ pub fn summary_text(out: &ClusterOutput) -> String {
                 .map(|x| format!("{}:{:.2}", x.k, x.silhouette))
                 .collect::<Vec<_>>()
                 .join(" ")
+        );
+    }
+    if s.k == 0 {
+        t += &format!(
+            "  note: no cluster reached --min-cluster-size {}: every call stays on the LLM\n",
+            s.min_cluster_size
         );
     }
     if let Some(d) = &s.dbscan {
