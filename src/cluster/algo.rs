@@ -27,7 +27,7 @@ pub const SEARCH_RUNS: usize = 10;
 pub const SEARCH_DIMS: usize = 48;
 
 /// Scores within this much of the best count as a tie; the smallest such k wins.
-pub const K_TIE: f64 = 0.01;
+pub const K_TIE: f64 = 0.005;
 
 /// The silhouette of one k tried.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

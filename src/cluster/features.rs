@@ -1,7 +1,8 @@
 //! Per-call features for clustering: the task text (system prompt and last
 //! user request, placeholders normalised, truncated) that gets embedded, the
 //! tools offered and called (TF-IDF over a tool-name vocabulary), the
-//! response kind and an output-length bucket, laid out in one weighted
+//! response kind, the keys of a JSON answer (its schema, TF-IDF) and an
+//! output-length bucket, laid out in one weighted
 //! vector. [`FeatureSpec`] is stored in `clusters.json` so a new call can be
 //! featurised the same way later.
 
@@ -27,6 +28,9 @@ pub struct FeatureWeights {
     pub tools_called: f32,
     /// Response kind: tool call, JSON or free text.
     pub response_kind: f32,
+    /// TF-IDF of the top-level keys of a JSON answer (its output schema).
+    #[serde(default)]
+    pub json_keys: f32,
     /// Output-length bucket.
     pub length: f32,
 }
@@ -39,6 +43,7 @@ impl Default for FeatureWeights {
             tools_offered: 0.6,
             tools_called: 0.3,
             response_kind: 0.3,
+            json_keys: 0.5,
             length: 0.2,
         }
     }
@@ -46,7 +51,8 @@ impl Default for FeatureWeights {
 
 impl FeatureWeights {
     /// Parses `name=value` pairs (`system`, `user`, `tools_offered`,
-    /// `tools_called`, `response_kind`, `length`) over the defaults.
+    /// `tools_called`, `response_kind`, `json_keys`, `length`) over the
+    /// defaults.
     pub fn parse_overrides(mut self, pairs: &[String]) -> Result<FeatureWeights, String> {
         for p in pairs {
             let (k, v) = p
@@ -64,10 +70,11 @@ impl FeatureWeights {
                 "tools_offered" => self.tools_offered = v,
                 "tools_called" => self.tools_called = v,
                 "response_kind" => self.response_kind = v,
+                "json_keys" => self.json_keys = v,
                 "length" => self.length = v,
                 other => {
                     return Err(format!(
-                        "--weight: unknown part {other:?} (known: system, user, tools_offered, tools_called, response_kind, length)"
+                        "--weight: unknown part {other:?} (known: system, user, tools_offered, tools_called, response_kind, json_keys, length)"
                     ))
                 }
             }
@@ -131,6 +138,13 @@ pub struct FeatureSpec {
     pub tool_idf_offered: Vec<f32>,
     /// Smoothed IDF of each vocabulary name among called tool sets.
     pub tool_idf_called: Vec<f32>,
+    /// Top-level keys of JSON answers (the most frequent, up to
+    /// [`MAX_TOOL_VOCAB`]), sorted.
+    #[serde(default)]
+    pub json_key_vocab: Vec<String>,
+    /// Smoothed IDF of each JSON key.
+    #[serde(default)]
+    pub json_key_idf: Vec<f32>,
     pub response_kinds: Vec<String>,
     /// Completion-token bucket bounds (exclusive upper bounds).
     pub length_buckets: Vec<u64>,
@@ -149,6 +163,9 @@ pub struct CallFacts {
     pub offered: Vec<String>,
     /// Called tool names, sorted, distinct.
     pub called: Vec<String>,
+    /// Top-level keys of a JSON answer (of its first element when it is an
+    /// array of objects), sorted, distinct.
+    pub json_keys: Vec<String>,
     /// Index into [`KINDS`]; `None` when the call has no response.
     pub kind: Option<usize>,
     pub prompt_tokens: u64,
@@ -218,6 +235,21 @@ fn sorted_distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     v
 }
 
+/// Top-level keys of a JSON object (or of the first object of an array).
+fn json_keys(text: &str) -> Vec<String> {
+    let v: serde_json::Value = match serde_json::from_str(text.trim()) {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    let obj = match &v {
+        serde_json::Value::Object(o) => Some(o),
+        serde_json::Value::Array(a) => a.first().and_then(|x| x.as_object()),
+        _ => None,
+    };
+    obj.map(|o| sorted_distinct(o.keys().map(String::as_str)))
+        .unwrap_or_default()
+}
+
 impl CallFacts {
     /// Extracts the facts of one call; token counts come from the logged
     /// usage when present, else an estimate of characters / 4.
@@ -235,6 +267,11 @@ impl CallFacts {
             let k = call.response.kind();
             KINDS.iter().position(|x| *x == k).unwrap_or(2)
         });
+        let json_keys = if kind == Some(1) {
+            json_keys(call.response.content.as_deref().unwrap_or(""))
+        } else {
+            Vec::new()
+        };
         let prompt_chars: usize = call
             .messages
             .iter()
@@ -267,6 +304,7 @@ impl CallFacts {
             user,
             offered,
             called,
+            json_keys,
             kind,
             prompt_tokens: call
                 .usage
@@ -286,6 +324,28 @@ impl CallFacts {
     pub fn has_response(&self) -> bool {
         self.kind.is_some()
     }
+}
+
+/// The most frequent names over the sets (up to [`MAX_TOOL_VOCAB`], names
+/// break ties), sorted by name, with their smoothed IDF over `n` calls.
+fn vocabulary<'a>(
+    sets: impl Iterator<Item = &'a Vec<String>>,
+    n: usize,
+) -> (Vec<String>, Vec<f32>) {
+    let mut df: BTreeMap<&str, usize> = BTreeMap::new();
+    for set in sets {
+        for t in set {
+            *df.entry(t).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(&str, usize)> = df.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.truncate(MAX_TOOL_VOCAB);
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    (
+        v.iter().map(|(t, _)| t.to_string()).collect(),
+        v.iter().map(|(_, d)| idf(n, *d)).collect(),
+    )
 }
 
 /// Smoothed IDF as scikit-learn computes it: ln((1 + n) / (1 + df)) + 1.
@@ -340,6 +400,7 @@ impl FeatureSpec {
             .iter()
             .map(|(t, _)| idf(n, df_called.get(t).copied().unwrap_or(0)))
             .collect();
+        let (json_key_vocab, json_key_idf) = vocabulary(facts.iter().map(|f| &f.json_keys), n);
         let v = tool_vocab.len();
         let parts = [
             ("system", embed_dim, true),
@@ -347,6 +408,7 @@ impl FeatureSpec {
             ("tools_offered", v, true),
             ("tools_called", v, false),
             ("response_kind", KINDS.len(), false),
+            ("json_keys", json_key_vocab.len(), false),
             ("length", LENGTH_BUCKETS.len() + 1, false),
         ];
         let mut offset = 0;
@@ -371,6 +433,8 @@ impl FeatureSpec {
             tool_vocab,
             tool_idf_offered,
             tool_idf_called,
+            json_key_vocab,
+            json_key_idf,
             response_kinds: KINDS.iter().map(|s| s.to_string()).collect(),
             length_buckets: LENGTH_BUCKETS.to_vec(),
             dims: offset,
@@ -416,24 +480,33 @@ impl FeatureSpec {
         };
         put_embedding("system", system, w.system);
         put_embedding("user", user, w.user);
-        for (name, names, idf, weight) in [
+        for (name, names, vocab, idf, weight) in [
             (
                 "tools_offered",
                 &f.offered,
+                &self.tool_vocab,
                 &self.tool_idf_offered,
                 w.tools_offered,
             ),
             (
                 "tools_called",
                 &f.called,
+                &self.tool_vocab,
                 &self.tool_idf_called,
                 w.tools_called,
+            ),
+            (
+                "json_keys",
+                &f.json_keys,
+                &self.json_key_vocab,
+                &self.json_key_idf,
+                w.json_keys,
             ),
         ] {
             let Some(b) = self.block(name) else { continue };
             let slot = &mut out[b.offset..b.offset + b.len];
             for t in names {
-                if let Ok(i) = self.tool_vocab.binary_search(t) {
+                if let Ok(i) = vocab.binary_search(t) {
                     slot[i] = idf[i];
                 }
             }

@@ -998,7 +998,7 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 20)]
     pub min_cluster_size: usize,
     /// Feature weight, PART=W (repeatable); parts: system, user,
-    /// tools_offered, tools_called, response_kind, length.
+    /// tools_offered, tools_called, response_kind, json_keys, length.
     #[arg(long = "weight", value_name = "PART=W")]
     pub weights: Vec<String>,
     /// Characters of the system prompt embedded.
