@@ -35,6 +35,9 @@ pub enum BenchTarget {
     },
     /// Sentence embedding throughput (all-MiniLM-L6-v2) on short and long texts.
     Embed(EmbedBenchArgs),
+    /// Synth N calls -> ingest -> cluster (cold embedding cache) -> cluster
+    /// (warm): seconds per step, chosen k, ARI against the truth, peak RSS.
+    Cluster(crate::cluster::bench::ClusterBenchArgs),
     /// Causal LM inference: prompt-processing and decode (batch 1 and N) throughput.
     LmInfer(crate::lm::bench::LmInferArgs),
     /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
@@ -53,6 +56,7 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
         } => bench_ingest(calls, input, threads, &dir),
         BenchTarget::Redact { mb, corpus } => crate::redact::bench::run(mb, corpus.as_deref()),
         BenchTarget::Embed(args) => bench_embed(args),
+        BenchTarget::Cluster(args) => crate::cluster::bench::run(args),
         BenchTarget::LmInfer(a) => crate::lm::bench::run_infer(a),
         BenchTarget::LmTrain(a) => crate::lm::bench::run_train(a),
         BenchTarget::LmGemm(a) => crate::lm::bench::run_gemm(a),

@@ -24,6 +24,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Ingest LLM call logs: parse, normalise, redact, dedup → DIR/calls.parquet.
     Ingest(crate::ingest::IngestArgs),
+    /// Find the workloads: cluster DIR/calls.parquet → DIR/clusters.parquet, clusters.json, clusters.svg.
+    Cluster(crate::cluster::ClusterArgs),
     /// Fetch and list the known models (base SLMs, the sentence embedder).
     Models {
         #[command(subcommand)]
@@ -71,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::cli(args),
         Command::Ingest(args) => crate::ingest::cli(args),
+        Command::Cluster(args) => crate::cluster::cli(args),
         Command::Models { command } => crate::models::run(command),
         Command::Bench { target } => {
             crate::bench::run(target)?;

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod call;
 pub mod cli;
+pub mod cluster;
 pub mod dataset;
 pub mod demo;
 pub mod embed;

@@ -2,6 +2,7 @@
 //! Tests that need the real model files run when they are present
 //! (`$SLMFORGE_MODELS` or `./models`) and print SKIPPED when not.
 
+mod cluster;
 mod common;
 mod embed;
 mod ingest;

@@ -1,0 +1,355 @@
+//! Labels people can read: each cluster's most distinctive terms
+//! (class-based TF-IDF over its task texts), the tools its responses call,
+//! a representative call, token and response-kind statistics and purity
+//! against logged `workload_id`s.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::artifact::{ClusterStats, Percentiles, ToolShare};
+use super::features::CallFacts;
+use super::metrics;
+
+/// Terms kept per cluster label.
+pub const LABEL_TERMS: usize = 6;
+/// Tools listed per cluster (those called by at least 1% of its calls).
+pub const TOP_TOOLS: usize = 5;
+/// Example calls per cluster.
+pub const EXAMPLES: usize = 5;
+/// A cluster's radius is this times the 95th percentile of its members' distances.
+pub const RADIUS_SLACK: f32 = 1.25;
+
+/// Common English words that never make a useful label.
+const STOPWORDS: &[&str] = &[
+    "about",
+    "above",
+    "after",
+    "again",
+    "all",
+    "also",
+    "and",
+    "any",
+    "are",
+    "as",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "else",
+    "etc",
+    "ever",
+    "every",
+    "few",
+    "for",
+    "from",
+    "further",
+    "get",
+    "got",
+    "had",
+    "has",
+    "have",
+    "having",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "into",
+    "its",
+    "itself",
+    "just",
+    "let",
+    "like",
+    "may",
+    "might",
+    "more",
+    "most",
+    "much",
+    "must",
+    "myself",
+    "need",
+    "nor",
+    "not",
+    "now",
+    "off",
+    "once",
+    "one",
+    "only",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "per",
+    "please",
+    "same",
+    "shall",
+    "she",
+    "should",
+    "some",
+    "such",
+    "than",
+    "thanks",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "too",
+    "under",
+    "until",
+    "upon",
+    "use",
+    "very",
+    "was",
+    "way",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "yes",
+    "yet",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+    "hello",
+    "dear",
+    "can't",
+    "don't",
+    "i'm",
+    "it's",
+    "we're",
+    "you're",
+    "let's",
+    "want",
+    "would",
+    "know",
+    "hey",
+    "thank",
+];
+
+/// Lower-case words of a task text that can label a cluster: letters,
+/// digits and underscores, three characters or more, not only digits, not
+/// a stop word; placeholders such as `<EMAIL>` are dropped.
+pub fn terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_tag = false;
+    for raw in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '<' || c == '>')) {
+        // Skip `<TAG>` placeholders (and anything angle-bracketed).
+        let mut word = String::new();
+        for c in raw.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                _ if !in_tag => word.extend(c.to_lowercase()),
+                _ => {}
+            }
+        }
+        in_tag = false;
+        let w = word.trim_matches('_');
+        let n = w.chars().count();
+        if (3..=30).contains(&n)
+            && !w.chars().all(|c| c.is_ascii_digit() || c == '_')
+            && !STOPWORDS.contains(&w)
+        {
+            out.push(w.to_string());
+        }
+    }
+    out
+}
+
+/// Class-based TF-IDF (as BERTopic): for cluster c and term t,
+/// tf(t, c) * ln(1 + A / f(t)), where tf is the term's share of the
+/// cluster's words, f(t) its count over all clusters and A the mean number
+/// of words per cluster. `doc_terms` holds the (term, count) pairs of each
+/// distinct text; call i uses texts `system_of[i]` and `user_of[i]`;
+/// `labels[i]` is its cluster (negative: outlier, left out). Returns the
+/// top terms per cluster.
+pub fn label_terms(
+    doc_terms: &[Vec<(u32, u32)>],
+    vocab: &[String],
+    system_of: &[Option<usize>],
+    user_of: &[Option<usize>],
+    labels: &[i32],
+    k: usize,
+) -> Vec<Vec<String>> {
+    // Count per cluster how many calls use each distinct text, then expand.
+    let mut doc_counts: Vec<BTreeMap<usize, u64>> = vec![BTreeMap::new(); k];
+    for (i, &l) in labels.iter().enumerate() {
+        if l >= 0 {
+            for doc in [system_of[i], user_of[i]].into_iter().flatten() {
+                *doc_counts[l as usize].entry(doc).or_default() += 1;
+            }
+        }
+    }
+    let mut counts: Vec<HashMap<u32, u64>> = vec![HashMap::new(); k];
+    let mut totals = vec![0u64; k];
+    let mut overall: HashMap<u32, u64> = HashMap::new();
+    for c in 0..k {
+        for (&doc, &times) in &doc_counts[c] {
+            for &(t, n) in &doc_terms[doc] {
+                let add = n as u64 * times;
+                *counts[c].entry(t).or_default() += add;
+                *overall.entry(t).or_default() += add;
+                totals[c] += add;
+            }
+        }
+    }
+    let mean_words = totals.iter().sum::<u64>() as f64 / k.max(1) as f64;
+    (0..k)
+        .map(|c| {
+            let mut scored: Vec<(f64, &str)> = counts[c]
+                .iter()
+                .map(|(&t, &n)| {
+                    let tf = n as f64 / totals[c].max(1) as f64;
+                    let idf = (1.0 + mean_words / overall[&t] as f64).ln();
+                    (tf * idf, vocab[t as usize].as_str())
+                })
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+            scored
+                .into_iter()
+                .take(LABEL_TERMS)
+                .map(|(_, t)| t.to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Nearest-rank percentile of unsorted distances.
+pub fn percentile_f32(values: &[f32], p: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+/// Token percentiles, response-kind rates of a set of calls.
+pub fn stats(members: &[&CallFacts]) -> ClusterStats {
+    let mut prompt: Vec<u64> = members.iter().map(|f| f.prompt_tokens).collect();
+    let mut completion: Vec<u64> = members.iter().map(|f| f.completion_tokens).collect();
+    prompt.sort_unstable();
+    completion.sort_unstable();
+    let logged = members
+        .iter()
+        .filter(|f| f.prompt_logged && f.completion_logged)
+        .count();
+    let tokens_source = if logged == members.len() {
+        "logged"
+    } else if members
+        .iter()
+        .all(|f| !f.prompt_logged && !f.completion_logged)
+    {
+        "estimated"
+    } else {
+        "mixed"
+    };
+    let n = members.len().max(1) as f64;
+    let rate = |k: usize| round4(members.iter().filter(|f| f.kind == Some(k)).count() as f64 / n);
+    ClusterStats {
+        prompt_tokens: Percentiles {
+            p50: percentile(&prompt, 0.5),
+            p95: percentile(&prompt, 0.95),
+        },
+        completion_tokens: Percentiles {
+            p50: percentile(&completion, 0.5),
+            p95: percentile(&completion, 0.95),
+        },
+        tokens_source: tokens_source.to_string(),
+        tool_call_rate: rate(0),
+        json_rate: rate(1),
+        text_rate: rate(2),
+    }
+}
+
+/// Tools called by the members' responses, by share (names break ties).
+pub fn tools(members: &[&CallFacts]) -> Vec<ToolShare> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in members {
+        for t in &f.called {
+            *counts.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let n = members.len().max(1) as f64;
+    let mut v: Vec<(&str, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.into_iter()
+        .filter(|(_, c)| *c as f64 / n >= 0.01)
+        .take(TOP_TOOLS)
+        .map(|(name, c)| ToolShare {
+            name: name.to_string(),
+            share: round4(c as f64 / n),
+        })
+        .collect()
+}
+
+/// Purity of the members against their logged `workload_id`s.
+pub fn purity(members: &[&CallFacts]) -> Option<(f64, String)> {
+    metrics::purity(members.iter().map(|f| f.workload_id.as_deref())).map(|(p, w)| (round4(p), w))
+}
+
+/// Member indices ordered by distance to the centroid (call ids break ties).
+pub fn nearest_members(members: &[usize], distances: &[f32], call_ids: &[String]) -> Vec<usize> {
+    let mut v = members.to_vec();
+    v.sort_by(|&a, &b| {
+        distances[a]
+            .total_cmp(&distances[b])
+            .then(call_ids[a].cmp(&call_ids[b]))
+    });
+    v
+}
+
+pub fn share(part: usize, whole: usize) -> f64 {
+    round4(part as f64 / whole.max(1) as f64)
+}

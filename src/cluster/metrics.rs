@@ -1,0 +1,99 @@
+//! Agreement measures: the adjusted Rand index against ground-truth labels
+//! (the `synth` sidecar), purity against logged `workload_id`s, and the
+//! reader of the sidecar.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::path::Path;
+
+use anyhow::Context;
+
+fn choose2(n: u64) -> f64 {
+    (n as f64) * (n.saturating_sub(1) as f64) / 2.0
+}
+
+/// Adjusted Rand index (Hubert and Arabie) of two labellings of the same
+/// items: 1 for identical partitions (up to renaming), about 0 for random
+/// ones. Two trivial partitions that agree (all in one, or all apart) give 1.
+pub fn adjusted_rand_index<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f64 {
+    assert_eq!(a.len(), b.len(), "labellings of different lengths");
+    let n = a.len() as u64;
+    if n < 2 {
+        return 1.0;
+    }
+    let mut ids_a: HashMap<&A, usize> = HashMap::new();
+    let mut ids_b: HashMap<&B, usize> = HashMap::new();
+    let mut cells: HashMap<(usize, usize), u64> = HashMap::new();
+    let mut rows: Vec<u64> = Vec::new();
+    let mut cols: Vec<u64> = Vec::new();
+    for (x, y) in a.iter().zip(b) {
+        let next = ids_a.len();
+        let i = *ids_a.entry(x).or_insert(next);
+        let next = ids_b.len();
+        let j = *ids_b.entry(y).or_insert(next);
+        if i == rows.len() {
+            rows.push(0);
+        }
+        if j == cols.len() {
+            cols.push(0);
+        }
+        rows[i] += 1;
+        cols[j] += 1;
+        *cells.entry((i, j)).or_default() += 1;
+    }
+    let index: f64 = cells.values().map(|&c| choose2(c)).sum();
+    let sum_a: f64 = rows.iter().map(|&c| choose2(c)).sum();
+    let sum_b: f64 = cols.iter().map(|&c| choose2(c)).sum();
+    let expected = sum_a * sum_b / choose2(n);
+    let max = (sum_a + sum_b) / 2.0;
+    if (max - expected).abs() < 1e-12 {
+        return 1.0;
+    }
+    (index - expected) / (max - expected)
+}
+
+/// Share of the labelled items that carry the most common label, and that
+/// label (ties: the smallest). `None` when no item has a label.
+pub fn purity<'a>(labels: impl Iterator<Item = Option<&'a str>>) -> Option<(f64, String)> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut total = 0;
+    for l in labels.flatten() {
+        *counts.entry(l).or_default() += 1;
+        total += 1;
+    }
+    let (label, top) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))?;
+    Some((top as f64 / total as f64, label.to_string()))
+}
+
+/// Ground truth from a `synth` labels sidecar: (line, index) -> workload.
+/// Lines for malformed records (no `workload`) are skipped.
+pub fn read_truth(path: &Path) -> anyhow::Result<HashMap<(u64, u32), String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::util::usage(format!("--truth {}: cannot read it ({e})", path.display()))
+    })?;
+    let mut out = HashMap::new();
+    for (no, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {} is not JSON", path.display(), no + 1))?;
+        let (Some(l), Some(w)) = (
+            v.get("line").and_then(|x| x.as_u64()),
+            v.get("workload").and_then(|x| x.as_str()),
+        ) else {
+            continue;
+        };
+        let idx = v.get("index").and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        out.insert((l, idx), w.to_string());
+    }
+    if out.is_empty() {
+        return Err(crate::util::usage(format!(
+            "--truth {}: no workload labels in it (expected the .labels.jsonl sidecar of `slmforge synth`)",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
