@@ -23,7 +23,7 @@ pub struct TuneBenchArgs {
     #[arg(long, default_value = "datasets/sample/calls.labels.jsonl")]
     pub labels: PathBuf,
     /// Only these clusters.
-    #[arg(long = "cluster", value_name = "ID")]
+    #[arg(long = "cluster", value_name = "ID", allow_negative_numbers = true)]
     pub clusters: Vec<i32>,
     /// Run name (WORK/adapters/RUN is replaced).
     #[arg(long, default_value = "run")]

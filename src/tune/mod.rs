@@ -132,7 +132,7 @@ impl Default for TuneConfig {
             lora: LoraConfig {
                 rank: 16,
                 alpha: 32.0,
-                dropout: 0.05,
+                dropout: 0.0,
                 targets: LoraTarget::ALL.to_vec(),
                 rslora: false,
             },
@@ -682,7 +682,7 @@ pub struct TuneArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Tune only these clusters (repeatable).
-    #[arg(long = "cluster", value_name = "ID")]
+    #[arg(long = "cluster", value_name = "ID", allow_negative_numbers = true)]
     pub clusters: Vec<i32>,
     /// Continue an interrupted run in --out (same options).
     #[arg(long)]
@@ -706,7 +706,8 @@ pub struct TuneOpts {
     /// LoRA alpha (default: 2 x rank).
     #[arg(long)]
     pub alpha: Option<f64>,
-    #[arg(long, default_value_t = 0.05)]
+    /// LoRA dropout (costly on CPU: a mask per adapter input).
+    #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f64,
     /// Target projections, comma-separated (q,k,v,o,gate,up,down).
     #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
@@ -835,26 +836,53 @@ impl TuneOpts {
     }
 }
 
-/// Per-cluster encoding figures without training (`--dry-run`).
-pub fn dry_run(cfg: &TuneConfig, dataset_dir: &Path, clusters: Option<&[i32]>) -> Result<()> {
+/// One chosen cluster's encoded calls (what `--dry-run` shows).
+pub struct Prepared {
+    pub cluster: i32,
+    pub base_model: String,
+    pub data: ClusterData,
+}
+
+/// Selects the clusters and encodes their calls, without training.
+pub fn prepare(
+    cfg: &TuneConfig,
+    dataset_dir: &Path,
+    clusters: Option<&[i32]>,
+) -> Result<Vec<Prepared>> {
     cfg.validate()?;
     let (members, chosen) = select(cfg, dataset_dir, clusters)?;
-    let labels = data::read_cluster_labels(dataset_dir);
     let device = crate::lm::generate::device_from_name(&cfg.device)?;
     let calls = crate::dataset::read_calls(dataset_dir)?;
     let by_id: HashMap<String, &RedactedCall> = calls.iter().map(|c| (c.id(), c)).collect();
     let mut lm: Option<(String, LanguageModel)> = None;
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for ch in &chosen {
         if lm.as_ref().is_none_or(|(s, _)| *s != ch.base_model) {
+            drop(lm.take());
             lm = Some((ch.base_model.clone(), load_model(&ch.base_model, &device)?));
         }
         let (_, m) = lm.as_ref().expect("loaded");
-        let cc: Vec<&RedactedCall> = members[&ch.id]
-            .iter()
-            .filter_map(|id| by_id.get(id).copied())
-            .collect();
-        let cd = data::encode_cluster(m, &cc, cfg.max_len, cfg.overlong, &cfg.split);
+        let ids = &members[&ch.id];
+        let cc: Vec<&RedactedCall> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+        let mut data = data::encode_cluster(m, &cc, cfg.max_len, cfg.overlong, &cfg.split);
+        data.counts.missing_calls = ids.len() - cc.len();
+        data.counts.calls = ids.len();
+        out.push(Prepared {
+            cluster: ch.id,
+            base_model: ch.base_model.clone(),
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// Per-cluster encoding figures without training (`--dry-run`): a line per
+/// cluster on stderr, JSON on stdout.
+pub fn dry_run(cfg: &TuneConfig, dataset_dir: &Path, clusters: Option<&[i32]>) -> Result<()> {
+    let labels = data::read_cluster_labels(dataset_dir);
+    let mut rows = Vec::new();
+    for p in prepare(cfg, dataset_dir, clusters)? {
+        let cd = &p.data;
         let train = cd.split(Split::Train);
         let lens: Vec<usize> = train.iter().map(|e| e.ex.ids.len()).collect();
         let limits = data::BatchLimits {
@@ -869,23 +897,28 @@ pub fn dry_run(cfg: &TuneConfig, dataset_dir: &Path, clusters: Option<&[i32]>) -
                 .sum()
         });
         let tokens: usize = lens.iter().sum();
+        let c = &cd.counts;
+        let dropped = c.dropped_overlong
+            + c.dropped_answer_too_long
+            + c.dropped_empty_answer
+            + c.dropped_render_error
+            + c.missing_calls;
+        eprintln!(
+            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, truncated {}, dropped {dropped}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {steps_per_epoch} steps/epoch, {tokens} train tokens/epoch ({:.0}% padding)",
+            p.cluster, c.calls, c.train, c.val, c.test, c.truncated,
+            cd.lengths.mean_tokens, cd.lengths.max_tokens, cd.lengths.mean_answer_tokens, cd.lengths.max_answer_tokens,
+            100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
+        );
         rows.push(serde_json::json!({
-            "cluster": ch.id, "label_terms": labels.get(&ch.id).cloned().unwrap_or_default(),
-            "base_model": ch.base_model, "counts": cd.counts, "lengths": cd.lengths,
+            "cluster": p.cluster, "label_terms": labels.get(&p.cluster).cloned().unwrap_or_default(),
+            "base_model": p.base_model, "counts": c, "lengths": cd.lengths,
             "steps_per_epoch": steps_per_epoch, "train_tokens_per_epoch": tokens,
             "padded_tokens_per_epoch": padded,
         }));
-        eprintln!(
-            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, truncated {}, dropped {}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {} steps/epoch, {} train tokens/epoch ({:.0}% padding)",
-            ch.id, ch.calls, cd.counts.train, cd.counts.val, cd.counts.test, cd.counts.truncated,
-            cd.counts.dropped_overlong + cd.counts.dropped_answer_too_long + cd.counts.dropped_empty_answer + cd.counts.dropped_render_error,
-            cd.lengths.mean_tokens, cd.lengths.max_tokens, cd.lengths.mean_answer_tokens, cd.lengths.max_answer_tokens,
-            steps_per_epoch, tokens, 100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
-        );
     }
     println!(
         "{}",
-        serde_json::to_string_pretty(&serde_json::json!({"clusters": rows}))?
+        serde_json::to_string_pretty(&serde_json::json!({ "clusters": rows }))?
     );
     Ok(())
 }

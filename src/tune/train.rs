@@ -240,6 +240,8 @@ pub struct TrainState {
     pub best_val_loss: Option<f64>,
     pub best_step: usize,
     pub evals_since_best: usize,
+    /// Step of the last validation loss.
+    pub last_eval_step: usize,
     pub val_loss_base: Option<f64>,
     /// Byte length of `train_log.jsonl` at this checkpoint.
     pub log_len: u64,
@@ -484,6 +486,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
                 best_val_loss: None,
                 best_step: 0,
                 evals_since_best: 0,
+                last_eval_step: 0,
                 val_loss_base: None,
                 log_len: 0,
                 stop_reason: None,
@@ -621,15 +624,12 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
                 &mut log,
                 &serde_json::json!({"step": st.step, "val_loss": vl}),
             )?;
+            st.last_eval_step = st.step;
             if st.best_val_loss.is_none_or(|b| vl < b) {
                 st.best_val_loss = Some(vl);
                 st.best_step = st.step;
                 st.evals_since_best = 0;
-                best = Some(
-                    vars.iter()
-                        .map(|(n, v)| (n.clone(), v.as_tensor().detach().copy().expect("copy")))
-                        .collect(),
-                );
+                best = Some(snapshot(&vars)?);
             } else {
                 st.evals_since_best += 1;
                 if cfg.patience > 0 && st.evals_since_best >= cfg.patience {
@@ -643,6 +643,21 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
             && !at_end
         {
             checkpoint_now(&mut st, &rng, &opt, &best, &mut log)?;
+        }
+    }
+    // A validation loss for the final weights when the last evaluation was
+    // earlier (time budget, step budget between evaluations).
+    if has_val && st.last_eval_step != st.step && st.step > 0 {
+        let (vl, _) = mean_loss(model, job.val, job.pad_id, val_limits)?;
+        log_line(
+            &mut log,
+            &serde_json::json!({"step": st.step, "val_loss": vl}),
+        )?;
+        st.last_eval_step = st.step;
+        if st.best_val_loss.is_none_or(|b| vl < b) {
+            st.best_val_loss = Some(vl);
+            st.best_step = st.step;
+            best = Some(snapshot(&vars)?);
         }
     }
     // Keep the best adapter (by validation loss).
@@ -678,6 +693,13 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
         best_step: st.best_step,
         final_train_loss: last_loss.or_else(|| last_logged_loss(&log_path)),
     }))
+}
+
+/// Detached copies of the variables' current values.
+fn snapshot(vars: &[(String, Var)]) -> Result<Vec<(String, Tensor)>> {
+    vars.iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
+        .collect()
 }
 
 fn total_batches(plan: &[Vec<Vec<usize>>]) -> usize {

@@ -9,3 +9,4 @@ mod lm;
 mod models;
 mod redact;
 mod synth;
+mod tune;
