@@ -44,6 +44,9 @@ pub enum BenchTarget {
     LmTrain(crate::lm::bench::LmTrainArgs),
     /// Raw f32 matmul throughput on the causal LM's projection shapes.
     LmGemm(crate::lm::bench::LmGemmArgs),
+    /// The tune stage on the sample (clusters from ground truth): trained tokens/s,
+    /// eval decode throughput, base vs tuned quality, peak RSS.
+    Tune(crate::tune::bench::TuneBenchArgs),
 }
 
 pub fn run(target: BenchTarget) -> anyhow::Result<()> {
@@ -60,6 +63,7 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::LmInfer(a) => crate::lm::bench::run_infer(a),
         BenchTarget::LmTrain(a) => crate::lm::bench::run_train(a),
         BenchTarget::LmGemm(a) => crate::lm::bench::run_gemm(a),
+        BenchTarget::Tune(a) => crate::tune::bench::run(a),
     }
 }
 

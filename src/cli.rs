@@ -40,6 +40,8 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
     /// Generate a reply with a causal LM (GGUF), optionally with a LoRA adapter.
     Generate(crate::lm::generate::GenerateArgs),
+    /// Fine-tune a LoRA adapter per cluster on the LLM's own answers, and evaluate it against the base model.
+    Tune(crate::tune::TuneArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::lm::generate::run_generate(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tune(args) => crate::tune::cli(args),
     }
 }
 

@@ -15,4 +15,5 @@ pub mod lm;
 pub mod models;
 pub mod redact;
 pub mod synth;
+pub mod tune;
 pub mod util;

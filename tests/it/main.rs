@@ -10,3 +10,4 @@ mod lm;
 mod models;
 mod redact;
 mod synth;
+mod tune;

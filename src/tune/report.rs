@@ -1,0 +1,156 @@
+//! The run-level reports of `tune`: `summary.json` (every cluster's result)
+//! and `summary.md` (a table for people), plus the terminal summary.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::eval::Rate;
+use super::{ClusterResult, ClusterStatus, TuneConfig, TuneOutput};
+
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const SUMMARY_MD: &str = "summary.md";
+pub const SUMMARY_FORMAT: &str = "slmforge-tune-summary-v1";
+
+/// Writes `summary.json` and `summary.md` (atomically).
+pub fn write_summary(
+    out: &Path,
+    cfg: &TuneConfig,
+    results: &[ClusterResult],
+    interrupted: bool,
+) -> Result<()> {
+    let v = serde_json::json!({
+        "format": SUMMARY_FORMAT,
+        "config": cfg,
+        "interrupted": interrupted,
+        "clusters": results,
+    });
+    crate::util::write_json(&out.join(SUMMARY_JSON), &v)?;
+    crate::util::write_atomic(
+        &out.join(SUMMARY_MD),
+        markdown(results, interrupted).as_bytes(),
+    )
+}
+
+fn rate(r: &Rate) -> String {
+    match r.rate {
+        Some(x) => format!("{:.0}% ({}/{})", 100.0 * x, r.count, r.of),
+        None => "-".into(),
+    }
+}
+
+fn status(r: &ClusterResult) -> &'static str {
+    match r.status {
+        ClusterStatus::Tuned => "tuned",
+        ClusterStatus::AlreadyDone => "tuned (earlier run)",
+        ClusterStatus::Skipped => "skipped",
+        ClusterStatus::Interrupted => "interrupted",
+    }
+}
+
+/// The `summary.md` table.
+pub fn markdown(results: &[ClusterResult], interrupted: bool) -> String {
+    let mut s = String::from("# Tune summary\n\n");
+    if interrupted {
+        s.push_str("**Interrupted**: run the same command with `--resume` to finish.\n\n");
+    }
+    s.push_str(
+        "| cluster | label | status | examples (train/val/test) | steps | epochs | train time | tok/s | exact match base → tuned | tool call base → tuned | JSON valid base → tuned | loss base → tuned |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let label = r
+            .label_terms
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let c = &r.counts;
+        let (steps, epochs, secs, tps) = match &r.train {
+            Some(t) => (
+                t.steps.to_string(),
+                format!("{:.2}", t.epochs),
+                format!("{:.0}s", t.train_secs),
+                format!("{:.0}", t.tokens_per_sec),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let (em, tc, jv, loss) = match &r.eval {
+            Some(e) => (
+                format!(
+                    "{} → {}",
+                    rate(&e.base.exact_match),
+                    rate(&e.tuned.exact_match)
+                ),
+                if e.tuned.tool_call_accuracy.of > 0 {
+                    format!(
+                        "{} → {}",
+                        rate(&e.base.tool_call_accuracy),
+                        rate(&e.tuned.tool_call_accuracy)
+                    )
+                } else {
+                    "-".into()
+                },
+                if e.tuned.json_valid.of > 0 {
+                    format!(
+                        "{} → {}",
+                        rate(&e.base.json_valid),
+                        rate(&e.tuned.json_valid)
+                    )
+                } else {
+                    "-".into()
+                },
+                match (e.base.mean_loss, e.tuned.mean_loss) {
+                    (Some(a), Some(b)) => format!("{a:.3} → {b:.3}"),
+                    _ => "-".into(),
+                },
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {}/{}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.cluster,
+            label,
+            status(r),
+            c.train,
+            c.val,
+            c.test,
+            steps,
+            epochs,
+            secs,
+            tps,
+            em,
+            tc,
+            jv,
+            loss
+        );
+    }
+    s.push_str(
+        "\nExact match: parsed JSON for JSON answers, full tool call (name + arguments) for tool calls, trimmed text otherwise; rules in `src/tune/eval.rs`. Counts are of the evaluated test calls, which no training step saw.\n",
+    );
+    s
+}
+
+/// A short terminal summary.
+pub fn summary_text(out: &TuneOutput) -> String {
+    let mut s = String::new();
+    for r in &out.clusters {
+        let _ = write!(s, "  cluster {:>4} {:<22}", r.cluster, status(r));
+        if let Some(e) = &r.eval {
+            let _ = write!(
+                s,
+                " exact match {} -> {}",
+                rate(&e.base.exact_match),
+                rate(&e.tuned.exact_match)
+            );
+        }
+        if let Some(why) = &r.skip_reason {
+            let _ = write!(s, " ({why})");
+        }
+        s.push('\n');
+    }
+    s
+}
