@@ -293,9 +293,14 @@ pub struct GenerateArgs {
     /// The user message.
     #[arg(long)]
     pub prompt: String,
-    /// Optional system message.
+    /// System message. With an adapter directory from `slmforge tune` and no
+    /// --system, the cluster's usual system prompt and tools
+    /// (`prompt.json`) are used, as in training.
     #[arg(long)]
     pub system: Option<String>,
+    /// Do not use the adapter directory's `prompt.json`.
+    #[arg(long)]
+    pub no_cluster_prompt: bool,
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
     /// 0 = greedy.
@@ -343,11 +348,29 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
     }
     let load_secs = t0.elapsed().as_secs_f64();
     let mut messages = Vec::new();
-    if let Some(sys) = &args.system {
+    let mut tools = Vec::new();
+    let cluster_prompt = args
+        .adapter
+        .as_ref()
+        .map(|a| a.join(crate::tune::PROMPT_FILE))
+        .filter(|p| args.system.is_none() && !args.no_cluster_prompt && p.is_file());
+    let mut system = args.system.clone();
+    if let Some(p) = cluster_prompt {
+        let cp: crate::tune::ClusterPrompt = serde_json::from_slice(&std::fs::read(&p)?)
+            .with_context(|| format!("reading {}", p.display()))?;
+        eprintln!(
+            "slmforge: using the cluster's system prompt and {} tools from {} (--system or --no-cluster-prompt to change)",
+            cp.tools.len(),
+            p.display()
+        );
+        system = cp.system;
+        tools = cp.tools;
+    }
+    if let Some(sys) = &system {
         messages.push(Message::text(Role::System, sys.clone()));
     }
     messages.push(Message::text(Role::User, args.prompt.clone()));
-    let prompt = lm.prompt_ids(&messages, &[])?;
+    let prompt = lm.prompt_ids(&messages, &tools)?;
     let opts = GenerateOptions {
         sampling,
         batch_size: 1,

@@ -136,15 +136,15 @@ impl Default for TuneConfig {
                 targets: LoraTarget::ALL.to_vec(),
                 rslora: false,
             },
-            lr: 2e-3,
+            lr: 3e-3,
             warmup_steps: 5,
             schedule: Schedule::Cosine,
             min_lr_ratio: 0.1,
             weight_decay: 0.0,
             clip_norm: 1.0,
             batch_size: 8,
-            batch_tokens: 2048,
-            max_len: 512,
+            batch_tokens: 1536,
+            max_len: 1024,
             overlong: Overlong::Truncate,
             epochs: 2,
             max_steps: None,
@@ -267,6 +267,54 @@ fn cluster_dir(out: &Path, id: i32) -> PathBuf {
 }
 
 pub const TUNE_FILE: &str = "tune.json";
+/// The cluster's usual context (system prompt + tools), for `generate`.
+pub const PROMPT_FILE: &str = "prompt.json";
+
+/// The context a cluster's calls share most often: the system prompt and
+/// tool definitions of the most frequent (system, tools) pair (ties: the
+/// first in call order). Written to `cluster-ID/prompt.json` so that
+/// `slmforge generate --adapter` can put a hand-written request in the
+/// context the adapter was trained on. The texts are the redacted ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterPrompt {
+    pub system: Option<String>,
+    pub tools: Vec<crate::call::ToolDef>,
+    /// Calls of the cluster with exactly this context.
+    pub calls_with_this_context: usize,
+    pub calls: usize,
+}
+
+pub fn cluster_prompt(calls: &[&RedactedCall]) -> ClusterPrompt {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        let key = context_key(c);
+        counts.entry(key).or_insert((0, i)).0 += 1;
+    }
+    let best = counts
+        .values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .copied();
+    match best {
+        None => ClusterPrompt::default(),
+        Some((n, i)) => ClusterPrompt {
+            system: system_text(calls[i]),
+            tools: calls[i].tools.clone(),
+            calls_with_this_context: n,
+            calls: calls.len(),
+        },
+    }
+}
+
+fn system_text(c: &RedactedCall) -> Option<String> {
+    c.messages
+        .iter()
+        .find(|m| m.role == crate::call::Role::System)
+        .and_then(|m| m.content.clone())
+}
+
+fn context_key(c: &RedactedCall) -> String {
+    serde_json::to_string(&(system_text(c), &c.tools)).unwrap_or_default()
+}
 pub const EVAL_FILE: &str = "eval.json";
 
 /// A cluster chosen for tuning.
@@ -498,6 +546,7 @@ pub fn run(
             continue;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::util::write_json(&dir.join(PROMPT_FILE), &cluster_prompt(&cluster_calls))?;
         match tune_cluster(cfg, lm, base, &cd, &dir, resume, &mut result)? {
             true => {}
             false => {
@@ -713,7 +762,7 @@ pub struct TuneOpts {
     #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
     pub targets: Vec<String>,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 5)]
     pub warmup_steps: usize,
@@ -727,10 +776,10 @@ pub struct TuneOpts {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Most padded tokens per batch.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 1536)]
     pub batch_tokens: usize,
     /// Longest example in tokens (longer calls are truncated from the left, or dropped).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 1024)]
     pub max_len: usize,
     #[arg(long, value_enum, default_value_t = Overlong::Truncate)]
     pub overlong: Overlong,
@@ -952,7 +1001,7 @@ pub fn cli(args: TuneArgs) -> Result<ExitCode> {
 
 /// First Ctrl-C: finish the current step, save a checkpoint, exit 130.
 /// Second Ctrl-C: exit at once.
-fn install_ctrlc() {
+pub fn install_ctrlc() {
     let res = ctrlc::set_handler(|| {
         if INTERRUPT.swap(true, Ordering::SeqCst) {
             eprintln!("\ntune: second interrupt, exiting without saving");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
+use slmforge::cluster::artifact::ClusterSummary;
 use slmforge::cluster::{self, features, metrics, Algorithm, ClusterConfig, LazyEmbedder};
 use slmforge::embed::Embedder;
 use slmforge::ingest::{self, IngestConfig, KeySource};
@@ -801,4 +802,37 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     {
         assert_eq!(a.cluster, -1, "DBSCAN clustered an odd call");
     }
+}
+
+#[test]
+fn demo_tunes_a_tool_cluster_and_a_json_cluster_first() {
+    let summary = |id: i32, size: usize, tool: f64, json: f64| -> ClusterSummary {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "label_terms": [], "tools": [], "size": size, "share": 0.1,
+            "representative_call_id": "x", "example_call_ids": [], "centroid": [],
+            "radius": 1.0, "request_radius": 1.0,
+            "stats": {"prompt_tokens": {"p50": 1, "p95": 2}, "completion_tokens": {"p50": 1, "p95": 2},
+                      "tokens_source": "logged", "tool_call_rate": tool, "json_rate": json,
+                      "text_rate": 1.0 - tool - json},
+            "purity": null, "workload_id": null
+        }))
+        .unwrap()
+    };
+    let clusters = vec![
+        summary(0, 500, 0.0, 0.0),
+        summary(1, 300, 0.9, 0.0),
+        summary(2, 200, 0.0, 0.8),
+        summary(3, 400, 1.0, 0.0),
+        summary(4, 40, 0.0, 1.0),
+        summary(-1, 900, 0.0, 1.0),
+    ];
+    use slmforge::demo::demo_clusters;
+    // The largest tool cluster, the largest JSON cluster, then by size.
+    assert_eq!(demo_clusters(&clusters, 2, 50), vec![3, 2]);
+    assert_eq!(demo_clusters(&clusters, 3, 50), vec![3, 2, 0]);
+    assert_eq!(demo_clusters(&clusters, usize::MAX, 50), vec![3, 2, 0, 1]);
+    assert_eq!(demo_clusters(&clusters, 1, 50), vec![3]);
+    assert!(demo_clusters(&clusters, 0, 50).is_empty());
+    // Cluster 4 qualifies under a lower minimum; the outlier group never does.
+    assert_eq!(demo_clusters(&clusters, 9, 30), vec![3, 2, 0, 1, 4]);
 }

@@ -1054,6 +1054,26 @@ fn cli_run_then_generate_with_the_adapter() {
     };
     let with = gen(Some(&adir));
     assert!(with.is_string());
+    // prompt.json holds the cluster's usual context; generate uses it with
+    // the adapter unless told otherwise.
+    let p = read_json(&adir.join("prompt.json"));
+    assert_eq!(p["system"], "Use the tool.");
+    assert_eq!(p["tools"][0]["name"], "get_weather");
+    assert_eq!(p["calls"], p["calls_with_this_context"]);
+    let gen_err = |extra: &[&str]| {
+        let o = Command::new(common::bin())
+            .args(["generate", "--model", &model, "--prompt", "weather in Oslo"])
+            .args(["--max-tokens", "2", "--adapter"])
+            .arg(&adir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(gen_err(&[]).contains("using the cluster's system prompt and 1 tools"));
+    assert!(!gen_err(&["--no-cluster-prompt"]).contains("using the cluster's"));
+    assert!(!gen_err(&["--system", "Be brief."]).contains("using the cluster's"));
     // An adapter for another base model is refused.
     let other = fx.root.join("other.gguf");
     tiny_gguf(&other, 12);
