@@ -150,9 +150,9 @@ impl Default for TuneConfig {
             max_steps: None,
             max_train_tokens: None,
             time_budget_secs: Some(300.0),
-            eval_every: 20,
+            eval_every: 25,
             patience: 3,
-            max_val_calls: 32,
+            max_val_calls: 16,
             checkpoint_every: 10,
             min_examples: 50,
             split: SplitFractions::default(),
@@ -795,7 +795,7 @@ pub struct TuneOpts {
     #[arg(long, default_value_t = 300.0)]
     pub time_budget: f64,
     /// Validation loss every N updates.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 25)]
     pub eval_every: usize,
     /// Early stopping after N validation losses without improvement (0: off).
     #[arg(long, default_value_t = 3)]
