@@ -149,7 +149,7 @@ impl Default for TuneConfig {
             epochs: 2,
             max_steps: None,
             max_train_tokens: None,
-            time_budget_secs: Some(300.0),
+            time_budget_secs: Some(600.0),
             eval_every: 25,
             patience: 3,
             max_val_calls: 16,
@@ -792,7 +792,7 @@ pub struct TuneOpts {
     #[arg(long)]
     pub max_train_tokens: Option<usize>,
     /// Wall-clock training budget per cluster in seconds (0: none).
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 600.0)]
     pub time_budget: f64,
     /// Validation loss every N updates.
     #[arg(long, default_value_t = 25)]
