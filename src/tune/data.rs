@@ -13,11 +13,9 @@
 //!   base_model?}]`. When present it decides which clusters are tuned.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use polars::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,8 +26,8 @@ use crate::call::{RedactedCall, Response};
 use crate::lm::{LanguageModel, TrainExample};
 use crate::util::usage;
 
-pub const CLUSTERS_FILE: &str = "clusters.parquet";
-pub const CLUSTERS_JSON: &str = "clusters.json";
+pub const CLUSTERS_FILE: &str = crate::cluster::artifact::ASSIGNMENTS_FILE;
+pub const CLUSTERS_JSON: &str = crate::cluster::artifact::SUMMARY_FILE;
 pub const PLAN_FILE: &str = "plan.json";
 
 /// Cluster id of outliers in `clusters.parquet`.
@@ -38,38 +36,13 @@ pub const OUTLIER: i32 = -1;
 // ---------------------------------------------------------------------------
 // Cluster assignments.
 
-/// `call_id -> cluster` from `DIR/clusters.parquet`, in file order.
+/// `call_id -> cluster` from `DIR/clusters.parquet`, in file order (the
+/// cluster stage's reader; a missing file is a usage error).
 pub fn read_clusters(dataset_dir: &Path) -> Result<Vec<(String, i32)>> {
-    let path = dataset_dir.join(CLUSTERS_FILE);
-    if !path.exists() {
-        return Err(usage(format!(
-            "no cluster assignments at {}: run `slmforge cluster {}` first",
-            path.display(),
-            dataset_dir.display()
-        )));
-    }
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("reading {}", path.display()))?;
-    for c in ["call_id", "cluster"] {
-        if df.column(c).is_err() {
-            return Err(usage(format!(
-                "{} lacks column {c}: re-run `slmforge cluster`",
-                path.display()
-            )));
-        }
-    }
-    let ids = df.column("call_id")?.cast(&DataType::String)?;
-    let clusters = df.column("cluster")?.cast(&DataType::Int32)?;
-    let out = ids
-        .str()?
-        .iter()
-        .zip(clusters.i32()?.iter())
-        .filter_map(|(id, c)| Some((id?.to_string(), c?)))
-        .collect();
-    Ok(out)
+    Ok(crate::cluster::artifact::read_assignment_rows(dataset_dir)?
+        .into_iter()
+        .map(|a| (a.call_id, a.cluster))
+        .collect())
 }
 
 /// Writes `clusters.parquet` (`call_id`, `cluster`, `distance` = 0) and a
@@ -80,25 +53,17 @@ pub fn write_clusters(
     assignments: &[(String, i32)],
     labels: &BTreeMap<i32, String>,
 ) -> Result<()> {
-    let ids: Vec<&str> = assignments.iter().map(|(c, _)| c.as_str()).collect();
-    let cl: Vec<i32> = assignments.iter().map(|(_, k)| *k).collect();
-    let mut df = DataFrame::new(
-        ids.len(),
-        vec![
-            Column::new("call_id".into(), ids),
-            Column::new("cluster".into(), cl.clone()),
-            Column::new("distance".into(), vec![0f32; cl.len()]),
-        ],
-    )?;
-    let path = dataset_dir.join(CLUSTERS_FILE);
-    let tmp = dataset_dir.join(".clusters.parquet.tmp");
-    {
-        let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        ParquetWriter::new(f).finish(&mut df)?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    let rows: Vec<crate::cluster::artifact::Assignment> = assignments
+        .iter()
+        .map(|(id, k)| crate::cluster::artifact::Assignment {
+            call_id: id.clone(),
+            cluster: *k,
+            distance: 0.0,
+        })
+        .collect();
+    crate::cluster::artifact::write_assignments(&dataset_dir.join(CLUSTERS_FILE), &rows)?;
     let mut sizes: BTreeMap<i32, usize> = BTreeMap::new();
-    for k in &cl {
+    for (_, k) in assignments {
         *sizes.entry(*k).or_default() += 1;
     }
     let clusters: Vec<Value> = sizes

@@ -27,3 +27,25 @@ pub fn real_file(rel: &str, test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// GPT-2's byte-to-unicode table.
+pub fn byte_chars() -> Vec<char> {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut table = vec![' '; 256];
+    for (b, c) in bs.iter().zip(&cs) {
+        table[*b as usize] = char::from_u32(*c).unwrap();
+    }
+    table
+}

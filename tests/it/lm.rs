@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, IndexOp, Tensor};
@@ -26,30 +27,8 @@ const REAL_MODEL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 // ---------------------------------------------------------------------------
 // Tiny GGUF fixture.
 
-/// GPT-2's byte-to-unicode table.
-fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut table = vec![' '; 256];
-    for (b, c) in bs.iter().zip(&cs) {
-        table[*b as usize] = char::from_u32(*c).unwrap();
-    }
-    table
-}
-
 fn bl(s: &str) -> String {
-    let t = byte_chars();
+    let t = common::byte_chars();
     s.bytes().map(|b| t[b as usize]).collect()
 }
 
@@ -61,7 +40,7 @@ fn tiny_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
         "<|im_end|>".into(),
     ];
     let mut types = vec![3, 3, 3];
-    for c in byte_chars() {
+    for c in common::byte_chars() {
         tokens.push(c.to_string());
         types.push(1);
     }

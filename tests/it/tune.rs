@@ -33,31 +33,10 @@ use crate::common;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-fn byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut table = vec![' '; 256];
-    for (b, c) in bs.iter().zip(&cs) {
-        table[*b as usize] = char::from_u32(*c).unwrap();
-    }
-    table
-}
-
 /// A random 2-layer Llama (hidden 64) with a byte-level vocabulary and a
 /// few merges, ChatML template, context 2048.
 fn tiny_gguf(path: &Path, seed: u64) {
-    let bc = byte_chars();
+    let bc = common::byte_chars();
     let bl = |s: &str| -> String { s.bytes().map(|b| bc[b as usize]).collect() };
     let mut tokens: Vec<String> = vec![
         "<|endoftext|>".into(),
