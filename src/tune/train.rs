@@ -619,17 +619,8 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
 
         let at_end = st.step >= st.planned_steps;
         if has_val && (st.step % cfg.eval_every.max(1) == 0 || at_end) {
-            let (vl, _) = mean_loss(model, job.val, job.pad_id, val_limits)?;
-            log_line(
-                &mut log,
-                &serde_json::json!({"step": st.step, "val_loss": vl}),
-            )?;
-            st.last_eval_step = st.step;
-            if st.best_val_loss.is_none_or(|b| vl < b) {
-                st.best_val_loss = Some(vl);
-                st.best_step = st.step;
+            if validate(job, val_limits, &vars, &mut st, &mut best, &mut log)? {
                 st.evals_since_best = 0;
-                best = Some(snapshot(&vars)?);
             } else {
                 st.evals_since_best += 1;
                 if cfg.patience > 0 && st.evals_since_best >= cfg.patience {
@@ -648,17 +639,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
     // A validation loss for the final weights when the last evaluation was
     // earlier (time budget, step budget between evaluations).
     if has_val && st.last_eval_step != st.step && st.step > 0 {
-        let (vl, _) = mean_loss(model, job.val, job.pad_id, val_limits)?;
-        log_line(
-            &mut log,
-            &serde_json::json!({"step": st.step, "val_loss": vl}),
-        )?;
-        st.last_eval_step = st.step;
-        if st.best_val_loss.is_none_or(|b| vl < b) {
-            st.best_val_loss = Some(vl);
-            st.best_step = st.step;
-            best = Some(snapshot(&vars)?);
-        }
+        validate(job, val_limits, &vars, &mut st, &mut best, &mut log)?;
     }
     // Keep the best adapter (by validation loss).
     match &best {
@@ -696,6 +677,28 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome> {
 }
 
 /// Detached copies of the variables' current values.
+/// Validation loss at the current step: logged, and when it is the best so
+/// far, recorded with a snapshot of the adapter. Returns whether it improved.
+fn validate(
+    job: &TrainJob,
+    limits: BatchLimits,
+    vars: &[(String, Var)],
+    st: &mut TrainState,
+    best: &mut Option<Vec<(String, Tensor)>>,
+    log: &mut std::fs::File,
+) -> Result<bool> {
+    let (vl, _) = mean_loss(job.model, job.val, job.pad_id, limits)?;
+    log_line(log, &serde_json::json!({"step": st.step, "val_loss": vl}))?;
+    st.last_eval_step = st.step;
+    let improved = st.best_val_loss.is_none_or(|b| vl < b);
+    if improved {
+        st.best_val_loss = Some(vl);
+        st.best_step = st.step;
+        *best = Some(snapshot(vars)?);
+    }
+    Ok(improved)
+}
+
 fn snapshot(vars: &[(String, Var)]) -> Result<Vec<(String, Tensor)>> {
     vars.iter()
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
