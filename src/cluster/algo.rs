@@ -18,7 +18,11 @@ use rand::SeedableRng;
 use rand_xoshiro::rand_core::SeedableRng as _;
 use rand_xoshiro::Xoshiro256Plus;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+
+use super::{Algorithm, ClusterConfig, DEFAULT_K_MAX};
+use crate::artifact::clusters::{DbscanInfo, EpsScore, KScore};
+use crate::artifact::OUTLIER;
+use crate::ml::features::full_distance;
 
 /// KMeans restarts per k in the search (the best inertia wins).
 pub const SEARCH_RUNS: usize = 10;
@@ -28,13 +32,6 @@ pub const SEARCH_DIMS: usize = 48;
 
 /// Scores within this much of the best count as a tie; the smallest such k wins.
 pub const K_TIE: f64 = 0.005;
-
-/// The silhouette of one k tried.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KScore {
-    pub k: usize,
-    pub silhouette: f64,
-}
 
 /// Indices of a deterministic sample of at most `max` of `n` rows, sorted.
 pub fn sample_indices(n: usize, max: usize, seed: u64) -> Vec<usize> {
@@ -374,16 +371,6 @@ pub fn dbscan(
     Ok(params.transform(&x).to_vec())
 }
 
-/// One DBSCAN radius tried by [`choose_eps`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpsScore {
-    pub eps: f32,
-    /// Silhouette of the clustered sample points times their share.
-    pub score: f64,
-    pub clusters: usize,
-    pub noise_share: f64,
-}
-
 /// Multiples of the median distance to the `min_points`-th neighbour tried
 /// as DBSCAN radii: 1, 1.2, ... 4.
 const EPS_FACTORS: std::ops::RangeInclusive<u32> = 5..=20;
@@ -485,4 +472,234 @@ pub fn centroids_of(x: ArrayView2<f32>, labels: &[Option<usize>], k: usize) -> V
                 .collect()
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The clustering phase.
+
+/// The result of the clustering phase: every call's cluster (or
+/// [`OUTLIER`]) and distance, the kept clusters' centroids, the searches,
+/// and what the plot needs (the sample, its reduction).
+pub struct Clustering {
+    /// Per call: cluster id (by size, then first call id) or [`OUTLIER`].
+    pub labels: Vec<i32>,
+    /// Per call: distance to its centroid (an outlier's: to the nearest).
+    pub distances: Vec<f32>,
+    /// Centroids of the kept clusters, in id order.
+    pub centroids: Vec<Vec<f32>>,
+    pub k_search: Vec<KScore>,
+    pub dbscan: Option<DbscanInfo>,
+    pub reduction: Reduction,
+    /// The sample's rows projected on the leading principal components.
+    pub reduced: Array2<f32>,
+    pub sample_idx: Vec<usize>,
+}
+
+impl Clustering {
+    /// Clusters kept.
+    pub fn k(&self) -> usize {
+        self.centroids.len()
+    }
+
+    /// Each kept cluster's member rows.
+    pub fn members(&self) -> Vec<Vec<usize>> {
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); self.k()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            if l >= 0 {
+                members[l as usize].push(i);
+            }
+        }
+        members
+    }
+}
+
+/// Clusters the feature rows `x`: the k search (or DBSCAN radius) on a
+/// sample, the chosen clustering on all calls, then the minimum size
+/// (smaller clusters become outliers) and ids by size, then first call id.
+pub fn cluster(
+    cfg: &ClusterConfig,
+    x: &Array2<f32>,
+    call_ids: &[String],
+) -> anyhow::Result<Clustering> {
+    let n = x.nrows();
+    // The sample must hold more calls than the k asked for.
+    let sample_max = cfg.sample.max(cfg.k.map_or(0, |k| 2 * k));
+    let sample_idx = sample_indices(n, sample_max, cfg.seed);
+    let xs = x.select(Axis(0), &sample_idx);
+    let reduction = Reduction::fit(xs.view(), SEARCH_DIMS);
+    let reduced = reduction.apply(xs.view());
+    let raw = match &cfg.algorithm {
+        Algorithm::KMeans => cluster_kmeans(cfg, x, &xs, &reduced)?,
+        Algorithm::Dbscan { eps, min_points } => {
+            cluster_dbscan(cfg, x, &xs, &reduction, *eps, *min_points)?
+        }
+    };
+    // Minimum size, then ids by size (descending) and first call id.
+    let k_raw = raw.centroids.len();
+    let mut members_raw: Vec<Vec<usize>> = vec![Vec::new(); k_raw];
+    for (i, l) in raw.labels.iter().enumerate() {
+        if let Some(c) = *l {
+            members_raw[c].push(i);
+        }
+    }
+    let mut kept: Vec<usize> = (0..k_raw)
+        .filter(|&c| members_raw[c].len() >= cfg.min_cluster_size.max(1))
+        .collect();
+    let first_id = |c: usize| {
+        members_raw[c]
+            .iter()
+            .map(|&i| call_ids[i].as_str())
+            .min()
+            .unwrap_or("")
+    };
+    kept.sort_by(|&a, &b| {
+        members_raw[b]
+            .len()
+            .cmp(&members_raw[a].len())
+            .then_with(|| first_id(a).cmp(first_id(b)))
+    });
+    let mut new_id: Vec<i32> = vec![OUTLIER; k_raw];
+    for (id, &c) in kept.iter().enumerate() {
+        new_id[c] = id as i32;
+    }
+    let k = kept.len();
+    let centroids: Vec<Vec<f32>> = kept.iter().map(|&c| raw.centroids[c].clone()).collect();
+    // Outliers are measured against the kept centroids (all centroids when none is kept).
+    let fallback: &[Vec<f32>] = if k > 0 { &centroids } else { &raw.centroids };
+    let placed: Vec<(i32, f32)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let row = x.row(i);
+            let row = row.as_slice().expect("standard layout");
+            match raw.labels[i].map(|c| (c, new_id[c])) {
+                Some((c, id)) if id >= 0 => (id, full_distance(row, &raw.centroids[c])),
+                _ => (
+                    OUTLIER,
+                    fallback
+                        .iter()
+                        .map(|cen| full_distance(row, cen))
+                        .fold(f32::INFINITY, f32::min)
+                        .min(f32::MAX),
+                ),
+            }
+        })
+        .collect();
+    let labels: Vec<i32> = placed.iter().map(|p| p.0).collect();
+    let distances: Vec<f32> = placed.iter().map(|p| p.1).collect();
+    Ok(Clustering {
+        labels,
+        distances,
+        centroids,
+        k_search: raw.k_search,
+        dbscan: raw.dbscan,
+        reduction,
+        reduced,
+        sample_idx,
+    })
+}
+
+/// The raw result of the algorithm, before the size filter and renumbering.
+struct RawClustering {
+    labels: Vec<Option<usize>>,
+    centroids: Vec<Vec<f32>>,
+    k_search: Vec<KScore>,
+    dbscan: Option<DbscanInfo>,
+}
+
+fn cluster_kmeans(
+    cfg: &ClusterConfig,
+    x: &Array2<f32>,
+    xs: &Array2<f32>,
+    reduced: &Array2<f32>,
+) -> anyhow::Result<RawClustering> {
+    let n = x.nrows();
+    let ks: Vec<usize> = match cfg.k {
+        Some(k) => vec![k],
+        None => {
+            let cap = cfg
+                .k_max
+                .unwrap_or_else(|| DEFAULT_K_MAX.min(n / cfg.min_cluster_size.max(1)));
+            (2..=cap.min(xs.nrows().saturating_sub(1))).collect()
+        }
+    };
+    if ks.is_empty() {
+        // Too few calls to split: one cluster.
+        let labels = vec![Some(0); n];
+        let centroids = centroids_of(x.view(), &labels, 1);
+        return Ok(RawClustering {
+            labels,
+            centroids,
+            k_search: Vec::new(),
+            dbscan: None,
+        });
+    }
+    let dist = pairwise_distances(reduced.view());
+    let pb = super::progress_bar(cfg.progress && ks.len() > 1, ks.len(), "k search");
+    let (scores, mut all) = search_k(reduced.view(), &dist, &ks, cfg.seed, &pb)?;
+    pb.finish_and_clear();
+    let k = match cfg.k {
+        Some(k) => k,
+        None => choose_k(&scores).expect("at least one k tried"),
+    };
+    let pos = ks.iter().position(|&x| x == k).expect("chosen k was tried");
+    // Full-width means of the sample's clusters, refined on all calls.
+    let sample_labels: Vec<Option<usize>> = all.swap_remove(pos).into_iter().map(Some).collect();
+    let start = centroids_of(xs.view(), &sample_labels, k);
+    let init = Array2::from_shape_vec((k, x.ncols()), start.into_iter().flatten().collect())?;
+    let centroids = kmeans(x.view(), k, cfg.seed, 1, Some(init))?;
+    let labels = assign_all(x.view(), &centroids)
+        .into_iter()
+        .map(|(c, _)| Some(c))
+        .collect();
+    Ok(RawClustering {
+        labels,
+        centroids,
+        k_search: scores,
+        dbscan: None,
+    })
+}
+
+/// DBSCAN on the calls' leading principal components plus the residual
+/// length ([`Reduction::apply_with_residual`]); centroids are the
+/// members' means in the full feature space.
+fn cluster_dbscan(
+    cfg: &ClusterConfig,
+    x: &Array2<f32>,
+    xs: &Array2<f32>,
+    reduction: &Reduction,
+    eps: Option<f32>,
+    min_points: usize,
+) -> anyhow::Result<RawClustering> {
+    let (eps, eps_search) = match eps {
+        Some(e) => (e, Vec::new()),
+        None => {
+            let sample = reduction.apply_with_residual(xs.view());
+            // The minimum size, scaled to the sample.
+            let min_size = (cfg.min_cluster_size * xs.nrows()).div_ceil(x.nrows().max(1));
+            choose_eps(
+                sample.view(),
+                &pairwise_distances(sample.view()),
+                min_points,
+                min_size,
+            )?
+        }
+    };
+    let labels = dbscan(
+        reduction.apply_with_residual(x.view()).view(),
+        eps,
+        min_points,
+    )?;
+    let k = labels.iter().flatten().map(|&c| c + 1).max().unwrap_or(0);
+    let centroids = centroids_of(x.view(), &labels, k);
+    Ok(RawClustering {
+        labels,
+        centroids,
+        k_search: Vec::new(),
+        dbscan: Some(DbscanInfo {
+            eps,
+            eps_auto: !eps_search.is_empty(),
+            min_points,
+            eps_search,
+        }),
+    })
 }

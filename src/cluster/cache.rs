@@ -13,6 +13,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use rayon::prelude::*;
+
+use super::CacheStats;
+use crate::ml::embed::TextEmbedder;
+use crate::ml::features::CallFacts;
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"SLMEMB01";
@@ -153,4 +158,94 @@ impl EmbeddingCache {
         }
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------
+// The embedding phase.
+
+/// Texts embedded per chunk; each chunk is appended to the cache as it
+/// completes, so an interrupted run keeps its work.
+const EMBED_CHUNK: usize = 1024;
+
+/// The distinct non-empty texts of the calls and, per call, the index of
+/// its system and user text among them (first-seen order).
+pub struct TextTable {
+    pub texts: Vec<String>,
+    pub system_of: Vec<Option<usize>>,
+    pub user_of: Vec<Option<usize>>,
+}
+
+pub fn text_table(facts: &[CallFacts]) -> TextTable {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut system_of = Vec::with_capacity(facts.len());
+    let mut user_of = Vec::with_capacity(facts.len());
+    for f in facts {
+        for (s, out) in [(&f.system, &mut system_of), (&f.user, &mut user_of)] {
+            if s.is_empty() {
+                out.push(None);
+                continue;
+            }
+            let next = texts.len();
+            let i = *index.entry(s.as_str()).or_insert(next);
+            if i == next {
+                texts.push(s.clone());
+            }
+            out.push(Some(i));
+        }
+    }
+    TextTable {
+        texts,
+        system_of,
+        user_of,
+    }
+}
+
+/// Embeds the texts, from the cache where possible.
+pub fn embed_texts(
+    dataset_dir: &Path,
+    texts: &[String],
+    embedder: &dyn TextEmbedder,
+    progress: bool,
+) -> anyhow::Result<(Vec<Vec<f32>>, CacheStats)> {
+    let mut cache = EmbeddingCache::open(dataset_dir, embedder.checksum(), embedder.dim())?;
+    let keys: Vec<Key> = texts.par_iter().map(|t| key(t)).collect();
+    let mut out: Vec<Option<Vec<f32>>> = keys
+        .iter()
+        .map(|k| cache.get(k).map(<[f32]>::to_vec))
+        .collect();
+    let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+    let stats = CacheStats {
+        texts: texts.len(),
+        hits: texts.len() - missing.len(),
+        misses: missing.len(),
+        file: cache.path().to_path_buf(),
+        model_ran: !missing.is_empty(),
+    };
+    if !missing.is_empty() {
+        let pb = super::progress_bar(progress, missing.len(), "embed");
+        for chunk in missing.chunks(EMBED_CHUNK) {
+            let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+            let vecs = embedder.embed(&refs, &pb)?;
+            anyhow::ensure!(
+                vecs.len() == chunk.len() && vecs.iter().all(|v| v.len() == embedder.dim()),
+                "the embedder returned {} vectors for {} texts",
+                vecs.len(),
+                chunk.len()
+            );
+            let records: Vec<(Key, Vec<f32>)> =
+                chunk.iter().zip(vecs).map(|(&i, v)| (keys[i], v)).collect();
+            cache.append(&records)?;
+            for (&i, (_, v)) in chunk.iter().zip(records) {
+                out[i] = Some(v);
+            }
+        }
+        pb.finish_and_clear();
+    }
+    Ok((
+        out.into_iter()
+            .map(|v| v.expect("every text embedded"))
+            .collect(),
+        stats,
+    ))
 }

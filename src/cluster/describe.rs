@@ -5,9 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::artifact::{ClusterStats, Percentiles, ToolShare};
-use super::features::CallFacts;
-use super::metrics;
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use super::algo::Clustering;
+use super::cache::TextTable;
+use super::{metrics, Calls};
+use crate::artifact::clusters::{ClusterStats, ClusterSummary, Percentiles, ToolShare};
+use crate::ml::features::{CallFacts, FeatureSpec};
 
 /// Terms kept per cluster label.
 pub const LABEL_TERMS: usize = 6;
@@ -352,4 +357,118 @@ pub fn nearest_members(members: &[usize], distances: &[f32], call_ids: &[String]
 
 pub fn share(part: usize, whole: usize) -> f64 {
     round4(part as f64 / whole.max(1) as f64)
+}
+
+// ---------------------------------------------------------------------------
+// The description phase.
+
+/// Describes each kept cluster: label terms (class-based TF-IDF over the
+/// distinct texts), tools, size and share, the calls nearest the centroid,
+/// radii (full and request-only, for routing), stats and purity.
+pub fn clusters(
+    calls: &Calls,
+    table: &TextTable,
+    spec: &FeatureSpec,
+    x: &Array2<f32>,
+    clustering: &Clustering,
+) -> Vec<ClusterSummary> {
+    let (facts, call_ids) = (&calls.facts, &calls.call_ids);
+    let (labels, distances, centroids) = (
+        &clustering.labels,
+        &clustering.distances,
+        &clustering.centroids,
+    );
+    let (n, k) = (calls.len(), clustering.k());
+    let members = clustering.members();
+    let (doc_terms, vocab) = intern_terms(&table.texts);
+    let terms_per_cluster = label_terms(
+        &doc_terms,
+        &vocab,
+        &table.system_of,
+        &table.user_of,
+        &labels,
+        k,
+    );
+    (0..k)
+        .map(|c| {
+            let m = &members[c];
+            let mf: Vec<&CallFacts> = m.iter().map(|&i| &facts[i]).collect();
+            let order = nearest_members(m, &distances, &call_ids);
+            let member_d: Vec<f32> = m.iter().map(|&i| distances[i]).collect();
+            let request_d: Vec<f32> = m
+                .iter()
+                .map(|&i| {
+                    spec.request_distance(
+                        x.row(i).as_slice().expect("standard layout"),
+                        &centroids[c],
+                    )
+                })
+                .collect();
+            let purity = purity(&mf);
+            ClusterSummary {
+                id: c as i32,
+                label_terms: terms_per_cluster[c].clone(),
+                tools: tools(&mf),
+                size: m.len(),
+                share: share(m.len(), n),
+                representative_call_id: call_ids[order[0]].clone(),
+                example_call_ids: order
+                    .iter()
+                    .take(EXAMPLES)
+                    .map(|&i| call_ids[i].clone())
+                    .collect(),
+                centroid: centroids[c].clone(),
+                radius: percentile_f32(&member_d, 0.95) * RADIUS_SLACK,
+                request_radius: percentile_f32(&request_d, 0.95) * RADIUS_SLACK,
+                stats: stats(&mf),
+                purity: purity.as_ref().map(|p| p.0),
+                workload_id: purity.map(|p| p.1),
+            }
+        })
+        .collect()
+}
+
+/// Purity against logged `workload_id`s over all clustered calls that have
+/// one, weighted by those calls; `None` when no call has one.
+pub fn overall_purity(
+    clusters: &[ClusterSummary],
+    clustering: &Clustering,
+    facts: &[CallFacts],
+) -> Option<f64> {
+    let members = clustering.members();
+    let (mut pure, mut total) = (0.0, 0usize);
+    for (c, cl) in clusters.iter().enumerate() {
+        let with_id = members[c]
+            .iter()
+            .filter(|&&i| facts[i].workload_id.is_some())
+            .count();
+        if let Some(p) = cl.purity {
+            pure += p * with_id as f64;
+            total += with_id;
+        }
+    }
+    (total > 0).then(|| (pure / total as f64 * 1e4).round() / 1e4)
+}
+
+/// Terms of each distinct text, as (term id, count), and the term strings.
+fn intern_terms(texts: &[String]) -> (Vec<Vec<(u32, u32)>>, Vec<String>) {
+    let per_text: Vec<Vec<String>> = texts.par_iter().map(|t| terms(t)).collect();
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut vocab: Vec<String> = Vec::new();
+    let docs = per_text
+        .into_iter()
+        .map(|words| {
+            let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
+            for w in words {
+                let next = vocab.len() as u32;
+                let id = *ids.entry(w).or_insert_with_key(|w| {
+                    vocab.push(w.clone());
+                    next
+                });
+                *counts.entry(id).or_default() += 1;
+            }
+            counts.into_iter().collect()
+        })
+        .collect();
+    (docs, vocab)
 }

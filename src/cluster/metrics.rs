@@ -97,3 +97,22 @@ pub fn read_truth(path: &Path) -> anyhow::Result<HashMap<(u64, u32), String>> {
     }
     Ok(out)
 }
+
+/// The adjusted Rand index of `labels` against the ground truth, over the
+/// calls the truth labels (matched by origin), and how many those are.
+pub fn ari_against(
+    t: &HashMap<(u64, u32), String>,
+    origins: &[(u64, u32)],
+    labels: &[i32],
+) -> (Option<f64>, Option<usize>) {
+    let (pred, gold): (Vec<i32>, Vec<&str>) = origins
+        .iter()
+        .zip(labels)
+        .filter_map(|(o, &l)| t.get(o).map(|w| (l, w.as_str())))
+        .unzip();
+    if pred.is_empty() {
+        (None, Some(0))
+    } else {
+        (Some(adjusted_rand_index(&pred, &gold)), Some(pred.len()))
+    }
+}

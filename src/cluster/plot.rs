@@ -8,6 +8,10 @@ use std::fmt::Write;
 
 use ndarray::Array2;
 
+use super::algo::Clustering;
+use crate::artifact::clusters::ClustersJson;
+use crate::artifact::OUTLIER;
+
 /// Colours of clusters 0.. (Tableau 20), cycled past twenty.
 const PALETTE: [&str; 20] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -150,4 +154,61 @@ pub fn svg(
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The SVG of a clustering: its sample on the first two principal
+/// components, centroids projected the same way, and a legend.
+pub fn render(c: &Clustering, s: &ClustersJson) -> String {
+    let (reduction, reduced, sample_idx, labels) =
+        (&c.reduction, &c.reduced, &c.sample_idx, &c.labels);
+    let centroids = Array2::from_shape_vec(
+        (s.clusters.len(), s.features.dims),
+        s.clusters
+            .iter()
+            .flat_map(|c| c.centroid.iter().copied())
+            .collect(),
+    )
+    .expect("centroid widths match the features");
+    let centroids = reduction.apply(centroids.view());
+    let two = |a: &Array2<f32>| {
+        let mut out = Array2::<f64>::zeros((a.nrows(), 2));
+        for j in 0..a.ncols().min(2) {
+            out.column_mut(j).assign(&a.column(j).mapv(f64::from));
+        }
+        out
+    };
+    let point_labels: Vec<i32> = sample_idx.iter().map(|&i| labels[i]).collect();
+    let mut legend: Vec<LegendEntry> = s
+        .clusters
+        .iter()
+        .map(|c| LegendEntry {
+            id: c.id,
+            size: c.size,
+            terms: c.label_terms.clone(),
+        })
+        .collect();
+    if s.outliers > 0 {
+        legend.push(LegendEntry {
+            id: OUTLIER,
+            size: s.outliers,
+            terms: Vec::new(),
+        });
+    }
+    let ids: Vec<i32> = s.clusters.iter().map(|c| c.id).collect();
+    let title = format!(
+        "{} calls, {} clusters ({}), {} outliers; first two principal components of {} sampled calls",
+        s.calls,
+        s.k,
+        s.algorithm,
+        s.outliers,
+        sample_idx.len()
+    );
+    svg(
+        &two(reduced),
+        &point_labels,
+        &two(&centroids),
+        &ids,
+        &legend,
+        &title,
+    )
 }

@@ -15,32 +15,26 @@
 //! Invariant: `read = written + duplicates + quarantined`, per format too.
 
 pub mod formats;
+mod pipeline;
+pub mod quarantine;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::call::{Origin, RedactedCall, SourceFormat};
-use crate::dataset::{CallRow, CallsWriter, CALLS_FILE};
-use crate::redact::{PendingCall, Pseudonyms, RedactConfig, RedactKey, RedactStats, Redactor};
+use crate::artifact::calls::{CallsWriter, CALLS_FILE};
+use crate::call::SourceFormat;
+use crate::redact::{RedactConfig, RedactKey, RedactStats, Redactor};
 use crate::util::usage;
-use formats::{Bad, BatchKey, Item, Reason};
-use source::{Body, InputFile, RawRecord};
+use pipeline::{CallSink, Sink};
 
-/// File names inside the output directory.
-pub const QUARANTINE_FILE: &str = "quarantine.jsonl";
-pub const REPORT_FILE: &str = "ingest.json";
+pub use crate::artifact::{INGEST_REPORT_FILE as REPORT_FILE, QUARANTINE_FILE};
+pub use quarantine::{read_quarantine, QuarantineEntry};
 
 /// Where the redaction key came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -127,464 +121,37 @@ pub struct IngestOutput {
     pub elapsed_s: f64,
 }
 
-/// One record's outcome after the parallel stage.
-enum Outcome {
-    Call {
-        pending: PendingCall,
-        origin: Origin,
-    },
-    BatchReq {
-        key: BatchKey,
-        pending: PendingCall,
-        origin: Origin,
-    },
-    BatchResp {
-        key: BatchKey,
-        result: Result<PendingCall, Quarantined>,
-        origin: Origin,
-    },
-    Skip(&'static str),
-    Quarantine(Quarantined),
-}
-
-/// A quarantined record; `content` is redacted text with pending markers.
-struct Quarantined {
-    origin: Origin,
-    format: Option<SourceFormat>,
-    reason: Reason,
-    detail: String,
-    bytes: u64,
-    content: Option<String>,
-}
-
-#[derive(Serialize)]
-struct QuarantineLine<'a> {
-    file: &'a str,
-    line: u64,
-    index: u32,
-    format_guess: Option<&'static str>,
-    reason: &'static str,
-    detail: &'a str,
-    bytes: u64,
-    content: Option<&'a str>,
-}
-
-struct Ctx<'a> {
-    files: &'a [InputFile],
-    redactor: &'a Redactor,
-    cfg: &'a IngestConfig,
-}
-
-fn origin(ctx: &Ctx, rec: &RawRecord, index: u32) -> Origin {
-    Origin {
-        file: ctx.files[rec.file].display.clone(),
-        line: rec.line,
-        index: rec.index + index,
-    }
-}
-
-/// Parallel stage: bytes → JSON → format items → redacted outcomes.
-fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> {
-    let r = ctx.redactor;
-    let quarantine_text =
-        |reason, detail: String, text: &str, bytes: u64, stats: &mut RedactStats| {
-            Outcome::Quarantine(Quarantined {
-                origin: origin(ctx, rec, 0),
-                format: None,
-                reason,
-                detail,
-                bytes,
-                content: Some(r.redact_text(text, stats)),
-            })
-        };
-    let bytes = match &rec.body {
-        Body::TooLarge { len } => {
-            return vec![Outcome::Quarantine(Quarantined {
-                origin: origin(ctx, rec, 0),
-                format: None,
-                reason: Reason::TooLarge,
-                detail: format!(
-                    "record is {len} bytes, over the {} byte limit; content not kept",
-                    ctx.cfg.max_record_bytes
-                ),
-                bytes: *len,
-                content: None,
-            })]
-        }
-        Body::Unreadable { detail } => {
-            return vec![Outcome::Quarantine(Quarantined {
-                origin: origin(ctx, rec, 0),
-                format: None,
-                reason: Reason::UnreadableInput,
-                detail: detail.clone(),
-                bytes: 0,
-                content: None,
-            })]
-        }
-        Body::Bytes(b) => b,
-    };
-    let n = bytes.len() as u64;
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let lossy = String::from_utf8_lossy(bytes);
-            return vec![quarantine_text(
-                Reason::InvalidUtf8,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                &lossy,
-                n,
-                stats,
-            )];
-        }
-    };
-    let v: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let msg = e.to_string();
-            let reason = if msg.contains("recursion limit") {
-                Reason::TooDeep
-            } else {
-                Reason::InvalidJson
-            };
-            // serde_json syntax errors name a position and a category, never input text.
-            return vec![quarantine_text(reason, msg, text, n, stats)];
-        }
-    };
-    if formats::depth(&v) > ctx.cfg.max_depth {
-        return vec![quarantine_text(
-            Reason::TooDeep,
-            format!("JSON nesting deeper than {} levels", ctx.cfg.max_depth),
-            text,
-            n,
-            stats,
-        )];
-    }
-    let redact_json = |v: &Value, stats: &mut RedactStats| {
-        let mut c = v.clone();
-        r.redact_value(&mut c, stats);
-        serde_json::to_string(&c).expect("JSON value serialises")
-    };
-    let parsed = formats::parse_record(&v, ctx.cfg.format);
-    let mut out = Vec::with_capacity(parsed.len());
-    for p in parsed {
-        let o = origin(ctx, rec, p.index);
-        let quarantine = |b: Bad, content: Option<&Value>, stats: &mut RedactStats| Quarantined {
-            origin: o.clone(),
-            format: p.format,
-            reason: b.reason,
-            detail: b.detail,
-            bytes: n,
-            content: Some(redact_json(content.unwrap_or(&v), stats)),
-        };
-        out.push(match p.item {
-            Item::Call(raw) => Outcome::Call {
-                pending: r.redact_call(raw, stats),
-                origin: o,
-            },
-            Item::BatchRequest { key, call } => Outcome::BatchReq {
-                key,
-                pending: r.redact_call(call, stats),
-                origin: o,
-            },
-            Item::BatchResponse { key, result } => {
-                let result = match result {
-                    Ok(raw) => Ok(r.redact_call(raw, stats)),
-                    Err(b) => Err(quarantine(b, p.content.as_ref(), stats)),
-                };
-                Outcome::BatchResp {
-                    key,
-                    result,
-                    origin: o,
-                }
-            }
-            Item::NotACall(kind) => Outcome::Skip(kind),
-            Item::Bad(b) => Outcome::Quarantine(quarantine(b, p.content.as_ref(), stats)),
-        });
-    }
-    out
-}
-
-/// [`process`] with panic isolation: a bug on one record quarantines that
-/// record (content not kept) instead of stopping the run, and the panic
-/// hook (see `cli::install_panic_hook`) keeps its payload out of the logs.
-fn process_guarded(ctx: &Ctx, rec: &RawRecord) -> (Vec<Outcome>, RedactStats) {
-    let mut s = RedactStats::default();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(ctx, rec, &mut s))) {
-        Ok(o) => (o, s),
-        Err(_) => (
-            vec![Outcome::Quarantine(Quarantined {
-                origin: origin(ctx, rec, 0),
-                format: None,
-                reason: Reason::InternalError,
-                detail: "slmforge failed on this record; content not kept (please report)".into(),
-                bytes: match &rec.body {
-                    Body::Bytes(b) => b.len() as u64,
-                    _ => 0,
-                },
-                content: None,
-            })],
-            RedactStats::default(),
-        ),
-    }
-}
-
-/// One half of a batch call waiting for the other.
-enum Half {
-    Request {
-        call: RedactedCall,
-        origin: Origin,
-    },
-    Response {
-        result: Result<RedactedCall, Quarantined>,
-        origin: Origin,
-    },
-}
-
-/// Sequential stage state: pseudonyms, batch joins, quarantine.
-struct Sink {
-    pseudonyms: Pseudonyms,
-    pending: HashMap<BatchKey, Half>,
-    quarantine: BufWriter<File>,
-    report: IngestReport,
-}
-
-/// Writer thread state: dedup and `calls.parquet`.
-struct CallSink {
-    seen: HashSet<u64>,
-    writer: CallsWriter,
-    read: u64,
-    written: u64,
-    duplicates: u64,
-    formats: BTreeMap<String, Counts>,
-}
-
-impl Sink {
-    fn fmt_counts(&mut self, f: Option<SourceFormat>) -> &mut Counts {
-        let name = f.map(|f| f.as_str()).unwrap_or("unknown");
-        self.report.formats.entry(name.to_string()).or_default()
-    }
-
-    fn quarantine(&mut self, mut q: Quarantined) -> anyhow::Result<()> {
-        if let Some(c) = &mut q.content {
-            self.pseudonyms.resolve_text(c);
-        }
-        let line = QuarantineLine {
-            file: &q.origin.file,
-            line: q.origin.line,
-            index: q.origin.index,
-            format_guess: q.format.map(|f| f.as_str()),
-            reason: q.reason.as_str(),
-            detail: &q.detail,
-            bytes: q.bytes,
-            content: q.content.as_deref(),
-        };
-        serde_json::to_writer(&mut self.quarantine, &line)?;
-        self.quarantine.write_all(b"\n")?;
-        self.report.read += 1;
-        self.report.quarantined += 1;
-        *self
-            .report
-            .quarantine_reasons
-            .entry(q.reason.as_str().to_string())
-            .or_default() += 1;
-        let c = self.fmt_counts(q.format);
-        c.read += 1;
-        c.quarantined += 1;
-        Ok(())
-    }
-
-    /// Resolves pseudonyms in input order; returns complete calls.
-    fn sequence(
-        &mut self,
-        outcomes: Vec<Outcome>,
-        ready: &mut Vec<RedactedCall>,
-    ) -> anyhow::Result<()> {
-        for o in outcomes {
-            match o {
-                Outcome::Call { pending, origin } => {
-                    let mut call = self.pseudonyms.finish(pending);
-                    call.0.origin = origin;
-                    ready.push(call);
-                }
-                Outcome::Skip(kind) => {
-                    *self
-                        .report
-                        .skipped_non_llm
-                        .entry(kind.to_string())
-                        .or_default() += 1
-                }
-                Outcome::Quarantine(q) => self.quarantine(q)?,
-                Outcome::BatchReq {
-                    key,
-                    pending,
-                    origin,
-                } => {
-                    let call = self.pseudonyms.finish(pending);
-                    self.join(key, Half::Request { call, origin }, ready)?;
-                }
-                Outcome::BatchResp {
-                    key,
-                    result,
-                    origin,
-                } => {
-                    let result = result.map(|p| self.pseudonyms.finish(p));
-                    self.join(key, Half::Response { result, origin }, ready)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn join(
-        &mut self,
-        key: BatchKey,
-        half: Half,
-        ready: &mut Vec<RedactedCall>,
-    ) -> anyhow::Result<()> {
-        let fmt = Some(key.format);
-        match (self.pending.remove(&key), half) {
-            (None, half) => {
-                self.pending.insert(key, half);
-            }
-            (Some(Half::Request { mut call, origin }), Half::Response { result, .. })
-            | (Some(Half::Response { result, .. }), Half::Request { mut call, origin }) => {
-                match result {
-                    Ok(resp) => {
-                        let resp = resp.into_inner();
-                        call.0.response = resp.response;
-                        call.0.usage = resp.usage;
-                        call.0.model = resp.model.or(call.0.model.take());
-                        call.0.timestamp_ms = resp.timestamp_ms.or(call.0.timestamp_ms);
-                        call.0.origin = origin;
-                        call.0.source_format = fmt;
-                        ready.push(call);
-                    }
-                    Err(mut q) => {
-                        q.origin = origin;
-                        self.quarantine(q)?;
-                    }
-                }
-            }
-            (Some(first), second) => {
-                // Two halves of the same kind: keep the first, quarantine the second.
-                self.pending.insert(key.clone(), first);
-                let (origin, content) = match second {
-                    Half::Request { call, origin } => (origin, call_json(&call)),
-                    Half::Response {
-                        result: Ok(call),
-                        origin,
-                    } => (origin, call_json(&call)),
-                    Half::Response {
-                        result: Err(q),
-                        origin,
-                    } => (origin, q.content.unwrap_or_default()),
-                };
-                self.quarantine(Quarantined {
-                    origin,
-                    format: fmt,
-                    reason: Reason::BatchDuplicateId,
-                    detail: "a batch line with this custom_id was already read".into(),
-                    bytes: 0,
-                    content: Some(content),
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Quarantines the batch halves that never found their partner, in
-    /// input order.
-    fn flush_unmatched(&mut self) -> anyhow::Result<()> {
-        let mut left: Vec<(BatchKey, Half)> = self.pending.drain().collect();
-        let pos = |h: &Half| match h {
-            Half::Request { origin, .. } | Half::Response { origin, .. } => {
-                (origin.file.clone(), origin.line, origin.index)
-            }
-        };
-        left.sort_by_key(|(_, h)| pos(h));
-        for (key, half) in left {
-            let q = match half {
-                Half::Request { call, origin } => Quarantined {
-                    origin,
-                    format: Some(key.format),
-                    reason: Reason::BatchMissingResponse,
-                    detail: "no batch output line has this custom_id".into(),
-                    bytes: 0,
-                    content: Some(call_json(&call)),
-                },
-                Half::Response {
-                    result: Ok(call),
-                    origin,
-                } => Quarantined {
-                    origin,
-                    format: Some(key.format),
-                    reason: Reason::BatchMissingRequest,
-                    detail: "no batch input line has this custom_id".into(),
-                    bytes: 0,
-                    content: Some(call_json(&call)),
-                },
-                Half::Response {
-                    result: Err(mut q),
-                    origin,
-                } => {
-                    q.origin = origin;
-                    q
-                }
-            };
-            self.quarantine(q)?;
-        }
-        Ok(())
-    }
-}
-
-impl CallSink {
-    /// Dedups and writes complete calls (rows serialised in parallel).
-    fn write(&mut self, ready: Vec<RedactedCall>) -> anyhow::Result<()> {
-        let rows: Vec<(CallRow, Option<SourceFormat>)> = ready
-            .par_iter()
-            .map(|c| (CallRow::from_call(c), c.source_format))
-            .collect();
-        let mut keep = Vec::with_capacity(rows.len());
-        for (row, fmt) in rows {
-            let id = u64::from_str_radix(&row.call_id, 16).expect("call id is hex");
-            self.read += 1;
-            let dup = !self.seen.insert(id);
-            let name = fmt.map(|f| f.as_str()).unwrap_or("unknown");
-            let c = self.formats.entry(name.to_string()).or_default();
-            c.read += 1;
-            if dup {
-                c.duplicates += 1;
-                self.duplicates += 1;
-            } else {
-                c.written += 1;
-                self.written += 1;
-                keep.push(row);
-            }
-        }
-        self.writer.write(&keep)
-    }
-}
-
-/// A (redacted) partial call as JSON text, for quarantined batch halves.
-fn call_json(call: &RedactedCall) -> String {
-    serde_json::json!({"messages": call.messages, "tools": call.tools, "response": call.response})
-        .to_string()
-}
-
-/// Chunk of records handed from the reader thread to the workers.
-struct Chunk {
-    records: Vec<RawRecord>,
-    /// Per-file record counts, for the report.
-    per_file: Vec<(usize, u64)>,
-}
-
-const CHUNK_BYTES: usize = 4 << 20;
-const CHUNK_RECORDS: usize = 4096;
-
 /// Runs the ingest stage: `inputs` → `out/{calls.parquet, quarantine.jsonl, ingest.json}`.
 pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result<IngestOutput> {
     let start = Instant::now();
     let files = source::discover(inputs)?;
+    let (quarantine, writer) = open_outputs(out)?;
+    let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
+    let report = IngestReport {
+        schema_version: crate::artifact::calls::SCHEMA_VERSION,
+        files: files
+            .iter()
+            .map(|f| FileReport {
+                file: f.display.clone(),
+                bytes: f.size,
+                records: 0,
+            })
+            .collect(),
+        input_bytes: files.iter().map(|f| f.size).sum(),
+        ..Default::default()
+    };
+    let streamed = pipeline::stream(cfg, &files, &redactor, quarantine, writer, report)?;
+    let report = finish_report(cfg, out, streamed)?;
+    crate::util::write_json(&out.join(REPORT_FILE), &report)?;
+    Ok(IngestOutput {
+        report,
+        elapsed_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Creates the output directory, the quarantine file and the calls writer;
+/// an unusable directory is a usage error.
+fn open_outputs(out: &Path) -> anyhow::Result<(File, CallsWriter)> {
     std::fs::create_dir_all(out).map_err(|e| {
         usage(format!(
             "cannot create output directory {}: {}",
@@ -592,142 +159,32 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
             source::io_reason(&e)
         ))
     })?;
-    let qpath = out.join(QUARANTINE_FILE);
-    let quarantine = File::create(&qpath).map_err(|e| {
+    let quarantine = File::create(out.join(QUARANTINE_FILE)).map_err(|e| {
         usage(format!(
             "output directory {} is not writable: {}",
             out.display(),
             source::io_reason(&e)
         ))
     })?;
-    let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
     let writer = CallsWriter::create(&out.join(CALLS_FILE))?;
+    Ok((quarantine, writer))
+}
 
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let pb = if cfg.progress {
-        crate::util::bytes_bar(total_bytes, "ingest")
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let counter = Arc::new(AtomicU64::new(0));
-
-    let mut sink = Sink {
-        pseudonyms: Pseudonyms::new(),
-        pending: HashMap::new(),
-        quarantine: BufWriter::new(quarantine),
-        report: IngestReport {
-            schema_version: crate::dataset::SCHEMA_VERSION,
-            files: files
-                .iter()
-                .map(|f| FileReport {
-                    file: f.display.clone(),
-                    bytes: f.size,
-                    records: 0,
-                })
-                .collect(),
-            input_bytes: total_bytes,
-            ..Default::default()
-        },
-    };
-    let mut stats = RedactStats::default();
-
-    let pool = {
-        let mut b = rayon::ThreadPoolBuilder::new();
-        if let Some(t) = cfg.threads {
-            b = b.num_threads(t.max(1));
-        }
-        b.build()?
-    };
-
-    let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Chunk>>(2);
-    let reader_files = files.clone();
-    let max_bytes = cfg.max_record_bytes;
-    let reader_counter = counter.clone();
-    let reader = std::thread::spawn(move || read_all(&reader_files, max_bytes, reader_counter, tx));
-
-    let ctx = Ctx {
-        files: &files,
-        redactor: &redactor,
-        cfg,
-    };
-    let timing = std::env::var_os("SLMFORGE_INGEST_TIMING").is_some();
-    let (mut t_wait, mut t_par, mut t_seq) = (0f64, 0f64, 0f64);
-
-    // Three stages overlap: the reader thread, the parallel parse/redact plus
-    // in-order sequencing here, and the writer thread (rows, dedup, parquet).
-    let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<RedactedCall>>(2);
-    let call_sink = std::thread::scope(|scope| -> anyhow::Result<CallSink> {
-        let pool = &pool;
-        let writer_thread = scope.spawn(move || -> anyhow::Result<CallSink> {
-            let mut cs = CallSink {
-                seen: HashSet::new(),
-                writer,
-                read: 0,
-                written: 0,
-                duplicates: 0,
-                formats: BTreeMap::new(),
-            };
-            for batch in wrx {
-                pool.install(|| cs.write(batch))?;
-            }
-            Ok(cs)
-        });
-        let main_loop = || -> anyhow::Result<()> {
-            let mut t0 = Instant::now();
-            for chunk in rx {
-                let chunk = chunk?;
-                t_wait += t0.elapsed().as_secs_f64();
-                t0 = Instant::now();
-                for (f, n) in &chunk.per_file {
-                    sink.report.files[*f].records += n;
-                }
-                let results: Vec<(Vec<Outcome>, RedactStats)> = pool.install(|| {
-                    chunk
-                        .records
-                        .par_iter()
-                        .map(|rec| process_guarded(&ctx, rec))
-                        .collect()
-                });
-                t_par += t0.elapsed().as_secs_f64();
-                t0 = Instant::now();
-                let mut ready = Vec::new();
-                for (outcomes, s) in results {
-                    stats.merge(&s);
-                    sink.sequence(outcomes, &mut ready)?;
-                }
-                t_seq += t0.elapsed().as_secs_f64();
-                if wtx.send(ready).is_err() {
-                    // The writer stopped: its error is reported below.
-                    break;
-                }
-                pb.set_position(counter.load(Ordering::Relaxed));
-                t0 = Instant::now();
-            }
-            Ok(())
-        };
-        let res = main_loop();
-        drop(wtx);
-        let cs = writer_thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-        res?;
-        cs
-    })?;
-    if timing {
-        eprintln!("ingest timing (main thread): waiting for input {t_wait:.2}s, parallel parse+redact {t_par:.2}s, sequencing {t_seq:.2}s");
-    }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
-    sink.flush_unmatched()?;
-    pb.finish_and_clear();
-
-    sink.quarantine.flush()?;
+/// Closes the outputs and completes the report: the sinks' counts (which
+/// add up: `read = written + duplicates + quarantined`), redaction figures,
+/// the key's source and fingerprint, and the output paths.
+fn finish_report(
+    cfg: &IngestConfig,
+    out: &Path,
+    (sink, call_sink, stats): (Sink, CallSink, RedactStats),
+) -> anyhow::Result<IngestReport> {
     let Sink {
         pseudonyms,
         mut report,
+        mut quarantine,
         ..
     } = sink;
+    quarantine.flush()?;
     let CallSink {
         writer,
         read,
@@ -757,7 +214,7 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
         (cfg.key_source != KeySource::Random).then(|| cfg.redact.key.fingerprint());
     report.outputs = [
         ("calls", out.join(CALLS_FILE)),
-        ("quarantine", qpath.clone()),
+        ("quarantine", out.join(QUARANTINE_FILE)),
         ("report", out.join(REPORT_FILE)),
     ]
     .into_iter()
@@ -767,129 +224,7 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
         report.read,
         report.written + report.duplicates + report.quarantined
     );
-    crate::util::write_json(&out.join(REPORT_FILE), &report)?;
-    Ok(IngestOutput {
-        report,
-        elapsed_s: start.elapsed().as_secs_f64(),
-    })
-}
-
-/// Reader thread: streams every file's records in chunks.
-fn read_all(
-    files: &[InputFile],
-    max_bytes: usize,
-    counter: Arc<AtomicU64>,
-    tx: std::sync::mpsc::SyncSender<anyhow::Result<Chunk>>,
-) -> anyhow::Result<()> {
-    let mut chunk = Chunk {
-        records: Vec::new(),
-        per_file: Vec::new(),
-    };
-    let mut chunk_bytes = 0usize;
-    for (i, f) in files.iter().enumerate() {
-        let mut last_line = 0u64;
-        let mut n = 0u64;
-        let res = source::read_records(i, &f.path, max_bytes, counter.clone(), &mut |rec| {
-            last_line = rec.line;
-            n += 1;
-            chunk_bytes += match &rec.body {
-                Body::Bytes(b) => b.len(),
-                _ => 0,
-            };
-            chunk.records.push(rec);
-            if chunk_bytes >= CHUNK_BYTES || chunk.records.len() >= CHUNK_RECORDS {
-                chunk.per_file.push((i, n));
-                n = 0;
-                let full = std::mem::replace(
-                    &mut chunk,
-                    Chunk {
-                        records: Vec::new(),
-                        per_file: Vec::new(),
-                    },
-                );
-                chunk_bytes = 0;
-                tx.send(Ok(full))
-                    .map_err(|_| anyhow::anyhow!("ingest stopped"))?;
-            }
-            Ok(())
-        });
-        if let Err(e) = res {
-            // The rest of this file cannot be read: one quarantine record
-            // marks where, and the run goes on with the next file.
-            let kind = e
-                .downcast_ref::<std::io::Error>()
-                .map(source::io_reason)
-                .unwrap_or_else(|| "read error".into());
-            let detail = format!("stopped reading after line {last_line}: {kind}");
-            chunk.records.push(RawRecord {
-                file: i,
-                line: last_line + 1,
-                index: 0,
-                body: Body::Unreadable { detail },
-            });
-            n += 1;
-        }
-        if n > 0 {
-            chunk.per_file.push((i, n));
-        }
-    }
-    if !chunk.records.is_empty() || !chunk.per_file.is_empty() {
-        tx.send(Ok(chunk))
-            .map_err(|_| anyhow::anyhow!("ingest stopped"))?;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------- CLI
-
-/// `slmforge ingest`.
-#[derive(clap::Args, Debug)]
-pub struct IngestArgs {
-    /// Log files or directories (.jsonl/.ndjson/.json, optionally .gz/.zst).
-    #[arg(required = true, value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
-    /// Output dataset directory.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Force one format instead of detecting per record: openai_chat,
-    /// openai_batch, anthropic, otel, langfuse, helicone, litellm, langsmith.
-    #[arg(long, value_parser = parse_format)]
-    pub format: Option<SourceFormat>,
-    /// Exit 1 when any record was quarantined.
-    #[arg(long)]
-    pub strict: bool,
-    /// File holding the pseudonym key (>= 16 bytes). Else $SLMFORGE_REDACT_KEY,
-    /// else a random key for this run only.
-    #[arg(long, value_name = "FILE")]
-    pub redact_key_file: Option<PathBuf>,
-    /// A value never redacted (repeatable).
-    #[arg(long = "allow", value_name = "VALUE")]
-    pub allow: Vec<String>,
-    /// A regex whose full matches are never redacted (repeatable).
-    #[arg(long = "allow-regex", value_name = "REGEX")]
-    pub allow_regex: Vec<String>,
-    /// Do not detect person names (they are context-based and the least precise).
-    #[arg(long)]
-    pub no_names: bool,
-    /// Records larger than this many MiB are quarantined as too_large (a
-    /// 128k-token conversation is well under 1 MiB of JSON).
-    #[arg(long, default_value_t = 8)]
-    pub max_record_mb: usize,
-    /// Records nested deeper than this are quarantined as too_deep.
-    #[arg(long, default_value_t = 64)]
-    pub max_depth: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-}
-
-fn parse_format(s: &str) -> Result<SourceFormat, String> {
-    SourceFormat::parse(s).ok_or_else(|| {
-        format!(
-            "unknown format `{s}`; one of: {}",
-            SourceFormat::ALL.map(|f| f.as_str()).join(", ")
-        )
-    })
+    Ok(report)
 }
 
 /// Resolves the key: `--redact-key-file`, else the environment, else random.
@@ -903,123 +238,4 @@ pub fn resolve_key(file: Option<&Path>) -> anyhow::Result<(RedactKey, KeySource)
         return Ok((key, KeySource::Env));
     }
     Ok((RedactKey::random()?, KeySource::Random))
-}
-
-pub fn cli(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let (key, key_source) = resolve_key(args.redact_key_file.as_deref())?;
-    let mut cfg = IngestConfig::new(key, key_source);
-    cfg.format = args.format;
-    cfg.redact.allow_values = args.allow;
-    cfg.redact.allow_regexes = args.allow_regex;
-    cfg.redact.detect_names = !args.no_names;
-    cfg.max_record_bytes = args.max_record_mb.max(1) << 20;
-    cfg.max_depth = args.max_depth;
-    cfg.threads = args.threads;
-    let out = run(&cfg, &args.inputs, &args.out)?;
-    eprint!("{}", summary(&out));
-    Ok(if args.strict && out.report.quarantined > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn top(map: &BTreeMap<String, u64>, n: usize) -> String {
-    let mut v: Vec<_> = map.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter()
-        .take(n)
-        .map(|(k, c)| format!("{k} {c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The short human summary printed on stderr.
-pub fn summary(out: &IngestOutput) -> String {
-    let r = &out.report;
-    let mb = r.input_bytes as f64 / 1e6;
-    let secs = out.elapsed_s.max(1e-9);
-    let mut s = format!(
-        "ingest: {} records from {} file(s), {:.1} MB in {:.1} s ({:.1} MB/s, {:.0} calls/s)\n",
-        r.read,
-        r.files.len(),
-        mb,
-        out.elapsed_s,
-        mb / secs,
-        r.read as f64 / secs
-    );
-    s += &format!(
-        "  written      {:>8}  -> {}\n",
-        r.written,
-        r.outputs.get("calls").map(String::as_str).unwrap_or("")
-    );
-    s += &format!("  duplicates   {:>8}\n", r.duplicates);
-    s += &format!("  quarantined  {:>8}", r.quarantined);
-    if r.quarantined > 0 {
-        s += &format!(
-            "  -> {} ({})",
-            r.outputs
-                .get("quarantine")
-                .map(String::as_str)
-                .unwrap_or(""),
-            top(&r.quarantine_reasons, 6)
-        );
-    }
-    s += "\n";
-    s += &format!(
-        "  redacted     {:>8} values ({})\n",
-        r.redactions_total,
-        top(&r.redactions, 6)
-    );
-    if !r.skipped_non_llm.is_empty() {
-        s += &format!(
-            "  not LLM calls (skipped): {}\n",
-            top(&r.skipped_non_llm, 4)
-        );
-    }
-    let fmts: Vec<String> = r
-        .formats
-        .iter()
-        .map(|(k, c)| format!("{k} {}", c.read))
-        .collect();
-    s += &format!("  formats: {}\n", fmts.join(", "));
-    if r.key_source == "random" {
-        s += "  note: random redaction key (pass --redact-key-file or set SLMFORGE_REDACT_KEY for pseudonyms stable across runs)\n";
-    }
-    s
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<Chunk>();
-}
-
-impl std::fmt::Debug for Chunk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Chunk({} records)", self.records.len())
-    }
-}
-
-/// Quarantine entry as read back (tests, reports).
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct QuarantineEntry {
-    pub file: String,
-    pub line: u64,
-    pub index: u32,
-    pub format_guess: Option<String>,
-    pub reason: String,
-    pub detail: String,
-    pub bytes: u64,
-    pub content: Option<String>,
-}
-
-/// Reads `DIR/quarantine.jsonl`.
-pub fn read_quarantine(dir: &Path) -> anyhow::Result<Vec<QuarantineEntry>> {
-    let text =
-        std::fs::read_to_string(dir.join(QUARANTINE_FILE)).context("reading quarantine.jsonl")?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
 }

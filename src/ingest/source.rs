@@ -342,160 +342,221 @@ fn read_json_values(
     max_bytes: usize,
     emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut line: u64 = 1;
-    let mut depth: usize = 0;
-    let mut in_str = false;
-    let mut escape = false;
-    let mut array_mode: Option<bool> = None;
-    let mut index: u32 = 0;
-    // current element
-    let mut cur: Vec<u8> = Vec::new();
-    let mut cur_len: u64 = 0;
-    let mut cur_line: u64 = 0;
-    let mut in_elem = false;
-    let mut too_large = false;
-
-    let flush = |cur: &mut Vec<u8>,
-                 cur_len: u64,
-                 cur_line: u64,
-                 too_large: bool,
-                 index: &mut u32,
-                 emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>|
-     -> anyhow::Result<()> {
-        let body = if too_large {
-            Body::TooLarge { len: cur_len }
-        } else {
-            Body::Bytes(std::mem::take(cur))
-        };
-        cur.clear();
-        let rec = RawRecord {
-            file,
-            line: cur_line,
-            index: *index,
-            body,
-        };
-        *index += 1;
-        emit(rec)
-    };
-
+    let mut split = ValueSplitter::new(file, max_bytes);
     loop {
         let chunk = r.fill_buf()?;
         if chunk.is_empty() {
             break;
         }
         let n = chunk.len();
-        let mut start_keep: Option<usize> = if in_elem { Some(0) } else { None };
-        let mut i = 0;
-        while i < n {
-            let b = chunk[i];
-            if b == b'\n' {
-                line += 1;
-            }
-            if array_mode.is_none() {
-                if b.is_ascii_whitespace() {
-                    i += 1;
-                    continue;
-                }
-                array_mode = Some(b == b'[');
-                if b == b'[' {
-                    depth = 1;
-                    i += 1;
-                    continue;
-                }
-            }
-            if !in_elem {
-                let top = if array_mode == Some(true) { 1 } else { 0 };
-                if b.is_ascii_whitespace() || (depth == top && b == b',') {
-                    i += 1;
-                    continue;
-                }
-                if array_mode == Some(true) && depth == 1 && b == b']' {
-                    depth = 0;
-                    i += 1;
-                    continue;
-                }
-                in_elem = true;
-                cur_line = line;
-                cur_len = 0;
-                too_large = false;
-                start_keep = Some(i);
-            }
-            // inside an element
-            let top = if array_mode == Some(true) { 1 } else { 0 };
-            let mut end_here = false;
-            let mut end_before = false;
-            if in_str {
-                if escape {
-                    escape = false;
-                } else if b == b'\\' {
-                    escape = true;
-                } else if b == b'"' {
-                    in_str = false;
-                    if depth == top {
-                        end_here = true; // a bare string element
-                    }
-                }
-            } else {
-                match b {
-                    b'"' => in_str = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        if depth == top {
-                            // closing bracket of the enclosing array ends a scalar element
-                            end_before = true;
-                        } else {
-                            depth -= 1;
-                            if depth == top {
-                                end_here = true;
-                            }
-                        }
-                    }
-                    b',' if depth == top => end_before = true,
-                    c if depth == top && c.is_ascii_whitespace() => end_before = true,
-                    _ => {}
-                }
-            }
-            if end_here || end_before {
-                let end = if end_here { i + 1 } else { i };
-                let s = start_keep.unwrap_or(0);
-                if !too_large {
-                    if cur.len() + (end - s) > max_bytes {
-                        too_large = true;
-                        cur.clear();
-                    } else {
-                        cur.extend_from_slice(&chunk[s..end]);
-                    }
-                }
-                cur_len += (end - s) as u64;
-                flush(&mut cur, cur_len, cur_line, too_large, &mut index, emit)?;
-                in_elem = false;
-                start_keep = None;
-                if end_before && b == b']' && array_mode == Some(true) {
-                    depth = 0;
-                }
-                i += 1;
-                continue;
-            }
-            i += 1;
-        }
-        if in_elem {
-            let s = start_keep.unwrap_or(0);
-            if !too_large {
-                if cur.len() + (n - s) > max_bytes {
-                    too_large = true;
-                    cur.clear();
-                } else {
-                    cur.extend_from_slice(&chunk[s..n]);
-                }
-            }
-            cur_len += (n - s) as u64;
-        }
+        split.feed(chunk, emit)?;
         r.consume(n);
     }
-    if in_elem {
-        // Unterminated value (truncated file): emit what there is; the
-        // parser will call it invalid JSON.
-        flush(&mut cur, cur_len, cur_line, too_large, &mut index, emit)?;
+    split.finish(emit)
+}
+
+/// How an element ends at the byte just scanned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The byte is the element's last (`}`, `]`, a closing quote).
+    After,
+    /// The byte follows the element (`,`, whitespace, the array's `]`).
+    Before,
+}
+
+/// Splits a stream of bytes into top-level JSON values: the elements of one
+/// top-level array, or concatenated values. Tracks strings and nesting only
+/// (no parsing); an element longer than `max_bytes` is skipped over and
+/// reported as too large, never buffered whole.
+struct ValueSplitter {
+    file: usize,
+    max_bytes: usize,
+    line: u64,
+    depth: usize,
+    in_str: bool,
+    escape: bool,
+    /// Whether the input is one array; `None` until its first byte.
+    array_mode: Option<bool>,
+    /// Index of the next element.
+    index: u32,
+    /// The current element: its bytes, length, first line.
+    cur: Vec<u8>,
+    cur_len: u64,
+    cur_line: u64,
+    in_elem: bool,
+    too_large: bool,
+}
+
+impl ValueSplitter {
+    fn new(file: usize, max_bytes: usize) -> Self {
+        ValueSplitter {
+            file,
+            max_bytes,
+            line: 1,
+            depth: 0,
+            in_str: false,
+            escape: false,
+            array_mode: None,
+            index: 0,
+            cur: Vec::new(),
+            cur_len: 0,
+            cur_line: 0,
+            in_elem: false,
+            too_large: false,
+        }
     }
-    Ok(())
+
+    /// Nesting depth of the elements themselves.
+    fn top(&self) -> usize {
+        if self.array_mode == Some(true) {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Scans one chunk, emitting every element that ends in it.
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+        emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let n = chunk.len();
+        let mut start_keep: Option<usize> = if self.in_elem { Some(0) } else { None };
+        for (i, &b) in chunk.iter().enumerate() {
+            if b == b'\n' {
+                self.line += 1;
+            }
+            if !self.in_elem {
+                if self.between_elements(b) {
+                    continue;
+                }
+                self.in_elem = true;
+                self.cur_line = self.line;
+                self.cur_len = 0;
+                self.too_large = false;
+                start_keep = Some(i);
+            }
+            if let Some(end) = self.scan(b) {
+                let e = if end == End::After { i + 1 } else { i };
+                self.keep(&chunk[start_keep.unwrap_or(0)..e]);
+                self.flush(emit)?;
+                self.in_elem = false;
+                start_keep = None;
+                if end == End::Before && b == b']' && self.array_mode == Some(true) {
+                    self.depth = 0;
+                }
+            }
+        }
+        if self.in_elem {
+            self.keep(&chunk[start_keep.unwrap_or(0)..n]);
+        }
+        Ok(())
+    }
+
+    /// Outside an element: whether `b` is whitespace, a separator or the
+    /// enclosing array's bracket (skipped), rather than an element's start.
+    fn between_elements(&mut self, b: u8) -> bool {
+        if self.array_mode.is_none() {
+            if b.is_ascii_whitespace() {
+                return true;
+            }
+            self.array_mode = Some(b == b'[');
+            if b == b'[' {
+                self.depth = 1;
+                return true;
+            }
+        }
+        let top = self.top();
+        if b.is_ascii_whitespace() || (self.depth == top && b == b',') {
+            return true;
+        }
+        if self.array_mode == Some(true) && self.depth == 1 && b == b']' {
+            self.depth = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Inside an element: strings and nesting; where the element ends.
+    fn scan(&mut self, b: u8) -> Option<End> {
+        let top = self.top();
+        if self.in_str {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.in_str = false;
+                if self.depth == top {
+                    return Some(End::After); // a bare string element
+                }
+            }
+            return None;
+        }
+        match b {
+            b'"' => self.in_str = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                if self.depth == top {
+                    // closing bracket of the enclosing array ends a scalar element
+                    return Some(End::Before);
+                }
+                self.depth -= 1;
+                if self.depth == top {
+                    return Some(End::After);
+                }
+            }
+            b',' if self.depth == top => return Some(End::Before),
+            c if self.depth == top && c.is_ascii_whitespace() => return Some(End::Before),
+            _ => {}
+        }
+        None
+    }
+
+    /// Appends bytes of the current element, unless it has outgrown the
+    /// limit (then only its length is counted).
+    fn keep(&mut self, bytes: &[u8]) {
+        if !self.too_large {
+            if self.cur.len() + bytes.len() > self.max_bytes {
+                self.too_large = true;
+                self.cur.clear();
+            } else {
+                self.cur.extend_from_slice(bytes);
+            }
+        }
+        self.cur_len += bytes.len() as u64;
+    }
+
+    fn flush(
+        &mut self,
+        emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let body = if self.too_large {
+            Body::TooLarge { len: self.cur_len }
+        } else {
+            Body::Bytes(std::mem::take(&mut self.cur))
+        };
+        self.cur.clear();
+        let rec = RawRecord {
+            file: self.file,
+            line: self.cur_line,
+            index: self.index,
+            body,
+        };
+        self.index += 1;
+        emit(rec)
+    }
+
+    /// At the end of the input: an unterminated value (truncated file) is
+    /// emitted as it is; the parser will call it invalid JSON.
+    fn finish(
+        mut self,
+        emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if self.in_elem {
+            self.flush(emit)?;
+        }
+        Ok(())
+    }
 }

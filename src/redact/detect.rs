@@ -460,14 +460,25 @@ impl Detectors {
     /// Runs every detector whose trigger bytes occur in the text.
     pub fn detect(&self, view: &View, detect_names: bool, out: &mut Vec<Span>) {
         let s = view.text();
-        let b = s.as_bytes();
-        if b.len() < 3 {
+        if s.len() < 3 {
             return;
         }
         let f = Features::of(s);
-        let long = b.len() >= 16;
+        self.detect_secrets(s, &f, out);
+        self.detect_emails(s, &f, out);
+        self.detect_numbers(s, &f, out);
+        self.detect_ids(s, &f, out);
+        if detect_names && (f.upper || f.high || f.lower) {
+            self.names.find(view, out);
+        }
+    }
 
-        // secrets and credentials
+    /// Secrets and credentials: provider keys and tokens, private keys,
+    /// password assignments and "the password is ...", bearer tokens, URL
+    /// credentials, Slack hooks, tokens in URL queries.
+    fn detect_secrets(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
+        let long = b.len() >= 16;
         if long && (f.upper || f.underscore || f.dash) {
             self.find_secrets(s, out);
             if f.dash && memmem::find(b, b"PRIVATE KEY").is_some() {
@@ -546,8 +557,12 @@ impl Detectors {
         if f.eq && f.qa {
             self.find_url_tokens(s, out);
         }
+    }
 
-        // e-mail
+    /// E-mail addresses, plain and obfuscated ("name [at] host", "name at
+    /// host dot com").
+    fn detect_emails(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
         if f.at {
             for m in self.email.find_iter(s) {
                 if email_ok(s, m.start(), m.end()) {
@@ -583,8 +598,13 @@ impl Detectors {
                 push(out, m.start(), m.end(), Detail::Email, norm);
             }
         }
+    }
 
-        // long numbers: phones, cards, SSNs, only inside digit clusters
+    /// Numbers and number-like values: phones, cards and SSNs (only inside
+    /// digit clusters), IBANs, IP and MAC addresses, dates of birth, street
+    /// addresses.
+    fn detect_numbers(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
         let d = f.digits;
         let mut has_ipv4_shape = false;
         if d >= 4 {
@@ -632,10 +652,13 @@ impl Detectors {
             self.find_dob(s, out);
         }
         if d >= 1 && (f.upper || f.high) {
-            self.find_addresses(s, &f, out);
+            self.find_addresses(s, f, out);
         }
+    }
 
-        // identifiers by key, in prose and in JSON text
+    /// Identifiers by key, in prose and in JSON text.
+    fn detect_ids(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
         if (f.colon || f.eq) && b.len() >= 8 && self.id_words.is_match(s) {
             for c in self.user_id.captures_iter(s) {
                 let g = c.get(1).expect("group");
@@ -656,10 +679,6 @@ impl Detectors {
         }
         if f.colon && (memmem::find(b, b"\":").is_some() || memmem::find(b, b"\" :").is_some()) {
             self.find_json_keys(s, out);
-        }
-
-        if detect_names && (f.upper || f.high || f.lower) {
-            self.names.find(view, out);
         }
     }
 
@@ -989,6 +1008,13 @@ impl Detectors {
     }
 
     fn find_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        self.find_english_addresses(s, f, out);
+        self.find_european_addresses(s, f, out);
+    }
+
+    /// English-language addresses: street lines, "City, ST 12345", UK
+    /// postcodes, PO boxes, codes after a zip/postcode keyword.
+    fn find_english_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
         let b = s.as_bytes();
         if f.upper {
             for m in self.addr_street.find_iter(s) {
@@ -1005,46 +1031,22 @@ impl Detectors {
                 {
                     end -= 1;
                 }
-                push(
-                    out,
-                    m.start(),
-                    end,
-                    Detail::Address,
-                    norm_address(&s[m.start()..end]),
-                );
+                push_address(out, s, m.start(), end);
             }
             if f.lower && f.digits >= 5 {
                 for m in self.city_state_zip.find_iter(s) {
-                    push(
-                        out,
-                        m.start(),
-                        m.end(),
-                        Detail::Address,
-                        norm_address(m.as_str()),
-                    );
+                    push_address(out, s, m.start(), m.end());
                 }
             }
             if has_digit_upper_upper(b) {
                 for m in self.uk_postcode.find_iter(s) {
-                    push(
-                        out,
-                        m.start(),
-                        m.end(),
-                        Detail::Address,
-                        norm_address(m.as_str()),
-                    );
+                    push_address(out, s, m.start(), m.end());
                 }
             }
         }
         if memmem::find(b, b"ox ").is_some() || memmem::find(b, b"OX ").is_some() {
             for m in self.po_box.find_iter(s) {
-                push(
-                    out,
-                    m.start(),
-                    m.end(),
-                    Detail::Address,
-                    norm_address(m.as_str()),
-                );
+                push_address(out, s, m.start(), m.end());
             }
         }
         const ZIP: [&[u8]; 9] = [
@@ -1061,15 +1063,14 @@ impl Detectors {
         if ZIP.iter().any(|k| memmem::find(b, k).is_some()) {
             for c in self.zip_ctx.captures_iter(s) {
                 let g = c.get(1).expect("group");
-                push(
-                    out,
-                    g.start(),
-                    g.end(),
-                    Detail::Address,
-                    norm_address(g.as_str()),
-                );
+                push_address(out, s, g.start(), g.end());
             }
         }
+    }
+
+    /// German, French, Spanish, Italian and Portuguese street addresses.
+    fn find_european_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
         const DE: [&[u8]; 12] = [
             "straße".as_bytes(),
             b"strasse",
@@ -1086,19 +1087,8 @@ impl Detectors {
         ];
         if DE.iter().any(|k| memmem::find(b, k).is_some()) {
             for m in self.addr_de.find_iter(s) {
-                if m.start() == 0
-                    || !s[..m.start()]
-                        .chars()
-                        .next_back()
-                        .is_some_and(char::is_alphanumeric)
-                {
-                    push(
-                        out,
-                        m.start(),
-                        m.end(),
-                        Detail::Address,
-                        norm_address(m.as_str()),
-                    );
+                if at_word_start(s, m.start()) {
+                    push_address(out, s, m.start(), m.end());
                 }
             }
         }
@@ -1115,13 +1105,7 @@ impl Detectors {
         ];
         if f.lower && FR.iter().any(|k| memmem::find(b, k).is_some()) {
             for m in self.addr_fr.find_iter(s) {
-                push(
-                    out,
-                    m.start(),
-                    m.end(),
-                    Detail::Address,
-                    norm_address(m.as_str()),
-                );
+                push_address(out, s, m.start(), m.end());
             }
         }
         const ES: [&[u8]; 13] = [
@@ -1141,19 +1125,8 @@ impl Detectors {
         ];
         if ES.iter().any(|k| memmem::find(b, k).is_some()) {
             for m in self.addr_es.find_iter(s) {
-                if m.start() == 0
-                    || !s[..m.start()]
-                        .chars()
-                        .next_back()
-                        .is_some_and(char::is_alphanumeric)
-                {
-                    push(
-                        out,
-                        m.start(),
-                        m.end(),
-                        Detail::Address,
-                        norm_address(m.as_str()),
-                    );
+                if at_word_start(s, m.start()) {
+                    push_address(out, s, m.start(), m.end());
                 }
             }
         }
@@ -1558,4 +1531,24 @@ fn looks_secret_said(v: &str) -> bool {
     }
     // plain lower-case words are prose, anything with digits, capitals or symbols mixed in is a secret
     !(b.iter().all(u8::is_ascii_lowercase)) && char_classes(b) >= 2
+}
+
+/// An address span, normalised.
+fn push_address(out: &mut Vec<Span>, s: &str, start: usize, end: usize) {
+    push(
+        out,
+        start,
+        end,
+        Detail::Address,
+        norm_address(&s[start..end]),
+    );
+}
+
+/// Whether byte `i` of `s` starts a word (no letter or digit just before).
+fn at_word_start(s: &str, i: usize) -> bool {
+    i == 0
+        || !s[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
 }

@@ -501,185 +501,236 @@ pub(crate) fn keyed(det: &Detectors, kind: KeyKind, value: &str, out: &mut Vec<S
     }
     let (s, e) = (lead, lead + v.len());
     match kind {
-        KeyKind::Participant => {
-            if keyed(det, KeyKind::PersonSoft, value, out) {
-                return true;
-            }
-            let handle = v.len() <= 64
-                && !v.contains(char::is_whitespace)
-                && v.chars().all(|c| c.is_alphanumeric() || "_-.@".contains(c));
-            if handle && !is_placeholder_id(v) {
-                push(out, s, e, Detail::UserId, v.to_string());
-                return true;
-            }
-            false
-        }
+        KeyKind::Participant => keyed_participant(det, value, v, s, e, out),
         KeyKind::Person | KeyKind::PersonSoft | KeyKind::Name => {
-            let parts = split_people(v);
-            if parts.is_empty() {
-                return false;
-            }
-            let mut found = Vec::new();
-            for (ps, pe) in parts {
-                let p = &v[ps..pe];
-                if !name_shaped(det, p, kind) {
-                    return false;
-                }
-                found.push((s + ps, s + pe));
-            }
-            for (a, b) in found {
-                push(out, a, b, Detail::Person, normalise_name(&value[a..b]));
-            }
+            keyed_people(det, kind, value, v, s, out)
+        }
+        KeyKind::UserId => keyed_user_id(det, v, s, e, out),
+        KeyKind::Ip => keyed_ip(v, s, e, out),
+        KeyKind::Email => keyed_email(v, s, e, out),
+        KeyKind::Phone => keyed_phone(v, s, e, out),
+        KeyKind::Dob => keyed_dob(v, s, e, out),
+        KeyKind::Address => keyed_address(v, s, e, out),
+        KeyKind::Postcode => keyed_postcode(v, s, e, out),
+        KeyKind::Secret { password } => keyed_secret(password, v, s, e, out),
+        KeyKind::Ssn => keyed_ssn(v, s, e, out),
+        KeyKind::Card => keyed_card(v, s, e, out),
+        KeyKind::Iban => keyed_iban(v, s, e, out),
+    }
+}
+
+/// A chat message's `name`: a person's name, else a handle.
+fn keyed_participant(
+    det: &Detectors,
+    value: &str,
+    v: &str,
+    s: usize,
+    e: usize,
+    out: &mut Vec<Span>,
+) -> bool {
+    if keyed(det, KeyKind::PersonSoft, value, out) {
+        return true;
+    }
+    let handle = v.len() <= 64
+        && !v.contains(char::is_whitespace)
+        && v.chars().all(|c| c.is_alphanumeric() || "_-.@".contains(c));
+    if handle && !is_placeholder_id(v) {
+        push(out, s, e, Detail::UserId, v.to_string());
+        return true;
+    }
+    false
+}
+
+/// One or more name-shaped people (how strict depends on the key).
+fn keyed_people(
+    det: &Detectors,
+    kind: KeyKind,
+    value: &str,
+    v: &str,
+    s: usize,
+    out: &mut Vec<Span>,
+) -> bool {
+    let parts = split_people(v);
+    if parts.is_empty() {
+        return false;
+    }
+    let mut found = Vec::new();
+    for (ps, pe) in parts {
+        let p = &v[ps..pe];
+        if !name_shaped(det, p, kind) {
+            return false;
+        }
+        found.push((s + ps, s + pe));
+    }
+    for (a, b) in found {
+        push(out, a, b, Detail::Person, normalise_name(&value[a..b]));
+    }
+    true
+}
+
+/// An e-mail address, else any short token without spaces.
+fn keyed_user_id(det: &Detectors, v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    if det
+        .email
+        .find(v)
+        .is_some_and(|m| m.start() == 0 && m.end() == v.len())
+    {
+        push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+        return true;
+    }
+    if v.len() <= 128 && !v.contains(char::is_whitespace) && !is_placeholder_id(v) {
+        push(out, s, e, Detail::UserId, v.to_string());
+        return true;
+    }
+    false
+}
+
+/// An IPv4/IPv6 address, with or without a port.
+fn keyed_ip(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let addr = v.parse::<IpAddr>().ok().or_else(|| {
+        // "1.2.3.4:443"
+        v.rsplit_once(':')
+            .and_then(|(h, p)| p.parse::<u16>().ok().and(h.parse::<IpAddr>().ok()))
+    });
+    match addr {
+        Some(ip) => {
+            push(out, s, e, Detail::IpAddress, ip.to_string());
             true
         }
-        KeyKind::UserId => {
-            if det
-                .email
-                .find(v)
-                .is_some_and(|m| m.start() == 0 && m.end() == v.len())
-            {
-                push(out, s, e, Detail::Email, v.to_ascii_lowercase());
-                return true;
-            }
-            if v.len() <= 128 && !v.contains(char::is_whitespace) && !is_placeholder_id(v) {
-                push(out, s, e, Detail::UserId, v.to_string());
-                return true;
-            }
-            false
-        }
-        KeyKind::Ip => {
-            let addr = v.parse::<IpAddr>().ok().or_else(|| {
-                // "1.2.3.4:443"
-                v.rsplit_once(':')
-                    .and_then(|(h, p)| p.parse::<u16>().ok().and(h.parse::<IpAddr>().ok()))
-            });
-            match addr {
-                Some(ip) => {
-                    push(out, s, e, Detail::IpAddress, ip.to_string());
-                    true
-                }
-                None => false,
-            }
-        }
-        KeyKind::Email => {
-            let ok = v
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-                && !v.contains(char::is_whitespace);
-            if ok {
-                push(out, s, e, Detail::Email, v.to_ascii_lowercase());
-            }
-            ok
-        }
-        KeyKind::Phone => {
-            let digits = digits_of(v);
-            let ok = (6..=15).contains(&digits.len())
-                && v.chars().all(|c| {
-                    c.is_ascii_digit() || " +-().x/ext".contains(c) || c == 'E' || c == 'X'
-                });
-            if ok {
-                push(out, s, e, Detail::Phone, digits);
-            }
-            ok
-        }
-        KeyKind::Dob => {
-            let head = if v.len() > 10 && v.as_bytes()[10] == b'T' {
-                &v[..10]
-            } else {
-                v
-            };
-            match parse_date(head) {
-                Some((y, m, d)) => {
-                    push(
-                        out,
-                        s,
-                        e,
-                        Detail::DateOfBirth,
-                        format!("{y:04}-{m:02}-{d:02}"),
-                    );
-                    true
-                }
-                None => false,
-            }
-        }
-        KeyKind::Address => {
-            let words = v.split_whitespace().count();
-            let ok = v.len() >= 5
-                && v.chars().any(char::is_alphabetic)
-                && (v.chars().any(|c| c.is_ascii_digit()) || words >= 2);
-            if ok {
-                push(out, s, e, Detail::Address, norm_address(v));
-            }
-            ok
-        }
-        KeyKind::Postcode => {
-            let ok = (3..=10).contains(&v.len())
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
-                && v.chars().any(|c| c.is_ascii_digit());
-            if ok {
-                push(out, s, e, Detail::Address, norm_address(v));
-            }
-            ok
-        }
-        KeyKind::Secret { password } => {
-            let mut off = 0;
-            for p in ["Bearer ", "bearer ", "Basic ", "basic ", "Token ", "token "] {
-                if let Some(rest) = v.strip_prefix(p) {
-                    off = v.len() - rest.len();
-                    break;
-                }
-            }
-            let secret = v[off..].trim();
-            let min = if password { 4 } else { 8 };
-            if secret.len() < min
-                || is_placeholder_secret(secret)
-                || secret.contains(char::is_whitespace)
-            {
-                return secret
-                    .bytes()
-                    .all(|c| c == b'*' || c == b'x' || c == b'X' || c == b'.');
-            }
-            push(out, s + off, e, Detail::SecretGeneric, secret.to_string());
+        None => false,
+    }
+}
+
+/// Anything shaped local@domain.
+fn keyed_email(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let ok = v
+        .split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        && !v.contains(char::is_whitespace);
+    if ok {
+        push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+    }
+    ok
+}
+
+/// 6 to 15 digits in phone punctuation.
+fn keyed_phone(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let digits = digits_of(v);
+    let ok = (6..=15).contains(&digits.len())
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || " +-().x/ext".contains(c) || c == 'E' || c == 'X');
+    if ok {
+        push(out, s, e, Detail::Phone, digits);
+    }
+    ok
+}
+
+/// A date (a timestamp keeps its date).
+fn keyed_dob(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let head = if v.len() > 10 && v.as_bytes()[10] == b'T' {
+        &v[..10]
+    } else {
+        v
+    };
+    match parse_date(head) {
+        Some((y, m, d)) => {
+            push(
+                out,
+                s,
+                e,
+                Detail::DateOfBirth,
+                format!("{y:04}-{m:02}-{d:02}"),
+            );
             true
         }
-        KeyKind::Ssn => {
-            let digits = digits_of(v);
-            let ok = digits.len() == 9
-                && v.chars()
-                    .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
-            if ok {
-                push(out, s, e, Detail::Ssn, digits);
-            }
-            ok
-        }
-        KeyKind::Card => {
-            let digits = digits_of(v);
-            let ok = (12..=19).contains(&digits.len())
-                && v.chars()
-                    .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
-            if ok {
-                push(out, s, e, Detail::CreditCard, digits);
-            }
-            ok
-        }
-        KeyKind::Iban => {
-            let compact: String = v
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect::<String>()
-                .to_ascii_uppercase();
-            let cb = compact.as_bytes();
-            let ok = (15..=34).contains(&cb.len())
-                && cb[..2].iter().all(u8::is_ascii_alphabetic)
-                && cb[2..4].iter().all(u8::is_ascii_digit)
-                && cb.iter().all(u8::is_ascii_alphanumeric);
-            if ok {
-                push(out, s, e, Detail::Iban, compact);
-            }
-            ok
+        None => false,
+    }
+}
+
+/// A street address: letters and a number, or two words.
+fn keyed_address(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let words = v.split_whitespace().count();
+    let ok = v.len() >= 5
+        && v.chars().any(char::is_alphabetic)
+        && (v.chars().any(|c| c.is_ascii_digit()) || words >= 2);
+    if ok {
+        push(out, s, e, Detail::Address, norm_address(v));
+    }
+    ok
+}
+
+/// A short alphanumeric code with a digit.
+fn keyed_postcode(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let ok = (3..=10).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+        && v.chars().any(|c| c.is_ascii_digit());
+    if ok {
+        push(out, s, e, Detail::Address, norm_address(v));
+    }
+    ok
+}
+
+/// The value after an auth scheme; masked values count as handled.
+fn keyed_secret(password: bool, v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let mut off = 0;
+    for p in ["Bearer ", "bearer ", "Basic ", "basic ", "Token ", "token "] {
+        if let Some(rest) = v.strip_prefix(p) {
+            off = v.len() - rest.len();
+            break;
         }
     }
+    let secret = v[off..].trim();
+    let min = if password { 4 } else { 8 };
+    if secret.len() < min || is_placeholder_secret(secret) || secret.contains(char::is_whitespace) {
+        return secret
+            .bytes()
+            .all(|c| c == b'*' || c == b'x' || c == b'X' || c == b'.');
+    }
+    push(out, s + off, e, Detail::SecretGeneric, secret.to_string());
+    true
+}
+
+/// Nine digits.
+fn keyed_ssn(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let digits = digits_of(v);
+    let ok = digits.len() == 9
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
+    if ok {
+        push(out, s, e, Detail::Ssn, digits);
+    }
+    ok
+}
+
+/// 12 to 19 digits.
+fn keyed_card(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let digits = digits_of(v);
+    let ok = (12..=19).contains(&digits.len())
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
+    if ok {
+        push(out, s, e, Detail::CreditCard, digits);
+    }
+    ok
+}
+
+/// Country code, check digits, then alphanumerics.
+fn keyed_iban(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let compact: String = v
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let cb = compact.as_bytes();
+    let ok = (15..=34).contains(&cb.len())
+        && cb[..2].iter().all(u8::is_ascii_alphabetic)
+        && cb[2..4].iter().all(u8::is_ascii_digit)
+        && cb.iter().all(u8::is_ascii_alphanumeric);
+    if ok {
+        push(out, s, e, Detail::Iban, compact);
+    }
+    ok
 }
 
 /// Splits "Alice Johnson, Bob Lee and Priya" into its people (byte ranges).

@@ -1,277 +1,27 @@
-//! Training data for `tune`: cluster assignments (`clusters.parquet`,
-//! `clusters.json`, `plan.json`), the deterministic train/validation/test
-//! split by call id, encoding calls into answer-masked examples, and
-//! length-bucketed batches.
-//!
-//! Files read from the dataset directory (columns and fields by name):
-//! * `clusters.parquet`: `call_id` (str, = `calls.parquet` call_id),
-//!   `cluster` (integer, -1 = outlier), `distance` (float, optional here);
-//! * `clusters.json` (optional): `clusters: [{id, label_terms, size}]` (or a
-//!   bare array of those), used for labels in reports;
-//! * `plan.json` (optional, written by the select stage): `clusters: [{id |
-//!   cluster, decision | action: "tune" | "fine_tune" | tune: true,
-//!   base_model?}]`. When present it decides which clusters are tuned.
+//! Training data for `tune`: encoding a cluster's calls into answer-masked
+//! examples (each in its split, [`super::split`]), length-bucketed batches
+//! and the epoch plan, and the cluster's usual context (`prompt.json`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::split::{split_of, Split, SplitFractions};
+use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats};
+use crate::call::Role;
 use crate::call::{RedactedCall, Response};
-use crate::lm::{LanguageModel, TrainExample};
-use crate::util::usage;
-
-pub const CLUSTERS_FILE: &str = crate::cluster::artifact::ASSIGNMENTS_FILE;
-pub const CLUSTERS_JSON: &str = crate::cluster::artifact::SUMMARY_FILE;
-pub const PLAN_FILE: &str = "plan.json";
-
-/// Cluster id of outliers in `clusters.parquet`.
-pub const OUTLIER: i32 = -1;
-
-// ---------------------------------------------------------------------------
-// Cluster assignments.
-
-/// `call_id -> cluster` from `DIR/clusters.parquet`, in file order (the
-/// cluster stage's reader; a missing file is a usage error).
-pub fn read_clusters(dataset_dir: &Path) -> Result<Vec<(String, i32)>> {
-    Ok(crate::cluster::artifact::read_assignment_rows(dataset_dir)?
-        .into_iter()
-        .map(|a| (a.call_id, a.cluster))
-        .collect())
-}
-
-/// Writes `clusters.parquet` (`call_id`, `cluster`, `distance` = 0) and a
-/// matching `clusters.json`. Used by the ground-truth helper below, tests and
-/// benchmarks; the real file comes from `slmforge cluster`.
-pub fn write_clusters(
-    dataset_dir: &Path,
-    assignments: &[(String, i32)],
-    labels: &BTreeMap<i32, String>,
-) -> Result<()> {
-    let rows: Vec<crate::cluster::artifact::Assignment> = assignments
-        .iter()
-        .map(|(id, k)| crate::cluster::artifact::Assignment {
-            call_id: id.clone(),
-            cluster: *k,
-            distance: 0.0,
-        })
-        .collect();
-    crate::cluster::artifact::write_assignments(&dataset_dir.join(CLUSTERS_FILE), &rows)?;
-    let mut sizes: BTreeMap<i32, usize> = BTreeMap::new();
-    for (_, k) in assignments {
-        *sizes.entry(*k).or_default() += 1;
-    }
-    let clusters: Vec<Value> = sizes
-        .iter()
-        .map(|(id, n)| {
-            serde_json::json!({
-                "id": id,
-                "label_terms": labels.get(id).map(|l| vec![l.clone()]).unwrap_or_default(),
-                "size": n,
-            })
-        })
-        .collect();
-    crate::util::write_json(
-        &dataset_dir.join(CLUSTERS_JSON),
-        &serde_json::json!({ "clusters": clusters }),
-    )
-}
-
-/// Development and test helper: builds `clusters.parquet` from synth ground
-/// truth (`calls.labels.jsonl`, keyed by `line`/`index` = the calls'
-/// `source_line`/`source_index`), one cluster per workload (ids in sorted
-/// workload order). Calls without a label become outliers. Returns the
-/// workload name of each cluster id.
-pub fn clusters_from_labels(dataset_dir: &Path, labels: &Path) -> Result<BTreeMap<i32, String>> {
-    let text =
-        std::fs::read_to_string(labels).with_context(|| format!("reading {}", labels.display()))?;
-    let mut by_pos: HashMap<(u64, u32), String> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}", labels.display(), n + 1))?;
-        if let (Some(l), Some(w)) = (v["line"].as_u64(), v["workload"].as_str()) {
-            by_pos.insert((l, v["index"].as_u64().unwrap_or(0) as u32), w.to_string());
-        }
-    }
-    let mut names: Vec<&String> = by_pos.values().collect();
-    names.sort();
-    names.dedup();
-    let ids: HashMap<String, i32> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| ((*n).clone(), i as i32))
-        .collect();
-    let rows = crate::dataset::read_rows(dataset_dir)?;
-    let assignments: Vec<(String, i32)> = rows
-        .iter()
-        .map(|r| {
-            let k = by_pos
-                .get(&(r.source_line, r.source_index))
-                .map(|w| ids[w])
-                .unwrap_or(OUTLIER);
-            (r.call_id.clone(), k)
-        })
-        .collect();
-    let labels: BTreeMap<i32, String> = ids.into_iter().map(|(n, i)| (i, n)).collect();
-    write_clusters(dataset_dir, &assignments, &labels)?;
-    Ok(labels)
-}
-
-/// Per-cluster descriptive terms from `clusters.json`, when present.
-pub fn read_cluster_labels(dataset_dir: &Path) -> HashMap<i32, Vec<String>> {
-    let Ok(text) = std::fs::read_to_string(dataset_dir.join(CLUSTERS_JSON)) else {
-        return HashMap::new();
-    };
-    let Ok(v) = serde_json::from_str::<Value>(&text) else {
-        return HashMap::new();
-    };
-    let list = v.get("clusters").unwrap_or(&v);
-    let mut out = HashMap::new();
-    for c in list.as_array().into_iter().flatten() {
-        let Some(id) = c.get("id").and_then(Value::as_i64) else {
-            continue;
-        };
-        let terms: Vec<String> = c
-            .get("label_terms")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
-        out.insert(id as i32, terms);
-    }
-    out
-}
-
-/// A cluster the select stage chose for tuning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanEntry {
-    pub cluster: i32,
-    pub base_model: Option<String>,
-}
-
-/// The clusters `plan.json` selects for tuning; `None` when there is no plan.
-pub fn read_plan(dataset_dir: &Path) -> Result<Option<Vec<PlanEntry>>> {
-    let path = dataset_dir.join(PLAN_FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| usage(format!("{} is not valid JSON: {e}", path.display())))?;
-    let list = v.get("clusters").unwrap_or(&v);
-    let Some(list) = list.as_array() else {
-        return Err(usage(format!(
-            "{} has no `clusters` array: re-run `slmforge select`",
-            path.display()
-        )));
-    };
-    let mut out = Vec::new();
-    for c in list {
-        let id = c
-            .get("id")
-            .or_else(|| c.get("cluster"))
-            .and_then(Value::as_i64);
-        let decision = c
-            .get("decision")
-            .or_else(|| c.get("action"))
-            .and_then(Value::as_str)
-            .map(|d| d.to_ascii_lowercase());
-        let chosen = c.get("tune").and_then(Value::as_bool).unwrap_or(false)
-            || matches!(decision.as_deref(), Some("tune" | "fine_tune" | "finetune"));
-        if let (Some(id), true) = (id, chosen) {
-            out.push(PlanEntry {
-                cluster: id as i32,
-                base_model: c
-                    .get("base_model")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            });
-        }
-    }
-    Ok(Some(out))
-}
-
-// ---------------------------------------------------------------------------
-// The split.
-
-/// Fractions of calls for training and validation; the test split is the rest.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SplitFractions {
-    pub train: f64,
-    pub val: f64,
-}
-
-impl Default for SplitFractions {
-    fn default() -> Self {
-        SplitFractions {
-            train: 0.8,
-            val: 0.1,
-        }
-    }
-}
-
-impl SplitFractions {
-    pub fn test(&self) -> f64 {
-        1.0 - self.train - self.val
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let ok = |x: f64| (0.0..=1.0).contains(&x);
-        if !(ok(self.train) && ok(self.val) && self.train > 0.0 && self.test() > -1e-9) {
-            return Err(usage(format!(
-                "split fractions must be in [0, 1] with train > 0 and train + val <= 1 (got train {}, val {})",
-                self.train, self.val
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    Train,
-    Val,
-    Test,
-}
-
-/// The call's position in `[0, 1)`: the first 8 bytes of
-/// SHA-256("slmforge-split-v1:" + call_id). Depends on nothing but the id,
-/// so a call never changes split when other calls arrive.
-pub fn split_point(call_id: &str) -> f64 {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(format!("slmforge-split-v1:{call_id}").as_bytes());
-    let x = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Which split a call belongs to.
-pub fn split_of(call_id: &str, f: &SplitFractions) -> Split {
-    let u = split_point(call_id);
-    if u < f.train {
-        Split::Train
-    } else if u < f.train + f.val {
-        Split::Val
-    } else {
-        Split::Test
-    }
-}
+use crate::ml::lm::{LanguageModel, TrainExample};
 
 // ---------------------------------------------------------------------------
 // Examples.
 
 /// What to do with a call longer than `max_len` tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlong {
     /// Drop tokens from the left of the context (the answer is kept whole).
@@ -304,41 +54,6 @@ impl Example {
     pub fn prompt_ids(&self) -> &[u32] {
         &self.ex.ids[..self.prompt_len()]
     }
-}
-
-/// Counts of what happened to a cluster's calls while encoding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EncodeCounts {
-    /// Calls assigned to the cluster.
-    pub calls: usize,
-    /// Calls encoded into examples (all splits).
-    pub examples: usize,
-    pub train: usize,
-    pub val: usize,
-    pub test: usize,
-    /// Examples whose context was cut from the left to fit `max_len`.
-    pub truncated: usize,
-    /// Calls left out because they exceed `max_len` (with `overlong = drop`).
-    pub dropped_overlong: usize,
-    /// Calls left out because the answer alone does not fit `max_len`.
-    pub dropped_answer_too_long: usize,
-    /// Calls left out because the LLM's answer is empty.
-    pub dropped_empty_answer: usize,
-    /// Calls the chat template could not render.
-    pub dropped_render_error: usize,
-    /// Calls in clusters.parquet but missing from calls.parquet.
-    pub missing_calls: usize,
-}
-
-/// Token-length statistics of the encoded examples.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LengthStats {
-    pub mean_tokens: f64,
-    pub max_tokens: usize,
-    pub mean_answer_tokens: f64,
-    pub max_answer_tokens: usize,
-    /// Longest answer of the training split (sets the eval decode cap).
-    pub max_train_answer_tokens: usize,
 }
 
 /// A cluster's encoded calls.
@@ -539,4 +254,60 @@ pub fn eval_batches(lens: &[usize], limits: BatchLimits) -> Vec<Vec<usize>> {
         limits,
         usize::MAX / limits.max_examples.max(1),
     )
+}
+
+// ---------------------------------------------------------------------------
+// The cluster's usual context.
+
+/// The context a cluster's calls share most often ([`ClusterPrompt`]).
+pub fn cluster_prompt(calls: &[&RedactedCall]) -> ClusterPrompt {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        let key = context_key(c);
+        counts.entry(key).or_insert((0, i)).0 += 1;
+    }
+    let best = counts
+        .values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .copied();
+    match best {
+        None => ClusterPrompt::default(),
+        Some((n, i)) => ClusterPrompt {
+            system: system_text(calls[i]),
+            tools: calls[i].tools.clone(),
+            calls_with_this_context: n,
+            calls: calls.len(),
+        },
+    }
+}
+
+fn system_text(c: &RedactedCall) -> Option<String> {
+    c.messages
+        .iter()
+        .find(|m| m.role == Role::System)
+        .and_then(|m| m.content.clone())
+}
+
+fn context_key(c: &RedactedCall) -> String {
+    serde_json::to_string(&(system_text(c), &c.tools)).unwrap_or_default()
+}
+
+impl std::str::FromStr for Overlong {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "truncate" => Ok(Overlong::Truncate),
+            "drop" => Ok(Overlong::Drop),
+            _ => Err(format!("expected `truncate` or `drop`, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Overlong {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Overlong::Truncate => "truncate",
+            Overlong::Drop => "drop",
+        })
+    }
 }

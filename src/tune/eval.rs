@@ -1,6 +1,6 @@
 //! Evaluation of a tuned adapter against its base model on the held-out test
 //! split: same prompts (the exact context the model trains on), greedy
-//! decoding, answers parsed with [`crate::lm::parse_reply`], and the metrics
+//! decoding, answers parsed with [`crate::ml::lm::parse_reply`], and the metrics
 //! of `eval.json` with the counts behind every rate.
 //!
 //! # Comparison rules
@@ -29,7 +29,6 @@
 //!   other extra or missing argument is a mismatch, so an optional argument
 //!   the LLM set must be reproduced.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
@@ -37,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::data::{BatchLimits, Example};
+use crate::artifact::adapter::{ModelMetrics, Rate};
 use crate::call::{Response, ToolCall};
-use crate::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
-use crate::lm::{parse_reply, FinishReason, LanguageModel, Llama};
+use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use crate::ml::lm::{parse_reply, FinishReason, LanguageModel, Llama};
 
 // ---------------------------------------------------------------------------
 // Comparison rules.
@@ -230,58 +230,6 @@ pub fn score_reply(
 // ---------------------------------------------------------------------------
 // Metrics.
 
-/// A rate with the counts behind it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Rate {
-    pub count: usize,
-    pub of: usize,
-    /// `count / of`; `null` when `of` is 0.
-    pub rate: Option<f64>,
-}
-
-impl Rate {
-    fn from_iter<I: Iterator<Item = bool>>(it: I) -> Rate {
-        let (mut count, mut of) = (0, 0);
-        for b in it {
-            of += 1;
-            count += b as usize;
-        }
-        Rate {
-            count,
-            of,
-            rate: (of > 0).then(|| count as f64 / of as f64),
-        }
-    }
-}
-
-/// The metrics of one model (base or tuned) on the test calls.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelMetrics {
-    /// Per answer kind: parsed JSON equality, full tool call, trimmed text.
-    pub exact_match: Rate,
-    /// Trimmed generated text equals the answer rendered as in training.
-    pub text_exact: Rate,
-    pub json_valid: Rate,
-    pub json_equal: Rate,
-    pub tool_name_accuracy: Rate,
-    pub tool_call_accuracy: Rate,
-    pub tool_args_valid: Rate,
-    /// Replies cut by the `max_new_tokens` cap.
-    pub hit_max_tokens: usize,
-    /// Mean negative log-likelihood of the LLM's answer tokens.
-    pub mean_loss: Option<f64>,
-    pub perplexity: Option<f64>,
-    pub loss_tokens: usize,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    pub prefill_secs: f64,
-    pub decode_secs: f64,
-    pub prefill_tokens_per_sec: f64,
-    pub decode_tokens_per_sec: f64,
-    /// (prefill + decode time) / calls, at the eval batch size.
-    pub latency_ms_per_call: f64,
-}
-
 /// Metrics from per-call scores.
 pub fn aggregate(scores: &[CallScore]) -> ModelMetrics {
     ModelMetrics {
@@ -295,26 +243,6 @@ pub fn aggregate(scores: &[CallScore]) -> ModelMetrics {
         ..Default::default()
     }
 }
-
-/// `eval.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EvalReport {
-    pub format: String,
-    pub cluster: i32,
-    /// Calls in the test split.
-    pub test_calls: usize,
-    /// Calls evaluated (the first `max_test_calls` by split position).
-    pub evaluated: usize,
-    pub answer_kinds: BTreeMap<String, usize>,
-    pub max_new_tokens: usize,
-    pub batch_size: usize,
-    pub base: ModelMetrics,
-    pub tuned: ModelMetrics,
-    /// Where the comparison rules are documented.
-    pub rules: String,
-}
-
-pub const EVAL_FORMAT: &str = "slmforge-tune-eval-v1";
 
 /// One generation pass's outputs.
 pub struct Generated {

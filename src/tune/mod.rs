@@ -1,18 +1,19 @@
 //! `slmforge tune` (phase 5): distils the LLM's own answers into a LoRA
 //! adapter per cluster of calls, and measures base vs tuned on held-out calls.
 //!
-//! For each eligible cluster (from `plan.json` when the select stage has run,
-//! else every non-outlier cluster with at least `min_examples` calls, or the
-//! clusters named): encode every call with the model's chat template
-//! (system + tool definitions + conversation, the LLM's response as the
-//! target, loss on the answer tokens only), split it by call id (stable:
-//! `data::split_of`), train (`train`), evaluate (`eval`), and write:
+//! For each cluster the select stage chose ([`TuneTarget`]): encode every
+//! call with the model's chat template (system + tool definitions +
+//! conversation, the LLM's response as the target, loss on the answer tokens
+//! only), split it by call id (stable: [`split::split_of`]), train
+//! ([`train`]), evaluate ([`eval`]), and write the adapter artifacts
+//! ([`crate::artifact::adapter`]):
 //!
 //! ```text
 //! OUT/tune_config.json                 the settings of the run
 //! OUT/summary.json, OUT/summary.md     one entry per cluster
-//! OUT/cluster-ID/adapter.safetensors   training layout (see lm::lora)
+//! OUT/cluster-ID/adapter.safetensors   training layout (see ml::lm::lora)
 //! OUT/cluster-ID/adapter_config.json   LoRA config + base model sha256
+//! OUT/cluster-ID/prompt.json           the cluster's usual system prompt and tools
 //! OUT/cluster-ID/train_log.jsonl       per step: loss, lr, grad_norm...; per evaluation: val_loss
 //! OUT/cluster-ID/eval.json             base vs tuned metrics with counts
 //! OUT/cluster-ID/eval_samples.jsonl    expected and generated text per test call
@@ -21,31 +22,38 @@
 //! ```
 //!
 //! Invariants: a call's split depends only on its id; a run is deterministic
-//! for a seed (unless a wall-clock budget cuts it); `--resume` after a stop
+//! for a seed (unless a wall-clock budget cuts it); resuming after a stop
 //! or a crash ends with the same adapter as an uninterrupted run; no call is
 //! dropped or truncated without being counted in `tune.json`.
 
-pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod report;
+pub mod split;
 pub mod train;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::adapter::{
+    cluster_dir, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT, PROMPT_FILE,
+    SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE, TUNE_FILE,
+};
+use crate::artifact::plan::TuneTarget;
 use crate::call::RedactedCall;
-use crate::lm::{LanguageModel, LoraConfig, LoraTarget};
+use crate::ml::lm::{LanguageModel, Llama, LoraConfig, LoraTarget};
+use crate::ml::models::default_base_model;
 use crate::util::usage;
-use data::{ClusterData, EncodeCounts, LengthStats, Overlong, Split, SplitFractions};
-use eval::EvalReport;
-use train::{Schedule, TrainJob, TrainOutcome, TrainSummary};
+use data::{ClusterData, Overlong};
+use split::{Split, SplitFractions};
+use train::optim::Schedule;
+use train::{TrainJob, TrainOutcome};
 
 /// Evaluation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,20 +123,14 @@ pub struct TuneConfig {
     pub split: SplitFractions,
     pub seed: u64,
     pub eval: EvalConfig,
-    /// `cpu` or `cuda` (needs a build with `--features cuda`).
-    pub device: String,
     /// Keep `checkpoint/` after a cluster is finished.
     pub keep_checkpoints: bool,
-    /// Stop (with a checkpoint, as Ctrl-C does) after this many updates in
-    /// this invocation: for tests and time-sliced runs.
-    #[serde(skip)]
-    pub stop_after_steps: Option<usize>,
 }
 
 impl Default for TuneConfig {
     fn default() -> Self {
         TuneConfig {
-            base_model: crate::models::default_base_model().to_string(),
+            base_model: default_base_model().to_string(),
             lora: LoraConfig {
                 rank: 16,
                 alpha: 32.0,
@@ -158,9 +160,7 @@ impl Default for TuneConfig {
             split: SplitFractions::default(),
             seed: 0,
             eval: EvalConfig::default(),
-            device: "cpu".into(),
             keep_checkpoints: false,
-            stop_after_steps: None,
         }
     }
 }
@@ -209,41 +209,43 @@ impl TuneConfig {
     }
 }
 
-/// What happened to one cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a run starts: afresh (the output directory must not hold a run), or
+/// continuing an interrupted run in it (finished clusters are skipped,
+/// unfinished ones continue from their checkpoint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    Resume,
+}
+
+/// How a run (or a cluster's training) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ClusterStatus {
-    /// Trained and evaluated in this run.
-    Tuned,
-    /// Already finished by an earlier run (`--resume`).
-    AlreadyDone,
-    /// Not tuned (`skip_reason` says why).
-    Skipped,
+pub enum Outcome {
+    Finished,
     /// Stopped by Ctrl-C or `stop_after_steps`; a checkpoint holds the state.
     Interrupted,
 }
 
-/// One cluster's result (also written as `cluster-ID/tune.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClusterResult {
-    pub cluster: i32,
-    pub label_terms: Vec<String>,
-    pub dir: PathBuf,
-    pub status: ClusterStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip_reason: Option<String>,
-    pub counts: EncodeCounts,
-    pub lengths: LengthStats,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train: Option<TrainSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval: Option<EvalReport>,
-    pub base_model: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_model_sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_data_sha256: Option<String>,
-    pub eval_secs: f64,
+/// How this invocation runs, apart from the training recipe
+/// ([`TuneConfig`]): the device, fresh or resumed, and an optional stop.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub device: Device,
+    pub start: Start,
+    /// Stop (with a checkpoint, as Ctrl-C does) after this many updates in
+    /// this invocation: for tests and time-sliced runs.
+    pub stop_after_steps: Option<usize>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            device: Device::Cpu,
+            start: Start::Fresh,
+            stop_after_steps: None,
+        }
+    }
 }
 
 /// What [`run`] returns.
@@ -251,8 +253,7 @@ pub struct ClusterResult {
 pub struct TuneOutput {
     pub out: PathBuf,
     pub clusters: Vec<ClusterResult>,
-    /// True when the run stopped early (Ctrl-C / `stop_after_steps`).
-    pub interrupted: bool,
+    pub outcome: Outcome,
 }
 
 static INTERRUPT: AtomicBool = AtomicBool::new(false);
@@ -262,240 +263,118 @@ pub fn interrupt_flag() -> &'static AtomicBool {
     &INTERRUPT
 }
 
-fn cluster_dir(out: &Path, id: i32) -> PathBuf {
-    out.join(format!("cluster-{id}"))
+fn load_model(spec: &str, device: &Device) -> Result<LanguageModel> {
+    let path = crate::ml::models::resolve_model(spec)?;
+    crate::ml::lm::load(&path, device)
 }
 
-pub const TUNE_FILE: &str = "tune.json";
-/// The cluster's usual context (system prompt + tools), for `generate`.
-pub const PROMPT_FILE: &str = "prompt.json";
-
-/// The context a cluster's calls share most often: the system prompt and
-/// tool definitions of the most frequent (system, tools) pair (ties: the
-/// first in call order). Written to `cluster-ID/prompt.json` so that
-/// `slmforge generate --adapter` can put a hand-written request in the
-/// context the adapter was trained on. The texts are the redacted ones.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterPrompt {
-    pub system: Option<String>,
-    pub tools: Vec<crate::call::ToolDef>,
-    /// Calls of the cluster with exactly this context.
-    pub calls_with_this_context: usize,
-    pub calls: usize,
+/// The calls of `dataset_dir` by call id, and each cluster's member ids
+/// (from `clusters.parquet`).
+struct Inputs {
+    calls: Vec<RedactedCall>,
+    members: HashMap<i32, Vec<String>>,
+    labels: HashMap<i32, Vec<String>>,
 }
 
-pub fn cluster_prompt(calls: &[&RedactedCall]) -> ClusterPrompt {
-    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
-    for (i, c) in calls.iter().enumerate() {
-        let key = context_key(c);
-        counts.entry(key).or_insert((0, i)).0 += 1;
-    }
-    let best = counts
-        .values()
-        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
-        .copied();
-    match best {
-        None => ClusterPrompt::default(),
-        Some((n, i)) => ClusterPrompt {
-            system: system_text(calls[i]),
-            tools: calls[i].tools.clone(),
-            calls_with_this_context: n,
-            calls: calls.len(),
-        },
-    }
-}
-
-fn system_text(c: &RedactedCall) -> Option<String> {
-    c.messages
-        .iter()
-        .find(|m| m.role == crate::call::Role::System)
-        .and_then(|m| m.content.clone())
-}
-
-fn context_key(c: &RedactedCall) -> String {
-    serde_json::to_string(&(system_text(c), &c.tools)).unwrap_or_default()
-}
-pub const EVAL_FILE: &str = "eval.json";
-
-/// A cluster chosen for tuning.
-#[derive(Clone, Debug)]
-struct Chosen {
-    id: i32,
-    base_model: String,
-    calls: usize,
-}
-
-/// Reads the inputs and decides which clusters to tune.
-fn select(
-    cfg: &TuneConfig,
-    dataset_dir: &Path,
-    named: Option<&[i32]>,
-) -> Result<(HashMap<i32, Vec<String>>, Vec<Chosen>)> {
-    if !dataset_dir.is_dir() {
-        return Err(usage(format!(
-            "dataset directory {} does not exist: run `slmforge ingest LOGS --out {}` first",
-            dataset_dir.display(),
-            dataset_dir.display()
-        )));
-    }
-    if !dataset_dir.join(crate::dataset::CALLS_FILE).exists() {
-        return Err(usage(format!(
-            "no dataset at {}: run `slmforge ingest LOGS --out {}` first",
-            dataset_dir.join(crate::dataset::CALLS_FILE).display(),
-            dataset_dir.display()
-        )));
-    }
-    let assignments = data::read_clusters(dataset_dir)?;
+fn read_inputs(dataset_dir: &Path) -> Result<Inputs> {
     let mut members: HashMap<i32, Vec<String>> = HashMap::new();
-    for (id, k) in assignments {
-        members.entry(k).or_default().push(id);
+    for a in crate::artifact::clusters::read_assignment_rows(dataset_dir)? {
+        members.entry(a.cluster).or_default().push(a.call_id);
     }
-    let mut known: Vec<i32> = members
-        .keys()
-        .copied()
-        .filter(|&k| k != data::OUTLIER)
-        .collect();
-    known.sort_unstable();
-    let known_list = || {
-        known
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let size = |k: i32| members.get(&k).map_or(0, Vec::len);
-    let chosen: Vec<Chosen> = if let Some(ids) = named {
-        let mut out = Vec::new();
-        for &k in ids {
-            if k == data::OUTLIER {
-                return Err(usage("cluster -1 holds the outliers and cannot be tuned"));
-            }
-            if !members.contains_key(&k) {
-                return Err(usage(format!(
-                    "unknown cluster id {k} (clusters in {}: {})",
-                    dataset_dir.join(data::CLUSTERS_FILE).display(),
-                    known_list()
-                )));
-            }
-            if size(k) < cfg.min_examples {
-                return Err(usage(format!(
-                    "cluster {k} has {} calls, fewer than the minimum of {} (lower --min-examples to tune it anyway)",
-                    size(k),
-                    cfg.min_examples
-                )));
-            }
-            if !out.iter().any(|c: &Chosen| c.id == k) {
-                out.push(Chosen {
-                    id: k,
-                    base_model: cfg.base_model.clone(),
-                    calls: size(k),
-                });
-            }
-        }
-        out
-    } else if let Some(plan) = data::read_plan(dataset_dir)? {
-        let mut out = Vec::new();
-        for e in plan {
-            if !members.contains_key(&e.cluster) || e.cluster == data::OUTLIER {
-                return Err(usage(format!(
-                    "{} names cluster {} which is not in {} (clusters: {}); re-run `slmforge select`",
-                    dataset_dir.join(data::PLAN_FILE).display(),
-                    e.cluster,
-                    data::CLUSTERS_FILE,
-                    known_list()
-                )));
-            }
-            out.push(Chosen {
-                id: e.cluster,
-                base_model: e.base_model.unwrap_or_else(|| cfg.base_model.clone()),
-                calls: size(e.cluster),
-            });
-        }
-        out
-    } else {
-        known
-            .iter()
-            .filter(|&&k| size(k) >= cfg.min_examples)
-            .map(|&k| Chosen {
-                id: k,
-                base_model: cfg.base_model.clone(),
-                calls: size(k),
-            })
-            .collect()
-    };
-    if chosen.is_empty() {
+    Ok(Inputs {
+        calls: crate::artifact::calls::read_calls(dataset_dir)?,
+        members,
+        labels: crate::artifact::clusters::read_labels(dataset_dir)?,
+    })
+}
+
+impl Inputs {
+    /// A cluster's calls, encoded; calls in `clusters.parquet` but not in
+    /// `calls.parquet` are counted as missing.
+    fn encode<'c>(
+        &self,
+        by_id: &HashMap<String, &'c RedactedCall>,
+        lm: &LanguageModel,
+        cfg: &TuneConfig,
+        cluster: i32,
+    ) -> (Vec<&'c RedactedCall>, ClusterData) {
+        let ids = self.members.get(&cluster).map(Vec::as_slice).unwrap_or(&[]);
+        let calls: Vec<&RedactedCall> =
+            ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+        let mut cd = data::encode_cluster(lm, &calls, cfg.max_len, cfg.overlong, &cfg.split);
+        cd.counts.missing_calls = ids.len() - calls.len();
+        cd.counts.calls = ids.len();
+        (calls, cd)
+    }
+}
+
+/// Refuses to start afresh over an earlier run.
+fn check_out_dir(out: &Path, targets: &[TuneTarget], start: Start) -> Result<()> {
+    if start == Start::Resume {
+        return Ok(());
+    }
+    let taken = out.join(SUMMARY_JSON).exists()
+        || targets.iter().any(|t| cluster_dir(out, t.cluster).exists());
+    if taken {
         return Err(usage(format!(
-            "no cluster to tune: none of the {} clusters has at least {} calls (--min-examples)",
-            known.len(),
-            cfg.min_examples
+            "{} already holds a tune run: pass --resume to continue it, or choose another --out",
+            out.display()
         )));
     }
-    Ok((members, chosen))
+    Ok(())
 }
 
-fn load_model(spec: &str, device: &candle_core::Device) -> Result<LanguageModel> {
-    let path = crate::models::resolve_model(spec).map_err(|e| usage(format!("{e:#}")))?;
-    crate::lm::load(&path, device)
-}
-
-/// Trains and evaluates an adapter for every chosen cluster of
-/// `dataset_dir`, writing under `out`. `clusters` restricts the run to these
-/// ids; `resume` continues an earlier run in `out` (finished clusters are
-/// skipped, unfinished ones continue from their checkpoint).
+/// Trains and evaluates an adapter for every target cluster of
+/// `dataset_dir`, writing under `out`.
 pub fn run(
     cfg: &TuneConfig,
+    session: &Session,
     dataset_dir: &Path,
+    targets: &[TuneTarget],
     out: &Path,
-    clusters: Option<&[i32]>,
-    resume: bool,
 ) -> Result<TuneOutput> {
     cfg.validate()?;
-    let (members, chosen) = select(cfg, dataset_dir, clusters)?;
-    let labels = data::read_cluster_labels(dataset_dir);
-    if !resume {
-        let taken = out.join(report::SUMMARY_JSON).exists()
-            || chosen.iter().any(|c| cluster_dir(out, c.id).exists());
-        if taken {
-            return Err(usage(format!(
-                "{} already holds a tune run: pass --resume to continue it, or choose another --out",
-                out.display()
-            )));
-        }
-    }
+    check_out_dir(out, targets, session.start)?;
+    let inputs = read_inputs(dataset_dir)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::util::write_json(&out.join("tune_config.json"), cfg)?;
-    let device = crate::lm::generate::device_from_name(&cfg.device)?;
-    let calls = crate::dataset::read_calls(dataset_dir)?;
-    let by_id: HashMap<String, &RedactedCall> = calls.iter().map(|c| (c.id(), c)).collect();
+    crate::util::write_json(&out.join(TUNE_CONFIG_FILE), cfg)?;
+    let by_id: HashMap<String, &RedactedCall> = inputs.calls.iter().map(|c| (c.id(), c)).collect();
 
     let mut results: Vec<ClusterResult> = Vec::new();
-    let mut loaded: Option<(String, LanguageModel, crate::lm::Llama)> = None;
-    let mut interrupted = false;
-    for (n, ch) in chosen.iter().enumerate() {
-        let dir = cluster_dir(out, ch.id);
-        let terms = labels.get(&ch.id).cloned().unwrap_or_default();
-        if resume && dir.join(EVAL_FILE).is_file() && dir.join(TUNE_FILE).is_file() {
+    let mut loaded: Option<(String, LanguageModel, Llama)> = None;
+    let mut outcome = Outcome::Finished;
+    for (n, target) in targets.iter().enumerate() {
+        let dir = cluster_dir(out, target.cluster);
+        let terms = inputs
+            .labels
+            .get(&target.cluster)
+            .cloned()
+            .unwrap_or_default();
+        if session.start == Start::Resume
+            && dir.join(EVAL_FILE).is_file()
+            && dir.join(TUNE_FILE).is_file()
+        {
             let mut r: ClusterResult = serde_json::from_slice(&std::fs::read(dir.join(TUNE_FILE))?)
                 .with_context(|| format!("reading {}", dir.join(TUNE_FILE).display()))?;
             r.status = ClusterStatus::AlreadyDone;
-            eprintln!("tune: cluster {} already finished, skipping", ch.id);
+            eprintln!(
+                "tune: cluster {} already finished, skipping",
+                target.cluster
+            );
             results.push(r);
             continue;
         }
-        if loaded.as_ref().is_none_or(|(s, _, _)| *s != ch.base_model) {
+        if loaded
+            .as_ref()
+            .is_none_or(|(s, _, _)| *s != target.base_model)
+        {
             drop(loaded.take());
-            let lm = load_model(&ch.base_model, &device)?;
+            let lm = load_model(&target.base_model, &session.device)?;
             let base = lm.model.clone();
-            loaded = Some((ch.base_model.clone(), lm, base));
+            loaded = Some((target.base_model.clone(), lm, base));
         }
         let (_, lm, base) = loaded.as_mut().expect("model loaded");
-        let ids = &members[&ch.id];
-        let cluster_calls: Vec<&RedactedCall> =
-            ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
-        let mut cd =
-            data::encode_cluster(lm, &cluster_calls, cfg.max_len, cfg.overlong, &cfg.split);
-        cd.counts.missing_calls = ids.len() - cluster_calls.len();
-        cd.counts.calls = ids.len();
+        let (cluster_calls, cd) = inputs.encode(&by_id, lm, cfg, target.cluster);
         let label = if terms.is_empty() {
             String::new()
         } else {
@@ -504,21 +383,17 @@ pub fn run(
         eprintln!(
             "tune [{}/{}] cluster {}{label}: {} calls -> {} train / {} val / {} test examples ({} truncated, {} dropped)",
             n + 1,
-            chosen.len(),
-            ch.id,
-            ch.calls,
+            targets.len(),
+            target.cluster,
+            target.calls,
             cd.counts.train,
             cd.counts.val,
             cd.counts.test,
             cd.counts.truncated,
-            cd.counts.dropped_overlong
-                + cd.counts.dropped_answer_too_long
-                + cd.counts.dropped_empty_answer
-                + cd.counts.dropped_render_error
-                + cd.counts.missing_calls
+            cd.counts.dropped(),
         );
         let mut result = ClusterResult {
-            cluster: ch.id,
+            cluster: target.cluster,
             label_terms: terms,
             dir: dir.clone(),
             status: ClusterStatus::Skipped,
@@ -532,38 +407,38 @@ pub fn run(
             train_data_sha256: None,
             eval_secs: 0.0,
         };
-        if cd.counts.examples < cfg.min_examples.min(ch.calls).max(2) || cd.counts.train == 0 {
+        if cd.counts.examples < cfg.min_examples.min(target.calls).max(2) || cd.counts.train == 0 {
             result.skip_reason = Some(format!(
                 "{} usable examples ({} for training)",
                 cd.counts.examples, cd.counts.train
             ));
             eprintln!(
                 "tune: cluster {} skipped: {}",
-                ch.id,
+                target.cluster,
                 result.skip_reason.as_deref().unwrap_or("")
             );
             results.push(result);
             continue;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        crate::util::write_json(&dir.join(PROMPT_FILE), &cluster_prompt(&cluster_calls))?;
-        match tune_cluster(cfg, lm, base, &cd, &dir, resume, &mut result)? {
-            true => {}
-            false => {
-                result.status = ClusterStatus::Interrupted;
-                results.push(result);
-                interrupted = true;
-                break;
-            }
+        crate::util::write_json(
+            &dir.join(PROMPT_FILE),
+            &data::cluster_prompt(&cluster_calls),
+        )?;
+        if tune_cluster(cfg, session, lm, base, &cd, &dir, &mut result)? == Outcome::Interrupted {
+            result.status = ClusterStatus::Interrupted;
+            results.push(result);
+            outcome = Outcome::Interrupted;
+            break;
         }
         results.push(result);
-        report::write_summary(out, cfg, &results, false)?;
+        report::write_summary(out, cfg, &results, Outcome::Finished)?;
     }
-    report::write_summary(out, cfg, &results, interrupted)?;
+    report::write_summary(out, cfg, &results, outcome)?;
     Ok(TuneOutput {
         out: out.to_path_buf(),
         clusters: results,
-        interrupted,
+        outcome,
     })
 }
 
@@ -572,27 +447,26 @@ pub fn run(
 fn capped<'a>(cd: &'a ClusterData, s: Split, cap: usize) -> Vec<&'a data::Example> {
     let mut v = cd.split(s);
     v.sort_by(|a, b| {
-        data::split_point(&a.call_id)
-            .total_cmp(&data::split_point(&b.call_id))
+        split::split_point(&a.call_id)
+            .total_cmp(&split::split_point(&b.call_id))
             .then_with(|| a.call_id.cmp(&b.call_id))
     });
     v.truncate(cap);
     v
 }
 
-/// Trains, saves and evaluates one cluster. Returns false when interrupted.
+/// Trains, saves and evaluates one cluster.
 fn tune_cluster(
     cfg: &TuneConfig,
+    session: &Session,
     lm: &mut LanguageModel,
-    base: &crate::lm::Llama,
+    base: &Llama,
     cd: &ClusterData,
     dir: &Path,
-    resume: bool,
     result: &mut ClusterResult,
-) -> Result<bool> {
+) -> Result<Outcome> {
     let train_set = cd.split(Split::Train);
     let val_set = capped(cd, Split::Val, cfg.max_val_calls);
-    let test_set = capped(cd, Split::Test, cfg.eval.max_test_calls);
     let base_sha = lm.base_sha256()?;
     let data_sha = data::train_data_sha256(&train_set);
     let val_ids: Vec<&str> = val_set.iter().map(|e| e.call_id.as_str()).collect();
@@ -614,7 +488,8 @@ fn tune_cluster(
         val: &val_set,
         dir,
         fingerprint,
-        resume,
+        start: session.start,
+        stop_after_steps: session.stop_after_steps,
         interrupt: interrupt_flag(),
         label: format!("cluster {}", result.cluster),
     };
@@ -624,9 +499,9 @@ fn tune_cluster(
             eprintln!(
                 "tune: cluster {} stopped at step {step}; checkpoint in {}",
                 result.cluster,
-                dir.join(train::CHECKPOINT_DIR).display()
+                dir.join(train::checkpoint::CHECKPOINT_DIR).display()
             );
-            return Ok(false);
+            return Ok(Outcome::Interrupted);
         }
     };
     lm.save_adapter_dir(dir)?;
@@ -642,8 +517,31 @@ fn tune_cluster(
         summary.best_val_loss.map_or("-".into(), |v| format!("{v:.3}")),
     );
     result.train = Some(summary);
+    let Some(report) = evaluate(cfg, lm, base, cd, dir, result)? else {
+        return Ok(Outcome::Interrupted);
+    };
+    result.eval = Some(report.clone());
+    result.status = ClusterStatus::Tuned;
+    crate::util::write_json(&dir.join(TUNE_FILE), &*result)?;
+    crate::util::write_json(&dir.join(EVAL_FILE), &report)?;
+    if !cfg.keep_checkpoints {
+        train::checkpoint::remove_checkpoints(dir)?;
+    }
+    Ok(Outcome::Finished)
+}
 
-    // Evaluation.
+/// Base vs tuned on the cluster's test calls (the first
+/// `max_test_calls` by split position): losses, greedy generations, metrics,
+/// and `eval_samples.jsonl`. `None` when interrupted.
+fn evaluate(
+    cfg: &TuneConfig,
+    lm: &mut LanguageModel,
+    base: &Llama,
+    cd: &ClusterData,
+    dir: &Path,
+    result: &mut ClusterResult,
+) -> Result<Option<EvalReport>> {
+    let test_set = capped(cd, Split::Test, cfg.eval.max_test_calls);
     let t0 = Instant::now();
     let max_new = cfg
         .eval
@@ -659,13 +557,13 @@ fn tune_cluster(
     let Some(gen_tuned) =
         eval::generate_all(lm, &merged, &test_set, max_new, cfg.eval.batch_size, flag)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     drop(merged);
     let Some(gen_base) =
         eval::generate_all(lm, base, &test_set, max_new, cfg.eval.batch_size, flag)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let (tuned_m, tuned_scores) = eval::model_metrics(lm, &test_set, &gen_tuned, tuned_loss);
     let (base_m, base_scores) = eval::model_metrics(lm, &test_set, &gen_base, base_loss);
@@ -674,7 +572,7 @@ fn tune_cluster(
         *kinds.entry(e.kind.to_string()).or_default() += 1;
     }
     let report = EvalReport {
-        format: eval::EVAL_FORMAT.into(),
+        format: EVAL_FORMAT.into(),
         cluster: result.cluster,
         test_calls: cd.counts.test,
         evaluated: test_set.len(),
@@ -697,7 +595,7 @@ fn tune_cluster(
         samples.push_str(&serde_json::to_string(&line)?);
         samples.push('\n');
     }
-    crate::util::write_atomic(&dir.join("eval_samples.jsonl"), samples.as_bytes())?;
+    crate::util::write_atomic(&dir.join(SAMPLES_FILE), samples.as_bytes())?;
     result.eval_secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "tune: cluster {} eval on {} test calls ({:.0}s): exact match base {}/{} -> tuned {}/{}",
@@ -709,180 +607,7 @@ fn tune_cluster(
         report.tuned.exact_match.count,
         report.tuned.exact_match.of,
     );
-    result.eval = Some(report.clone());
-    result.status = ClusterStatus::Tuned;
-    crate::util::write_json(&dir.join(TUNE_FILE), &*result)?;
-    crate::util::write_json(&dir.join(EVAL_FILE), &report)?;
-    if !cfg.keep_checkpoints {
-        train::remove_checkpoints(dir)?;
-    }
-    Ok(true)
-}
-
-// ---------------------------------------------------------------------------
-// CLI.
-
-/// `slmforge tune DATASET_DIR --out adapters/RUN`.
-#[derive(clap::Args, Debug)]
-pub struct TuneArgs {
-    /// Dataset directory (calls.parquet + clusters.parquet, optional plan.json).
-    pub dataset: PathBuf,
-    /// Output run directory (one sub-directory per cluster).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Tune only these clusters (repeatable).
-    #[arg(long = "cluster", value_name = "ID", allow_negative_numbers = true)]
-    pub clusters: Vec<i32>,
-    /// Continue an interrupted run in --out (same options).
-    #[arg(long)]
-    pub resume: bool,
-    /// Show the clusters, example counts and token lengths, then stop.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub opts: TuneOpts,
-}
-
-/// The training and evaluation options of `tune` (also used by `bench tune`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct TuneOpts {
-    /// Base model: catalogue id or GGUF path.
-    #[arg(long, default_value_t = crate::models::default_base_model().to_string())]
-    pub model: String,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 16)]
-    pub rank: usize,
-    /// LoRA alpha (default: 2 x rank).
-    #[arg(long)]
-    pub alpha: Option<f64>,
-    /// LoRA dropout (costly on CPU: a mask per adapter input).
-    #[arg(long, default_value_t = 0.0)]
-    pub lora_dropout: f64,
-    /// Target projections, comma-separated (q,k,v,o,gate,up,down).
-    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
-    pub targets: Vec<String>,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 3e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 5)]
-    pub warmup_steps: usize,
-    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
-    pub schedule: Schedule,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub clip_norm: f64,
-    /// Most examples per batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Most padded tokens per batch.
-    #[arg(long, default_value_t = 1536)]
-    pub batch_tokens: usize,
-    /// Longest example in tokens (longer calls are truncated from the left, or dropped).
-    #[arg(long, default_value_t = 1024)]
-    pub max_len: usize,
-    #[arg(long, value_enum, default_value_t = Overlong::Truncate)]
-    pub overlong: Overlong,
-    #[arg(long, default_value_t = 2)]
-    pub epochs: usize,
-    /// Most optimiser updates per cluster.
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    /// Most training tokens per cluster (deterministic time proxy).
-    #[arg(long)]
-    pub max_train_tokens: Option<usize>,
-    /// Wall-clock training budget per cluster in seconds (0: none).
-    #[arg(long, default_value_t = 600.0)]
-    pub time_budget: f64,
-    /// Validation loss every N updates.
-    #[arg(long, default_value_t = 25)]
-    pub eval_every: usize,
-    /// Early stopping after N validation losses without improvement (0: off).
-    #[arg(long, default_value_t = 3)]
-    pub patience: usize,
-    #[arg(long, default_value_t = 10)]
-    pub checkpoint_every: usize,
-    /// Clusters with fewer calls are not tuned.
-    #[arg(long, default_value_t = 50)]
-    pub min_examples: usize,
-    /// Train and validation fractions (the test split is the rest).
-    #[arg(long, value_delimiter = ',', default_value = "0.8,0.1")]
-    pub split: Vec<f64>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Decode cap at evaluation (default: longest training answer + 16).
-    #[arg(long)]
-    pub eval_max_new_tokens: Option<usize>,
-    #[arg(long, default_value_t = 16)]
-    pub eval_batch_size: usize,
-    /// Test calls evaluated per cluster.
-    #[arg(long, default_value_t = 50)]
-    pub max_test_calls: usize,
-    /// `cpu` or `cuda` (needs a `--features cuda` build).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Keep checkpoints of finished clusters.
-    #[arg(long)]
-    pub keep_checkpoints: bool,
-}
-
-impl TuneOpts {
-    pub fn config(&self) -> Result<TuneConfig> {
-        let targets = self
-            .targets
-            .iter()
-            .map(|t| {
-                LoraTarget::parse(t).ok_or_else(|| {
-                    usage(format!("unknown LoRA target {t:?} (q,k,v,o,gate,up,down)"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if self.split.len() != 2 {
-            return Err(usage("--split takes two fractions: TRAIN,VAL"));
-        }
-        let d = TuneConfig::default();
-        Ok(TuneConfig {
-            base_model: self.model.clone(),
-            lora: LoraConfig {
-                rank: self.rank,
-                alpha: self.alpha.unwrap_or(2.0 * self.rank as f64),
-                dropout: self.lora_dropout,
-                targets,
-                rslora: false,
-            },
-            lr: self.lr,
-            warmup_steps: self.warmup_steps,
-            schedule: self.schedule,
-            weight_decay: self.weight_decay,
-            clip_norm: self.clip_norm,
-            batch_size: self.batch_size,
-            batch_tokens: self.batch_tokens,
-            max_len: self.max_len,
-            overlong: self.overlong,
-            epochs: self.epochs,
-            max_steps: self.max_steps,
-            max_train_tokens: self.max_train_tokens,
-            time_budget_secs: (self.time_budget > 0.0).then_some(self.time_budget),
-            eval_every: self.eval_every,
-            patience: self.patience,
-            checkpoint_every: self.checkpoint_every,
-            min_examples: self.min_examples,
-            split: SplitFractions {
-                train: self.split[0],
-                val: self.split[1],
-            },
-            seed: self.seed,
-            eval: EvalConfig {
-                max_new_tokens: self.eval_max_new_tokens,
-                batch_size: self.eval_batch_size,
-                max_test_calls: self.max_test_calls,
-                ..d.eval.clone()
-            },
-            device: self.device.clone(),
-            keep_checkpoints: self.keep_checkpoints,
-            ..d
-        })
-    }
+    Ok(Some(report))
 }
 
 /// One chosen cluster's encoded calls (what `--dry-run` shows).
@@ -895,121 +620,27 @@ pub struct Prepared {
 /// Selects the clusters and encodes their calls, without training.
 pub fn prepare(
     cfg: &TuneConfig,
+    device: &Device,
     dataset_dir: &Path,
-    clusters: Option<&[i32]>,
+    targets: &[TuneTarget],
 ) -> Result<Vec<Prepared>> {
     cfg.validate()?;
-    let (members, chosen) = select(cfg, dataset_dir, clusters)?;
-    let device = crate::lm::generate::device_from_name(&cfg.device)?;
-    let calls = crate::dataset::read_calls(dataset_dir)?;
-    let by_id: HashMap<String, &RedactedCall> = calls.iter().map(|c| (c.id(), c)).collect();
+    let inputs = read_inputs(dataset_dir)?;
+    let by_id: HashMap<String, &RedactedCall> = inputs.calls.iter().map(|c| (c.id(), c)).collect();
     let mut lm: Option<(String, LanguageModel)> = None;
     let mut out = Vec::new();
-    for ch in &chosen {
-        if lm.as_ref().is_none_or(|(s, _)| *s != ch.base_model) {
+    for t in targets {
+        if lm.as_ref().is_none_or(|(s, _)| *s != t.base_model) {
             drop(lm.take());
-            lm = Some((ch.base_model.clone(), load_model(&ch.base_model, &device)?));
+            lm = Some((t.base_model.clone(), load_model(&t.base_model, device)?));
         }
         let (_, m) = lm.as_ref().expect("loaded");
-        let ids = &members[&ch.id];
-        let cc: Vec<&RedactedCall> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
-        let mut data = data::encode_cluster(m, &cc, cfg.max_len, cfg.overlong, &cfg.split);
-        data.counts.missing_calls = ids.len() - cc.len();
-        data.counts.calls = ids.len();
+        let (_, data) = inputs.encode(&by_id, m, cfg, t.cluster);
         out.push(Prepared {
-            cluster: ch.id,
-            base_model: ch.base_model.clone(),
+            cluster: t.cluster,
+            base_model: t.base_model.clone(),
             data,
         });
     }
     Ok(out)
-}
-
-/// Per-cluster encoding figures without training (`--dry-run`): a line per
-/// cluster on stderr, JSON on stdout.
-pub fn dry_run(cfg: &TuneConfig, dataset_dir: &Path, clusters: Option<&[i32]>) -> Result<()> {
-    let labels = data::read_cluster_labels(dataset_dir);
-    let mut rows = Vec::new();
-    for p in prepare(cfg, dataset_dir, clusters)? {
-        let cd = &p.data;
-        let train = cd.split(Split::Train);
-        let lens: Vec<usize> = train.iter().map(|e| e.ex.ids.len()).collect();
-        let limits = data::BatchLimits {
-            max_examples: cfg.batch_size,
-            max_tokens: cfg.batch_tokens,
-        };
-        let plan = data::epoch_plan(train.len(), &lens, limits, 1, cfg.seed);
-        let steps_per_epoch = plan.first().map_or(0, Vec::len);
-        let padded: usize = plan.first().map_or(0, |e| {
-            e.iter()
-                .map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap_or(0))
-                .sum()
-        });
-        let tokens: usize = lens.iter().sum();
-        let c = &cd.counts;
-        let dropped = c.dropped_overlong
-            + c.dropped_answer_too_long
-            + c.dropped_empty_answer
-            + c.dropped_render_error
-            + c.missing_calls;
-        eprintln!(
-            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, truncated {}, dropped {dropped}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {steps_per_epoch} steps/epoch, {tokens} train tokens/epoch ({:.0}% padding)",
-            p.cluster, c.calls, c.train, c.val, c.test, c.truncated,
-            cd.lengths.mean_tokens, cd.lengths.max_tokens, cd.lengths.mean_answer_tokens, cd.lengths.max_answer_tokens,
-            100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
-        );
-        rows.push(serde_json::json!({
-            "cluster": p.cluster, "label_terms": labels.get(&p.cluster).cloned().unwrap_or_default(),
-            "base_model": p.base_model, "counts": c, "lengths": cd.lengths,
-            "steps_per_epoch": steps_per_epoch, "train_tokens_per_epoch": tokens,
-            "padded_tokens_per_epoch": padded,
-        }));
-    }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "clusters": rows }))?
-    );
-    Ok(())
-}
-
-/// `slmforge tune`: exit 0 when done, 130 when stopped by Ctrl-C (after
-/// saving a checkpoint), 2 on unusable input.
-pub fn cli(args: TuneArgs) -> Result<ExitCode> {
-    crate::lm::init_runtime();
-    let cfg = args.opts.config()?;
-    let named = (!args.clusters.is_empty()).then_some(args.clusters.as_slice());
-    if args.dry_run {
-        dry_run(&cfg, &args.dataset, named)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    install_ctrlc();
-    let out = run(&cfg, &args.dataset, &args.out, named, args.resume)?;
-    eprint!("{}", report::summary_text(&out));
-    if out.interrupted {
-        eprintln!(
-            "tune: interrupted; the state is saved. Continue with the same command plus --resume (out: {})",
-            out.out.display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    eprintln!(
-        "tune: done. Summary: {}",
-        out.out.join(report::SUMMARY_MD).display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// First Ctrl-C: finish the current step, save a checkpoint, exit 130.
-/// Second Ctrl-C: exit at once.
-pub fn install_ctrlc() {
-    let res = ctrlc::set_handler(|| {
-        if INTERRUPT.swap(true, Ordering::SeqCst) {
-            eprintln!("\ntune: second interrupt, exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\ntune: interrupt received, stopping after the current step (Ctrl-C again to quit now)");
-    });
-    if res.is_err() {
-        eprintln!("tune: note: could not install the Ctrl-C handler; an interrupt will not save a checkpoint");
-    }
 }

@@ -1,36 +1,34 @@
 //! The run-level reports of `tune`: `summary.json` (every cluster's result)
 //! and `summary.md` (a table for people), plus the terminal summary.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::eval::Rate;
-use super::{ClusterResult, ClusterStatus, TuneConfig, TuneOutput};
-
-pub const SUMMARY_JSON: &str = "summary.json";
-pub const SUMMARY_MD: &str = "summary.md";
-pub const SUMMARY_FORMAT: &str = "slmforge-tune-summary-v1";
+use super::data::{epoch_plan, BatchLimits};
+use super::split::Split;
+use super::{Outcome, Prepared, TuneConfig, TuneOutput};
+use crate::artifact::adapter::{
+    ClusterResult, ClusterStatus, Rate, SUMMARY_FORMAT, SUMMARY_JSON, SUMMARY_MD,
+};
 
 /// Writes `summary.json` and `summary.md` (atomically).
 pub fn write_summary(
     out: &Path,
     cfg: &TuneConfig,
     results: &[ClusterResult],
-    interrupted: bool,
+    outcome: Outcome,
 ) -> Result<()> {
     let v = serde_json::json!({
         "format": SUMMARY_FORMAT,
         "config": cfg,
-        "interrupted": interrupted,
+        "interrupted": outcome == Outcome::Interrupted,
         "clusters": results,
     });
     crate::util::write_json(&out.join(SUMMARY_JSON), &v)?;
-    crate::util::write_atomic(
-        &out.join(SUMMARY_MD),
-        markdown(results, interrupted).as_bytes(),
-    )
+    crate::util::write_atomic(&out.join(SUMMARY_MD), markdown(results, outcome).as_bytes())
 }
 
 fn rate(r: &Rate) -> String {
@@ -50,9 +48,9 @@ fn status(r: &ClusterResult) -> &'static str {
 }
 
 /// The `summary.md` table.
-pub fn markdown(results: &[ClusterResult], interrupted: bool) -> String {
+pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
     let mut s = String::from("# Tune summary\n\n");
-    if interrupted {
+    if outcome == Outcome::Interrupted {
         s.push_str("**Interrupted**: run the same command with `--resume` to finish.\n\n");
     }
     s.push_str(
@@ -153,4 +151,48 @@ pub fn summary_text(out: &TuneOutput) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The per-cluster encoding figures of a dry run: one line per cluster for
+/// people, and the same as JSON (`{"clusters": [...]}`).
+pub fn dry_run(
+    cfg: &TuneConfig,
+    prepared: &[Prepared],
+    labels: &HashMap<i32, Vec<String>>,
+) -> (String, serde_json::Value) {
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for p in prepared {
+        let cd = &p.data;
+        let train = cd.split(Split::Train);
+        let lens: Vec<usize> = train.iter().map(|e| e.ex.ids.len()).collect();
+        let limits = BatchLimits {
+            max_examples: cfg.batch_size,
+            max_tokens: cfg.batch_tokens,
+        };
+        let plan = epoch_plan(train.len(), &lens, limits, 1, cfg.seed);
+        let steps_per_epoch = plan.first().map_or(0, Vec::len);
+        let padded: usize = plan.first().map_or(0, |e| {
+            e.iter()
+                .map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap_or(0))
+                .sum()
+        });
+        let tokens: usize = lens.iter().sum();
+        let c = &cd.counts;
+        let dropped = c.dropped();
+        let _ = writeln!(
+            text,
+            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, truncated {}, dropped {dropped}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {steps_per_epoch} steps/epoch, {tokens} train tokens/epoch ({:.0}% padding)",
+            p.cluster, c.calls, c.train, c.val, c.test, c.truncated,
+            cd.lengths.mean_tokens, cd.lengths.max_tokens, cd.lengths.mean_answer_tokens, cd.lengths.max_answer_tokens,
+            100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
+        );
+        rows.push(serde_json::json!({
+            "cluster": p.cluster, "label_terms": labels.get(&p.cluster).cloned().unwrap_or_default(),
+            "base_model": p.base_model, "counts": c, "lengths": cd.lengths,
+            "steps_per_epoch": steps_per_epoch, "train_tokens_per_epoch": tokens,
+            "padded_tokens_per_epoch": padded,
+        }));
+    }
+    (text, serde_json::json!({ "clusters": rows }))
 }

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
-use slmforge::cluster::artifact::ClusterSummary;
-use slmforge::cluster::{self, features, metrics, Algorithm, ClusterConfig, LazyEmbedder};
-use slmforge::embed::Embedder;
+use slmforge::artifact::clusters::ClusterSummary;
+use slmforge::cluster::{self, metrics, Algorithm, ClusterConfig};
+use slmforge::dev::synth::{self, SynthConfig};
 use slmforge::ingest::{self, IngestConfig, KeySource};
+use slmforge::ml::embed::Embedder;
+use slmforge::ml::embed::LazyEmbedder;
+use slmforge::ml::features;
 use slmforge::redact::RedactKey;
-use slmforge::synth::{self, SynthConfig};
 
 use crate::common;
 
@@ -200,9 +202,9 @@ fn cfg() -> ClusterConfig {
 
 fn bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     [
-        cluster::ASSIGNMENTS_FILE,
-        cluster::SUMMARY_FILE,
-        cluster::PLOT_FILE,
+        slmforge::artifact::ASSIGNMENTS_FILE,
+        slmforge::artifact::SUMMARY_FILE,
+        slmforge::artifact::PLOT_FILE,
     ]
     .iter()
     .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
@@ -237,8 +239,8 @@ fn writes_one_row_per_call_with_the_documented_columns() {
     assert_eq!(df.height(), d.calls);
 
     // Same calls, same order as calls.parquet.
-    let rows = slmforge::dataset::read_rows(&d.dir).unwrap();
-    let assigned = cluster::read_assignment_rows(&d.dir).unwrap();
+    let rows = slmforge::artifact::calls::read_rows(&d.dir).unwrap();
+    let assigned = slmforge::artifact::clusters::read_assignment_rows(&d.dir).unwrap();
     assert_eq!(assigned, out.assignments);
     assert_eq!(
         rows.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
@@ -247,10 +249,10 @@ fn writes_one_row_per_call_with_the_documented_columns() {
             .map(|a| a.call_id.as_str())
             .collect::<Vec<_>>()
     );
-    let map = cluster::read_assignments(&d.dir).unwrap();
+    let map = slmforge::artifact::clusters::read_assignments(&d.dir).unwrap();
     assert_eq!(map.len(), d.calls);
 
-    let s = cluster::read_summary(&d.dir).unwrap();
+    let s = slmforge::artifact::clusters::read_summary(&d.dir).unwrap();
     assert_eq!(s, out.summary);
     assert_eq!(s.schema_version, 1);
     assert_eq!(s.algorithm, "kmeans");
@@ -350,7 +352,7 @@ fn same_seed_gives_identical_bytes_and_the_cache_serves_reruns() {
 
     // Through the lazy embedder (the CLI's): a warm run never loads the model.
     let lazy = LazyEmbedder::new(&t.path).unwrap();
-    let third = cluster::run_with(&c, &d.dir, &lazy).unwrap();
+    let third = cluster::run(&c, &d.dir, &lazy).unwrap();
     assert_eq!(third.cache.misses, 0);
     assert!(!lazy.loaded(), "the model was loaded with nothing to embed");
     assert_eq!(bytes(&d.dir), a);
@@ -481,7 +483,7 @@ fn dbscan_marks_outliers() {
         .unwrap()
         .report;
     let n = report.written as usize;
-    let odd_ids: HashSet<String> = slmforge::dataset::read_rows(&dir)
+    let odd_ids: HashSet<String> = slmforge::artifact::calls::read_rows(&dir)
         .unwrap()
         .into_iter()
         .filter(|r| r.source_file.ends_with("odd.jsonl"))
@@ -558,7 +560,7 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     // Empty dataset.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let w = slmforge::dataset::CallsWriter::create(&empty.join("calls.parquet")).unwrap();
+    let w = slmforge::artifact::calls::CallsWriter::create(&empty.join("calls.parquet")).unwrap();
     w.finish().unwrap();
     assert_exit2(&cli(&[empty.to_str().unwrap()], &t.path), "no calls");
 
@@ -661,13 +663,13 @@ fn placeholders_lose_their_numbers_and_texts_are_cut_at_words() {
 
 fn real_embedder(test: &str) -> Option<Embedder> {
     common::real_file("all-minilm-l6-v2/model.safetensors", test)?;
-    Some(Embedder::load(&slmforge::models::embedder_dir(), &Device::Cpu).unwrap())
+    Some(Embedder::load(&slmforge::ml::models::embedder_dir(), &Device::Cpu).unwrap())
 }
 
 /// Workload of each call of a dataset, from the synth sidecar.
 fn truth_of(dir: &Path, labels: &Path) -> HashMap<String, String> {
     let truth = metrics::read_truth(labels).unwrap();
-    slmforge::dataset::read_rows(dir)
+    slmforge::artifact::calls::read_rows(dir)
         .unwrap()
         .into_iter()
         .filter_map(|r| {
@@ -734,8 +736,8 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     // Held-out calls (another seed), with and without their response.
     let h = dataset(50, 4242);
     let held_truth = truth_of(&h.dir, &h.labels);
-    let rows = slmforge::dataset::read_rows(&h.dir).unwrap();
-    let summary = cluster::read_summary(&d.dir).unwrap();
+    let rows = slmforge::artifact::calls::read_rows(&h.dir).unwrap();
+    let summary = slmforge::artifact::clusters::read_summary(&d.dir).unwrap();
     let (mut right, mut right_request, mut total) = (0, 0, 0);
     for r in &rows {
         let Some(w) = held_truth.get(&r.call_id) else {
@@ -743,12 +745,12 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
         };
         let call = r.to_call().unwrap().into_inner();
         total += 1;
-        if let Some(c) = cluster::assign(&summary, &call, &e) {
+        if let Some(c) = slmforge::route::assign(&summary, &call, &e) {
             right += usize::from(workload_of.get(&c) == Some(&w.as_str()));
         }
         let mut request = call.clone();
         request.response = Default::default();
-        if let Some(c) = cluster::assign(&summary, &request, &e) {
+        if let Some(c) = slmforge::route::assign(&summary, &request, &e) {
             right_request += usize::from(workload_of.get(&c) == Some(&w.as_str()));
         }
     }
@@ -769,7 +771,7 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
     )];
     odd.tools.clear();
     odd.response = Default::default();
-    assert_eq!(cluster::assign(&summary, &odd, &e), None);
+    assert_eq!(slmforge::route::assign(&summary, &odd, &e), None);
 
     // DBSCAN with its chosen radius finds the workloads too, and leaves the
     // odd calls out (embeddings from the cache now).
@@ -788,7 +790,7 @@ fn real_minilm_finds_the_synth_workloads_and_routes_new_calls() {
         out.k, out.summary.outliers
     );
     assert!(ari >= 0.9, "DBSCAN ARI {ari}");
-    let odd_ids: HashSet<String> = slmforge::dataset::read_rows(&d.dir)
+    let odd_ids: HashSet<String> = slmforge::artifact::calls::read_rows(&d.dir)
         .unwrap()
         .into_iter()
         .filter(|r| r.source_file.ends_with("odd.jsonl"))
@@ -826,7 +828,7 @@ fn demo_tunes_a_tool_cluster_and_a_json_cluster_first() {
         summary(4, 40, 0.0, 1.0),
         summary(-1, 900, 0.0, 1.0),
     ];
-    use slmforge::demo::demo_clusters;
+    use slmforge::select::demo_clusters;
     // The largest tool cluster, the largest JSON cluster, then by size.
     assert_eq!(demo_clusters(&clusters, 2, 50), vec![3, 2]);
     assert_eq!(demo_clusters(&clusters, 3, 50), vec![3, 2, 0]);

@@ -1,7 +1,13 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// The models directory tests look in.
 pub fn models_dir() -> PathBuf {
@@ -48,4 +54,158 @@ pub fn byte_chars() -> Vec<char> {
         table[*b as usize] = char::from_u32(*c).unwrap();
     }
     table
+}
+
+/// A GPT-2 byte-level string: each byte as its token character.
+pub fn byte_level(s: &str) -> String {
+    let t = byte_chars();
+    s.bytes().map(|b| t[b as usize]).collect()
+}
+
+/// What a tiny random Llama GGUF holds besides its random weights.
+pub struct TinyGguf {
+    pub seed: u64,
+    /// BPE merges on top of the 3 control tokens and 256 byte tokens.
+    pub merges: &'static [(&'static str, &'static str)],
+    /// Whether the LM head shares the token embedding.
+    pub tied: bool,
+    pub template: Option<String>,
+    pub pre: &'static str,
+    pub arch: &'static str,
+    pub context_length: u32,
+    /// `tokenizer.ggml.add_bos_token`, when the file sets it.
+    pub add_bos: Option<bool>,
+}
+
+/// Vocabulary (3 control tokens, 256 byte tokens, merged tokens), token
+/// types and merges.
+pub fn tiny_vocab(pairs: &[(&str, &str)]) -> (Vec<String>, Vec<i32>, Vec<String>) {
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
+    let mut types = vec![3, 3, 3];
+    for c in byte_chars() {
+        tokens.push(c.to_string());
+        types.push(1);
+    }
+    let mut merges = Vec::new();
+    for (a, b) in pairs {
+        let (a, b) = (byte_level(a), byte_level(b));
+        let m = format!("{a}{b}");
+        assert!(
+            tokens.contains(&a) && tokens.contains(&b),
+            "merge parts {a} {b}"
+        );
+        merges.push(format!("{a} {b}"));
+        if !tokens.contains(&m) {
+            tokens.push(m);
+            types.push(1);
+        }
+    }
+    (tokens, types, merges)
+}
+
+/// Shape of the tiny model: hidden, feed-forward, heads, KV heads, layers.
+pub const TINY_H: usize = 64;
+pub const TINY_FF: usize = 128;
+pub const TINY_HEADS: usize = 4;
+pub const TINY_KV_HEADS: usize = 2;
+pub const TINY_LAYERS: usize = 2;
+
+/// Writes a tiny random Llama GGUF (all tensors F32), the one fixture of
+/// every test that needs a causal LM without the real model.
+pub fn tiny_gguf(path: &Path, spec: &TinyGguf) {
+    let (tokens, types, merges) = tiny_vocab(spec.merges);
+    let (v, h, ff) = (tokens.len(), TINY_H, TINY_FF);
+    let (heads, kv) = (TINY_HEADS, TINY_KV_HEADS);
+    let hd = h / heads;
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut rand_t = |dims: &[usize], scale: f32, offset: f32| -> Tensor {
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| offset + scale * rng.random_range(-1.0f32..1.0))
+            .collect();
+        Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
+    };
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        ("token_embd.weight".into(), rand_t(&[v, h], 0.2, 0.0)),
+        ("output_norm.weight".into(), rand_t(&[h], 0.1, 1.0)),
+    ];
+    if !spec.tied {
+        tensors.push(("output.weight".into(), rand_t(&[v, h], 0.3, 0.0)));
+    }
+    let w = |i: usize| 1.5 / (i as f32).sqrt();
+    for l in 0..TINY_LAYERS {
+        let p = |n: &str| format!("blk.{l}.{n}.weight");
+        tensors.push((p("attn_norm"), rand_t(&[h], 0.1, 1.0)));
+        tensors.push((p("ffn_norm"), rand_t(&[h], 0.1, 1.0)));
+        tensors.push((p("attn_q"), rand_t(&[heads * hd, h], w(h), 0.0)));
+        tensors.push((p("attn_k"), rand_t(&[kv * hd, h], w(h), 0.0)));
+        tensors.push((p("attn_v"), rand_t(&[kv * hd, h], w(h), 0.0)));
+        tensors.push((p("attn_output"), rand_t(&[h, heads * hd], 3.0 * w(h), 0.0)));
+        tensors.push((p("ffn_gate"), rand_t(&[ff, h], w(h), 0.0)));
+        tensors.push((p("ffn_up"), rand_t(&[ff, h], w(h), 0.0)));
+        tensors.push((p("ffn_down"), rand_t(&[h, ff], 3.0 * w(ff), 0.0)));
+    }
+    let u = |x: usize| Value::U32(x as u32);
+    let mut md: Vec<(String, Value)> = vec![
+        (
+            "general.architecture".into(),
+            Value::String(spec.arch.into()),
+        ),
+        ("llama.block_count".into(), u(TINY_LAYERS)),
+        (
+            "llama.context_length".into(),
+            Value::U32(spec.context_length),
+        ),
+        ("llama.embedding_length".into(), u(h)),
+        ("llama.feed_forward_length".into(), u(ff)),
+        ("llama.attention.head_count".into(), u(heads)),
+        ("llama.attention.head_count_kv".into(), u(kv)),
+        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
+        ("llama.rope.dimension_count".into(), u(hd)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-5),
+        ),
+        ("llama.vocab_size".into(), u(v)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String(spec.pre.into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.iter().map(|m| Value::String(m.clone())).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), u(1)),
+        ("tokenizer.ggml.eos_token_id".into(), u(2)),
+        ("tokenizer.ggml.padding_token_id".into(), u(2)),
+    ];
+    if let Some(b) = spec.add_bos {
+        md.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(b)));
+    }
+    if let Some(t) = &spec.template {
+        md.push(("tokenizer.chat_template".into(), Value::String(t.clone())));
+    }
+    write_gguf(path, &md, &tensors);
+}
+
+/// Writes a GGUF file with these metadata and F32 tensors.
+pub fn write_gguf(path: &Path, md: &[(String, Value)], tensors: &[(String, Tensor)]) {
+    let qt: Vec<(String, QTensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap()))
+        .collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = qt.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
-use slmforge::embed::{self, Backend, Embedder};
+use slmforge::ml::embed::{self, Backend, Embedder};
 
 use crate::common;
 
@@ -193,7 +193,7 @@ fn tiny_bert_loads_with_shapes_unit_norm_and_checksum() {
     // The checksum is cached beside the file for the next load.
     assert!(tmp.path().join(".model.safetensors.verified").is_file());
     assert_eq!(
-        slmforge::models::stamped_sha256(&weights).as_deref(),
+        slmforge::ml::models::stamped_sha256(&weights).as_deref(),
         Some(e.checksum())
     );
 

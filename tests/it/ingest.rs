@@ -2,6 +2,7 @@
 //! the counts identity, dedup, determinism, exit codes, and the canary
 //! end-to-end check that no raw PII reaches any output byte.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -252,7 +253,7 @@ fn every_format_normalises() {
     let input = write_lines(dir.path(), "mixed.jsonl", &all_good_lines());
     let out = run(&[input], &dir.path().join("out"));
     assert_identity(&out);
-    let calls = slmforge::dataset::read_calls(&dir.path().join("out")).unwrap();
+    let calls = slmforge::artifact::calls::read_calls(&dir.path().join("out")).unwrap();
 
     // Flywheel: tool call arguments parsed, email pseudonymised consistently in text and args.
     let c = find(&calls, SourceFormat::OpenaiChat, |c| {
@@ -399,11 +400,8 @@ impl CalledTools for slmforge::call::Call {
     }
 }
 
-#[test]
-fn each_bad_input_is_quarantined_with_its_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.jsonl");
-    let mut f = std::fs::File::create(&p).unwrap();
+/// Each bad record and the reason it must be quarantined with (one per line).
+fn bad_records() -> Vec<(Vec<u8>, &'static str)> {
     let mut deep = String::new();
     for _ in 0..80 {
         deep.push_str("{\"a\":");
@@ -412,63 +410,59 @@ fn each_bad_input_is_quarantined_with_its_reason() {
     for _ in 0..80 {
         deep.push('}');
     }
-    let lines: Vec<Vec<u8>> = vec![
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": ["#.to_vec(), // invalid_json
-        b"{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xe9 au lait\"}]}".to_vec(),                  // invalid_utf8
-        format!("{{\"messages\": {deep}}}").into_bytes(),                                                       // too_deep
-        br#"{"foo": 1, "bar": 2}"#.to_vec(),                                                                     // unknown_format
-        br#"{"request": {"messages": "hello"}, "response": {"choices": []}}"#.to_vec(),                         // wrong_type
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}}"#.to_vec(),                          // missing_response
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"error": {"message": "rate limited"}}}"#.to_vec(), // error_response
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "h"}}]}}"#.to_vec(), // stream_chunk
-        br#"{"request": {"messages": []}, "response": {"choices": [{"message": {"role": "assistant", "content": "x"}}]}}"#.to_vec(), // empty_request
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": [{"message": {"role": "assistant", "content": 42}}]}}"#.to_vec(), // wrong_type
-        br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": [{"message": {"role": "assistant", "content": ""}}]}}"#.to_vec(), // empty_response
-        br#"{"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": "x"}}"#.to_vec(), // unsupported_endpoint
-        format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "x".repeat(3 << 20)).into_bytes(), // too_large (limit 1 MiB below)
-    ];
-    for l in &lines {
+    vec![
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": ["#.to_vec(), "invalid_json"),
+        (b"{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xe9 au lait\"}]}".to_vec(), "invalid_utf8"),
+        (format!("{{\"messages\": {deep}}}").into_bytes(), "too_deep"),
+        (br#"{"foo": 1, "bar": 2}"#.to_vec(), "unknown_format"),
+        (br#"{"request": {"messages": "hello"}, "response": {"choices": []}}"#.to_vec(), "wrong_type"),
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}}"#.to_vec(), "missing_response"),
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"error": {"message": "rate limited"}}}"#.to_vec(), "error_response"),
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"object": "chat.completion.chunk", "choices": [{"delta": {"content": "h"}}]}}"#.to_vec(), "stream_chunk"),
+        (br#"{"request": {"messages": []}, "response": {"choices": [{"message": {"role": "assistant", "content": "x"}}]}}"#.to_vec(), "empty_request"),
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": [{"message": {"role": "assistant", "content": 42}}]}}"#.to_vec(), "wrong_type"),
+        (br#"{"request": {"messages": [{"role": "user", "content": "hi"}]}, "response": {"choices": [{"message": {"role": "assistant", "content": ""}}]}}"#.to_vec(), "empty_response"),
+        (br#"{"custom_id": "e1", "method": "POST", "url": "/v1/embeddings", "body": {"input": "x"}}"#.to_vec(), "unsupported_endpoint"),
+        (format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "x".repeat(3 << 20)).into_bytes(), "too_large"),
+    ]
+}
+
+#[test]
+fn each_bad_input_is_quarantined_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.jsonl");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let records = bad_records();
+    for (l, _) in &records {
         f.write_all(l).unwrap();
         f.write_all(b"\n").unwrap();
     }
     drop(f);
     let mut c = cfg();
+    // too_large: the 3 MiB record is over this limit.
     c.max_record_bytes = 1 << 20;
     let out = ingest::run(&c, &[p], &dir.path().join("out")).unwrap();
     assert_identity(&out);
     let r = &out.report;
-    assert_eq!(r.read, lines.len() as u64);
+    assert_eq!(r.read, records.len() as u64);
     assert_eq!(r.written, 0);
-    let expect = [
-        ("invalid_json", 1),
-        ("invalid_utf8", 1),
-        ("too_deep", 1),
-        ("unknown_format", 1),
-        ("wrong_type", 2),
-        ("missing_response", 1),
-        ("error_response", 1),
-        ("stream_chunk", 1),
-        ("empty_request", 1),
-        ("empty_response", 1),
-        ("unsupported_endpoint", 1),
-        ("too_large", 1),
-    ];
-    for (reason, n) in expect {
-        assert_eq!(
-            r.quarantine_reasons.get(reason).copied(),
-            Some(n),
-            "reason {reason}: {:?}",
-            r.quarantine_reasons
-        );
+    let mut expect: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, reason) in &records {
+        *expect.entry(reason.to_string()).or_default() += 1;
     }
+    assert_eq!(expect.len(), 12, "every reason is exercised");
+    assert_eq!(r.quarantine_reasons, expect);
     let q = ingest::read_quarantine(&dir.path().join("out")).unwrap();
-    assert_eq!(q.len(), lines.len());
+    assert_eq!(q.len(), records.len());
     let lines_seen: Vec<u64> = q.iter().map(|e| e.line).collect();
     assert_eq!(
         lines_seen,
-        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        (1..=records.len() as u64).collect::<Vec<_>>(),
         "quarantine in input order with line numbers"
     );
+    for (e, (_, reason)) in q.iter().zip(&records) {
+        assert_eq!(e.reason, *reason, "line {}", e.line);
+    }
     let too_large = q.iter().find(|e| e.reason == "too_large").unwrap();
     assert!(too_large.content.is_none() && too_large.bytes > 3_000_000);
     let wt = q.iter().find(|e| e.reason == "wrong_type").unwrap();
@@ -515,7 +509,7 @@ fn json_array_gzip_zstd_and_directories() {
     );
     assert_eq!(r.written, 5);
     assert_eq!(r.quarantined, 0);
-    let calls = slmforge::dataset::read_calls(&dir.path().join("out")).unwrap();
+    let calls = slmforge::artifact::calls::read_calls(&dir.path().join("out")).unwrap();
     let lite = calls
         .iter()
         .find(|c| c.source_format == Some(SourceFormat::Litellm))
@@ -676,7 +670,7 @@ fn canaries_never_reach_any_output_byte() {
         ));
     }
     // The parquet file is compressed: check every decoded value too.
-    for row in slmforge::dataset::read_rows(&outdir).unwrap() {
+    for row in slmforge::artifact::calls::read_rows(&outdir).unwrap() {
         haystacks.push(("calls.parquet (decoded)".into(), format!("{row:?}")));
     }
     for (name, hay) in &haystacks {
@@ -780,7 +774,7 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
             }
         }
     }
-    let rows = slmforge::dataset::read_rows(&outdir).unwrap();
+    let rows = slmforge::artifact::calls::read_rows(&outdir).unwrap();
     let got: std::collections::HashSet<(u64, u32)> = rows
         .iter()
         .map(|r| (r.source_line, r.source_index))

@@ -14,94 +14,62 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use slmforge::call::{Message, Response, Role, ToolCall, ToolDef};
-use slmforge::lm::chat::{parse_reply, ToolCallIssueKind};
-use slmforge::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
-use slmforge::lm::llama::TrainBatch;
-use slmforge::lm::ops::Kernels;
-use slmforge::lm::{self, HeadPositions, LanguageModel, LoraConfig, LoraTarget, TrainExample};
+use slmforge::ml::lm::chat::{parse_reply, ToolCallIssueKind};
+use slmforge::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use slmforge::ml::lm::llama::TrainBatch;
+use slmforge::ml::lm::ops::Kernels;
+use slmforge::ml::lm::{self, HeadPositions, LanguageModel, LoraConfig, LoraTarget, TrainExample};
 
 const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 const REAL_MODEL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 // ---------------------------------------------------------------------------
-// Tiny GGUF fixture.
+// Tiny GGUF fixture (written by common::tiny_gguf).
 
-fn bl(s: &str) -> String {
-    let t = common::byte_chars();
-    s.bytes().map(|b| t[b as usize]).collect()
-}
-
-/// Vocabulary (3 control tokens, 256 byte tokens, merged tokens) and merges.
-fn tiny_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
-    let mut tokens: Vec<String> = vec![
-        "<|endoftext|>".into(),
-        "<|im_start|>".into(),
-        "<|im_end|>".into(),
-    ];
-    let mut types = vec![3, 3, 3];
-    for c in common::byte_chars() {
-        tokens.push(c.to_string());
-        types.push(1);
-    }
-    let pairs = [
-        (" ", "t"),
-        ("h", "e"),
-        (" t", "he"),
-        ("i", "n"),
-        ("e", "r"),
-        ("o", "n"),
-        (" ", "a"),
-        ("r", "e"),
-        ("a", "t"),
-        ("s", "t"),
-        ("e", "n"),
-        (" ", "s"),
-        ("o", "r"),
-        ("l", "l"),
-        (" ", "w"),
-        ("n", "a"),
-        ("m", "e"),
-        ("na", "me"),
-        ("\"", ":"),
-        (" ", "\""),
-        ("u", "s"),
-        ("us", "er"),
-        ("s", "y"),
-        ("sy", "st"),
-        ("syst", "e"),
-        ("syste", "m"),
-        ("a", "s"),
-        ("as", "s"),
-        ("ass", "i"),
-        ("assi", "st"),
-        ("a", "n"),
-        ("assist", "an"),
-        ("assistan", "t"),
-        ("\n", "\n"),
-        (" ", " "),
-        ("t", "o"),
-        ("o", "l"),
-        ("to", "ol"),
-        ("_", "c"),
-        ("a", "l"),
-    ];
-    let mut merges = Vec::new();
-    for (a, b) in pairs {
-        let (a, b) = (bl(a), bl(b));
-        let m = format!("{a}{b}");
-        assert!(
-            tokens.contains(&a) && tokens.contains(&b),
-            "merge parts {a} {b}"
-        );
-        merges.push(format!("{a} {b}"));
-        if !tokens.contains(&m) {
-            tokens.push(m);
-            types.push(1);
-        }
-    }
-    (tokens, types, merges)
-}
+/// Merges of the tiny vocabulary the LM tests use.
+pub const LM_MERGES: &[(&str, &str)] = &[
+    (" ", "t"),
+    ("h", "e"),
+    (" t", "he"),
+    ("i", "n"),
+    ("e", "r"),
+    ("o", "n"),
+    (" ", "a"),
+    ("r", "e"),
+    ("a", "t"),
+    ("s", "t"),
+    ("e", "n"),
+    (" ", "s"),
+    ("o", "r"),
+    ("l", "l"),
+    (" ", "w"),
+    ("n", "a"),
+    ("m", "e"),
+    ("na", "me"),
+    ("\"", ":"),
+    (" ", "\""),
+    ("u", "s"),
+    ("us", "er"),
+    ("s", "y"),
+    ("sy", "st"),
+    ("syst", "e"),
+    ("syste", "m"),
+    ("a", "s"),
+    ("as", "s"),
+    ("ass", "i"),
+    ("assi", "st"),
+    ("a", "n"),
+    ("assist", "an"),
+    ("assistan", "t"),
+    ("\n", "\n"),
+    (" ", " "),
+    ("t", "o"),
+    ("o", "l"),
+    ("to", "ol"),
+    ("_", "c"),
+    ("a", "l"),
+];
 
 struct TinyOpts {
     tied: bool,
@@ -121,106 +89,23 @@ impl Default for TinyOpts {
     }
 }
 
-const H: usize = 64;
-const FF: usize = 128;
-const HEADS: usize = 4;
-const KV_HEADS: usize = 2;
-const LAYERS: usize = 2;
-
 /// Writes a tiny random Llama GGUF (all tensors F32) and returns its path.
 fn tiny_gguf(dir: &Path, name: &str, seed: u64, opts: &TinyOpts) -> PathBuf {
-    let (tokens, types, merges) = tiny_vocab();
-    let v = tokens.len();
-    let hd = H / HEADS;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let dev = Device::Cpu;
-    let mut rand_t = |dims: &[usize], scale: f32, offset: f32| -> Tensor {
-        let n: usize = dims.iter().product();
-        let data: Vec<f32> = (0..n)
-            .map(|_| offset + scale * rng.random_range(-1.0f32..1.0))
-            .collect();
-        Tensor::from_vec(data, dims, &dev).unwrap()
-    };
-    let mut tensors: Vec<(String, Tensor)> = vec![
-        ("token_embd.weight".into(), rand_t(&[v, H], 0.2, 0.0)),
-        ("output_norm.weight".into(), rand_t(&[H], 0.1, 1.0)),
-    ];
-    if !opts.tied {
-        tensors.push(("output.weight".into(), rand_t(&[v, H], 0.3, 0.0)));
-    }
-    let w = |i: usize| 1.5 / (i as f32).sqrt();
-    for l in 0..LAYERS {
-        let p = |n: &str| format!("blk.{l}.{n}.weight");
-        tensors.push((p("attn_norm"), rand_t(&[H], 0.1, 1.0)));
-        tensors.push((p("ffn_norm"), rand_t(&[H], 0.1, 1.0)));
-        tensors.push((p("attn_q"), rand_t(&[HEADS * hd, H], w(H), 0.0)));
-        tensors.push((p("attn_k"), rand_t(&[KV_HEADS * hd, H], w(H), 0.0)));
-        tensors.push((p("attn_v"), rand_t(&[KV_HEADS * hd, H], w(H), 0.0)));
-        tensors.push((p("attn_output"), rand_t(&[H, HEADS * hd], 3.0 * w(H), 0.0)));
-        tensors.push((p("ffn_gate"), rand_t(&[FF, H], w(H), 0.0)));
-        tensors.push((p("ffn_up"), rand_t(&[FF, H], w(H), 0.0)));
-        tensors.push((p("ffn_down"), rand_t(&[H, FF], 3.0 * w(FF), 0.0)));
-    }
-    let mut md: Vec<(String, Value)> = vec![
-        (
-            "general.architecture".into(),
-            Value::String(opts.arch.into()),
-        ),
-        ("llama.block_count".into(), Value::U32(LAYERS as u32)),
-        ("llama.context_length".into(), Value::U32(256)),
-        ("llama.embedding_length".into(), Value::U32(H as u32)),
-        ("llama.feed_forward_length".into(), Value::U32(FF as u32)),
-        (
-            "llama.attention.head_count".into(),
-            Value::U32(HEADS as u32),
-        ),
-        (
-            "llama.attention.head_count_kv".into(),
-            Value::U32(KV_HEADS as u32),
-        ),
-        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
-        ("llama.rope.dimension_count".into(), Value::U32(hd as u32)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(1e-5),
-        ),
-        ("llama.vocab_size".into(), Value::U32(v as u32)),
-        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), Value::String(opts.pre.into())),
-        (
-            "tokenizer.ggml.tokens".into(),
-            Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
-        ),
-        (
-            "tokenizer.ggml.token_type".into(),
-            Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
-        ),
-        (
-            "tokenizer.ggml.merges".into(),
-            Value::Array(merges.iter().map(|m| Value::String(m.clone())).collect()),
-        ),
-        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
-        ("tokenizer.ggml.padding_token_id".into(), Value::U32(2)),
-        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
-    ];
-    if let Some(t) = &opts.template {
-        md.push(("tokenizer.chat_template".into(), Value::String(t.clone())));
-    }
     let path = dir.join(name);
-    write_gguf(&path, &md, &tensors);
+    common::tiny_gguf(
+        &path,
+        &common::TinyGguf {
+            seed,
+            merges: LM_MERGES,
+            tied: opts.tied,
+            template: opts.template.clone(),
+            pre: opts.pre,
+            arch: opts.arch,
+            context_length: 256,
+            add_bos: Some(false),
+        },
+    );
     path
-}
-
-fn write_gguf(path: &Path, md: &[(String, Value)], tensors: &[(String, Tensor)]) {
-    let qt: Vec<(String, QTensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), QTensor::quantize(t, GgmlDType::F32).unwrap()))
-        .collect();
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = qt.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
 fn tiny_model(dir: &Path) -> LanguageModel {
@@ -479,7 +364,7 @@ fn lora_zero_b_equals_base_exactly() {
         1,
     )
     .unwrap();
-    assert_eq!(m.lora_vars().len(), LAYERS * 7 * 2);
+    assert_eq!(m.lora_vars().len(), common::TINY_LAYERS * 7 * 2);
     let with = m.forward(&ids, &[]).unwrap();
     assert_eq!(max_abs_diff(&base, &with), 0.0);
     // A is initialised in ±1/sqrt(in), B at zero.
@@ -492,7 +377,7 @@ fn lora_zero_b_equals_base_exactly() {
         .unwrap()
         .max_all()
         .unwrap();
-    let bound = 1.0 / (FF as f32).sqrt();
+    let bound = 1.0 / (common::TINY_FF as f32).sqrt();
     let amax = a.to_scalar::<f32>().unwrap();
     assert!(amax > 0.5 * bound && amax <= bound, "{amax} vs {bound}");
 }
@@ -592,7 +477,7 @@ fn one_adamw_step_updates_every_lora_tensor() {
         assert!(norm > 0.0, "{name} has a zero gradient");
     }
     let vlist: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let norm = slmforge::lm::llama::clip_grad_norm(&mut grads, &vlist, 1e-3).unwrap();
+    let norm = slmforge::ml::lm::llama::clip_grad_norm(&mut grads, &vlist, 1e-3).unwrap();
     assert!(norm > 1e-3);
     opt.step(&grads).unwrap();
     for ((name, v), b) in vars.iter().zip(&before) {
@@ -693,7 +578,7 @@ fn adapter_save_load_round_trip() {
         let mut fresh = tiny_model(dir.path());
         let got_cfg = fresh.apply_adapter(path).unwrap();
         assert_eq!(got_cfg.lora, cfg);
-        assert_eq!(fresh.model.lora_vars().len(), LAYERS * 3 * 2);
+        assert_eq!(fresh.model.lora_vars().len(), common::TINY_LAYERS * 3 * 2);
         for ((n1, a), (n2, b)) in lm
             .model
             .lora_tensors()
@@ -978,7 +863,7 @@ fn chat_template_renders_conversations_and_tools() {
     let r = lm.chat.render(&conv, &[weather_tool()], true).unwrap();
     let expected = format!(
         "<|im_start|>system\nBe terse.\n\n{}<|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>{{\"name\":\"get_weather\",\"arguments\":{{\"city\":\"Paris\"}}}}</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n{{\"temp\": 21}}\n</tool_response>\n<tool_response>\nsunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
-        slmforge::lm::chat::tools_system_block(&[weather_tool()])
+        slmforge::ml::lm::chat::tools_system_block(&[weather_tool()])
     );
     assert_eq!(r, expected);
     assert!(r.contains("<tools>\n{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather for a city\",\"parameters\":{"));
@@ -1149,7 +1034,7 @@ fn tool_call_parser_cases() {
     let r = parse_reply(r#"<tool_call>{"name": "a", "arguments": {"x": }</tool_call>"#);
     assert_eq!(
         r.issues,
-        vec![slmforge::lm::chat::ToolCallIssue {
+        vec![slmforge::ml::lm::chat::ToolCallIssue {
             index: 0,
             kind: ToolCallIssueKind::InvalidJson
         }]
@@ -1195,7 +1080,7 @@ fn tool_call_parser_cases() {
         arguments: json!({"s": "<tool_call>", "n": [1, {"k": null}]}),
         arguments_valid: true,
     };
-    let r = parse_reply(&slmforge::lm::chat::tool_call_text(&call));
+    let r = parse_reply(&slmforge::ml::lm::chat::tool_call_text(&call));
     assert_eq!(r.tool_calls, vec![call]);
 }
 
@@ -1426,7 +1311,7 @@ fn real_smollm2_chat_render() {
 
 #[test]
 fn gguf_hf_row_permutation_matches_the_two_rope_layouts() {
-    use slmforge::lm::lora::{gguf_rows_to_hf, hf_rows_to_gguf};
+    use slmforge::ml::lm::lora::{gguf_rows_to_hf, hf_rows_to_gguf};
     let dev = Device::Cpu;
     // One head of dim 4: GGUF rows (x0, y0, x1, y1) are HF rows (x0, x1, y0, y1).
     let t = Tensor::new(&[[0f32], [1.], [2.], [3.]], &dev).unwrap();
@@ -1448,7 +1333,7 @@ fn gguf_hf_row_permutation_matches_the_two_rope_layouts() {
         let inv: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
             .collect();
-        let t = slmforge::lm::ops::RopeTables::new(&inv, 5, 1.0, &dev).unwrap();
+        let t = slmforge::ml::lm::ops::RopeTables::new(&inv, 5, 1.0, &dev).unwrap();
         (t.cos.clone(), t.sin.clone())
     };
     let proj = |w: &Tensor| {

@@ -10,4 +10,5 @@ mod lm;
 mod models;
 mod redact;
 mod synth;
+mod tidy;
 mod tune;

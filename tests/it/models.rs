@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use slmforge::models::{
+use slmforge::ml::models::{
     self, CatalogEntry, FetchConfig, FetchOutcome, FileStatus, ModelFile, Role,
 };
 use slmforge::util::sha256_hex;
@@ -407,5 +407,31 @@ fn fetch_real_models_end_to_end() {
     assert!(
         started.elapsed().as_secs_f64() < 5.0,
         "re-check must use the stamps, not re-download"
+    );
+}
+
+/// `slmforge models list | head`: when the reader of stdout is gone, the
+/// command ends quietly (SIGPIPE's default action), not with a panic report.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The read end is closed before the command writes anything.
+    drop(reader);
+    let out = Command::new(common::bin())
+        .args(["models", "list", "--no-verify", "--dir"])
+        .arg(tmp.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+    const SIGPIPE: i32 = 13;
+    assert!(
+        out.status.signal() == Some(SIGPIPE) || out.status.success(),
+        "{:?}",
+        out.status
     );
 }

@@ -576,7 +576,7 @@ fn pseudonyms_are_consistent_within_and_across_calls() {
 #[test]
 fn numbering_is_deterministic_regardless_of_thread_count() {
     let r = redactor();
-    let (calls, _) = slmforge::redact::bench::synthetic_calls(7, 400_000);
+    let (calls, _) = slmforge::dev::bench::redact::synthetic_calls(7, 400_000);
     assert!(calls.len() > 100);
     let run = |threads: usize| -> (Vec<RedactedCall>, RedactStats) {
         let pool = rayon::ThreadPoolBuilder::new()

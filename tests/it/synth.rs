@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use serde_json::Value;
 use slmforge::call::SourceFormat;
-use slmforge::synth::{self, labels_path, pii, synthesize, workload_names, workloads, SynthConfig};
+use slmforge::dev::synth::{
+    self, labels_path, pii, synthesize, workload_names, workloads, SynthConfig,
+};
 
 fn cfg(calls: usize, seed: u64) -> SynthConfig {
     SynthConfig {

@@ -13,18 +13,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use candle_core::quantized::gguf_file::{self, Value as GValue};
-use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use slmforge::artifact::adapter::ClusterStatus;
 use slmforge::call::{Response, ToolCall};
+use slmforge::dev::synth::truth::{clusters_from_labels, write_clusters};
 use slmforge::ingest::{self, IngestConfig, KeySource};
 use slmforge::redact::RedactKey;
-use slmforge::tune::data::{self, BatchLimits, Split, SplitFractions};
+use slmforge::select::{tune_targets, TargetConfig};
+use slmforge::tune::data::{self, BatchLimits};
 use slmforge::tune::eval::{arguments_match, calls_match, names_match, score_reply, values_match};
-use slmforge::tune::{self, ClusterStatus, TuneConfig};
+use slmforge::tune::split::{split_of, Split, SplitFractions};
+use slmforge::tune::{self, Outcome, Session, Start, TuneConfig, TuneOutput};
 
 use crate::common;
 
@@ -35,109 +35,28 @@ const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['r
 
 /// A random 2-layer Llama (hidden 64) with a byte-level vocabulary and a
 /// few merges, ChatML template, context 2048.
+/// A tiny random Llama GGUF with a ChatML template.
 fn tiny_gguf(path: &Path, seed: u64) {
-    let bc = common::byte_chars();
-    let bl = |s: &str| -> String { s.bytes().map(|b| bc[b as usize]).collect() };
-    let mut tokens: Vec<String> = vec![
-        "<|endoftext|>".into(),
-        "<|im_start|>".into(),
-        "<|im_end|>".into(),
-    ];
-    let mut types = vec![3i32, 3, 3];
-    for c in &bc {
-        tokens.push(c.to_string());
-        types.push(1);
-    }
-    let mut merges = Vec::new();
-    for (a, b) in [
-        (" ", "t"),
-        ("h", "e"),
-        ("e", "r"),
-        ("i", "n"),
-        ("\"", ":"),
-        ("a", "t"),
-    ] {
-        let (a, b) = (bl(a), bl(b));
-        merges.push(format!("{a} {b}"));
-        tokens.push(format!("{a}{b}"));
-        types.push(1);
-    }
-    let (v, h, ff, heads, kv, layers) = (tokens.len(), 64usize, 128usize, 4usize, 2usize, 2usize);
-    let hd = h / heads;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut rand_t = |dims: &[usize], scale: f32, offset: f32| -> Tensor {
-        let n: usize = dims.iter().product();
-        let d: Vec<f32> = (0..n)
-            .map(|_| offset + scale * rng.random_range(-1.0f32..1.0))
-            .collect();
-        Tensor::from_vec(d, dims, &Device::Cpu).unwrap()
-    };
-    let w = |i: usize| 1.5 / (i as f32).sqrt();
-    let mut t: Vec<(String, Tensor)> = vec![
-        ("token_embd.weight".into(), rand_t(&[v, h], 0.2, 0.0)),
-        ("output_norm.weight".into(), rand_t(&[h], 0.1, 1.0)),
-    ];
-    for l in 0..layers {
-        let p = |n: &str| format!("blk.{l}.{n}.weight");
-        t.push((p("attn_norm"), rand_t(&[h], 0.1, 1.0)));
-        t.push((p("ffn_norm"), rand_t(&[h], 0.1, 1.0)));
-        t.push((p("attn_q"), rand_t(&[heads * hd, h], w(h), 0.0)));
-        t.push((p("attn_k"), rand_t(&[kv * hd, h], w(h), 0.0)));
-        t.push((p("attn_v"), rand_t(&[kv * hd, h], w(h), 0.0)));
-        t.push((p("attn_output"), rand_t(&[h, heads * hd], 3.0 * w(h), 0.0)));
-        t.push((p("ffn_gate"), rand_t(&[ff, h], w(h), 0.0)));
-        t.push((p("ffn_up"), rand_t(&[ff, h], w(h), 0.0)));
-        t.push((p("ffn_down"), rand_t(&[h, ff], 3.0 * w(ff), 0.0)));
-    }
-    let u = |x: usize| GValue::U32(x as u32);
-    let md: Vec<(String, GValue)> = vec![
-        (
-            "general.architecture".into(),
-            GValue::String("llama".into()),
-        ),
-        ("llama.block_count".into(), u(layers)),
-        ("llama.context_length".into(), u(2048)),
-        ("llama.embedding_length".into(), u(h)),
-        ("llama.feed_forward_length".into(), u(ff)),
-        ("llama.attention.head_count".into(), u(heads)),
-        ("llama.attention.head_count_kv".into(), u(kv)),
-        ("llama.rope.freq_base".into(), GValue::F32(10000.0)),
-        ("llama.rope.dimension_count".into(), u(hd)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            GValue::F32(1e-5),
-        ),
-        ("llama.vocab_size".into(), u(v)),
-        ("tokenizer.ggml.model".into(), GValue::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), GValue::String("smollm".into())),
-        (
-            "tokenizer.ggml.tokens".into(),
-            GValue::Array(tokens.iter().map(|x| GValue::String(x.clone())).collect()),
-        ),
-        (
-            "tokenizer.ggml.token_type".into(),
-            GValue::Array(types.iter().map(|&x| GValue::I32(x)).collect()),
-        ),
-        (
-            "tokenizer.ggml.merges".into(),
-            GValue::Array(merges.iter().map(|m| GValue::String(m.clone())).collect()),
-        ),
-        ("tokenizer.ggml.bos_token_id".into(), u(1)),
-        ("tokenizer.ggml.eos_token_id".into(), u(2)),
-        ("tokenizer.ggml.padding_token_id".into(), u(2)),
-        (
-            "tokenizer.chat_template".into(),
-            GValue::String(CHATML.into()),
-        ),
-    ];
-    let qt: Vec<(String, QTensor)> = t
-        .iter()
-        .map(|(n, x)| (n.clone(), QTensor::quantize(x, GgmlDType::F32).unwrap()))
-        .collect();
-    let md_refs: Vec<(&str, &GValue)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = qt.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    common::tiny_gguf(
+        path,
+        &common::TinyGguf {
+            seed,
+            merges: &[
+                (" ", "t"),
+                ("h", "e"),
+                ("e", "r"),
+                ("i", "n"),
+                ("\"", ":"),
+                ("a", "t"),
+            ],
+            tied: true,
+            template: Some(CHATML.into()),
+            pre: "smollm",
+            arch: "llama",
+            context_length: 2048,
+            add_bos: None,
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -195,7 +114,7 @@ fn make_dataset(dir: &Path, reviews: usize, weathers: usize) {
     );
     cfg.progress = false;
     ingest::run(&cfg, &[log], dir).unwrap();
-    let rows = slmforge::dataset::read_rows(dir).unwrap();
+    let rows = slmforge::artifact::calls::read_rows(dir).unwrap();
     let assignments: Vec<(String, i32)> = rows
         .iter()
         .map(|r| {
@@ -207,7 +126,7 @@ fn make_dataset(dir: &Path, reviews: usize, weathers: usize) {
         .collect();
     let labels: BTreeMap<i32, String> =
         [(0, "reviews".to_string()), (1, "weather".to_string())].into();
-    data::write_clusters(dir, &assignments, &labels).unwrap();
+    write_clusters(dir, &assignments, &labels).unwrap();
 }
 
 struct Fixture {
@@ -233,6 +152,37 @@ fn fixture(reviews: usize, weathers: usize) -> Fixture {
 }
 
 /// Settings for fast tiny runs: step budget only, no wall clock.
+/// Chooses the clusters as `slmforge tune` does, then runs the stage.
+fn run_tune(
+    cfg: &TuneConfig,
+    ds: &Path,
+    out: &Path,
+    named: Option<&[i32]>,
+    start: Start,
+    stop_after_steps: Option<usize>,
+) -> anyhow::Result<TuneOutput> {
+    let targets = tune_targets(&target_config(cfg), ds, named)?;
+    let session = Session {
+        start,
+        stop_after_steps,
+        ..Default::default()
+    };
+    tune::run(cfg, &session, ds, &targets, out)
+}
+
+fn target_config(cfg: &TuneConfig) -> TargetConfig {
+    TargetConfig {
+        base_model: cfg.base_model.clone(),
+        min_examples: cfg.min_examples,
+    }
+}
+
+/// The clusters' encoded calls, as `tune --dry-run` sees them.
+fn prepare(cfg: &TuneConfig, ds: &Path, named: Option<&[i32]>) -> Vec<tune::Prepared> {
+    let targets = tune_targets(&target_config(cfg), ds, named).unwrap();
+    tune::prepare(cfg, &Device::Cpu, ds, &targets).unwrap()
+}
+
 fn tiny_cfg(model: &Path) -> TuneConfig {
     let mut c = TuneConfig {
         base_model: model.display().to_string(),
@@ -298,8 +248,8 @@ fn overfit_loss_drops_and_outputs_have_documented_fields() {
     cfg.max_steps = Some(30);
     cfg.eval_every = 10;
     let out = fx.root.join("run");
-    let res = tune::run(&cfg, &fx.dataset, &out, None, false).unwrap();
-    assert!(!res.interrupted);
+    let res = run_tune(&cfg, &fx.dataset, &out, None, Start::Fresh, None).unwrap();
+    assert_eq!(res.outcome, Outcome::Finished);
     assert_eq!(res.clusters.len(), 1, "only the review cluster exists");
     let r = &res.clusters[0];
     assert_eq!(r.status, ClusterStatus::Tuned);
@@ -394,13 +344,13 @@ fn overfit_loss_drops_and_outputs_have_documented_fields() {
     assert!(md.contains("| 0 | reviews | tuned |"), "{md}");
     // A second run into the same directory needs --resume; with it, the
     // finished cluster is skipped.
-    let again = tune::run(&cfg, &fx.dataset, &out, None, false).unwrap_err();
+    let again = run_tune(&cfg, &fx.dataset, &out, None, Start::Fresh, None).unwrap_err();
     assert!(
         again.downcast_ref::<slmforge::util::UsageError>().is_some(),
         "{again:#}"
     );
     let before = adapter_bits(&dir);
-    let res2 = tune::run(&cfg, &fx.dataset, &out, None, true).unwrap();
+    let res2 = run_tune(&cfg, &fx.dataset, &out, None, Start::Resume, None).unwrap();
     assert_eq!(res2.clusters[0].status, ClusterStatus::AlreadyDone);
     assert_eq!(res2.clusters[0].train.as_ref().unwrap().steps, 30);
     assert_eq!(
@@ -416,22 +366,20 @@ fn resume_after_stop_or_crash_equals_uninterrupted_run() {
     let cfg = tiny_cfg(&fx.model);
     // Uninterrupted.
     let a = fx.root.join("a");
-    tune::run(&cfg, &fx.dataset, &a, None, false).unwrap();
+    run_tune(&cfg, &fx.dataset, &a, None, Start::Fresh, None).unwrap();
     let a_dir = a.join("cluster-1");
     // Stopped after 5 updates (as Ctrl-C does), then resumed.
     let b = fx.root.join("b");
-    let mut stop = cfg.clone();
-    stop.stop_after_steps = Some(5);
-    let res = tune::run(&stop, &fx.dataset, &b, None, false).unwrap();
-    assert!(res.interrupted);
+    let res = run_tune(&cfg, &fx.dataset, &b, None, Start::Fresh, Some(5)).unwrap();
+    assert_eq!(res.outcome, Outcome::Interrupted);
     assert_eq!(res.clusters[0].status, ClusterStatus::Interrupted);
     let b_dir = b.join("cluster-1");
     assert!(b_dir.join("checkpoint/state.json").is_file());
     assert!(!b_dir.join("eval.json").exists());
     let st = read_json(&b_dir.join("checkpoint/state.json"));
     assert_eq!(st["step"], 5);
-    let res = tune::run(&cfg, &fx.dataset, &b, None, true).unwrap();
-    assert!(!res.interrupted);
+    let res = run_tune(&cfg, &fx.dataset, &b, None, Start::Resume, None).unwrap();
+    assert_eq!(res.outcome, Outcome::Finished);
     assert!(
         adapter_bits(&a_dir) == adapter_bits(&b_dir),
         "resumed adapter differs"
@@ -445,19 +393,15 @@ fn resume_after_stop_or_crash_equals_uninterrupted_run() {
     // A crash: the last durable checkpoint is step 8 but the process had run
     // on to step 11 (and logged it).
     let c = fx.root.join("c");
-    let mut at8 = cfg.clone();
-    at8.stop_after_steps = Some(8);
-    tune::run(&at8, &fx.dataset, &c, None, false).unwrap();
+    run_tune(&cfg, &fx.dataset, &c, None, Start::Fresh, Some(8)).unwrap();
     let c_dir = c.join("cluster-1");
     let saved = fx.root.join("ck8");
     copy_dir(&c_dir.join("checkpoint"), &saved);
-    let mut three = cfg.clone();
-    three.stop_after_steps = Some(3);
-    tune::run(&three, &fx.dataset, &c, None, true).unwrap();
+    run_tune(&cfg, &fx.dataset, &c, None, Start::Resume, Some(3)).unwrap();
     assert_eq!(read_json(&c_dir.join("checkpoint/state.json"))["step"], 11);
     std::fs::remove_dir_all(c_dir.join("checkpoint")).unwrap();
     copy_dir(&saved, &c_dir.join("checkpoint"));
-    tune::run(&cfg, &fx.dataset, &c, None, true).unwrap();
+    run_tune(&cfg, &fx.dataset, &c, None, Start::Resume, None).unwrap();
     assert!(
         adapter_bits(&a_dir) == adapter_bits(&c_dir),
         "adapter after crash + resume differs"
@@ -470,10 +414,10 @@ fn resume_after_stop_or_crash_equals_uninterrupted_run() {
 
     // Other training settings refuse the checkpoint.
     let d = fx.root.join("d");
-    tune::run(&stop, &fx.dataset, &d, None, false).unwrap();
+    run_tune(&cfg, &fx.dataset, &d, None, Start::Fresh, Some(5)).unwrap();
     let mut other = cfg.clone();
     other.lr = 5e-3;
-    let err = tune::run(&other, &fx.dataset, &d, None, true).unwrap_err();
+    let err = run_tune(&other, &fx.dataset, &d, None, Start::Resume, None).unwrap_err();
     assert!(
         format!("{err:#}").contains("other training settings"),
         "{err:#}"
@@ -492,8 +436,8 @@ fn copy_dir(from: &Path, to: &Path) {
 fn masked_tokens_contribute_no_loss() {
     let fx = fixture(12, 12);
     let cfg = tiny_cfg(&fx.model);
-    let prepared = tune::prepare(&cfg, &fx.dataset, None).unwrap();
-    let lm = slmforge::lm::load(&fx.model, &Device::Cpu).unwrap();
+    let prepared = prepare(&cfg, &fx.dataset, None);
+    let lm = slmforge::ml::lm::load(&fx.model, &Device::Cpu).unwrap();
     let exs: Vec<&data::Example> = prepared
         .iter()
         .flat_map(|p| p.data.examples.iter())
@@ -574,7 +518,7 @@ fn split_is_stable_when_another_cluster_grows() {
     let grown = fx.root.join("grown");
     make_dataset(&grown, 30, 60);
     let splits = |ds: &Path| -> (HashMap<String, Split>, String) {
-        let p = tune::prepare(&cfg, ds, Some(&[0])).unwrap();
+        let p = prepare(&cfg, ds, Some(&[0]));
         let d = &p[0].data;
         let map = d
             .examples
@@ -596,17 +540,17 @@ fn split_is_stable_when_another_cluster_grows() {
     let ids: Vec<String> = (0..4000).map(|i| format!("{i:016x}")).collect();
     let n_train = ids
         .iter()
-        .filter(|id| data::split_of(id, &f) == Split::Train)
+        .filter(|id| split_of(id, &f) == Split::Train)
         .count();
     let n_val = ids
         .iter()
-        .filter(|id| data::split_of(id, &f) == Split::Val)
+        .filter(|id| split_of(id, &f) == Split::Val)
         .count();
     assert!((3050..3350).contains(&n_train), "{n_train}");
     assert!((300..500).contains(&n_val), "{n_val}");
     assert_eq!(
-        data::split_of("00000000000000ab", &f),
-        data::split_of("00000000000000ab", &f)
+        split_of("00000000000000ab", &f),
+        split_of("00000000000000ab", &f)
     );
 }
 
@@ -652,62 +596,87 @@ fn tc(name: &str, args: Value) -> ToolCall {
 
 #[test]
 fn argument_comparison_rules() {
-    // Key order, number formatting, string trimming.
-    assert!(values_match(
-        &json!({"a": 1, "b": "x"}),
-        &json!({"b": " x ", "a": 1.0})
-    ));
-    assert!(values_match(&json!(20), &json!(2e1)));
-    assert!(!values_match(&json!(1), &json!("1")), "no type coercion");
-    assert!(
-        !values_match(&json!("Lisbon"), &json!("lisbon")),
-        "case sensitive"
-    );
-    assert!(
-        !values_match(&json!([1, 2]), &json!([2, 1])),
-        "arrays in order"
-    );
-    // Missing == null, at any depth.
-    assert!(values_match(
-        &json!({"a": 1, "iban": null}),
-        &json!({"a": 1})
-    ));
-    assert!(values_match(&json!({"o": {"x": null}}), &json!({"o": {}})));
-    assert!(!values_match(&json!({"a": 1, "b": 2}), &json!({"a": 1})));
+    // (expected, generated, match?, the rule)
+    let values = [
+        (
+            json!({"a": 1, "b": "x"}),
+            json!({"b": " x ", "a": 1.0}),
+            true,
+            "key order, numbers by value, trimmed strings",
+        ),
+        (json!(20), json!(2e1), true, "numbers by value"),
+        (json!(1), json!("1"), false, "no type coercion"),
+        (json!("Lisbon"), json!("lisbon"), false, "case sensitive"),
+        (json!([1, 2]), json!([2, 1]), false, "arrays in order"),
+        (
+            json!({"a": 1, "iban": null}),
+            json!({"a": 1}),
+            true,
+            "missing == null",
+        ),
+        (
+            json!({"o": {"x": null}}),
+            json!({"o": {}}),
+            true,
+            "missing == null at any depth",
+        ),
+        (
+            json!({"a": 1, "b": 2}),
+            json!({"a": 1}),
+            false,
+            "a missing value is not a given one",
+        ),
+    ];
+    for (want, got, ok, rule) in &values {
+        assert_eq!(values_match(want, got), *ok, "{rule}: {want} vs {got}");
+    }
     // Optional arguments: a schema default may be left out, a required one not.
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"},
         "unit": {"type": "string", "default": "c"}, "days": {"type": "integer", "default": 1}}, "required": ["city", "days"]});
-    assert!(arguments_match(
-        &json!({"city": "Oslo", "unit": "c", "days": 1}),
-        &json!({"city": "Oslo", "days": 1}),
-        Some(&schema)
-    ));
-    assert!(arguments_match(
-        &json!({"city": "Oslo", "days": 1}),
-        &json!({"city": "Oslo", "unit": "c", "days": 1}),
-        Some(&schema)
-    ));
-    assert!(!arguments_match(
-        &json!({"city": "Oslo", "unit": "f", "days": 1}),
-        &json!({"city": "Oslo", "days": 1}),
-        Some(&schema)
-    ));
-    assert!(
-        !arguments_match(
-            &json!({"city": "Oslo", "days": 1}),
-            &json!({"city": "Oslo"}),
-            Some(&schema)
+    let arguments = [
+        (
+            json!({"city": "Oslo", "unit": "c", "days": 1}),
+            json!({"city": "Oslo", "days": 1}),
+            Some(&schema),
+            true,
+            "a default left out",
         ),
-        "required"
-    );
-    assert!(
-        !arguments_match(
-            &json!({"city": "Oslo", "unit": "c"}),
-            &json!({"city": "Oslo"}),
-            None
+        (
+            json!({"city": "Oslo", "days": 1}),
+            json!({"city": "Oslo", "unit": "c", "days": 1}),
+            Some(&schema),
+            true,
+            "a default given",
         ),
-        "no schema, no default"
-    );
+        (
+            json!({"city": "Oslo", "unit": "f", "days": 1}),
+            json!({"city": "Oslo", "days": 1}),
+            Some(&schema),
+            false,
+            "not the default",
+        ),
+        (
+            json!({"city": "Oslo", "days": 1}),
+            json!({"city": "Oslo"}),
+            Some(&schema),
+            false,
+            "required",
+        ),
+        (
+            json!({"city": "Oslo", "unit": "c"}),
+            json!({"city": "Oslo"}),
+            None,
+            false,
+            "no schema, no default",
+        ),
+    ];
+    for (want, got, schema, ok, rule) in &arguments {
+        assert_eq!(
+            arguments_match(want, got, *schema),
+            *ok,
+            "{rule}: {want} vs {got}"
+        );
+    }
     // Parallel calls in any order; names as a multiset.
     let none = |_: &str| None;
     let exp = vec![tc("a", json!({"x": 1})), tc("b", json!({}))];
@@ -1094,7 +1063,7 @@ fn real_smollm2_tunes_a_few_steps_on_the_sample() {
     );
     icfg.progress = false;
     ingest::run(&icfg, &[sample.clone()], &ds).unwrap();
-    let labels = data::clusters_from_labels(&ds, &sample.join("calls.labels.jsonl")).unwrap();
+    let labels = clusters_from_labels(&ds, &sample.join("calls.labels.jsonl")).unwrap();
     assert_eq!(labels.len(), 10);
     let sentiment = *labels
         .iter()
@@ -1111,7 +1080,7 @@ fn real_smollm2_tunes_a_few_steps_on_the_sample() {
     };
     cfg.eval.max_test_calls = 4;
     let out = tmp.path().join("run");
-    let res = tune::run(&cfg, &ds, &out, Some(&[sentiment]), false).unwrap();
+    let res = run_tune(&cfg, &ds, &out, Some(&[sentiment]), Start::Fresh, None).unwrap();
     let r = &res.clusters[0];
     assert_eq!(r.status, ClusterStatus::Tuned);
     assert_eq!(r.counts.calls, 300);

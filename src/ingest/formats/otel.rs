@@ -151,8 +151,22 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
         return Err(super::wrong_type("span", "an object", span));
     }
     let attrs = attributes(span.get("attributes"));
-    let events: Vec<(String, Map<String, Value>)> = span
-        .get("events")
+    let events = span_events(span);
+    if let Some(not_a_call) = not_a_call(&attrs, &events) {
+        return Ok(Item::NotACall(not_a_call));
+    }
+    check_status(span, &attrs)?;
+    let (messages, response, tools) = span_content(&attrs, &events)?;
+    let response = check_content(&attrs, &messages, response)?;
+    Ok(Item::Call(RawCall::new(span_call(
+        span, resource, &attrs, messages, tools, response,
+    ))))
+}
+
+/// The span's events: name and attributes (a `gen_ai.event.content` JSON
+/// body merged into them).
+fn span_events(span: &Value) -> Vec<(String, Map<String, Value>)> {
+    span.get("events")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -175,7 +189,15 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
                 a,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Why a span is not an LLM call (a tool, agent, embeddings or non-GenAI
+/// span), or `None` when it is one.
+fn not_a_call(
+    attrs: &Map<String, Value>,
+    events: &[(String, Map<String, Value>)],
+) -> Option<&'static str> {
     let op = attrs.get("gen_ai.operation.name").and_then(Value::as_str);
     let has_content = attrs.keys().any(|k| {
         k.starts_with("gen_ai.prompt")
@@ -183,16 +205,18 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             || k.starts_with("gen_ai.input.messages")
     }) || events.iter().any(|(n, _)| n.starts_with("gen_ai."));
     match op {
-        Some(op) if LLM_OPS.contains(&op) => {}
-        Some("execute_tool") => return Ok(Item::NotACall("otel_tool_span")),
-        Some("invoke_agent") | Some("create_agent") => {
-            return Ok(Item::NotACall("otel_agent_span"))
-        }
-        Some("embeddings") => return Ok(Item::NotACall("otel_embeddings_span")),
-        Some(_) => return Ok(Item::NotACall("otel_other_genai_span")),
-        None if has_content => {}
-        None => return Ok(Item::NotACall("otel_non_genai_span")),
+        Some(op) if LLM_OPS.contains(&op) => None,
+        Some("execute_tool") => Some("otel_tool_span"),
+        Some("invoke_agent") | Some("create_agent") => Some("otel_agent_span"),
+        Some("embeddings") => Some("otel_embeddings_span"),
+        Some(_) => Some("otel_other_genai_span"),
+        None if has_content => None,
+        None => Some("otel_non_genai_span"),
     }
+}
+
+/// An error status (or `error.type`) quarantines the span.
+fn check_status(span: &Value, attrs: &Map<String, Value>) -> Res<()> {
     let status_error = span
         .get("status")
         .and_then(|s| s.get("code"))
@@ -207,7 +231,16 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             "the span has an error status",
         ));
     }
+    Ok(())
+}
 
+/// Messages, response and tools, from the current conventions, the older
+/// event form, or the flattened attribute form (first one that has them).
+#[allow(clippy::type_complexity)]
+fn span_content(
+    attrs: &Map<String, Value>,
+    events: &[(String, Map<String, Value>)],
+) -> Res<(Vec<Message>, Option<Response>, Vec<ToolDef>)> {
     let mut messages = Vec::new();
     let mut response: Option<Response> = None;
     let mut tools: Vec<ToolDef> = Vec::new();
@@ -262,7 +295,7 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
 
     // Older event form.
     if messages.is_empty() || response.is_none() {
-        let (m, r) = from_events(&events)?;
+        let (m, r) = from_events(events)?;
         if messages.is_empty() {
             messages = m;
         }
@@ -272,7 +305,7 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
     }
     // Flattened attribute form.
     if messages.is_empty() || response.is_none() {
-        let (m, r) = from_flattened(&attrs)?;
+        let (m, r) = from_flattened(attrs)?;
         if messages.is_empty() {
             messages = m;
         }
@@ -281,9 +314,18 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
         }
     }
     if tools.is_empty() {
-        tools = flattened_tools(&attrs)?;
+        tools = flattened_tools(attrs)?;
     }
+    Ok((messages, response, tools))
+}
 
+/// A call needs input messages and a non-empty response; the finish reason
+/// falls back to `gen_ai.response.finish_reasons`.
+fn check_content(
+    attrs: &Map<String, Value>,
+    messages: &[Message],
+    response: Option<Response>,
+) -> Res<Response> {
     if messages.iter().all(|m| m.role == Role::System) {
         return Err(Bad::new(
             Reason::EmptyRequest,
@@ -316,7 +358,18 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             "the response has neither text nor tool calls",
         ));
     }
+    Ok(response)
+}
 
+/// The canonical call of a span: usage, timing, model, kept metadata.
+fn span_call(
+    span: &Value,
+    resource: &Map<String, Value>,
+    attrs: &Map<String, Value>,
+    messages: Vec<Message>,
+    tools: Vec<ToolDef>,
+    response: Response,
+) -> Call {
     let tok = |keys: &[&str]| keys.iter().find_map(|k| attrs.get(*k).and_then(as_u64));
     let prompt = tok(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]);
     let completion = tok(&[
@@ -346,7 +399,7 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
             metadata.insert(k.to_string(), v.clone());
         }
     }
-    let call = Call {
+    Call {
         source_format: Some(SourceFormat::Otel),
         client_id: resource
             .get("service.name")
@@ -367,8 +420,7 @@ fn span_item(span: &Value, resource: &Map<String, Value>) -> Res<Item> {
         usage,
         metadata,
         ..Default::default()
-    };
-    Ok(Item::Call(RawCall::new(call)))
+    }
 }
 
 /// Text of semconv parts (`[{type:"text", content}]`) or a plain string.

@@ -1,0 +1,248 @@
+//! The adapter run artifacts `tune` writes under `adapters/RUN/` and later
+//! stages read: per cluster `tune.json` ([`ClusterResult`]), `eval.json`
+//! ([`EvalReport`]), `prompt.json` ([`ClusterPrompt`]), `eval_samples.jsonl`,
+//! `train_log.jsonl`; per run `tune_config.json`, `summary.json` and
+//! `summary.md`. (The adapter tensors themselves, `adapter.safetensors` +
+//! `adapter_config.json`, are the LoRA format of [`crate::ml::lm::lora`].)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::call::ToolDef;
+
+/// Per cluster: counts, lengths, training summary, data/model hashes.
+pub const TUNE_FILE: &str = "tune.json";
+/// Per cluster: base vs tuned metrics with counts.
+pub const EVAL_FILE: &str = "eval.json";
+/// Per cluster: the cluster's usual context (system prompt + tools), for `generate`.
+pub const PROMPT_FILE: &str = "prompt.json";
+/// Per cluster: expected and generated text of each evaluated test call.
+pub const SAMPLES_FILE: &str = "eval_samples.jsonl";
+/// Per run: the settings of the run.
+pub const TUNE_CONFIG_FILE: &str = "tune_config.json";
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const SUMMARY_MD: &str = "summary.md";
+pub const SUMMARY_FORMAT: &str = "slmforge-tune-summary-v1";
+
+pub const EVAL_FORMAT: &str = "slmforge-tune-eval-v1";
+
+/// The context a cluster's calls share most often: the system prompt and
+/// tool definitions of the most frequent (system, tools) pair (ties: the
+/// first in call order). Written to `cluster-ID/prompt.json` so that
+/// `slmforge generate --adapter` can put a hand-written request in the
+/// context the adapter was trained on. The texts are the redacted ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterPrompt {
+    pub system: Option<String>,
+    pub tools: Vec<ToolDef>,
+    /// Calls of the cluster with exactly this context.
+    pub calls_with_this_context: usize,
+    pub calls: usize,
+}
+
+/// Reads a cluster's `prompt.json`.
+pub fn read_prompt(path: &Path) -> Result<ClusterPrompt> {
+    serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))
+}
+
+/// `OUT/cluster-ID`: one cluster's directory in a run.
+pub fn cluster_dir(out: &Path, id: i32) -> PathBuf {
+    out.join(format!("cluster-{id}"))
+}
+
+/// What happened to one cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterStatus {
+    /// Trained and evaluated in this run.
+    Tuned,
+    /// Already finished by an earlier run (`--resume`).
+    AlreadyDone,
+    /// Not tuned (`skip_reason` says why).
+    Skipped,
+    /// Stopped by Ctrl-C or `stop_after_steps`; a checkpoint holds the state.
+    Interrupted,
+}
+
+/// One cluster's result (also written as `cluster-ID/tune.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterResult {
+    pub cluster: i32,
+    pub label_terms: Vec<String>,
+    pub dir: PathBuf,
+    pub status: ClusterStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    pub counts: EncodeCounts,
+    pub lengths: LengthStats,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalReport>,
+    pub base_model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_data_sha256: Option<String>,
+    pub eval_secs: f64,
+}
+
+/// Counts of what happened to a cluster's calls while encoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EncodeCounts {
+    /// Calls assigned to the cluster.
+    pub calls: usize,
+    /// Calls encoded into examples (all splits).
+    pub examples: usize,
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    /// Examples whose context was cut from the left to fit `max_len`.
+    pub truncated: usize,
+    /// Calls left out because they exceed `max_len` (with `overlong = drop`).
+    pub dropped_overlong: usize,
+    /// Calls left out because the answer alone does not fit `max_len`.
+    pub dropped_answer_too_long: usize,
+    /// Calls left out because the LLM's answer is empty.
+    pub dropped_empty_answer: usize,
+    /// Calls the chat template could not render.
+    pub dropped_render_error: usize,
+    /// Calls in clusters.parquet but missing from calls.parquet.
+    pub missing_calls: usize,
+}
+
+impl EncodeCounts {
+    /// Calls left out for any reason.
+    pub fn dropped(&self) -> usize {
+        self.dropped_overlong
+            + self.dropped_answer_too_long
+            + self.dropped_empty_answer
+            + self.dropped_render_error
+            + self.missing_calls
+    }
+}
+
+/// Token-length statistics of the encoded examples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LengthStats {
+    pub mean_tokens: f64,
+    pub max_tokens: usize,
+    pub mean_answer_tokens: f64,
+    pub max_answer_tokens: usize,
+    /// Longest answer of the training split (sets the eval decode cap).
+    pub max_train_answer_tokens: usize,
+}
+
+/// Why training ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The planned epochs ran out.
+    Epochs,
+    /// `max_steps` or `max_train_tokens` reached.
+    StepBudget,
+    /// `time_budget_secs` reached.
+    TimeBudget,
+    /// Validation loss stopped improving for `patience` evaluations.
+    EarlyStopping,
+}
+
+/// What training did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub planned_steps: usize,
+    /// Epochs completed, fractional.
+    pub epochs: f64,
+    /// Non-padding tokens processed by training steps.
+    pub tokens: usize,
+    /// Answer tokens (the ones that carry loss).
+    pub answer_tokens: usize,
+    /// Tokens including padding.
+    pub padded_tokens: usize,
+    pub train_secs: f64,
+    pub tokens_per_sec: f64,
+    pub stop_reason: StopReason,
+    pub val_loss_base: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    /// Step whose adapter was kept (best validation loss; the last step
+    /// when there is no validation split).
+    pub best_step: usize,
+    pub final_train_loss: Option<f64>,
+}
+
+/// A rate with the counts behind it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub count: usize,
+    pub of: usize,
+    /// `count / of`; `null` when `of` is 0.
+    pub rate: Option<f64>,
+}
+
+impl Rate {
+    pub fn from_iter<I: Iterator<Item = bool>>(it: I) -> Rate {
+        let (mut count, mut of) = (0, 0);
+        for b in it {
+            of += 1;
+            count += b as usize;
+        }
+        Rate {
+            count,
+            of,
+            rate: (of > 0).then(|| count as f64 / of as f64),
+        }
+    }
+}
+
+/// The metrics of one model (base or tuned) on the test calls.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    /// Per answer kind: parsed JSON equality, full tool call, trimmed text.
+    pub exact_match: Rate,
+    /// Trimmed generated text equals the answer rendered as in training.
+    pub text_exact: Rate,
+    pub json_valid: Rate,
+    pub json_equal: Rate,
+    pub tool_name_accuracy: Rate,
+    pub tool_call_accuracy: Rate,
+    pub tool_args_valid: Rate,
+    /// Replies cut by the `max_new_tokens` cap.
+    pub hit_max_tokens: usize,
+    /// Mean negative log-likelihood of the LLM's answer tokens.
+    pub mean_loss: Option<f64>,
+    pub perplexity: Option<f64>,
+    pub loss_tokens: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+    pub prefill_tokens_per_sec: f64,
+    pub decode_tokens_per_sec: f64,
+    /// (prefill + decode time) / calls, at the eval batch size.
+    pub latency_ms_per_call: f64,
+}
+
+/// `eval.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub format: String,
+    pub cluster: i32,
+    /// Calls in the test split.
+    pub test_calls: usize,
+    /// Calls evaluated (the first `max_test_calls` by split position).
+    pub evaluated: usize,
+    pub answer_kinds: BTreeMap<String, usize>,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    pub base: ModelMetrics,
+    pub tuned: ModelMetrics,
+    /// Where the comparison rules are documented.
+    pub rules: String,
+}

