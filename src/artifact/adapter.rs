@@ -187,7 +187,8 @@ pub struct Rate {
 }
 
 impl Rate {
-    pub fn from_iter<I: Iterator<Item = bool>>(it: I) -> Rate {
+    /// The rate of `true` among the outcomes.
+    pub fn of_outcomes<I: Iterator<Item = bool>>(it: I) -> Rate {
         let (mut count, mut of) = (0, 0);
         for b in it {
             of += 1;

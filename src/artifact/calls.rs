@@ -268,10 +268,10 @@ impl Drop for CallsWriter {
 /// A missing file, an empty dataset or another schema version is a
 /// [`crate::util::UsageError`] (exit 2) with a message saying what to do.
 pub fn read_calls(dir: &Path) -> anyhow::Result<Vec<RedactedCall>> {
-    Ok(read_rows(dir)?
+    read_rows(dir)?
         .iter()
         .map(CallRow::to_call)
-        .collect::<anyhow::Result<Vec<_>>>()?)
+        .collect::<anyhow::Result<Vec<_>>>()
 }
 
 /// Reads the raw rows of `DIR/calls.parquet`.

@@ -15,6 +15,8 @@ use crate::dev::bench::tune::TuneBench;
 use crate::dev::bench::{cluster, embed, ingest, lm, redact, tune};
 use crate::ml::runtime::device_from_name;
 
+// Parsed once per process: the size of the `tune` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum BenchTarget {
     /// End-to-end `ingest` throughput (MB/s, calls/s, peak RSS) on synthetic

@@ -386,14 +386,14 @@ pub fn clusters(
         &vocab,
         &table.system_of,
         &table.user_of,
-        &labels,
+        labels,
         k,
     );
     (0..k)
         .map(|c| {
             let m = &members[c];
             let mf: Vec<&CallFacts> = m.iter().map(|&i| &facts[i]).collect();
-            let order = nearest_members(m, &distances, &call_ids);
+            let order = nearest_members(m, distances, call_ids);
             let member_d: Vec<f32> = m.iter().map(|&i| distances[i]).collect();
             let request_d: Vec<f32> = m
                 .iter()

@@ -68,7 +68,7 @@ impl RedactKey {
                     .into_string()
                     .map_err(|_| anyhow::anyhow!("{KEY_ENV} is not valid UTF-8"))?;
                 RedactKey::from_bytes(s.as_bytes())
-                    .with_context(|| format!("{KEY_ENV}"))
+                    .with_context(|| KEY_ENV.to_string())
                     .map(Some)
             }
         }

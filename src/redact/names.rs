@@ -313,7 +313,7 @@ impl NameModel {
         }
         let mut parts = word.split('-');
         let first = parts.next().map(|p| self.flags_of(p)).unwrap_or(0);
-        let last = parts.last().map(|p| self.flags_of(p)).unwrap_or(0);
+        let last = parts.next_back().map(|p| self.flags_of(p)).unwrap_or(0);
         // "Jean-Luc" -> a given name; "Smith-Jones" -> a surname only when both parts are names
         let both = first & (FIRST | SURNAME) != 0 && last & SURNAME != 0;
         (first & (FIRST | AMBIG)) | if both { SURNAME } else { 0 }

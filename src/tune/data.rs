@@ -89,7 +89,7 @@ pub fn encode_cluster(
         if answer
             .content
             .as_deref()
-            .map_or(true, |c| c.trim().is_empty())
+            .is_none_or(|c| c.trim().is_empty())
             && answer.tool_calls.is_empty()
         {
             counts.dropped_empty_answer += 1;

@@ -233,13 +233,13 @@ pub fn score_reply(
 /// Metrics from per-call scores.
 pub fn aggregate(scores: &[CallScore]) -> ModelMetrics {
     ModelMetrics {
-        exact_match: Rate::from_iter(scores.iter().map(|s| s.exact_match)),
-        text_exact: Rate::from_iter(scores.iter().map(|s| s.text_exact)),
-        json_valid: Rate::from_iter(scores.iter().filter_map(|s| s.json_valid)),
-        json_equal: Rate::from_iter(scores.iter().filter_map(|s| s.json_equal)),
-        tool_name_accuracy: Rate::from_iter(scores.iter().filter_map(|s| s.tool_name)),
-        tool_call_accuracy: Rate::from_iter(scores.iter().filter_map(|s| s.tool_call)),
-        tool_args_valid: Rate::from_iter(scores.iter().filter_map(|s| s.tool_args_valid)),
+        exact_match: Rate::of_outcomes(scores.iter().map(|s| s.exact_match)),
+        text_exact: Rate::of_outcomes(scores.iter().map(|s| s.text_exact)),
+        json_valid: Rate::of_outcomes(scores.iter().filter_map(|s| s.json_valid)),
+        json_equal: Rate::of_outcomes(scores.iter().filter_map(|s| s.json_equal)),
+        tool_name_accuracy: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_name)),
+        tool_call_accuracy: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_call)),
+        tool_args_valid: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_args_valid)),
         ..Default::default()
     }
 }

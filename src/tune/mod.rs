@@ -444,7 +444,7 @@ pub fn run(
 
 /// The test calls evaluated and the validation calls used for the loss:
 /// the first ones by split position (a stable sample).
-fn capped<'a>(cd: &'a ClusterData, s: Split, cap: usize) -> Vec<&'a data::Example> {
+fn capped(cd: &ClusterData, s: Split, cap: usize) -> Vec<&data::Example> {
     let mut v = cd.split(s);
     v.sort_by(|a, b| {
         split::split_point(&a.call_id)

@@ -233,11 +233,11 @@ fn all_good_lines() -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-fn find<'a>(
-    calls: &'a [slmforge::call::RedactedCall],
+fn find(
+    calls: &[slmforge::call::RedactedCall],
     f: SourceFormat,
     pred: impl Fn(&slmforge::call::Call) -> bool,
-) -> &'a slmforge::call::Call {
+) -> &slmforge::call::Call {
     calls
         .iter()
         .map(|c| &**c)
@@ -829,7 +829,7 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
                 }
             })
             .sum();
-        sum % 10 == 0
+        sum.is_multiple_of(10)
     };
     let mut secrets: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     secrets.extend(email.find_iter(&raw).map(|m| m.as_str().to_string()));

@@ -566,6 +566,17 @@ fn adapter_save_load_round_trip() {
     lm.save_adapter_dir(&adir).unwrap();
     let afile = dir.path().join("one.safetensors");
     lm.save_adapter_file(&afile).unwrap();
+    // The same adapter is the same bytes, whatever order the metadata map
+    // iterates in (it changes between hash maps).
+    let bytes = std::fs::read(&afile).unwrap();
+    for i in 0..8 {
+        let again = dir.path().join(format!("again{i}.safetensors"));
+        lm.save_adapter_file(&again).unwrap();
+        assert!(
+            std::fs::read(&again).unwrap() == bytes,
+            "adapter bytes differ"
+        );
+    }
     let conf: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(adir.join("adapter_config.json")).unwrap())
             .unwrap();

@@ -665,7 +665,7 @@ fn forged_markers_are_neutralised() {
     let mut c = Call::default();
     c.messages.push(Message::text(Role::User, forged.clone()));
     c.metadata
-        .insert(format!("k\u{E000}"), json!(forged.clone()));
+        .insert("k\u{E000}".to_string(), json!(forged.clone()));
     c.model = Some("m\u{E000}".into());
     let (out, _, ps) = redact_calls(&r, vec![c]);
     let content = out[0].messages[0].content.as_deref().unwrap();

@@ -316,7 +316,7 @@ fn overfit_loss_drops_and_outputs_have_documented_fields() {
     let ev = read_json(&dir.join("eval.json"));
     assert_eq!(ev["format"], "slmforge-tune-eval-v1");
     let n = ev["evaluated"].as_u64().unwrap();
-    assert!(n >= 1 && n <= 4);
+    assert!((1..=4).contains(&n));
     for m in ["base", "tuned"] {
         for k in [
             "exact_match",

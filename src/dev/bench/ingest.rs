@@ -91,7 +91,7 @@ pub fn run(b: IngestBench) -> anyhow::Result<()> {
         "mb_per_s": mb / secs,
         "calls_per_s": r.read as f64 / secs,
         "peak_rss_mb": rss,
-        "threads": threads.unwrap_or_else(|| rayon::current_num_threads()),
+        "threads": threads.unwrap_or_else(rayon::current_num_threads),
         "machine": machine(),
     });
     eprintln!(

@@ -300,7 +300,7 @@ pub fn luhn_valid(s: &str) -> bool {
     if ds.len() < 2 {
         return false;
     }
-    luhn_sum(&ds) % 10 == 0
+    luhn_sum(&ds).is_multiple_of(10)
 }
 
 fn luhn_sum(ds: &[u32]) -> u32 {

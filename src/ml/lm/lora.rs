@@ -222,7 +222,24 @@ pub fn write_safetensors(
     meta.insert("lora_config".to_string(), serde_json::to_string(config)?);
     let bytes =
         safetensors::serialize(views, Some(meta)).context("serialising adapter safetensors")?;
-    crate::util::write_atomic(path, &bytes)
+    crate::util::write_atomic(path, &sorted_metadata(bytes)?)
+}
+
+/// safetensors writes its `__metadata__` map in hash order, which changes
+/// from process to process; sorting its keys makes the same adapter the same
+/// bytes. The header keeps its length (same entries, other order).
+fn sorted_metadata(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().context("safetensors header")?) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).context("safetensors header")?;
+    if let Some(serde_json::Value::Object(m)) = header.get_mut("__metadata__") {
+        m.sort_keys();
+    }
+    let text = serde_json::to_string(&header)?;
+    anyhow::ensure!(text.len() <= n, "safetensors header grew when sorted");
+    bytes[8..8 + text.len()].copy_from_slice(text.as_bytes());
+    bytes[8 + text.len()..8 + n].fill(b' ');
+    Ok(bytes)
 }
 
 /// Reads a training-layout adapter safetensors file; the config comes from

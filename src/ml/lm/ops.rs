@@ -1157,7 +1157,7 @@ impl candle_core::CustomOp3 for DecodeAttention {
             if l.stride()[3] != 1 {
                 bail!("decode-attention: cache rows must be contiguous")
             }
-            let _ = match st {
+            match st {
                 CpuStorage::F32(_) => (),
                 _ => bail!("decode-attention: expected f32"),
             };

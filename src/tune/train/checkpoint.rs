@@ -113,6 +113,9 @@ impl TrainState {
     }
 }
 
+/// Named copies of the adapter tensors (the best adapter so far).
+pub type Snapshot = Vec<(String, Tensor)>;
+
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 const CHECKPOINT_FORMAT: &str = "slmforge-tune-checkpoint-v1";
 
@@ -197,7 +200,7 @@ pub fn restore(
     vars: &[(String, Var)],
     opt: &mut AdamW,
     device: &Device,
-) -> Result<(TrainState, Option<Vec<(String, Tensor)>>)> {
+) -> Result<(TrainState, Option<Snapshot>)> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(ck.join("state.json"))?)
         .with_context(|| format!("reading {}", ck.join("state.json").display()))?;
     if state.format != CHECKPOINT_FORMAT {

@@ -174,7 +174,7 @@ struct Run<'j, 'a> {
     var_list: Vec<Var>,
     opt: AdamW,
     st: TrainState,
-    best: Option<Vec<(String, Tensor)>>,
+    best: Option<checkpoint::Snapshot>,
     log: std::fs::File,
     log_path: PathBuf,
     rng: ChaCha8Rng,
@@ -315,7 +315,7 @@ impl<'j, 'a> Run<'j, 'a> {
     fn after_update(&mut self) -> Result<()> {
         let cfg = self.job.cfg;
         let at_end = self.st.step >= self.st.planned_steps;
-        if self.has_val && (self.st.step % cfg.eval_every.max(1) == 0 || at_end) {
+        if self.has_val && (self.st.step.is_multiple_of(cfg.eval_every.max(1)) || at_end) {
             if self.validate()? {
                 self.st.evals_since_best = 0;
             } else {
@@ -326,7 +326,7 @@ impl<'j, 'a> Run<'j, 'a> {
             }
         }
         if cfg.checkpoint_every > 0
-            && self.st.step % cfg.checkpoint_every == 0
+            && self.st.step.is_multiple_of(cfg.checkpoint_every)
             && self.st.stop_reason.is_none()
             && !at_end
         {
