@@ -87,7 +87,8 @@ pub fn run(a: TuneBench) -> Result<()> {
     let targets = tune_targets(&select, &dataset, named)?;
     if a.dry_run {
         let prepared = tune::prepare(&cfg, &a.device, &dataset, &targets)?;
-        let (text, json) = tune::report::dry_run(&cfg, &prepared, &Default::default());
+        let labels = crate::artifact::clusters::read_labels(&dataset)?;
+        let (text, json) = tune::report::dry_run(&cfg, &prepared, &labels);
         eprint!("{text}");
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
