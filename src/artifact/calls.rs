@@ -19,8 +19,7 @@ use crate::call::{
 /// `schema_version` column of every row).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// File name of the calls artifact inside a dataset directory.
-pub use super::CALLS_FILE;
+use super::CALLS_FILE;
 
 /// The columns, in order. Documented in ARCHITECTURE.md.
 pub const COLUMNS: &[&str] = &[

@@ -17,7 +17,7 @@ use crate::util::usage;
 
 /// Version of the `clusters.json` layout.
 pub const SCHEMA_VERSION: u32 = 1;
-pub use super::{ASSIGNMENTS_FILE, OUTLIER, PLOT_FILE, SUMMARY_FILE};
+use super::{ASSIGNMENTS_FILE, SUMMARY_FILE};
 
 /// The silhouette of one k tried.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct EpsScore {
     pub noise_share: f64,
 }
 
-/// One call's place: its cluster (or [`OUTLIER`]) and its distance to that
+/// One call's place: its cluster (or [`OUTLIER`](super::OUTLIER)) and its distance to that
 /// cluster's centroid (for an outlier, to the nearest centroid).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Assignment {

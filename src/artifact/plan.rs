@@ -33,7 +33,7 @@ pub fn read_plan(dataset_dir: &Path) -> Result<Option<Vec<PlanEntry>>> {
     let list = v.get("clusters").unwrap_or(&v);
     let Some(list) = list.as_array() else {
         return Err(usage(format!(
-            "{} has no `clusters` array: write it again",
+            "{} has no `clusters` array: edit or remove plan.json",
             path.display()
         )));
     };
@@ -69,6 +69,6 @@ pub fn read_plan(dataset_dir: &Path) -> Result<Option<Vec<PlanEntry>>> {
 pub struct TuneTarget {
     pub cluster: i32,
     pub base_model: String,
-    /// Calls assigned to the cluster.
-    pub calls: usize,
+    /// The call ids assigned to the cluster (`clusters.parquet`).
+    pub members: Vec<String>,
 }

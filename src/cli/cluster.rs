@@ -57,7 +57,7 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub eps: Option<f32>,
     /// DBSCAN core-point threshold (the point itself included).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = cluster::DEFAULT_MIN_POINTS)]
     pub min_points: usize,
     /// Clusters smaller than this become outliers (left on the LLM).
     #[arg(long, default_value_t = ClusterConfig::default().min_cluster_size)]

@@ -166,7 +166,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             std::fs::remove_dir_all(&run_dir)
                 .with_context(|| format!("clearing {}", run_dir.display()))?;
         }
-        let targets = tune_targets(&super::tune::target_config(&tcfg), &dataset, Some(&chosen))?;
+        let targets = tune_targets(&dataset, Some(&chosen), &tcfg.base_model, tcfg.min_examples)?;
         super::tune::install_ctrlc();
         let tuned = tune::run(&tcfg, &Session::default(), &dataset, &targets, &run_dir)?;
         eprint!("{}", tune::report::summary_text(&tuned));

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::artifact::adapter::{ClusterPrompt, PROMPT_FILE};
+use crate::artifact::adapter::{read_prompt, PROMPT_FILE};
 use crate::call::{Message, Role};
 use crate::ml::lm::{self, GenerateOptions, SamplingConfig};
 use crate::ml::models::resolve_model;
@@ -35,14 +35,14 @@ pub struct GenerateArgs {
     /// Do not use the adapter directory's `prompt.json`.
     #[arg(long)]
     pub no_cluster_prompt: bool,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = SamplingConfig::default().max_new_tokens)]
     pub max_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = SamplingConfig::default().temperature)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SamplingConfig::default().top_p)]
     pub top_p: f64,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SamplingConfig::default().seed)]
     pub seed: u64,
     /// Print one JSON object (text, parsed reply, counts, timing) instead of the text.
     #[arg(long)]
@@ -79,8 +79,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .filter(|p| args.system.is_none() && !args.no_cluster_prompt && p.is_file());
     let mut system = args.system.clone();
     if let Some(p) = cluster_prompt {
-        let cp: ClusterPrompt = serde_json::from_slice(&std::fs::read(&p)?)
-            .with_context(|| format!("reading {}", p.display()))?;
+        let cp = read_prompt(&p)?;
         eprintln!(
             "slmforge: using the cluster's system prompt and {} tools from {} (--system or --no-cluster-prompt to change)",
             cp.tools.len(),

@@ -40,10 +40,10 @@ pub struct IngestArgs {
     pub no_names: bool,
     /// Records larger than this many MiB are quarantined as too_large (a
     /// 128k-token conversation is well under 1 MiB of JSON).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = ingest::DEFAULT_MAX_RECORD_MB)]
     pub max_record_mb: usize,
     /// Records nested deeper than this are quarantined as too_deep.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ingest::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
     /// Worker threads (default: all cores).
     #[arg(long)]

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use crate::artifact::adapter::SUMMARY_MD;
 use crate::artifact::plan::TuneTarget;
 use crate::ml::lm::{LoraConfig, LoraTarget};
 use crate::ml::runtime::{device_from_name, init_runtime};
-use crate::select::{tune_targets, TargetConfig};
+use crate::select::tune_targets;
 use crate::tune::data::Overlong;
 use crate::tune::split::SplitFractions;
 use crate::tune::train::optim::Schedule;
@@ -56,15 +57,16 @@ pub struct TuneOpts {
     #[arg(long, default_value_t = TuneConfig::default().lora.dropout)]
     pub lora_dropout: f64,
     /// Target projections, comma-separated (q,k,v,o,gate,up,down).
-    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    #[arg(long, value_delimiter = ',', default_values_t = TuneConfig::default().lora.targets.iter().map(|t| t.short_name().to_string()))]
     pub targets: Vec<String>,
     /// Peak learning rate.
     #[arg(long, default_value_t = TuneConfig::default().lr)]
     pub lr: f64,
     #[arg(long, default_value_t = TuneConfig::default().warmup_steps)]
     pub warmup_steps: usize,
-    /// Learning-rate schedule after warm-up: cosine, linear or constant.
-    #[arg(long, default_value_t = TuneConfig::default().schedule)]
+    /// Learning-rate schedule after warm-up.
+    #[arg(long, default_value_t = TuneConfig::default().schedule,
+          value_parser = PossibleValuesParser::new(Schedule::NAMES).map(|s| s.parse::<Schedule>().expect("a listed value")))]
     pub schedule: Schedule,
     #[arg(long, default_value_t = TuneConfig::default().weight_decay)]
     pub weight_decay: f64,
@@ -79,8 +81,9 @@ pub struct TuneOpts {
     /// Longest example in tokens (longer calls are truncated from the left, or dropped).
     #[arg(long, default_value_t = TuneConfig::default().max_len)]
     pub max_len: usize,
-    /// Overlong calls: truncate (from the left of the context) or drop.
-    #[arg(long, default_value_t = TuneConfig::default().overlong)]
+    /// Calls longer than --max-len: truncate (from the left of the context) or drop.
+    #[arg(long, default_value_t = TuneConfig::default().overlong,
+          value_parser = PossibleValuesParser::new(Overlong::NAMES).map(|s| s.parse::<Overlong>().expect("a listed value")))]
     pub overlong: Overlong,
     #[arg(long, default_value_t = TuneConfig::default().epochs)]
     pub epochs: usize,
@@ -105,7 +108,7 @@ pub struct TuneOpts {
     #[arg(long, default_value_t = TuneConfig::default().min_examples)]
     pub min_examples: usize,
     /// Train and validation fractions (the test split is the rest).
-    #[arg(long, value_delimiter = ',', default_value = "0.8,0.1")]
+    #[arg(long, value_delimiter = ',', default_values_t = [SplitFractions::default().train, SplitFractions::default().val])]
     pub split: Vec<f64>,
     #[arg(long, default_value_t = TuneConfig::default().seed)]
     pub seed: u64,
@@ -191,9 +194,8 @@ fn dry_run(
     dataset_dir: &Path,
     targets: &[TuneTarget],
 ) -> Result<()> {
-    let labels = crate::artifact::clusters::read_labels(dataset_dir)?;
     let prepared = tune::prepare(cfg, &session.device, dataset_dir, targets)?;
-    let (text, json) = tune::report::dry_run(cfg, &prepared, &labels);
+    let (text, json) = tune::report::dry_run(cfg, &prepared);
     eprint!("{text}");
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
@@ -204,6 +206,7 @@ fn dry_run(
 pub fn run(args: TuneArgs) -> Result<ExitCode> {
     init_runtime();
     let cfg = args.opts.config()?;
+    cfg.validate()?;
     let session = Session {
         device: device_from_name(&args.opts.device)?,
         start: if args.resume {
@@ -214,7 +217,7 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         stop_after_steps: None,
     };
     let named = (!args.clusters.is_empty()).then_some(args.clusters.as_slice());
-    let targets = tune_targets(&target_config(&cfg), &args.dataset, named)?;
+    let targets = tune_targets(&args.dataset, named, &cfg.base_model, cfg.min_examples)?;
     if args.dry_run {
         dry_run(&cfg, &session, &args.dataset, &targets)?;
         return Ok(ExitCode::SUCCESS);
@@ -234,14 +237,6 @@ pub fn run(args: TuneArgs) -> Result<ExitCode> {
         out.out.join(SUMMARY_MD).display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the select stage needs of a tune configuration.
-pub fn target_config(cfg: &TuneConfig) -> TargetConfig {
-    TargetConfig {
-        base_model: cfg.base_model.clone(),
-        min_examples: cfg.min_examples,
-    }
 }
 
 /// First Ctrl-C: finish the current step, save a checkpoint, exit 130.

@@ -6,7 +6,8 @@
 //! their leading principal components: one pairwise distance matrix serves
 //! the silhouette of every k, and each KMeans fit there is cheap. The chosen
 //! k is then refined on all calls in the full feature space, starting from
-//! the means of the sample's clusters.
+//! the means of the sample's clusters. [`cluster`] is the stage's
+//! clustering phase (search, fit, minimum size, ids by size).
 
 use linfa::prelude::*;
 use linfa_clustering::{Dbscan, KMeans, KMeansInit};

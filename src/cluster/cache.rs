@@ -6,6 +6,9 @@
 //! of the embedder checksum), then records of 32 key bytes and `dim` f32 LE.
 //! New records are appended in one write and fsynced; a torn last record
 //! (a crash mid-append) is ignored on load and cut off by the next append.
+//!
+//! The embedding phase of the stage lives here too: [`text_table`] (the
+//! distinct texts) and [`embed_texts`] (cache first, then the model).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

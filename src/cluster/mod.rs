@@ -56,6 +56,9 @@ use crate::ml::features::{CallFacts, FeatureSpec, FeatureWeights, TextLimits};
 use crate::ml::models::EMBEDDER_ID;
 use crate::util::usage;
 
+/// Default DBSCAN core-point threshold (the point itself included).
+pub const DEFAULT_MIN_POINTS: usize = 5;
+
 /// Default largest k tried by the automatic search (also capped by
 /// calls / min_cluster_size).
 pub const DEFAULT_K_MAX: usize = 20;

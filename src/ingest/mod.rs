@@ -27,14 +27,20 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::artifact::calls::{CallsWriter, CALLS_FILE};
+use crate::artifact::calls::CallsWriter;
+use crate::artifact::{CALLS_FILE, INGEST_REPORT_FILE, QUARANTINE_FILE};
 use crate::call::SourceFormat;
 use crate::redact::{RedactConfig, RedactKey, RedactStats, Redactor};
 use crate::util::usage;
 use pipeline::{CallSink, Sink};
 
-pub use crate::artifact::{INGEST_REPORT_FILE as REPORT_FILE, QUARANTINE_FILE};
 pub use quarantine::{read_quarantine, QuarantineEntry};
+
+/// Records larger than this many MiB are quarantined as too large (a
+/// 128k-token conversation is well under 1 MiB of JSON).
+pub const DEFAULT_MAX_RECORD_MB: usize = 8;
+/// Records nested deeper than this are quarantined as too deep.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
 
 /// Where the redaction key came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -65,8 +71,8 @@ impl IngestConfig {
             format: None,
             redact: RedactConfig::new(key),
             key_source,
-            max_record_bytes: 8 << 20,
-            max_depth: 64,
+            max_record_bytes: DEFAULT_MAX_RECORD_MB << 20,
+            max_depth: DEFAULT_MAX_DEPTH,
             threads: None,
             progress: true,
         }
@@ -125,8 +131,9 @@ pub struct IngestOutput {
 pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result<IngestOutput> {
     let start = Instant::now();
     let files = source::discover(inputs)?;
-    let (quarantine, writer) = open_outputs(out)?;
+    let quarantine = open_outputs(out)?;
     let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
+    let writer = CallsWriter::create(&out.join(CALLS_FILE))?;
     let report = IngestReport {
         schema_version: crate::artifact::calls::SCHEMA_VERSION,
         files: files
@@ -142,16 +149,16 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
     };
     let streamed = pipeline::stream(cfg, &files, &redactor, quarantine, writer, report)?;
     let report = finish_report(cfg, out, streamed)?;
-    crate::util::write_json(&out.join(REPORT_FILE), &report)?;
+    crate::util::write_json(&out.join(INGEST_REPORT_FILE), &report)?;
     Ok(IngestOutput {
         report,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
 
-/// Creates the output directory, the quarantine file and the calls writer;
-/// an unusable directory is a usage error.
-fn open_outputs(out: &Path) -> anyhow::Result<(File, CallsWriter)> {
+/// Creates the output directory and the quarantine file; an unusable
+/// directory is a usage error.
+fn open_outputs(out: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(out).map_err(|e| {
         usage(format!(
             "cannot create output directory {}: {}",
@@ -166,8 +173,7 @@ fn open_outputs(out: &Path) -> anyhow::Result<(File, CallsWriter)> {
             source::io_reason(&e)
         ))
     })?;
-    let writer = CallsWriter::create(&out.join(CALLS_FILE))?;
-    Ok((quarantine, writer))
+    Ok(quarantine)
 }
 
 /// Closes the outputs and completes the report: the sinks' counts (which
@@ -215,7 +221,7 @@ fn finish_report(
     report.outputs = [
         ("calls", out.join(CALLS_FILE)),
         ("quarantine", out.join(QUARANTINE_FILE)),
-        ("report", out.join(REPORT_FILE)),
+        ("report", out.join(INGEST_REPORT_FILE)),
     ]
     .into_iter()
     .map(|(k, p)| (k.to_string(), p.display().to_string()))

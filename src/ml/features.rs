@@ -2,9 +2,9 @@
 //! user request, placeholders normalised, truncated) that gets embedded, the
 //! tools offered and called (TF-IDF over a tool-name vocabulary), the
 //! response kind, the keys of a JSON answer (its schema, TF-IDF) and an
-//! output-length bucket, laid out in one weighted
-//! vector. [`FeatureSpec`] is stored in `clusters.json` so a new call can be
-//! featurised the same way later.
+//! output-length bucket, laid out in one weighted vector. [`FeatureSpec`] is
+//! fitted on a set of calls and serialisable, so whoever stores it (the
+//! cluster stage does) can featurise a new call the same way later.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -524,9 +524,7 @@ impl FeatureSpec {
             out[b.offset + self.length_bucket(f.completion_tokens)] = w.length * h;
         }
     }
-}
 
-impl FeatureSpec {
     /// Euclidean distance over the request blocks only (what a call without
     /// its response can be compared on).
     pub fn request_distance(&self, row: &[f32], centroid: &[f32]) -> f32 {

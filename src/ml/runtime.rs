@@ -58,6 +58,17 @@ pub fn init_runtime() {
     }
 }
 
+/// The name [`device_from_name`] takes for a device.
+pub fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else if device.is_metal() {
+        "metal"
+    } else {
+        "cpu"
+    }
+}
+
 /// Picks a device by name.
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {

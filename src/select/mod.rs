@@ -16,23 +16,18 @@ use crate::artifact::plan::{read_plan, TuneTarget};
 use crate::artifact::{ASSIGNMENTS_FILE, CALLS_FILE, OUTLIER, PLAN_FILE};
 use crate::util::usage;
 
-/// What [`tune_targets`] needs to know.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TargetConfig {
-    /// Base model for clusters the plan does not give one (catalogue id or GGUF path).
-    pub base_model: String,
-    /// Clusters with fewer calls are not tuned.
-    pub min_examples: usize,
-}
-
 /// Which clusters of `dataset_dir` to tune, and on which base: the ones
 /// named (each must exist and have at least `min_examples` calls), else
 /// the ones `plan.json` chooses, else every non-outlier cluster with at
 /// least `min_examples` calls. An empty choice is a usage error.
+///
+/// `base_model` (catalogue id or GGUF path) is the base for clusters the
+/// plan gives none.
 pub fn tune_targets(
-    cfg: &TargetConfig,
     dataset_dir: &Path,
     named: Option<&[i32]>,
+    base_model: &str,
+    min_examples: usize,
 ) -> Result<Vec<TuneTarget>> {
     if !dataset_dir.is_dir() {
         return Err(usage(format!(
@@ -76,18 +71,18 @@ pub fn tune_targets(
                     known_list()
                 )));
             }
-            if size(k) < cfg.min_examples {
+            if size(k) < min_examples {
                 return Err(usage(format!(
                     "cluster {k} has {} calls, fewer than the minimum of {} (lower --min-examples to tune it anyway)",
                     size(k),
-                    cfg.min_examples
+                    min_examples
                 )));
             }
             if !out.iter().any(|c: &TuneTarget| c.cluster == k) {
                 out.push(TuneTarget {
                     cluster: k,
-                    base_model: cfg.base_model.clone(),
-                    calls: size(k),
+                    base_model: base_model.to_string(),
+                    members: members[&k].clone(),
                 });
             }
         }
@@ -97,7 +92,7 @@ pub fn tune_targets(
         for e in plan {
             if !members.contains_key(&e.cluster) || e.cluster == OUTLIER {
                 return Err(usage(format!(
-                    "{} names cluster {} which is not in {} (clusters: {}); write it again",
+                    "{} names cluster {} which is not in {} (clusters: {}); edit or remove plan.json",
                     dataset_dir.join(PLAN_FILE).display(),
                     e.cluster,
                     ASSIGNMENTS_FILE,
@@ -106,19 +101,19 @@ pub fn tune_targets(
             }
             out.push(TuneTarget {
                 cluster: e.cluster,
-                base_model: e.base_model.unwrap_or_else(|| cfg.base_model.clone()),
-                calls: size(e.cluster),
+                base_model: e.base_model.unwrap_or_else(|| base_model.to_string()),
+                members: members[&e.cluster].clone(),
             });
         }
         out
     } else {
         known
             .iter()
-            .filter(|&&k| size(k) >= cfg.min_examples)
+            .filter(|&&k| size(k) >= min_examples)
             .map(|&k| TuneTarget {
                 cluster: k,
-                base_model: cfg.base_model.clone(),
-                calls: size(k),
+                base_model: base_model.to_string(),
+                members: members[&k].clone(),
             })
             .collect()
     };
@@ -126,7 +121,7 @@ pub fn tune_targets(
         return Err(usage(format!(
             "no cluster to tune: none of the {} clusters has at least {} calls (--min-examples)",
             known.len(),
-            cfg.min_examples
+            min_examples
         )));
     }
     Ok(chosen)

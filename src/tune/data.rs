@@ -292,6 +292,11 @@ fn context_key(c: &RedactedCall) -> String {
     serde_json::to_string(&(system_text(c), &c.tools)).unwrap_or_default()
 }
 
+impl Overlong {
+    /// The names [`Overlong`] parses from.
+    pub const NAMES: [&'static str; 2] = ["truncate", "drop"];
+}
+
 impl std::str::FromStr for Overlong {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -268,44 +268,42 @@ fn load_model(spec: &str, device: &Device) -> Result<LanguageModel> {
     crate::ml::lm::load(&path, device)
 }
 
-/// The calls of `dataset_dir` by call id, and each cluster's member ids
-/// (from `clusters.parquet`).
+/// What a run reads from the dataset: the calls, and each cluster's label
+/// terms (from `clusters.json` when present).
 struct Inputs {
     calls: Vec<RedactedCall>,
-    members: HashMap<i32, Vec<String>>,
     labels: HashMap<i32, Vec<String>>,
 }
 
 fn read_inputs(dataset_dir: &Path) -> Result<Inputs> {
-    let mut members: HashMap<i32, Vec<String>> = HashMap::new();
-    for a in crate::artifact::clusters::read_assignment_rows(dataset_dir)? {
-        members.entry(a.cluster).or_default().push(a.call_id);
-    }
     Ok(Inputs {
         calls: crate::artifact::calls::read_calls(dataset_dir)?,
-        members,
         labels: crate::artifact::clusters::read_labels(dataset_dir)?,
     })
 }
 
-impl Inputs {
-    /// A cluster's calls, encoded; calls in `clusters.parquet` but not in
-    /// `calls.parquet` are counted as missing.
-    fn encode<'c>(
-        &self,
-        by_id: &HashMap<String, &'c RedactedCall>,
-        lm: &LanguageModel,
-        cfg: &TuneConfig,
-        cluster: i32,
-    ) -> (Vec<&'c RedactedCall>, ClusterData) {
-        let ids = self.members.get(&cluster).map(Vec::as_slice).unwrap_or(&[]);
-        let calls: Vec<&RedactedCall> =
-            ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
-        let mut cd = data::encode_cluster(lm, &calls, cfg.max_len, cfg.overlong, &cfg.split);
-        cd.counts.missing_calls = ids.len() - calls.len();
-        cd.counts.calls = ids.len();
-        (calls, cd)
-    }
+/// A target cluster's calls, encoded; members missing from `calls.parquet`
+/// are counted as missing.
+fn encode<'c>(
+    by_id: &HashMap<String, &'c RedactedCall>,
+    lm: &LanguageModel,
+    cfg: &TuneConfig,
+    target: &TuneTarget,
+) -> (Vec<&'c RedactedCall>, ClusterData) {
+    let ids = &target.members;
+    let calls: Vec<&RedactedCall> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+    let mut cd = data::encode_cluster(lm, &calls, cfg.max_len, cfg.overlong, &cfg.split);
+    cd.counts.missing_calls = ids.len() - calls.len();
+    cd.counts.calls = ids.len();
+    (calls, cd)
+}
+
+/// The settings of a run as `tune_config.json` and `summary.json` record
+/// them: the config and the device.
+fn settings_json(cfg: &TuneConfig, session: &Session) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(cfg)?;
+    v["device"] = crate::ml::runtime::device_name(&session.device).into();
+    Ok(v)
 }
 
 /// Refuses to start afresh over an earlier run.
@@ -337,7 +335,8 @@ pub fn run(
     check_out_dir(out, targets, session.start)?;
     let inputs = read_inputs(dataset_dir)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::util::write_json(&out.join(TUNE_CONFIG_FILE), cfg)?;
+    let settings = settings_json(cfg, session)?;
+    crate::util::write_json(&out.join(TUNE_CONFIG_FILE), &settings)?;
     let by_id: HashMap<String, &RedactedCall> = inputs.calls.iter().map(|c| (c.id(), c)).collect();
 
     let mut results: Vec<ClusterResult> = Vec::new();
@@ -374,7 +373,7 @@ pub fn run(
             loaded = Some((target.base_model.clone(), lm, base));
         }
         let (_, lm, base) = loaded.as_mut().expect("model loaded");
-        let (cluster_calls, cd) = inputs.encode(&by_id, lm, cfg, target.cluster);
+        let (cluster_calls, cd) = encode(&by_id, lm, cfg, target);
         let label = if terms.is_empty() {
             String::new()
         } else {
@@ -385,7 +384,7 @@ pub fn run(
             n + 1,
             targets.len(),
             target.cluster,
-            target.calls,
+            target.members.len(),
             cd.counts.train,
             cd.counts.val,
             cd.counts.test,
@@ -407,7 +406,9 @@ pub fn run(
             train_data_sha256: None,
             eval_secs: 0.0,
         };
-        if cd.counts.examples < cfg.min_examples.min(target.calls).max(2) || cd.counts.train == 0 {
+        if cd.counts.examples < cfg.min_examples.min(target.members.len()).max(2)
+            || cd.counts.train == 0
+        {
             result.skip_reason = Some(format!(
                 "{} usable examples ({} for training)",
                 cd.counts.examples, cd.counts.train
@@ -432,9 +433,9 @@ pub fn run(
             break;
         }
         results.push(result);
-        report::write_summary(out, cfg, &results, Outcome::Finished)?;
+        report::write_summary(out, &settings, &results, Outcome::Finished)?;
     }
-    report::write_summary(out, cfg, &results, outcome)?;
+    report::write_summary(out, &settings, &results, outcome)?;
     Ok(TuneOutput {
         out: out.to_path_buf(),
         clusters: results,
@@ -613,6 +614,7 @@ fn evaluate(
 /// One chosen cluster's encoded calls (what `--dry-run` shows).
 pub struct Prepared {
     pub cluster: i32,
+    pub label_terms: Vec<String>,
     pub base_model: String,
     pub data: ClusterData,
 }
@@ -635,9 +637,10 @@ pub fn prepare(
             lm = Some((t.base_model.clone(), load_model(&t.base_model, device)?));
         }
         let (_, m) = lm.as_ref().expect("loaded");
-        let (_, data) = inputs.encode(&by_id, m, cfg, t.cluster);
+        let (_, data) = encode(&by_id, m, cfg, t);
         out.push(Prepared {
             cluster: t.cluster,
+            label_terms: inputs.labels.get(&t.cluster).cloned().unwrap_or_default(),
             base_model: t.base_model.clone(),
             data,
         });

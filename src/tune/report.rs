@@ -1,7 +1,6 @@
 //! The run-level reports of `tune`: `summary.json` (every cluster's result)
 //! and `summary.md` (a table for people), plus the terminal summary.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -17,13 +16,13 @@ use crate::artifact::adapter::{
 /// Writes `summary.json` and `summary.md` (atomically).
 pub fn write_summary(
     out: &Path,
-    cfg: &TuneConfig,
+    settings: &serde_json::Value,
     results: &[ClusterResult],
     outcome: Outcome,
 ) -> Result<()> {
     let v = serde_json::json!({
         "format": SUMMARY_FORMAT,
-        "config": cfg,
+        "config": settings,
         "interrupted": outcome == Outcome::Interrupted,
         "clusters": results,
     });
@@ -155,11 +154,7 @@ pub fn summary_text(out: &TuneOutput) -> String {
 
 /// The per-cluster encoding figures of a dry run: one line per cluster for
 /// people, and the same as JSON (`{"clusters": [...]}`).
-pub fn dry_run(
-    cfg: &TuneConfig,
-    prepared: &[Prepared],
-    labels: &HashMap<i32, Vec<String>>,
-) -> (String, serde_json::Value) {
+pub fn dry_run(cfg: &TuneConfig, prepared: &[Prepared]) -> (String, serde_json::Value) {
     let mut text = String::new();
     let mut rows = Vec::new();
     for p in prepared {
@@ -188,7 +183,7 @@ pub fn dry_run(
             100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
         );
         rows.push(serde_json::json!({
-            "cluster": p.cluster, "label_terms": labels.get(&p.cluster).cloned().unwrap_or_default(),
+            "cluster": p.cluster, "label_terms": p.label_terms,
             "base_model": p.base_model, "counts": c, "lengths": cd.lengths,
             "steps_per_epoch": steps_per_epoch, "train_tokens_per_epoch": tokens,
             "padded_tokens_per_epoch": padded,

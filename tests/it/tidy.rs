@@ -38,36 +38,46 @@ impl Source {
             .join("\n")
     }
 
+    /// The file's module path: `cluster/algo.rs` is `cluster::algo`,
+    /// `cluster/mod.rs` is `cluster`, `call.rs` is `call`.
+    fn module_path(&self) -> Vec<&str> {
+        let mut parts: Vec<&str> = self.rel.split('/').collect();
+        let last = parts.pop().unwrap_or("");
+        if last != "mod.rs" && last != "lib.rs" && last != "main.rs" {
+            parts.push(last.strip_suffix(".rs").unwrap_or(last));
+        }
+        parts
+    }
+
     /// The crate's top-level modules this file names: `crate::x::...`
-    /// paths and the members of `crate::{x, y::z}` groups.
+    /// paths, `super::` chains that climb to the crate root, and the
+    /// members of `crate::{x, y::z}` groups.
     fn crate_refs(&self) -> BTreeSet<String> {
         let code = self.code();
+        let depth = self.module_path().len();
         let mut out = BTreeSet::new();
-        let mut rest = code.as_str();
-        while let Some(i) = rest.find("crate::") {
-            rest = &rest[i + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                // Top-level names of the group, up to its closing brace.
-                let mut depth = 0;
-                let mut start = 0;
-                for (j, c) in group.char_indices() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => {
-                            out.insert(first_segment(&group[start..j]));
-                            break;
-                        }
-                        '}' => depth -= 1,
-                        ',' if depth == 0 => {
-                            out.insert(first_segment(&group[start..j]));
-                            start = j + 1;
-                        }
-                        _ => {}
-                    }
+        let mut i = 0;
+        while i < code.len() {
+            let rest = &code[i..];
+            let starts_path = i == 0
+                || !code[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            if starts_path && rest.starts_with("crate::") {
+                top_level_names(&rest["crate::".len()..], &mut out);
+            } else if starts_path && rest.starts_with("super::") {
+                let mut tail = rest;
+                let mut up = 0;
+                while let Some(t) = tail.strip_prefix("super::") {
+                    tail = t;
+                    up += 1;
                 }
-            } else {
-                out.insert(first_segment(rest));
+                if up >= depth {
+                    top_level_names(tail, &mut out);
+                }
             }
+            i += rest.chars().next().map_or(1, char::len_utf8);
         }
         out.remove("");
         out
@@ -75,6 +85,32 @@ impl Source {
 
     fn names(&self, module: &str) -> bool {
         self.crate_refs().contains(module)
+    }
+}
+
+/// The first segment of the path at the start of `rest`, or each member's
+/// first segment when it is a `{...}` group.
+fn top_level_names(rest: &str, out: &mut BTreeSet<String>) {
+    let Some(group) = rest.strip_prefix('{') else {
+        out.insert(first_segment(rest));
+        return;
+    };
+    let mut depth = 0;
+    let mut start = 0;
+    for (j, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                out.insert(first_segment(&group[start..j]));
+                return;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.insert(first_segment(&group[start..j]));
+                start = j + 1;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -133,6 +169,20 @@ fn the_source_parser_sees_grouped_and_plain_paths() {
     };
     let refs: Vec<String> = s.crate_refs().into_iter().collect();
     assert_eq!(refs, ["a", "c", "d", "g"]);
+    // `super::` counts when it climbs to the crate root.
+    let s = Source {
+        rel: "tune/train/mod.rs".into(),
+        text:
+            "use super::data::X;\nuse super::super::cluster::Y;\nuse super::super::{route, z::W};"
+                .into(),
+    };
+    let refs: Vec<String> = s.crate_refs().into_iter().collect();
+    assert_eq!(refs, ["cluster", "route", "z"]);
+    let s = Source {
+        rel: "cluster/mod.rs".into(),
+        text: "use super::tune::T;".into(),
+    };
+    assert!(s.names("tune"));
 }
 
 #[test]

@@ -20,7 +20,7 @@ use slmforge::call::{Response, ToolCall};
 use slmforge::dev::synth::truth::{clusters_from_labels, write_clusters};
 use slmforge::ingest::{self, IngestConfig, KeySource};
 use slmforge::redact::RedactKey;
-use slmforge::select::{tune_targets, TargetConfig};
+use slmforge::select::tune_targets;
 use slmforge::tune::data::{self, BatchLimits};
 use slmforge::tune::eval::{arguments_match, calls_match, names_match, score_reply, values_match};
 use slmforge::tune::split::{split_of, Split, SplitFractions};
@@ -35,7 +35,6 @@ const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['r
 
 /// A random 2-layer Llama (hidden 64) with a byte-level vocabulary and a
 /// few merges, ChatML template, context 2048.
-/// A tiny random Llama GGUF with a ChatML template.
 fn tiny_gguf(path: &Path, seed: u64) {
     common::tiny_gguf(
         path,
@@ -151,7 +150,6 @@ fn fixture(reviews: usize, weathers: usize) -> Fixture {
     }
 }
 
-/// Settings for fast tiny runs: step budget only, no wall clock.
 /// Chooses the clusters as `slmforge tune` does, then runs the stage.
 fn run_tune(
     cfg: &TuneConfig,
@@ -161,7 +159,7 @@ fn run_tune(
     start: Start,
     stop_after_steps: Option<usize>,
 ) -> anyhow::Result<TuneOutput> {
-    let targets = tune_targets(&target_config(cfg), ds, named)?;
+    let targets = tune_targets(ds, named, &cfg.base_model, cfg.min_examples)?;
     let session = Session {
         start,
         stop_after_steps,
@@ -170,19 +168,13 @@ fn run_tune(
     tune::run(cfg, &session, ds, &targets, out)
 }
 
-fn target_config(cfg: &TuneConfig) -> TargetConfig {
-    TargetConfig {
-        base_model: cfg.base_model.clone(),
-        min_examples: cfg.min_examples,
-    }
-}
-
 /// The clusters' encoded calls, as `tune --dry-run` sees them.
 fn prepare(cfg: &TuneConfig, ds: &Path, named: Option<&[i32]>) -> Vec<tune::Prepared> {
-    let targets = tune_targets(&target_config(cfg), ds, named).unwrap();
+    let targets = tune_targets(ds, named, &cfg.base_model, cfg.min_examples).unwrap();
     tune::prepare(cfg, &Device::Cpu, ds, &targets).unwrap()
 }
 
+/// Settings for fast tiny runs: step budget only, no wall clock.
 fn tiny_cfg(model: &Path) -> TuneConfig {
     let mut c = TuneConfig {
         base_model: model.display().to_string(),

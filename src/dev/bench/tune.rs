@@ -14,7 +14,7 @@ use candle_core::Device;
 use super::measure::{cpu_seconds, machine, peak_rss_bytes};
 use crate::artifact::{ASSIGNMENTS_FILE, CALLS_FILE};
 use crate::dev::synth::truth::clusters_from_labels;
-use crate::select::{tune_targets, TargetConfig};
+use crate::select::tune_targets;
 use crate::tune::{self, Session, TuneConfig};
 
 /// `bench tune`'s settings.
@@ -80,15 +80,10 @@ pub fn run(a: TuneBench) -> Result<()> {
         );
     }
     let named = (!a.clusters.is_empty()).then_some(a.clusters.as_slice());
-    let select = TargetConfig {
-        base_model: cfg.base_model.clone(),
-        min_examples: cfg.min_examples,
-    };
-    let targets = tune_targets(&select, &dataset, named)?;
+    let targets = tune_targets(&dataset, named, &cfg.base_model, cfg.min_examples)?;
     if a.dry_run {
         let prepared = tune::prepare(&cfg, &a.device, &dataset, &targets)?;
-        let labels = crate::artifact::clusters::read_labels(&dataset)?;
-        let (text, json) = tune::report::dry_run(&cfg, &prepared, &labels);
+        let (text, json) = tune::report::dry_run(&cfg, &prepared);
         eprint!("{text}");
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());

@@ -1,6 +1,6 @@
 //! Text generation: greedy or temperature/top-p sampling with a seed, stop
-//! tokens, batched left-padded prompts over a KV cache, timing; and the
-//! `slmforge generate` command.
+//! tokens, batched left-padded prompts over a KV cache, timing. (The
+//! `slmforge generate` command is `cli::generate`.)
 
 use std::time::Instant;
 

@@ -64,6 +64,11 @@ impl LoraTarget {
         }
     }
 
+    /// Short name (`q`, `gate`...), as the command line takes it.
+    pub fn short_name(self) -> &'static str {
+        self.hf_name().trim_end_matches("_proj")
+    }
+
     /// GGUF tensor stem (`attn_q`...).
     pub fn gguf_name(self) -> &'static str {
         match self {

@@ -1,12 +1,13 @@
 //! The causal language model substrate: a trainable Llama-architecture model
 //! with LoRA (loaded from GGUF), its tokenizer and chat template, and
-//! generation. The `tune` stage builds on this API.
+//! generation. It knows nothing of the pipeline; `tune` and `generate`
+//! build on this API.
 //!
 //! * [`llama`]: model, LoRA application, training loss, KV-cache forward.
 //! * [`ops`]: differentiable fused kernels (and the frozen-weight matmul).
 //! * [`lora`]: LoRA config and adapter files.
 //! * [`tokenizer`], [`chat`]: text to ids, conversations to text, tool calls.
-//! * [`generate`]: batched greedy/sampled generation and the CLI command.
+//! * [`generate`]: batched greedy/sampled generation.
 //!
 //! Invariants: the base weights are never trainable (only LoRA tensors are
 //! `Var`s); the prompt ids of a training example are exactly the ids

@@ -1,8 +1,8 @@
 //! The LoRA training loop of `tune`: AdamW over the LoRA variables (our own,
 //! so its moments can be checkpointed), warm-up + decay schedule, global-norm
 //! clipping, validation loss with early stopping, `train_log.jsonl`, and
-//! atomic checkpoints that make `--resume` end with the same adapter as an
-//! uninterrupted run.
+//! atomic checkpoints ([`checkpoint`]) that make a resumed run
+//! ([`Start::Resume`]) end with the same adapter as an uninterrupted one.
 //!
 //! Determinism: the data order is planned up front from the seed (every
 //! epoch's batches), LoRA dropout draws from a seeded ChaCha stream whose

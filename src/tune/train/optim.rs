@@ -131,6 +131,11 @@ pub fn learning_rate(cfg: &TuneConfig, step: usize, progress: f64) -> f64 {
     }
 }
 
+impl Schedule {
+    /// The names [`Schedule`] parses from.
+    pub const NAMES: [&'static str; 3] = ["cosine", "linear", "constant"];
+}
+
 impl std::str::FromStr for Schedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
