@@ -927,6 +927,39 @@ fn bad_inputs_exit_2_with_clear_messages() {
         "names cluster 5",
     );
     std::fs::remove_file(fx.dataset.join("plan.json")).unwrap();
+    // A broken clusters.json is an error, not silently ignored; one of
+    // another schema version says so.
+    let summary = fx.dataset.join("clusters.json");
+    let good = std::fs::read(&summary).unwrap();
+    std::fs::write(&summary, b"{\"schema_version\": 1, \"clusters\": [").unwrap();
+    check(
+        &[
+            ds,
+            "--out",
+            &out,
+            "--model",
+            &model,
+            "--min-examples",
+            "5",
+            "--dry-run",
+        ],
+        "clusters.json",
+    );
+    std::fs::write(&summary, br#"{"schema_version": 99, "clusters": []}"#).unwrap();
+    check(
+        &[
+            ds,
+            "--out",
+            &out,
+            "--model",
+            &model,
+            "--min-examples",
+            "5",
+            "--dry-run",
+        ],
+        "schema version 99",
+    );
+    std::fs::write(&summary, good).unwrap();
 }
 
 #[test]
