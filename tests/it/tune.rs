@@ -931,34 +931,20 @@ fn bad_inputs_exit_2_with_clear_messages() {
     // another schema version says so.
     let summary = fx.dataset.join("clusters.json");
     let good = std::fs::read(&summary).unwrap();
+    let dry = [
+        ds,
+        "--out",
+        &out,
+        "--model",
+        &model,
+        "--min-examples",
+        "5",
+        "--dry-run",
+    ];
     std::fs::write(&summary, b"{\"schema_version\": 1, \"clusters\": [").unwrap();
-    check(
-        &[
-            ds,
-            "--out",
-            &out,
-            "--model",
-            &model,
-            "--min-examples",
-            "5",
-            "--dry-run",
-        ],
-        "clusters.json",
-    );
+    check(&dry, "clusters.json");
     std::fs::write(&summary, br#"{"schema_version": 99, "clusters": []}"#).unwrap();
-    check(
-        &[
-            ds,
-            "--out",
-            &out,
-            "--model",
-            &model,
-            "--min-examples",
-            "5",
-            "--dry-run",
-        ],
-        "schema version 99",
-    );
+    check(&dry, "schema version 99");
     std::fs::write(&summary, good).unwrap();
 }
 
