@@ -17,6 +17,7 @@ pub mod artifact;
 pub mod call;
 pub mod cli;
 pub mod cluster;
+pub mod export;
 pub mod dev;
 pub mod ingest;
 pub mod ml;

@@ -247,3 +247,71 @@ pub struct EvalReport {
     /// Where the comparison rules are documented.
     pub rules: String,
 }
+
+/// What later stages need from a run's `tune_config.json` (read loosely:
+/// unknown fields are ignored).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RunSettings {
+    pub base_model: String,
+    pub max_len: usize,
+    pub split: crate::artifact::split::SplitFractions,
+    /// The dataset the run was tuned on (absent in runs before it was recorded).
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
+}
+
+/// Reads `RUN/tune_config.json`.
+pub fn read_run_settings(run_dir: &Path) -> Result<RunSettings> {
+    let path = run_dir.join(TUNE_CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|_| {
+        crate::util::usage(format!(
+            "{} is not an adapter run: {TUNE_CONFIG_FILE} is missing (run `slmforge tune` first)",
+            run_dir.display()
+        ))
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Every cluster result of a run, from `RUN/summary.json`.
+pub fn read_results(run_dir: &Path) -> Result<Vec<ClusterResult>> {
+    #[derive(Deserialize)]
+    struct Summary {
+        format: String,
+        clusters: Vec<ClusterResult>,
+    }
+    let path = run_dir.join(SUMMARY_JSON);
+    let bytes = std::fs::read(&path).map_err(|_| {
+        crate::util::usage(format!(
+            "{} has no {SUMMARY_JSON}: the tune run did not finish (resume it with `slmforge tune --resume`)",
+            run_dir.display()
+        ))
+    })?;
+    let s: Summary =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(
+        s.format == SUMMARY_FORMAT,
+        "{} has format {:?}, expected {SUMMARY_FORMAT}",
+        path.display(),
+        s.format
+    );
+    Ok(s.clusters)
+}
+
+/// One line of `eval_samples.jsonl` (the fields later stages read).
+#[derive(Clone, Debug, Deserialize)]
+pub struct EvalSample {
+    pub call_id: String,
+    pub tuned_score: crate::ml::lm::score::CallScore,
+}
+
+/// Reads a cluster's `eval_samples.jsonl` (empty when there is none).
+pub fn read_eval_samples(cluster_dir: &Path) -> Result<Vec<EvalSample>> {
+    let path = cluster_dir.join(SAMPLES_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {}", path.display())))
+        .collect()
+}

@@ -12,12 +12,17 @@
 //! DATASET_DIR/plan.json            plan       (select)      which clusters to tune, on which base
 //! RUN/cluster-ID/...               adapter    (tune)        tune.json, eval.json, prompt.json, ...
 //! RUN/summary.json, summary.md     adapter    (tune)        one entry per cluster
+//! RUN/export/manifest.json         export     (export)      every exported file, checksums, verification
+//! RUN/export/routing.json          routing    (route)       calibrated routes (+ router.json)
 //! ```
 
 pub mod adapter;
 pub mod calls;
 pub mod clusters;
+pub mod export;
 pub mod plan;
+pub mod routing;
+pub mod split;
 
 /// The calls of a dataset (`calls.parquet`).
 pub const CALLS_FILE: &str = "calls.parquet";

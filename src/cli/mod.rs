@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod models;
@@ -53,6 +54,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Fine-tune a LoRA adapter per cluster on the LLM's own answers, and evaluate it against the base model.
     Tune(tune::TuneArgs),
+    /// Export tuned adapters for serving (PEFT, llama.cpp GGUF, merged model) and calibrate the routing table.
+    Export(export::ExportArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tune(args) => tune::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

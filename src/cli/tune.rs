@@ -15,7 +15,7 @@ use crate::ml::lm::{LoraConfig, LoraTarget};
 use crate::ml::runtime::{device_from_name, init_runtime};
 use crate::select::tune_targets;
 use crate::tune::data::Overlong;
-use crate::tune::split::SplitFractions;
+use crate::artifact::split::SplitFractions;
 use crate::tune::train::optim::Schedule;
 use crate::tune::{self, interrupt_flag, EvalConfig, Outcome, Session, Start, TuneConfig};
 use crate::util::usage;

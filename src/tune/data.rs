@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::split::{split_of, Split, SplitFractions};
+use crate::artifact::split::{split_of, Split, SplitFractions};
 use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats};
 use crate::call::Role;
 use crate::call::{RedactedCall, Response};

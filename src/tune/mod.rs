@@ -29,7 +29,6 @@
 pub mod data;
 pub mod eval;
 pub mod report;
-pub mod split;
 pub mod train;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,7 +50,7 @@ use crate::ml::lm::{LanguageModel, Llama, LoraConfig, LoraTarget};
 use crate::ml::models::default_base_model;
 use crate::util::usage;
 use data::{ClusterData, Overlong};
-use split::{Split, SplitFractions};
+use crate::artifact::split::{self, Split, SplitFractions};
 use train::optim::Schedule;
 use train::{TrainJob, TrainOutcome};
 
@@ -299,10 +298,11 @@ fn encode<'c>(
 }
 
 /// The settings of a run as `tune_config.json` and `summary.json` record
-/// them: the config and the device.
-fn settings_json(cfg: &TuneConfig, session: &Session) -> Result<serde_json::Value> {
+/// them: the config, the device and the dataset.
+fn settings_json(cfg: &TuneConfig, session: &Session, dataset_dir: &Path) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(cfg)?;
     v["device"] = crate::ml::runtime::device_name(&session.device).into();
+    v["dataset"] = dataset_dir.to_string_lossy().into_owned().into();
     Ok(v)
 }
 
@@ -335,7 +335,7 @@ pub fn run(
     check_out_dir(out, targets, session.start)?;
     let inputs = read_inputs(dataset_dir)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let settings = settings_json(cfg, session)?;
+    let settings = settings_json(cfg, session, dataset_dir)?;
     crate::util::write_json(&out.join(TUNE_CONFIG_FILE), &settings)?;
     let by_id: HashMap<String, &RedactedCall> = inputs.calls.iter().map(|c| (c.id(), c)).collect();
 

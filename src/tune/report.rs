@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::data::{epoch_plan, BatchLimits};
-use super::split::Split;
+use crate::artifact::split::Split;
 use super::{Outcome, Prepared, TuneConfig, TuneOutput};
 use crate::artifact::adapter::{
     ClusterResult, ClusterStatus, Rate, SUMMARY_FORMAT, SUMMARY_JSON, SUMMARY_MD,

@@ -939,7 +939,7 @@ fn template_with_tool_support_gets_tools_passed_through() {
         },
     ];
     let r = lm.chat.render(&conv, &[weather_tool()], true).unwrap();
-    assert!(r.starts_with("<|im_start|>system\nTOOLS:{\"function\": {\"description\": \"Weather for a city\", \"name\": \"get_weather\""), "{r}");
+    assert!(r.starts_with("<|im_start|>system\nTOOLS:{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather for a city\""), "{r}");
     assert!(
         r.contains("<|im_start|>assistant\nCALL get_weather {\"city\": \"Paris\"}<|im_end|>\n"),
         "{r}"

@@ -10,5 +10,6 @@ mod lm;
 mod models;
 mod redact;
 mod synth;
+mod template;
 mod tidy;
 mod tune;

@@ -231,6 +231,7 @@ fn fake_entry(main: &[u8]) -> &'static CatalogEntry {
         },
     ]));
     Box::leak(Box::new(CatalogEntry {
+        hf_repo: "example/fake",
         id: "fake-model",
         role: Role::BaseSlm,
         description: "test",

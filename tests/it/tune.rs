@@ -22,8 +22,8 @@ use slmforge::ingest::{self, IngestConfig, KeySource};
 use slmforge::redact::RedactKey;
 use slmforge::select::tune_targets;
 use slmforge::tune::data::{self, BatchLimits};
-use slmforge::tune::eval::{arguments_match, calls_match, names_match, score_reply, values_match};
-use slmforge::tune::split::{split_of, Split, SplitFractions};
+use slmforge::ml::lm::score::{arguments_match, calls_match, names_match, score_reply, values_match};
+use slmforge::artifact::split::{split_of, Split, SplitFractions};
 use slmforge::tune::{self, Outcome, Session, Start, TuneConfig, TuneOutput};
 
 use crate::common;

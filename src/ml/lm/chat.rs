@@ -166,6 +166,27 @@ impl ChatTemplate {
             .map_err(|e| anyhow::anyhow!("rendering the chat template: {e:#}"))
     }
 
+    /// Renders an OpenAI-shaped request (`messages` and `tools` as a client
+    /// sends them, `tools` null when there are none) with this template, as
+    /// a serving engine would; see [`super::template::serving_template`].
+    pub fn render_openai(
+        &self,
+        messages: &Json,
+        tools: &Json,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let tmpl = self.env.get_template("chat")?;
+        let ctx = minijinja::context! {
+            messages => Value::from_serialize(messages),
+            tools => Value::from_serialize(tools),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        tmpl.render(ctx)
+            .map_err(|e| anyhow::anyhow!("rendering the chat template: {e:#}"))
+    }
+
     /// The assistant text of an answer under the tool convention (without
     /// the end-of-turn token).
     pub fn render_answer(&self, answer: &Response) -> String {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
 /// An opened GGUF file: its metadata and tensor directory (tensor data is
@@ -49,6 +50,25 @@ impl GgufFile {
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
         self.content.tensor_infos.keys().map(String::as_str)
+    }
+
+    /// Tensor names in file order (by data offset).
+    pub fn tensor_names_in_order(&self) -> Vec<String> {
+        let mut v: Vec<(&String, u64)> = self
+            .content
+            .tensor_infos
+            .iter()
+            .map(|(n, i)| (n, i.offset))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// A tensor as stored (quantized blocks kept).
+    pub fn qtensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        self.content
+            .tensor(&mut self.reader, name, device)
+            .with_context(|| format!("reading tensor {name} from {}", self.path.display()))
     }
 
     /// A tensor dequantized to f32, in candle's `[out, in]` order.

@@ -8,17 +8,21 @@
 //! * [`lora`]: LoRA config and adapter files.
 //! * [`tokenizer`], [`chat`]: text to ids, conversations to text, tool calls.
 //! * [`generate`]: batched greedy/sampled generation.
+//! * [`template`]: the chat template to ship for serving (tool convention in Jinja).
 //!
 //! Invariants: the base weights are never trainable (only LoRA tensors are
 //! `Var`s); the prompt ids of a training example are exactly the ids
 //! generation starts from; results are deterministic for a given seed.
 
 pub mod chat;
+pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod lora;
 pub mod ops;
+pub mod score;
+pub mod template;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The deterministic train / validation / test split: a call's split is a
+//! The deterministic train / validation / test split of an adapter run: a
 //! function of its call id alone, so adding calls never moves one.
 
 use anyhow::Result;

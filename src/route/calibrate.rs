@@ -1,0 +1,551 @@
+//! Calibration of the routing table on the validation split.
+//!
+//! 1. Every workload of `clusters.json` becomes a route; the ones with an
+//!    exported adapter target it, the others the LLM.
+//! 2. The tuned adapter answers its workload's validation calls (greedy,
+//!    the prompt it trained on); each answer is scored with the evaluation's
+//!    comparison rules ([`crate::ml::lm::score`]).
+//! 3. Every validation call — of any workload, outliers included — is a
+//!    candidate of its nearest route when it passes the tool rule. A
+//!    candidate counts as correct only when it belongs to the route's
+//!    workload and the tuned model got it right: foreign traffic is wrong.
+//! 4. Per route, the threshold is the largest candidate distance at which
+//!    the routed accuracy (cumulative, nearest first) is still at least the
+//!    target, with at least `min_routed_calls` routed. A route that never
+//!    gets there goes to the LLM, with the reason.
+//! 5. The test split reports the share routed and the accuracy on it (the
+//!    tuned answers of `eval_samples.jsonl` where present, else generated).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+
+use super::{decide, featurise, nearest, tools_allowed, Featurised};
+use crate::artifact::adapter::{
+    cluster_dir, read_eval_samples, read_results, read_run_settings, Rate, RunSettings,
+};
+use crate::artifact::calls::read_calls;
+use crate::artifact::clusters::{read_assignment_rows, read_summary};
+use crate::artifact::export::read_manifest;
+use crate::artifact::routing::{
+    Route, RouteCalibration, RouteTarget, RoutingTable, TestReport, LLM_ROUTE, ROUTER_FILE,
+    ROUTING_FILE, ROUTING_FORMAT,
+};
+use crate::artifact::split::{split_of, Split};
+use crate::artifact::OUTLIER;
+use crate::call::RedactedCall;
+use crate::ml::embed::TextEmbedder;
+use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use crate::ml::lm::score::score_reply;
+use crate::ml::lm::{self, LanguageModel};
+use crate::util::usage;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationConfig {
+    /// Routed accuracy must be at least this.
+    pub accuracy_target: f64,
+    /// A route needs at least this many routed validation calls.
+    pub min_routed_calls: usize,
+    /// Prompts decoded together.
+    pub batch_size: usize,
+    /// Exemplar call ids per route.
+    pub exemplars: usize,
+    /// Utterances per route in `router.json`.
+    pub utterances: usize,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            accuracy_target: 0.95,
+            min_routed_calls: 5,
+            batch_size: 16,
+            exemplars: 5,
+            utterances: 10,
+        }
+    }
+}
+
+struct Data {
+    calls: Vec<RedactedCall>,
+    label: Vec<i32>,
+    split: Vec<Split>,
+}
+
+fn read_data(dataset_dir: &Path, settings: &RunSettings) -> Result<Data> {
+    let calls = read_calls(dataset_dir)?;
+    let rows = read_assignment_rows(dataset_dir)?;
+    let of: HashMap<&str, i32> = rows.iter().map(|r| (r.call_id.as_str(), r.cluster)).collect();
+    let ids: Vec<String> = calls.iter().map(|c| c.id()).collect();
+    let label = ids.iter().map(|id| *of.get(id.as_str()).unwrap_or(&OUTLIER)).collect();
+    let split = ids.iter().map(|id| split_of(id, &settings.split)).collect();
+    Ok(Data { calls, label, split })
+}
+
+/// Greedy answers of `model` to calls (training prompts), scored.
+fn judge(
+    lm: &LanguageModel,
+    model: &lm::Llama,
+    calls: &[&RedactedCall],
+    max_len: usize,
+    max_new: usize,
+    batch: usize,
+) -> Result<Vec<bool>> {
+    let mut prompts = Vec::with_capacity(calls.len());
+    for c in calls {
+        let ids = match lm.encode_for_training(&c.messages, &c.tools, &c.response, max_len) {
+            Ok(ex) => ex.ids[..ex.answer_mask.iter().take_while(|m| !**m).count()].to_vec(),
+            Err(_) => {
+                let mut ids = lm.prompt_ids(&c.messages, &c.tools)?;
+                if ids.len() > max_len {
+                    ids.drain(..ids.len() - max_len);
+                }
+                ids
+            }
+        };
+        prompts.push(ids);
+    }
+    let mut order: Vec<usize> = (0..calls.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(prompts[i].len()), i));
+    let opts = GenerateOptions {
+        sampling: SamplingConfig::greedy(max_new.max(1)),
+        batch_size: batch.max(1),
+        ..Default::default()
+    };
+    let mut ok = vec![false; calls.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+        let (comps, _) = generate_tokens(model, &ps, &lm.stop_ids(), lm.tokenizer.pad_id(), &opts)?;
+        for (comp, &i) in comps.iter().zip(chunk) {
+            let text = lm.tokenizer.decode(&comp.tokens, true)?;
+            let c = calls[i];
+            let schema_of = |name: &str| {
+                c.tools.iter().find(|t| t.name == name).map(|t| t.parameters.clone())
+            };
+            let rendered = lm.chat.render_answer(&c.response);
+            ok[i] = score_reply(&c.response, c.response.kind(), &rendered, &text, &schema_of)
+                .exact_match;
+        }
+    }
+    Ok(ok)
+}
+
+/// The loosest threshold whose cumulative accuracy meets the target.
+/// `cands` are (distance, correct), any order. Returns (threshold, routed, correct).
+pub fn choose_threshold(
+    cands: &[(f32, bool)],
+    target: f64,
+    min_routed: usize,
+) -> Option<(f32, usize, usize)> {
+    let mut v = cands.to_vec();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut best = None;
+    let mut correct = 0;
+    for (n, (d, ok)) in v.iter().enumerate() {
+        correct += *ok as usize;
+        let routed = n + 1;
+        // Only where the next candidate is farther: equal distances are all in or all out.
+        let boundary = v.get(n + 1).is_none_or(|next| next.0 > *d);
+        if boundary && routed >= min_routed.max(1) && correct as f64 >= target * routed as f64 {
+            best = Some((*d, routed, correct));
+        }
+    }
+    best
+}
+
+struct Scored {
+    /// Per call index: the tuned model's verdict on its own workload.
+    own: HashMap<usize, bool>,
+}
+
+/// Builds and writes `routing.json` and `router.json` in `export_dir`.
+pub fn calibrate(
+    cfg: &CalibrationConfig,
+    dataset_dir: &Path,
+    run_dir: &Path,
+    export_dir: &Path,
+    embedder: &dyn TextEmbedder,
+) -> Result<RoutingTable> {
+    let summary = read_summary(dataset_dir)?;
+    if embedder.checksum() != summary.embedder.checksum {
+        return Err(usage(format!(
+            "the clusters of {} were made with another embedder (sha256 {}): routing must featurise requests the same way",
+            dataset_dir.display(),
+            summary.embedder.checksum
+        )));
+    }
+    let settings = read_run_settings(run_dir)?;
+    let manifest = read_manifest(export_dir)?;
+    let results = read_results(run_dir)?;
+    let data = read_data(dataset_dir, &settings)?;
+    let held: Vec<usize> = (0..data.calls.len())
+        .filter(|&i| data.split[i] != Split::Train)
+        .collect();
+    let held_calls: Vec<&crate::call::Call> = held.iter().map(|&i| &*data.calls[i]).collect();
+    let pb = crate::util::count_bar(held.len() as u64, "embedding held-out calls");
+    let feats = featurise(&summary.features, &held_calls, embedder, &pb)?;
+    pb.finish_and_clear();
+    let pos: HashMap<usize, usize> = held.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+
+    let mut routes = build_routes(cfg, &summary, &manifest, &data)?;
+    let mut table = RoutingTable {
+        format: ROUTING_FORMAT.to_string(),
+        embedder: summary.embedder.clone(),
+        features: summary.features.clone(),
+        accuracy_target: cfg.accuracy_target,
+        min_routed_calls: cfg.min_routed_calls,
+        routes: Vec::new(),
+        default_route: LLM_ROUTE.to_string(),
+        test: TestReport::default(),
+    };
+    // The tuned models' answers on their own validation calls.
+    let lm_path = Path::new(&manifest.base_model.path);
+    let device = candle_core::Device::Cpu;
+    let mut lm = lm::load(lm_path, &device)
+        .with_context(|| format!("loading the base model {}", lm_path.display()))?;
+    let base = lm.model.clone();
+    let mut scored = Scored { own: HashMap::new() };
+    let tuned_routes: Vec<usize> = (0..routes.len())
+        .filter(|&r| matches!(routes[r].target, RouteTarget::Adapter { .. }))
+        .collect();
+    let bar = crate::util::count_bar(tuned_routes.len() as u64, "calibrating routes");
+    let mut models: HashMap<i32, lm::Llama> = HashMap::new();
+    for &r in &tuned_routes {
+        let c = routes[r].cluster;
+        lm.model = base.clone();
+        lm.apply_adapter(&cluster_dir(run_dir, c))?;
+        let merged = lm.model.merge_lora()?;
+        let max_new = results
+            .iter()
+            .find(|x| x.cluster == c)
+            .map(|x| x.lengths.max_train_answer_tokens + 16)
+            .unwrap_or(256);
+        let own: Vec<usize> = (0..data.calls.len())
+            .filter(|&i| data.split[i] == Split::Val && data.label[i] == c)
+            .collect();
+        let refs: Vec<&RedactedCall> = own.iter().map(|&i| &data.calls[i]).collect();
+        let ok = judge(&lm, &merged, &refs, settings.max_len, max_new, cfg.batch_size)?;
+        for (&i, v) in own.iter().zip(ok) {
+            scored.own.insert(i, v);
+        }
+        models.insert(c, merged);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    lm.model = base;
+    set_thresholds(cfg, &mut routes, &summary.features, &data, &feats, &pos, &scored);
+    table.routes = routes;
+    table.test = test_report(cfg, &table, &data, &feats, &pos, run_dir, &lm, &models, &settings, &results)?;
+    crate::util::write_json(&export_dir.join(ROUTING_FILE), &table)?;
+    crate::util::write_json(
+        &export_dir.join(ROUTER_FILE),
+        &router_json(cfg, &table, &data, &feats, &pos, embedder)?,
+    )?;
+    Ok(table)
+}
+
+fn build_routes(
+    cfg: &CalibrationConfig,
+    summary: &crate::artifact::clusters::ClustersJson,
+    manifest: &crate::artifact::export::Manifest,
+    data: &Data,
+) -> Result<Vec<Route>> {
+    let mut tools: HashMap<i32, std::collections::BTreeSet<String>> = HashMap::new();
+    for (c, &l) in data.calls.iter().zip(&data.label) {
+        let e = tools.entry(l).or_default();
+        e.extend(c.tools.iter().map(|t| t.name.clone()));
+    }
+    Ok(summary
+        .clusters
+        .iter()
+        .map(|c| {
+            let target = match manifest.adapter(c.id) {
+                Some(a) => RouteTarget::Adapter {
+                    base_model: manifest.base_model.id.clone(),
+                    base_sha256: manifest.base_model.sha256.clone(),
+                    adapter: a.name.clone(),
+                    files: a.files.iter().map(|f| (f.format.clone(), f.path.clone())).collect(),
+                },
+                None => RouteTarget::Llm {
+                    reason: "no tuned adapter for this workload".into(),
+                },
+            };
+            Route {
+                name: format!("cluster-{}", c.id),
+                cluster: c.id,
+                label_terms: c.label_terms.clone(),
+                centroid: c.centroid.clone(),
+                exemplar_call_ids: c.example_call_ids.iter().take(cfg.exemplars).cloned().collect(),
+                tools: tools.get(&c.id).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                target,
+                threshold: None,
+                accuracy: None,
+                tuned_test_accuracy: manifest
+                    .adapter(c.id)
+                    .and_then(|a| a.eval.as_ref())
+                    .and_then(|e| e.tuned_exact_match.rate),
+                traffic_share: c.share,
+                calibration: RouteCalibration::default(),
+            }
+        })
+        .collect())
+}
+
+fn set_thresholds(
+    cfg: &CalibrationConfig,
+    routes: &mut [Route],
+    _spec: &crate::ml::features::FeatureSpec,
+    data: &Data,
+    feats: &Featurised,
+    pos: &HashMap<usize, usize>,
+    scored: &Scored,
+) {
+    let probe = RoutingTable {
+        format: String::new(),
+        embedder: crate::artifact::clusters::EmbedderInfo { id: String::new(), checksum: String::new(), dim: 0 },
+        features: _spec.clone(),
+        accuracy_target: 0.0,
+        min_routed_calls: 0,
+        routes: routes.to_vec(),
+        default_route: String::new(),
+        test: TestReport::default(),
+    };
+    let mut cands: Vec<Vec<(f32, bool)>> = vec![Vec::new(); routes.len()];
+    let mut foreign: Vec<Vec<f32>> = vec![Vec::new(); routes.len()];
+    for i in (0..data.calls.len()).filter(|&i| data.split[i] == Split::Val) {
+        let p = pos[&i];
+        let Some((r, d)) = nearest(&probe, &feats.rows[p]) else { continue };
+        if !tools_allowed(&routes[r].tools, &feats.facts[p].offered) {
+            continue;
+        }
+        let own = data.label[i] == routes[r].cluster;
+        let ok = own && scored.own.get(&i).copied().unwrap_or(false);
+        cands[r].push((d, ok));
+        if !own {
+            foreign[r].push(d);
+        }
+    }
+    for (r, route) in routes.iter_mut().enumerate() {
+        let own_calls = (0..data.calls.len())
+            .filter(|&i| data.split[i] == Split::Val && data.label[i] == route.cluster)
+            .count();
+        let own_correct = scored
+            .own
+            .iter()
+            .filter(|(i, ok)| **ok && data.label[**i] == route.cluster)
+            .count();
+        route.calibration = RouteCalibration {
+            own_calls,
+            own_correct,
+            candidates: cands[r].len(),
+            ..Default::default()
+        };
+        if !matches!(route.target, RouteTarget::Adapter { .. }) {
+            continue;
+        }
+        match choose_threshold(&cands[r], cfg.accuracy_target, cfg.min_routed_calls) {
+            Some((t, routed, correct)) => {
+                route.threshold = Some(t);
+                route.accuracy = Some(Rate {
+                    count: correct,
+                    of: routed,
+                    rate: Some(correct as f64 / routed as f64),
+                });
+                route.calibration.routed = routed;
+                route.calibration.foreign_routed = foreign[r].iter().filter(|d| **d <= t).count();
+            }
+            None => {
+                let acc = if own_calls > 0 {
+                    format!("{:.0}% ({own_correct}/{own_calls})", 100.0 * own_correct as f64 / own_calls as f64)
+                } else {
+                    "no validation calls".into()
+                };
+                route.target = RouteTarget::Llm {
+                    reason: format!(
+                        "the tuned model does not reach {:.0}% routed accuracy on at least {} validation calls (own calls right: {acc})",
+                        100.0 * cfg.accuracy_target,
+                        cfg.min_routed_calls
+                    ),
+                };
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn test_report(
+    cfg: &CalibrationConfig,
+    table: &RoutingTable,
+    data: &Data,
+    feats: &Featurised,
+    pos: &HashMap<usize, usize>,
+    run_dir: &Path,
+    lm: &LanguageModel,
+    models: &HashMap<i32, lm::Llama>,
+    settings: &RunSettings,
+    results: &[crate::artifact::adapter::ClusterResult],
+) -> Result<TestReport> {
+    let mut rep = TestReport::default();
+    let mut judged: Vec<bool> = Vec::new();
+    let mut to_generate: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut samples: HashMap<i32, HashMap<String, bool>> = HashMap::new();
+    for i in (0..data.calls.len()).filter(|&i| data.split[i] == Split::Test) {
+        rep.calls += 1;
+        let p = pos[&i];
+        let d = decide(table, &feats.rows[p], &feats.facts[p]);
+        let Some(r) = d.routed else {
+            *rep.llm_reasons.entry(d.reason).or_default() += 1;
+            continue;
+        };
+        rep.routed += 1;
+        let c = table.routes[r].cluster;
+        if data.label[i] != c {
+            judged.push(false);
+            continue;
+        }
+        let s = match samples.entry(c) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                read_eval_samples(&cluster_dir(run_dir, c))?
+                    .into_iter()
+                    .map(|s| (s.call_id, s.tuned_score.exact_match))
+                    .collect(),
+            ),
+        };
+        match s.get(&data.calls[i].id()) {
+            Some(ok) => judged.push(*ok),
+            None => to_generate.entry(c).or_default().push(i),
+        }
+    }
+    for (c, idx) in to_generate {
+        let Some(model) = models.get(&c) else { continue };
+        let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
+        let max_new = results
+            .iter()
+            .find(|x| x.cluster == c)
+            .map(|x| x.lengths.max_train_answer_tokens + 16)
+            .unwrap_or(256);
+        judged.extend(judge(lm, model, &refs, settings.max_len, max_new, cfg.batch_size)?);
+    }
+    rep.routed_share = rep.routed as f64 / rep.calls.max(1) as f64;
+    rep.routed_accuracy = Rate::of_outcomes(judged.into_iter());
+    Ok(rep)
+}
+
+/// The routes with a small model in semantic-router's `router.json` shape:
+/// utterances are user texts of the workload's training calls; the score
+/// threshold is the lowest similarity (mean of the 5 best cosine
+/// similarities to the utterances, as semantic-router scores) among the
+/// validation calls our table routes there correctly.
+fn router_json(
+    cfg: &CalibrationConfig,
+    table: &RoutingTable,
+    data: &Data,
+    feats: &Featurised,
+    pos: &HashMap<usize, usize>,
+    embedder: &dyn TextEmbedder,
+) -> Result<serde_json::Value> {
+    let mut routes = Vec::new();
+    for (r, route) in table.routes.iter().enumerate() {
+        if !matches!(route.target, RouteTarget::Adapter { .. }) {
+            continue;
+        }
+        let mut seen = HashSet::new();
+        let utterances: Vec<String> = (0..data.calls.len())
+            .filter(|&i| data.split[i] == Split::Train && data.label[i] == route.cluster)
+            .filter_map(|i| {
+                let f = table.features.facts(&data.calls[i]);
+                (!f.user.is_empty() && seen.insert(f.user.clone())).then_some(f.user)
+            })
+            .take(cfg.utterances)
+            .collect();
+        let refs: Vec<&str> = utterances.iter().map(String::as_str).collect();
+        let uvecs = if refs.is_empty() {
+            Vec::new()
+        } else {
+            embedder.embed(&refs, &ProgressBar::hidden())?
+        };
+        let mut sims = Vec::new();
+        for i in (0..data.calls.len()).filter(|&i| data.split[i] == Split::Val && data.label[i] == route.cluster) {
+            let p = pos[&i];
+            let d = decide(table, &feats.rows[p], &feats.facts[p]);
+            if d.routed != Some(r) {
+                continue;
+            }
+            if let Some(u) = &feats.user[p] {
+                let mut s: Vec<f32> = uvecs
+                    .iter()
+                    .map(|v| v.iter().zip(u).map(|(a, b)| a * b).sum())
+                    .collect();
+                s.sort_by(|a, b| b.total_cmp(a));
+                let k = s.len().min(5);
+                if k > 0 {
+                    sims.push(s[..k].iter().sum::<f32>() / k as f32);
+                }
+            }
+        }
+        let threshold = sims.iter().copied().fold(f32::INFINITY, f32::min);
+        routes.push(serde_json::json!({
+            "name": route.name,
+            "utterances": utterances,
+            "description": route.label_terms.join(", "),
+            "function_schemas": null,
+            "llm": null,
+            "score_threshold": if threshold.is_finite() { (threshold * 1000.0).floor() / 1000.0 } else { 0.5 },
+            "metadata": {"cluster": route.cluster, "target": route.target},
+        }));
+    }
+    Ok(serde_json::json!({
+        "encoder_type": "huggingface",
+        "encoder_name": crate::ml::models::find(&table.embedder.id).map(|e| e.hf_repo).unwrap_or(table.embedder.id.as_str()),
+        "routes": routes,
+    }))
+}
+
+/// The table for the terminal: per route its target, threshold and accuracy.
+pub fn table_summary(t: &RoutingTable) -> String {
+    let mut s = String::new();
+    for r in &t.routes {
+        let (target, why) = match &r.target {
+            RouteTarget::Adapter { adapter, .. } => (adapter.clone(), String::new()),
+            RouteTarget::Llm { reason } => ("llm".to_string(), format!(" ({reason})")),
+        };
+        if let RouteTarget::Llm { .. } = r.target {
+            if r.calibration.own_calls == 0 && why.contains("no tuned adapter") {
+                continue;
+            }
+        }
+        let acc = r
+            .accuracy
+            .and_then(|a| a.rate.map(|x| format!("{:.0}% ({}/{})", 100.0 * x, a.count, a.of)))
+            .unwrap_or_else(|| "-".into());
+        s.push_str(&format!(
+            "  route {:<12} → {:<12} threshold {:<8} validation accuracy {}{}\n",
+            r.name,
+            target,
+            r.threshold.map(|x| format!("{x:.3}")).unwrap_or("-".into()),
+            acc,
+            why
+        ));
+    }
+    let untuned = t
+        .routes
+        .iter()
+        .filter(|r| matches!(&r.target, RouteTarget::Llm { reason } if reason.contains("no tuned adapter")))
+        .count();
+    s.push_str(&format!("  {untuned} workloads without an adapter stay on the LLM\n"));
+    let acc = t
+        .test
+        .routed_accuracy
+        .rate
+        .map(|x| format!("{:.0}% ({}/{})", 100.0 * x, t.test.routed_accuracy.count, t.test.routed_accuracy.of))
+        .unwrap_or_else(|| "-".into());
+    s.push_str(&format!(
+        "  test split: {:.0}% of {} calls routed to small models, accuracy on them {acc}\n",
+        100.0 * t.test.routed_share,
+        t.test.calls
+    ));
+    s
+}
