@@ -10,6 +10,7 @@ pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod models;
+pub mod route;
 pub mod synth;
 pub mod tune;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Tune(tune::TuneArgs),
     /// Export tuned adapters for serving (PEFT, llama.cpp GGUF, merged model) and calibrate the routing table.
     Export(export::ExportArgs),
+    /// Route requests with a routing table: which specialised model each one goes to, or the LLM.
+    Route(route::RouteArgs),
 }
 
 /// Parses arguments, runs the command, maps errors to exit codes:
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tune(args) => tune::run(args),
         Command::Export(args) => export::run(args),
+        Command::Route(args) => route::run(args),
     }
 }
 

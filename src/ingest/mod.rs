@@ -62,6 +62,10 @@ pub struct IngestConfig {
     pub max_depth: usize,
     pub threads: Option<usize>,
     pub progress: bool,
+    /// Requests without responses (for `slmforge route`): a bare OpenAI chat
+    /// or Anthropic Messages request body is read as a call with a
+    /// placeholder answer, and identical requests are all kept.
+    pub requests_only: bool,
 }
 
 impl IngestConfig {
@@ -75,6 +79,7 @@ impl IngestConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             threads: None,
             progress: true,
+            requests_only: false,
         }
     }
 }

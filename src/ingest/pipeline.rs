@@ -158,7 +158,11 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
         r.redact_value(&mut c, stats);
         serde_json::to_string(&c).expect("JSON value serialises")
     };
-    let parsed = formats::parse_record(&v, ctx.cfg.format);
+    let parsed = if ctx.cfg.requests_only {
+        formats::parse_record(&formats::as_request_record(&v), ctx.cfg.format)
+    } else {
+        formats::parse_record(&v, ctx.cfg.format)
+    };
     let mut out = Vec::with_capacity(parsed.len());
     for p in parsed {
         let o = origin(ctx, rec, p.index);
@@ -245,6 +249,8 @@ pub(super) struct Sink {
 /// Writer thread state: dedup and `calls.parquet`.
 pub(super) struct CallSink {
     seen: HashSet<u64>,
+    /// `requests_only`: every request gets its row.
+    keep_duplicates: bool,
     pub(super) writer: CallsWriter,
     pub(super) read: u64,
     pub(super) written: u64,
@@ -442,7 +448,7 @@ impl CallSink {
         for (row, fmt) in rows {
             let id = u64::from_str_radix(&row.call_id, 16).expect("call id is hex");
             self.read += 1;
-            let dup = !self.seen.insert(id);
+            let dup = !self.seen.insert(id) && !self.keep_duplicates;
             let name = fmt.map(|f| f.as_str()).unwrap_or("unknown");
             let c = self.formats.entry(name.to_string()).or_default();
             c.read += 1;
@@ -533,6 +539,7 @@ pub(super) fn stream(
         let writer_thread = scope.spawn(move || -> anyhow::Result<CallSink> {
             let mut cs = CallSink {
                 seen: HashSet::new(),
+                keep_duplicates: cfg.requests_only,
                 writer,
                 read: 0,
                 written: 0,

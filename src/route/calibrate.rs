@@ -512,10 +512,8 @@ pub fn table_summary(t: &RoutingTable) -> String {
             RouteTarget::Adapter { adapter, .. } => (adapter.clone(), String::new()),
             RouteTarget::Llm { reason } => ("llm".to_string(), format!(" ({reason})")),
         };
-        if let RouteTarget::Llm { .. } = r.target {
-            if r.calibration.own_calls == 0 && why.contains("no tuned adapter") {
-                continue;
-            }
+        if why.contains("no tuned adapter") {
+            continue;
         }
         let acc = r
             .accuracy

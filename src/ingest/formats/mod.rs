@@ -184,6 +184,27 @@ pub fn detect(v: &Value) -> Option<SourceFormat> {
     None
 }
 
+/// A bare request body (an object with `messages` and no response field)
+/// wrapped as a request/response pair with a placeholder answer, so that
+/// requests can be read without responses (`requests_only`); anything else
+/// is returned as it is.
+pub fn as_request_record(v: &Value) -> Value {
+    const RESPONSE_KEYS: [&str; 8] = [
+        "response", "choices", "output", "response_body", "result", "request", "completion", "outputs",
+    ];
+    let Value::Object(o) = v else { return v.clone() };
+    if !o.get("messages").is_some_and(Value::is_array) || RESPONSE_KEYS.iter().any(|k| o.contains_key(*k)) {
+        return v.clone();
+    }
+    let placeholder = if anthropic::looks_anthropic(Some(v), None) {
+        serde_json::json!({"type": "message", "role": "assistant", "stop_reason": "end_turn",
+                           "content": [{"type": "text", "text": "(request only)"}]})
+    } else {
+        serde_json::json!({"choices": [{"message": {"role": "assistant", "content": "(request only)"}}]})
+    };
+    serde_json::json!({"request": v, "response": placeholder})
+}
+
 /// Parses one JSON record into items. `forced` is `--format`.
 pub fn parse_record(v: &Value, forced: Option<SourceFormat>) -> Vec<Parsed> {
     let fmt = match forced.or_else(|| detect(v)) {
