@@ -1,8 +1,9 @@
 //! `slmforge demo`: the end-to-end run on the bundled sample traffic, the
 //! README's first command. It fetches the models when they are missing, then
 //! chains the same entry functions the stand-alone subcommands call —
-//! `ingest::run` → `cluster::run` → `select::tune_targets` → `tune::run` — and prints where the
-//! artifacts are.
+//! `ingest::run` → `cluster::run` → `select::tune_targets` → `tune::run` →
+//! `export::run` + `route::calibrate` — and prints where the artifacts are
+//! and the line to serve them with llama-server.
 //!
 //! Tuning every cluster of the sample takes about an hour on a 2-core
 //! machine, so by default the demo tunes a few clusters chosen from the
@@ -17,6 +18,9 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::artifact::adapter::SUMMARY_MD;
+use crate::artifact::export::EXPORT_DIR;
+use crate::export::ExportConfig;
+use crate::route::CalibrationConfig;
 use crate::ingest::{self, IngestConfig};
 use crate::ml::embed::LazyEmbedder;
 use crate::ml::models::{embedder_dir, fetch_entry, FetchConfig, FetchOutcome, CATALOG};
@@ -106,11 +110,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dataset = args.work.join("dataset");
     let run_dir = args.work.join("adapters");
 
-    eprintln!("demo 1/4: models ({})", util::models_dir().display());
+    eprintln!("demo 1/5: models ({})", util::models_dir().display());
     ensure_models()?;
 
     eprintln!(
-        "demo 2/4: ingest {} -> {}",
+        "demo 2/5: ingest {} -> {}",
         inputs
             .iter()
             .map(|p| p.display().to_string())
@@ -123,7 +127,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let ingested = ingest::run(&icfg, &inputs, &dataset)?;
     eprint!("{}", super::ingest::summary(&ingested));
 
-    eprintln!("demo 3/4: cluster {}", dataset.display());
+    eprintln!("demo 3/5: cluster {}", dataset.display());
     let truth = bundled_sample().join("calls.labels.jsonl");
     let ccfg = cluster::ClusterConfig {
         seed: args.seed,
@@ -143,7 +147,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let chosen = demo_clusters(&clustered.summary.clusters, n_tune, tcfg.min_examples);
     if chosen.is_empty() {
         eprintln!(
-            "demo 4/4: tune skipped ({})",
+            "demo 4/5: tune skipped ({})",
             if n_tune == 0 {
                 "--tune 0".to_string()
             } else {
@@ -152,7 +156,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         eprintln!(
-            "demo 4/4: tune clusters {} -> {} ({} s of training each; `--tune all` tunes every cluster)",
+            "demo 4/5: tune clusters {} -> {} ({} s of training each; `--tune all` tunes every cluster)",
             chosen
                 .iter()
                 .map(|c| c.to_string())
@@ -177,6 +181,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 run_dir.display()
             );
             return Ok(ExitCode::from(130));
+        }
+        let export_dir = run_dir.join(EXPORT_DIR);
+        eprintln!(
+            "demo 5/5: export the adapters (PEFT, llama.cpp GGUF, merged Q8_0) and calibrate the routing table -> {}",
+            export_dir.display()
+        );
+        let ok = super::export::export_and_route(
+            &ExportConfig::default(),
+            Some(&CalibrationConfig::default()),
+            &run_dir,
+            &dataset,
+            &export_dir,
+        )?;
+        if !ok {
+            return Ok(ExitCode::from(1));
         }
     }
     eprintln!(

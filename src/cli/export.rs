@@ -102,8 +102,27 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let cfg = args.config()?;
     let dataset = dataset_of(&args.run, args.dataset.as_deref())?;
     let out = args.out.clone().unwrap_or_else(|| args.run.join(EXPORT_DIR));
+    let ccfg = (!args.no_route).then(|| CalibrationConfig {
+        accuracy_target: args.accuracy_target,
+        min_routed_calls: args.min_routed_calls,
+        ..Default::default()
+    });
+    let ok = export_and_route(&cfg, ccfg.as_ref(), &args.run, &dataset, &out)?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Exports a run, then (with a calibration config) builds the routing
+/// table; prints what was written and the llama-server line. False when a
+/// verification failed.
+pub fn export_and_route(
+    cfg: &ExportConfig,
+    calibration: Option<&CalibrationConfig>,
+    run_dir: &Path,
+    dataset: &Path,
+    out: &Path,
+) -> Result<bool> {
     let t0 = Instant::now();
-    let res = export::run(&cfg, &args.run, &dataset, &out)?;
+    let res = export::run(cfg, run_dir, dataset, out)?;
     eprintln!(
         "exported {} adapter(s) in {:.0} s to {}",
         res.manifest.adapters.len(),
@@ -111,15 +130,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         out.display()
     );
     print!("{}", export_summary(&res));
-    if !args.no_route {
-        let ccfg = CalibrationConfig {
-            accuracy_target: args.accuracy_target,
-            min_routed_calls: args.min_routed_calls,
-            ..Default::default()
-        };
+    if let Some(ccfg) = calibration {
         let embedder = LazyEmbedder::new(&embedder_dir())?;
         let t1 = Instant::now();
-        let table = route::calibrate(&ccfg, &dataset, &args.run, &out, &embedder)?;
+        let table = route::calibrate(ccfg, dataset, run_dir, out, &embedder)?;
         eprintln!("routing table calibrated in {:.0} s", t1.elapsed().as_secs_f64());
         print!("{}", route::table_summary(&table));
         println!("routing table: {}", out.join(ROUTING_FILE).display());
@@ -128,13 +142,10 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     if let Some(cmd) = crate::export::llama_server_command(&res.manifest) {
         println!("  (cd {} && {cmd})", out.display());
     }
-    if !res.failures.is_empty() {
-        for f in &res.failures {
-            eprintln!("verification FAILED: {f}");
-        }
-        return Ok(ExitCode::from(1));
+    for f in &res.failures {
+        eprintln!("verification FAILED: {f}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(res.failures.is_empty())
 }
 
 /// One line per exported file with its verification.

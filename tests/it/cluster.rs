@@ -130,13 +130,13 @@ fn write_tiny_bert(dir: &Path) {
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
 }
 
-struct Tiny {
+pub(crate) struct Tiny {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    embedder: Embedder,
+    pub path: PathBuf,
+    pub embedder: Embedder,
 }
 
-fn tiny() -> Tiny {
+pub(crate) fn tiny() -> Tiny {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_bert(dir.path());
     let embedder = Embedder::load(dir.path(), &Device::Cpu).unwrap();

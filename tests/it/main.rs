@@ -5,6 +5,7 @@
 mod cluster;
 mod common;
 mod embed;
+mod export;
 mod ingest;
 mod lm;
 mod models;

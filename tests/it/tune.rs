@@ -128,14 +128,14 @@ fn make_dataset(dir: &Path, reviews: usize, weathers: usize) {
     write_clusters(dir, &assignments, &labels).unwrap();
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    model: PathBuf,
-    dataset: PathBuf,
+    pub root: PathBuf,
+    pub model: PathBuf,
+    pub dataset: PathBuf,
 }
 
-fn fixture(reviews: usize, weathers: usize) -> Fixture {
+pub(crate) fn fixture(reviews: usize, weathers: usize) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let model = root.join("tiny.gguf");
@@ -151,7 +151,7 @@ fn fixture(reviews: usize, weathers: usize) -> Fixture {
 }
 
 /// Chooses the clusters as `slmforge tune` does, then runs the stage.
-fn run_tune(
+pub(crate) fn run_tune(
     cfg: &TuneConfig,
     ds: &Path,
     out: &Path,
@@ -175,7 +175,7 @@ fn prepare(cfg: &TuneConfig, ds: &Path, named: Option<&[i32]>) -> Vec<tune::Prep
 }
 
 /// Settings for fast tiny runs: step budget only, no wall clock.
-fn tiny_cfg(model: &Path) -> TuneConfig {
+pub(crate) fn tiny_cfg(model: &Path) -> TuneConfig {
     let mut c = TuneConfig {
         base_model: model.display().to_string(),
         lr: 1e-2,
