@@ -12,7 +12,7 @@ use crate::dev::bench::embed::EmbedBench;
 use crate::dev::bench::ingest::IngestBench;
 use crate::dev::bench::lm::{LmGemmBench, LmInferBench, LmTrainBench};
 use crate::dev::bench::tune::TuneBench;
-use crate::dev::bench::{cluster, embed, ingest, lm, redact, tune};
+use crate::dev::bench::{cluster, embed, ingest, lm, redact, route, tune};
 use crate::ml::runtime::device_from_name;
 
 // Parsed once per process: the size of the `tune` variant does not matter.
@@ -143,6 +143,19 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = LmGemmBench::default().repeats)]
         repeats: usize,
     },
+    /// Routing with a real table (`export` writes RUN/export/routing.json):
+    /// requests/s for a batch (embedding included) and single-request latency.
+    Route {
+        /// The routing table.
+        #[arg(long)]
+        table: PathBuf,
+        /// Requests (any format ingest reads; bare request bodies too).
+        #[arg(long)]
+        input: PathBuf,
+        /// Requests routed one at a time for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        single: usize,
+    },
     /// The tune stage on the sample (clusters from ground truth): trained tokens/s,
     /// eval decode throughput, base vs tuned quality, peak RSS.
     Tune {
@@ -249,6 +262,9 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             no_fused,
         }),
         BenchTarget::LmGemm { rows, repeats } => lm::run_gemm(LmGemmBench { rows, repeats }),
+        BenchTarget::Route { table, input, single } => {
+            route::run(crate::dev::bench::route::RouteBench { table, input, single })
+        }
         BenchTarget::Tune {
             work,
             input,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The pipeline stages: none of them names another.
-const STAGES: &[&str] = &["ingest", "cluster", "select", "tune", "route"];
+const STAGES: &[&str] = &["ingest", "cluster", "select", "tune", "export", "route"];
 
 struct Source {
     /// Path relative to `src/`, with `/` separators.
