@@ -149,13 +149,22 @@ fn rel(out: &Path, path: &Path) -> String {
         .into_owned()
 }
 
-fn base_info(lm: &LanguageModel, spec: &str) -> Result<BaseModel> {
-    let entry = crate::ml::models::find(spec);
+/// The base's catalogue entry: by id, or by its main file's name (a run
+/// records the path it resolved).
+fn base_info(lm: &LanguageModel, spec: &str, settings_spec: &str) -> Result<BaseModel> {
     let file_name = lm
         .path()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let entry = crate::ml::models::find(spec)
+        .or_else(|| crate::ml::models::find(settings_spec))
+        .or_else(|| {
+            crate::ml::models::CATALOG.iter().find(|e| {
+                Path::new(e.main_file().dest).file_name().map(|n| n.to_string_lossy().into_owned())
+                    == Some(file_name.clone())
+            })
+        });
     let arch = lm::gguf::GgufFile::open(lm.path())?
         .string("general.architecture")
         .unwrap_or("llama")
@@ -208,7 +217,7 @@ pub fn run(cfg: &ExportConfig, run_dir: &Path, dataset_dir: &Path, out: &Path) -
     let path = crate::ml::models::resolve_model(&base_spec)
         .or_else(|_| crate::ml::models::resolve_model(&settings.base_model))?;
     let mut lm = lm::load(&path, &device)?;
-    let base = base_info(&lm, &base_spec)?;
+    let base = base_info(&lm, &base_spec, &settings.base_model)?;
     let base_model = lm.model.clone();
     let prompts = verify::Prompts::read(dataset_dir, &settings)?;
     let mut adapters = Vec::new();
