@@ -327,3 +327,94 @@ fn requests_without_responses_are_read_and_bad_ones_get_a_reason() {
     assert_eq!(q[0].reason, "invalid_json");
     assert_eq!(q[0].line, 4);
 }
+
+/// The real SmolLM2 (when present): every format written from an adapter
+/// with random B matrices reads back equal to it, the merged Q8_0 model
+/// stays within the export's tolerance, and a k-quant that does not fit
+/// 576-wide rows falls back per tensor, reported.
+#[test]
+fn real_smollm2_formats_read_back_and_merged_q8_0_stays_close() {
+    let Some(path) = common::real_file(
+        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "real_smollm2_formats_read_back_and_merged_q8_0_stays_close",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut lm = lm::load(&path, &Device::Cpu).unwrap();
+    let base = lm.model.clone();
+    let cfg = with_random_adapter(&mut lm, 8);
+    let tensors = lm.model.lora_tensors();
+    let mc = lm.model.config().clone();
+    let ids = lm.prompt_ids(
+        &[slmforge::call::Message {
+            role: slmforge::call::Role::User,
+            content: Some("Extract the invoice number from: Invoice INV-2291, total 40 EUR.".into()),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        }],
+        &[],
+    ).unwrap();
+    let want = logits(&lm.model, &ids);
+    assert!(max_diff(&want, &logits(&base, &ids)) > 1.0, "the random adapter must matter");
+    let apply = |a: &slmforge::ml::lm::lora::Adapter| {
+        let mut m = base.clone();
+        m.set_lora_tensors(&a.config.lora, &a.tensors).unwrap();
+        logits(&m, &ids)
+    };
+    let peft = dir.path().join("peft");
+    write_peft(&peft, &cfg, &tensors, &mc, "HuggingFaceTB/SmolLM2-135M-Instruct", TensorDtype::F16).unwrap();
+    assert!(max_diff(&apply(&read_peft(&peft, &mc, &Device::Cpu).unwrap()), &want) < 0.05);
+    let g = dir.path().join("a.gguf");
+    write_gguf_adapter(&g, "llama", &cfg, &tensors, TensorDtype::F16).unwrap();
+    assert!(max_diff(&apply(&read_gguf_adapter(&g, &Device::Cpu).unwrap()), &want) < 0.05);
+    let m = dir.path().join("merged.gguf");
+    let rep = write_merged_gguf(lm.path(), &lm.model, &m, GgmlDType::Q8_0).unwrap();
+    assert_eq!(rep.requantised, 30 * 7);
+    assert!(rep.fallbacks.is_empty());
+    let merged = lm::load(&m, &Device::Cpu).unwrap();
+    let d = max_diff(&logits(&merged.model, &ids), &want);
+    assert!(d < 2.0, "merged Q8_0 logits differ by {d}");
+    assert_eq!(merged.tokenizer.encode("hello world").unwrap(), lm.tokenizer.encode("hello world").unwrap());
+    assert_eq!(merged.chat.source(), lm.chat.source());
+    // Q4_K needs rows divisible by 256: 576-wide rows fall back to q8_0, 1536-wide ones do not.
+    let k = dir.path().join("merged-q4k.gguf");
+    let rep = write_merged_gguf(lm.path(), &lm.model, &k, GgmlDType::Q4K).unwrap();
+    assert_eq!(rep.requantised, 30, "only ffn_down has 1536-wide rows");
+    assert_eq!(rep.fallbacks.len(), 30 * 6);
+    assert!(rep.fallbacks.iter().all(|(_, q)| q == "q8_0"));
+}
+
+fn export_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::bin())
+        .arg("export")
+        .args(args)
+        .env("SLMFORGE_NO_PROGRESS", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn export_refuses_bad_inputs_with_exit_2_and_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![d, "--dataset", d], "is not an adapter run"),
+        (vec![d, "--formats", "onnx", "--dataset", d], "unknown export format"),
+        (vec![d, "--dtype", "q4", "--dataset", d], "unknown --dtype"),
+        (vec![d, "--merged-quant", "q9_9", "--dataset", d], "unknown --merged-quant"),
+        (vec![d, "--dtype", "q8_0", "--dataset", d], "PEFT adapters are f16 or f32"),
+    ];
+    for (args, needle) in cases {
+        let out = export_cmd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A run directory that does not record its dataset needs --dataset.
+    std::fs::write(dir.path().join("tune_config.json"), r#"{"base_model":"x","max_len":8,"split":{"train":0.8,"val":0.1}}"#).unwrap();
+    let out = export_cmd(&[d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --dataset"));
+}
