@@ -17,6 +17,22 @@ pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 pub const SIDECAR_FILE: &str = "slmforge_adapter.json";
 /// The default export directory inside a run.
 pub const EXPORT_DIR: &str = "export";
+/// Per adapter: the PEFT directory inside `cluster-ID/`.
+pub const PEFT_DIR: &str = "peft";
+/// Per adapter: Ollama's Modelfile (the merged model when exported).
+pub const MODELFILE: &str = "Modelfile";
+/// Per adapter: Ollama's Modelfile with the base and the GGUF adapter.
+pub const MODELFILE_ADAPTER: &str = "Modelfile.adapter";
+
+/// `cluster-ID-lora-DTYPE.gguf`: the llama.cpp adapter of a cluster.
+pub fn gguf_adapter_name(name: &str, dtype: &str) -> String {
+    format!("{name}-lora-{dtype}.gguf")
+}
+
+/// `cluster-ID-merged-QUANT.gguf`: a cluster's merged model.
+pub fn merged_name(name: &str, quant: &str) -> String {
+    format!("{name}-merged-{quant}.gguf")
+}
 
 /// The base model every adapter of the export belongs to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

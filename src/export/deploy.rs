@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::artifact::export::{ExportedAdapter, Manifest, CHAT_TEMPLATE_FILE};
+use crate::artifact::export::{ExportedAdapter, Manifest, CHAT_TEMPLATE_FILE, MODELFILE, MODELFILE_ADAPTER};
 use crate::artifact::routing::ROUTING_FILE;
 
 /// vLLM's default `--max-lora-rank`.
@@ -112,13 +112,18 @@ pub fn markdown(m: &Manifest, out: &Path) -> String {
         writeln!(s, "## LoRAX\n\n```sh\nlorax-launcher --model-id {} --adapter-source local\n```\n\nPer request: `\"model\": \"<absolute path of {}>\"` (the PEFT directory). LoRAX pads ranks below 8.\n",
             m.base_model.hf_repo, path_of(peft[0], "peft").unwrap_or("")).unwrap();
     }
-    let ollama: Vec<&ExportedAdapter> = m.adapters.iter().filter(|a| modelfile(m, a).is_some()).collect();
+    let ollama: Vec<&ExportedAdapter> = m
+        .adapters
+        .iter()
+        .filter(|a| a.file("merged").is_some() || a.file("gguf").is_some())
+        .collect();
     if !ollama.is_empty() {
         writeln!(s, "## Ollama\n").unwrap();
         for a in ollama {
-            writeln!(s, "```sh\nollama create slmforge-{0} -f {0}/Modelfile\nollama run slmforge-{0}\n```\n", a.name).unwrap();
+            let file = if a.file("merged").is_some() { MODELFILE } else { MODELFILE_ADAPTER };
+            writeln!(s, "```sh\nollama create slmforge-{0} -f {0}/{file}\nollama run slmforge-{0}\n```\n", a.name).unwrap();
         }
-        writeln!(s, "The Modelfile uses the merged model when it was exported (Ollama's LoRA support varies by version), else the base plus the GGUF adapter. Ollama uses its own prompt template: tool calls follow the adapter's format only when requests are rendered with `{CHAT_TEMPLATE_FILE}` (set `TEMPLATE` accordingly, or prefer llama-server).\n").unwrap();
+        writeln!(s, "`{MODELFILE}` uses the merged model (its GGUF carries `{CHAT_TEMPLATE_FILE}` as `tokenizer.chat_template`); `{MODELFILE_ADAPTER}` is `FROM` the base + `ADAPTER` the GGUF LoRA, for Ollama versions whose LoRA support works with this base. Ollama renders prompts with its own Go template: tool calls follow the adapter's format only when the prompt matches `{CHAT_TEMPLATE_FILE}` (llama-server with `--jinja` is the sure way).\n").unwrap();
     }
     writeln!(s, "## Checks done at export\n").unwrap();
     for a in &m.adapters {
@@ -143,16 +148,17 @@ pub fn markdown(m: &Manifest, out: &Path) -> String {
     s
 }
 
-/// An Ollama `Modelfile` for one adapter: the merged model when exported,
-/// else the base with the GGUF adapter; `None` when neither exists.
-pub fn modelfile(m: &Manifest, a: &ExportedAdapter) -> Option<String> {
+/// An Ollama `Modelfile` for one adapter (paths relative to its
+/// directory): `merged` — the merged model, when exported; else the base
+/// (absolute path) with the GGUF adapter, when exported. `None` otherwise.
+pub fn modelfile(m: &Manifest, a: &ExportedAdapter, merged: bool) -> Option<String> {
     let rel_in = |p: &str| {
         p.strip_prefix(&format!("{}/", a.name))
             .map(|r| format!("./{r}"))
             .unwrap_or_else(|| format!("../{p}"))
     };
-    if let Some(p) = path_of(a, "merged") {
-        return Some(format!("FROM {}\nPARAMETER temperature 0\n", rel_in(p)));
+    if merged {
+        return path_of(a, "merged").map(|p| format!("FROM {}\nPARAMETER temperature 0\n", rel_in(p)));
     }
     path_of(a, "gguf").map(|p| {
         format!(

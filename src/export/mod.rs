@@ -29,8 +29,9 @@ use crate::artifact::adapter::{
     cluster_dir, read_results, read_run_settings, ClusterResult, ClusterStatus, EVAL_FILE,
 };
 use crate::artifact::export::{
-    BaseModel, EvalFigures, ExportedAdapter, ExportedFile, FileSum, Manifest, CHAT_TEMPLATE_FILE,
-    DEPLOY_FILE, MANIFEST_FILE, MANIFEST_FORMAT, SIDECAR_FILE,
+    gguf_adapter_name, merged_name, BaseModel, EvalFigures, ExportedAdapter, ExportedFile, FileSum,
+    Manifest, CHAT_TEMPLATE_FILE, DEPLOY_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODELFILE,
+    MODELFILE_ADAPTER, PEFT_DIR, SIDECAR_FILE,
 };
 use crate::ml::lm::export::{
     quant_name, read_gguf_adapter, read_peft, write_gguf_adapter, write_merged_gguf, write_peft,
@@ -115,8 +116,11 @@ fn selected(cfg: &ExportConfig, results: Vec<ClusterResult>) -> Result<Vec<Clust
             }
             Ok(v)
         }
-        Some(ids) => ids
-            .iter()
+        Some(ids) => {
+            let mut seen = std::collections::BTreeSet::new();
+            ids.iter().filter(|id| seen.insert(**id)).collect::<Vec<_>>()
+        }
+        .into_iter()
             .map(|id| {
                 let r = results
                     .iter()
@@ -172,7 +176,11 @@ fn base_info(lm: &LanguageModel, spec: &str, settings_spec: &str) -> Result<Base
     Ok(BaseModel {
         id: entry.map(|e| e.id.to_string()).unwrap_or(file_name.clone()),
         hf_repo: entry.map(|e| e.hf_repo.to_string()).unwrap_or(file_name),
-        path: lm.path().to_string_lossy().into_owned(),
+        // Absolute: DEPLOY.md's commands and the Modelfile run from elsewhere.
+        path: std::fs::canonicalize(lm.path())
+            .unwrap_or_else(|_| lm.path().to_path_buf())
+            .to_string_lossy()
+            .into_owned(),
         sha256: lm.base_sha256()?,
         architecture: arch,
     })
@@ -194,11 +202,6 @@ fn eval_figures(dir: &Path) -> Option<EvalFigures> {
 pub fn run(cfg: &ExportConfig, run_dir: &Path, dataset_dir: &Path, out: &Path) -> Result<ExportOutput> {
     if cfg.formats.is_empty() {
         return Err(usage("choose at least one export format"));
-    }
-    if cfg.formats.contains(&Format::Peft) && cfg.dtype == TensorDtype::Q8_0 {
-        return Err(usage(
-            "--dtype q8_0 applies to llama.cpp adapters only; PEFT adapters are f16 or f32 (export them separately)",
-        ));
     }
     let settings = read_run_settings(run_dir)?;
     let targets = selected(cfg, read_results(run_dir)?)?;
@@ -256,8 +259,11 @@ pub fn run(cfg: &ExportConfig, run_dir: &Path, dataset_dir: &Path, out: &Path) -
         deploy::markdown(&manifest, out).as_bytes(),
     )?;
     for a in &manifest.adapters {
-        if let Some(text) = deploy::modelfile(&manifest, a) {
-            crate::util::write_atomic(&out.join(&a.name).join("Modelfile"), text.as_bytes())?;
+        if let Some(text) = deploy::modelfile(&manifest, a, true) {
+            crate::util::write_atomic(&out.join(&a.name).join(MODELFILE), text.as_bytes())?;
+        }
+        if let Some(text) = deploy::modelfile(&manifest, a, false) {
+            crate::util::write_atomic(&out.join(&a.name).join(MODELFILE_ADAPTER), text.as_bytes())?;
         }
     }
     crate::util::write_json(&out.join(MANIFEST_FILE), &manifest)?;
@@ -289,15 +295,21 @@ fn export_cluster(
     let name = format!("cluster-{}", t.cluster);
     let dir = out.join(&name);
     std::fs::create_dir_all(&dir)?;
-    let reference = verify::Reference::new(lm, base_model, &prompts.for_cluster(t.cluster), &cfg.verify)?;
+    let reference = verify::Reference::new(lm, base_model, &prompts.for_cluster(t.cluster), &cfg.verify)
+        .with_context(|| format!("verifying the exports of cluster {}", t.cluster))?;
     let mut files = Vec::new();
     let dt = cfg.dtype.as_str().to_string();
     let model_cfg = lm.model.config().clone();
     for f in &cfg.formats {
         let file = match f {
             Format::Peft => {
-                let pdir = dir.join("peft");
-                write_peft(&pdir, &lora, &tensors, &model_cfg, &base.hf_repo, cfg.dtype)?;
+                // safetensors has no q8_0: a q8_0 export writes PEFT in f16.
+                let pdt = match cfg.dtype {
+                    TensorDtype::Q8_0 => TensorDtype::F16,
+                    d => d,
+                };
+                let pdir = dir.join(PEFT_DIR);
+                write_peft(&pdir, &lora, &tensors, &model_cfg, &base.hf_repo, pdt)?;
                 let sidecar = serde_json::json!({
                     "format": "slmforge-adapter-sidecar-v1",
                     "base_model": base.id, "base_model_sha256": base.sha256,
@@ -308,7 +320,7 @@ fn export_cluster(
                 });
                 crate::util::write_json(&pdir.join(SIDECAR_FILE), &sidecar)?;
                 let back = read_peft(&pdir, &model_cfg, lm.model.device())?;
-                let v = reference.check_adapter(base_model, &back, cfg.verify.tolerances.for_dtype(cfg.dtype))?;
+                let v = reference.check_adapter(base_model, &back, cfg.verify.tolerances.for_dtype(pdt))?;
                 ExportedFile {
                     format: f.as_str().into(),
                     path: rel(out, &pdir),
@@ -316,13 +328,17 @@ fn export_cluster(
                         .iter()
                         .map(|n| file_sum(out, &pdir.join(n)))
                         .collect::<Result<_>>()?,
-                    dtype: dt.clone(),
-                    fallbacks: Vec::new(),
+                    dtype: pdt.as_str().into(),
+                    fallbacks: if pdt != cfg.dtype {
+                        vec!["all tensors: f16 (safetensors has no q8_0)".into()]
+                    } else {
+                        Vec::new()
+                    },
                     verification: v,
                 }
             }
             Format::Gguf => {
-                let p = dir.join(format!("{name}-lora-{}.gguf", cfg.dtype.as_str()));
+                let p = dir.join(gguf_adapter_name(&name, cfg.dtype.as_str()));
                 let fb = write_gguf_adapter(&p, &base.architecture, &lora, &tensors, cfg.dtype)?;
                 let back = read_gguf_adapter(&p, lm.model.device())?;
                 let tol = if fb.is_empty() {
@@ -342,8 +358,9 @@ fn export_cluster(
             }
             Format::Merged => {
                 let q = quant_name(cfg.merged_quant);
-                let p = dir.join(format!("{name}-merged-{q}.gguf"));
-                let rep = write_merged_gguf(lm.path(), &lm.model, &p, cfg.merged_quant)?;
+                let p = dir.join(merged_name(&name, &q));
+                let template = serving_template(lm.chat.source(), lm.chat.supports_tools());
+                let rep = write_merged_gguf(lm.path(), &lm.model, &p, cfg.merged_quant, Some(&template))?;
                 let merged = lm::load(&p, lm.model.device())?;
                 let v = reference.check_model(&merged.model, cfg.verify.tolerances.merged)?;
                 ExportedFile {

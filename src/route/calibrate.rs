@@ -93,21 +93,24 @@ fn judge(
     max_new: usize,
     batch: usize,
 ) -> Result<Vec<bool>> {
+    // A call whose prompt cannot be rendered is scored wrong (empty prompt).
     let mut prompts = Vec::with_capacity(calls.len());
     for c in calls {
         let ids = match lm.encode_for_training(&c.messages, &c.tools, &c.response, max_len) {
             Ok(ex) => ex.ids[..ex.answer_mask.iter().take_while(|m| !**m).count()].to_vec(),
-            Err(_) => {
-                let mut ids = lm.prompt_ids(&c.messages, &c.tools)?;
-                if ids.len() > max_len {
-                    ids.drain(..ids.len() - max_len);
+            Err(_) => match lm.prompt_ids(&c.messages, &c.tools) {
+                Ok(mut ids) => {
+                    if ids.len() > max_len {
+                        ids.drain(..ids.len() - max_len);
+                    }
+                    ids
                 }
-                ids
-            }
+                Err(_) => Vec::new(),
+            },
         };
         prompts.push(ids);
     }
-    let mut order: Vec<usize> = (0..calls.len()).collect();
+    let mut order: Vec<usize> = (0..calls.len()).filter(|&i| !prompts[i].is_empty()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(prompts[i].len()), i));
     let opts = GenerateOptions {
         sampling: SamplingConfig::greedy(max_new.max(1)),
@@ -153,6 +156,15 @@ pub fn choose_threshold(
         }
     }
     best
+}
+
+/// The decode cap for a cluster: its longest training answer + 16 tokens.
+fn max_new_of(results: &[crate::artifact::adapter::ClusterResult], c: i32) -> usize {
+    results
+        .iter()
+        .find(|x| x.cluster == c)
+        .map(|x| x.lengths.max_train_answer_tokens + 16)
+        .unwrap_or(256)
 }
 
 struct Scored {
@@ -211,17 +223,12 @@ pub fn calibrate(
         .filter(|&r| matches!(routes[r].target, RouteTarget::Adapter { .. }))
         .collect();
     let bar = crate::util::count_bar(tuned_routes.len() as u64, "calibrating routes");
-    let mut models: HashMap<i32, lm::Llama> = HashMap::new();
     for &r in &tuned_routes {
         let c = routes[r].cluster;
         lm.model = base.clone();
         lm.apply_adapter(&cluster_dir(run_dir, c))?;
         let merged = lm.model.merge_lora()?;
-        let max_new = results
-            .iter()
-            .find(|x| x.cluster == c)
-            .map(|x| x.lengths.max_train_answer_tokens + 16)
-            .unwrap_or(256);
+        let max_new = max_new_of(&results, c);
         let own: Vec<usize> = (0..data.calls.len())
             .filter(|&i| data.split[i] == Split::Val && data.label[i] == c)
             .collect();
@@ -230,14 +237,14 @@ pub fn calibrate(
         for (&i, v) in own.iter().zip(ok) {
             scored.own.insert(i, v);
         }
-        models.insert(c, merged);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    lm.model = base;
     set_thresholds(cfg, &mut routes, &summary.features, &data, &feats, &pos, &scored);
     table.routes = routes;
-    table.test = test_report(cfg, &table, &data, &feats, &pos, run_dir, &lm, &models, &settings, &results)?;
+    let ctx = TestCtx { run_dir, settings: &settings, results: &results, base: &base };
+    table.test = test_report(cfg, &table, &data, &feats, &pos, &mut lm, &ctx)?;
+    lm.model = base;
     crate::util::write_json(&export_dir.join(ROUTING_FILE), &table)?;
     crate::util::write_json(
         &export_dir.join(ROUTER_FILE),
@@ -253,7 +260,11 @@ fn build_routes(
     data: &Data,
 ) -> Result<Vec<Route>> {
     let mut tools: HashMap<i32, std::collections::BTreeSet<String>> = HashMap::new();
-    for (c, &l) in data.calls.iter().zip(&data.label) {
+    // From the training and validation splits only: the test split reports.
+    for ((c, &l), s) in data.calls.iter().zip(&data.label).zip(&data.split) {
+        if *s == Split::Test {
+            continue;
+        }
         let e = tools.entry(l).or_default();
         e.extend(c.tools.iter().map(|t| t.name.clone()));
     }
@@ -261,14 +272,24 @@ fn build_routes(
         .clusters
         .iter()
         .map(|c| {
-            let target = match manifest.adapter(c.id) {
-                Some(a) => RouteTarget::Adapter {
+            let failed = manifest.adapter(c.id).and_then(|a| {
+                a.files.iter().find(|f| !f.verification.passed).map(|f| {
+                    format!(
+                        "the exported {} adapter failed verification: {}",
+                        f.format,
+                        f.verification.failure.as_deref().unwrap_or("failed")
+                    )
+                })
+            });
+            let target = match (manifest.adapter(c.id), failed) {
+                (Some(_), Some(reason)) => RouteTarget::Llm { reason },
+                (Some(a), None) => RouteTarget::Adapter {
                     base_model: manifest.base_model.id.clone(),
                     base_sha256: manifest.base_model.sha256.clone(),
                     adapter: a.name.clone(),
                     files: a.files.iter().map(|f| (f.format.clone(), f.path.clone())).collect(),
                 },
-                None => RouteTarget::Llm {
+                (None, _) => RouteTarget::Llm {
                     reason: "no tuned adapter for this workload".into(),
                 },
             };
@@ -374,19 +395,24 @@ fn set_thresholds(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the test report needs to judge routed calls without samples.
+struct TestCtx<'a> {
+    run_dir: &'a Path,
+    settings: &'a RunSettings,
+    results: &'a [crate::artifact::adapter::ClusterResult],
+    base: &'a lm::Llama,
+}
+
 fn test_report(
     cfg: &CalibrationConfig,
     table: &RoutingTable,
     data: &Data,
     feats: &Featurised,
     pos: &HashMap<usize, usize>,
-    run_dir: &Path,
-    lm: &LanguageModel,
-    models: &HashMap<i32, lm::Llama>,
-    settings: &RunSettings,
-    results: &[crate::artifact::adapter::ClusterResult],
+    lm: &mut LanguageModel,
+    ctx: &TestCtx,
 ) -> Result<TestReport> {
+    let run_dir = ctx.run_dir;
     let mut rep = TestReport::default();
     let mut judged: Vec<bool> = Vec::new();
     let mut to_generate: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
@@ -419,15 +445,13 @@ fn test_report(
             None => to_generate.entry(c).or_default().push(i),
         }
     }
+    // One tuned model at a time (each is a full copy of the base).
     for (c, idx) in to_generate {
-        let Some(model) = models.get(&c) else { continue };
+        lm.model = ctx.base.clone();
+        lm.apply_adapter(&cluster_dir(run_dir, c))?;
+        let model = lm.model.merge_lora()?;
         let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
-        let max_new = results
-            .iter()
-            .find(|x| x.cluster == c)
-            .map(|x| x.lengths.max_train_answer_tokens + 16)
-            .unwrap_or(256);
-        judged.extend(judge(lm, model, &refs, settings.max_len, max_new, cfg.batch_size)?);
+        judged.extend(judge(lm, &model, &refs, ctx.settings.max_len, max_new_of(ctx.results, c), cfg.batch_size)?);
     }
     rep.routed_share = rep.routed as f64 / rep.calls.max(1) as f64;
     rep.routed_accuracy = Rate::of_outcomes(judged.into_iter());

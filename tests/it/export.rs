@@ -207,7 +207,7 @@ fn merged_model_equals_the_adapter_model_within_quantisation() {
     let plain = logits(&nolora, &ids);
     for (q, tol) in [(GgmlDType::F32, 1e-3f32), (GgmlDType::Q8_0, 0.2)] {
         let p = dir.path().join(format!("merged-{q:?}.gguf"));
-        let rep = write_merged_gguf(lm.path(), &lm.model, &p, q).unwrap();
+        let rep = write_merged_gguf(lm.path(), &lm.model, &p, q, None).unwrap();
         assert_eq!(rep.requantised, common::TINY_LAYERS * 7);
         let merged = lm::load(&p, &Device::Cpu).unwrap();
         let got = logits(&merged.model, &ids);
@@ -370,17 +370,32 @@ fn real_smollm2_formats_read_back_and_merged_q8_0_stays_close() {
     write_gguf_adapter(&g, "llama", &cfg, &tensors, TensorDtype::F16).unwrap();
     assert!(max_diff(&apply(&read_gguf_adapter(&g, &Device::Cpu).unwrap()), &want) < 0.05);
     let m = dir.path().join("merged.gguf");
-    let rep = write_merged_gguf(lm.path(), &lm.model, &m, GgmlDType::Q8_0).unwrap();
+    let template = slmforge::ml::lm::template::serving_template(lm.chat.source(), lm.chat.supports_tools());
+    let rep = write_merged_gguf(lm.path(), &lm.model, &m, GgmlDType::Q8_0, Some(&template)).unwrap();
     assert_eq!(rep.requantised, 30 * 7);
     assert!(rep.fallbacks.is_empty());
     let merged = lm::load(&m, &Device::Cpu).unwrap();
     let d = max_diff(&logits(&merged.model, &ids), &want);
     assert!(d < 2.0, "merged Q8_0 logits differ by {d}");
     assert_eq!(merged.tokenizer.encode("hello world").unwrap(), lm.tokenizer.encode("hello world").unwrap());
-    assert_eq!(merged.chat.source(), lm.chat.source());
+    // The merged GGUF carries the serving template, which renders a tool
+    // conversation exactly as training did.
+    assert_eq!(merged.chat.source(), template);
+    let tools = vec![slmforge::call::ToolDef {
+        name: "get_invoice".into(),
+        description: Some("Look up an invoice".into()),
+        parameters: json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}),
+    }];
+    let conv = vec![
+        slmforge::call::Message { role: slmforge::call::Role::System, content: Some("You are AP.".into()), tool_calls: vec![], tool_call_id: None, name: None },
+        slmforge::call::Message { role: slmforge::call::Role::User, content: Some("Find INV-7".into()), tool_calls: vec![], tool_call_id: None, name: None },
+    ];
+    assert_eq!(merged.prompt_ids(&conv, &tools).unwrap(), lm.prompt_ids(&conv, &tools).unwrap());
+    let mut c = candle_core::quantized::gguf_file::Content::read(&mut std::fs::File::open(&m).unwrap()).unwrap();
+    assert!(matches!(c.metadata.remove("general.file_type"), Some(GgufValue::U32(7))));
     // Q4_K needs rows divisible by 256: 576-wide rows fall back to q8_0, 1536-wide ones do not.
     let k = dir.path().join("merged-q4k.gguf");
-    let rep = write_merged_gguf(lm.path(), &lm.model, &k, GgmlDType::Q4K).unwrap();
+    let rep = write_merged_gguf(lm.path(), &lm.model, &k, GgmlDType::Q4K, None).unwrap();
     assert_eq!(rep.requantised, 30, "only ffn_down has 1536-wide rows");
     assert_eq!(rep.fallbacks.len(), 30 * 6);
     assert!(rep.fallbacks.iter().all(|(_, q)| q == "q8_0"));
@@ -404,7 +419,6 @@ fn export_refuses_bad_inputs_with_exit_2_and_a_clear_message() {
         (vec![d, "--formats", "onnx", "--dataset", d], "unknown export format"),
         (vec![d, "--dtype", "q4", "--dataset", d], "unknown --dtype"),
         (vec![d, "--merged-quant", "q9_9", "--dataset", d], "unknown --merged-quant"),
-        (vec![d, "--dtype", "q8_0", "--dataset", d], "PEFT adapters are f16 or f32"),
     ];
     for (args, needle) in cases {
         let out = export_cmd(&args);

@@ -391,14 +391,36 @@ fn fitting_quant(want: GgmlDType, last: usize) -> GgmlDType {
     }
 }
 
+/// llama.cpp's `general.file_type` ("mostly" this type) of a quantisation.
+fn llama_file_type(q: GgmlDType) -> Option<u32> {
+    Some(match q {
+        GgmlDType::F32 => 0,
+        GgmlDType::F16 => 1,
+        GgmlDType::Q4_0 => 2,
+        GgmlDType::Q4_1 => 3,
+        GgmlDType::Q8_0 => 7,
+        GgmlDType::Q5_0 => 8,
+        GgmlDType::Q5_1 => 9,
+        GgmlDType::Q2K => 10,
+        GgmlDType::Q3K => 12,
+        GgmlDType::Q4K => 15,
+        GgmlDType::Q5K => 17,
+        GgmlDType::Q6K => 18,
+        _ => return None,
+    })
+}
+
 /// Writes `model`'s base file with every adapted projection replaced by the
 /// merged weight, re-quantised to `quant`; all other tensors and the
-/// metadata (tokenizer, template, hyper-parameters) are copied as stored.
+/// metadata (tokenizer, hyper-parameters) are copied as stored, except
+/// `general.file_type` (set from `quant`) and, when given, the chat template
+/// (engines without a template file then prompt in the training format).
 pub fn write_merged_gguf(
     base: &Path,
     model: &Llama,
     out: &Path,
     quant: GgmlDType,
+    chat_template: Option<&str>,
 ) -> Result<MergedReport> {
     let lora = model
         .lora_config()
@@ -438,8 +460,16 @@ pub fn write_merged_gguf(
         .metadata()
         .iter()
         .filter(|(k, _)| k.as_str() != "general.alignment")
+        .filter(|(k, _)| !(chat_template.is_some() && k.as_str() == "tokenizer.chat_template"))
+        .filter(|(k, _)| k.as_str() != "general.file_type")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(t) = chat_template {
+        md.push(("tokenizer.chat_template".into(), Value::String(t.to_string())));
+    }
+    if let Some(ft) = llama_file_type(quant) {
+        md.push(("general.file_type".into(), Value::U32(ft)));
+    }
     md.sort_by(|a, b| a.0.cmp(&b.0));
     let md: Vec<(&str, Value)> = md.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     write_gguf_file(out, &md, &qs)?;
