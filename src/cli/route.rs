@@ -51,12 +51,21 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
     cfg.requests_only = true;
     cfg.progress = false;
     let work = std::env::temp_dir().join(format!("slmforge-route-{}", std::process::id()));
+    if key_source == ingest::KeySource::Random {
+        eprintln!(
+            "route: no redaction key given (--redact-key-file or SLMFORGE_REDACT_KEY): pseudonyms will not match the dataset's"
+        );
+    }
     let res = (|| -> Result<_> {
-        ingest::run(&cfg, &args.inputs, &work)?;
-        Ok((read_calls(&work)?, read_quarantine(&work)?))
+        let out = ingest::run(&cfg, &args.inputs, &work)?;
+        Ok((out.report.files, read_calls(&work)?, read_quarantine(&work)?))
     })();
     let _ = std::fs::remove_dir_all(&work);
-    let (calls, bad) = res?;
+    let (files, calls, bad) = res?;
+    // Lines come out in input order: file in discovery order, then position.
+    let file_rank: std::collections::HashMap<String, usize> =
+        files.iter().enumerate().map(|(i, f)| (f.file.clone(), i)).collect();
+    let rank = |f: &str| file_rank.get(f).copied().unwrap_or(usize::MAX);
     let t_read = t0.elapsed().as_secs_f64();
     let embedder = LazyEmbedder::new(&embedder_dir())?;
     let refs: Vec<&crate::call::Call> = calls.iter().map(|c| &**c).collect();
@@ -64,7 +73,7 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
     let decisions = crate::route::route_calls(&table, &refs, &embedder, &ProgressBar::hidden())?;
     let t_route = t1.elapsed().as_secs_f64();
 
-    let mut lines: Vec<((String, u64, u32), serde_json::Value)> = Vec::new();
+    let mut lines: Vec<((usize, u64, u32), serde_json::Value)> = Vec::new();
     let mut per_route: BTreeMap<String, usize> = BTreeMap::new();
     let mut llm_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (c, d) in calls.iter().zip(&decisions) {
@@ -78,7 +87,7 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
         }
         let o = &c.origin;
         lines.push((
-            (o.file.clone(), o.line, o.index),
+            (rank(&o.file), o.line, o.index),
             json!({"file": o.file, "line": o.line, "index": o.index, "id": c.id(),
                    "route": d.route, "target": target, "nearest": d.nearest,
                    "distance": d.distance, "threshold": d.threshold, "reason": d.reason}),
@@ -89,7 +98,7 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
         *per_route.entry(LLM_ROUTE.to_string()).or_default() += 1;
         *llm_reasons.entry(format!("unreadable request: {}", q.reason)).or_default() += 1;
         lines.push((
-            (q.file.clone(), q.line, q.index),
+            (rank(&q.file), q.line, q.index),
             json!({"file": q.file, "line": q.line, "index": q.index, "id": null,
                    "route": LLM_ROUTE, "target": LLM_ROUTE, "nearest": null,
                    "distance": null, "threshold": null, "reason": reason}),

@@ -248,7 +248,7 @@ pub fn calibrate(
     crate::util::write_json(&export_dir.join(ROUTING_FILE), &table)?;
     crate::util::write_json(
         &export_dir.join(ROUTER_FILE),
-        &router_json(cfg, &table, &data, &feats, &pos, embedder)?,
+        &router_json(cfg, &table, &data, &feats, &pos, &scored, embedder)?,
     )?;
     Ok(table)
 }
@@ -458,21 +458,38 @@ fn test_report(
     Ok(rep)
 }
 
+/// The mean of the 5 best cosine similarities of `u` to `utterances`
+/// (semantic-router's route score).
+fn route_score(utterances: &[Vec<f32>], u: &[f32]) -> Option<f32> {
+    let mut s: Vec<f32> = utterances
+        .iter()
+        .map(|v| v.iter().zip(u).map(|(a, b)| a * b).sum())
+        .collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let k = s.len().min(5);
+    (k > 0).then(|| s[..k].iter().sum::<f32>() / k as f32)
+}
+
 /// The routes with a small model in semantic-router's `router.json` shape:
-/// utterances are user texts of the workload's training calls; the score
-/// threshold is the lowest similarity (mean of the 5 best cosine
-/// similarities to the utterances, as semantic-router scores) among the
-/// validation calls our table routes there correctly.
+/// utterances are user texts of the workload's training calls. semantic-
+/// router scores a query by its user text only (no tool rule, no system
+/// prompt), so each route's `score_threshold` is fitted like ours: every
+/// validation call with a user text is a candidate (other workloads and
+/// outliers count as wrong, so are the tuned model's misses), and the
+/// threshold is the lowest score at which the accuracy of the calls scoring
+/// at least that much still meets the target. A route that never does gets
+/// threshold 1.0 (it takes nothing).
 fn router_json(
     cfg: &CalibrationConfig,
     table: &RoutingTable,
     data: &Data,
     feats: &Featurised,
     pos: &HashMap<usize, usize>,
+    scored: &Scored,
     embedder: &dyn TextEmbedder,
 ) -> Result<serde_json::Value> {
     let mut routes = Vec::new();
-    for (r, route) in table.routes.iter().enumerate() {
+    for route in &table.routes {
         if !matches!(route.target, RouteTarget::Adapter { .. }) {
             continue;
         }
@@ -491,33 +508,26 @@ fn router_json(
         } else {
             embedder.embed(&refs, &ProgressBar::hidden())?
         };
-        let mut sims = Vec::new();
-        for i in (0..data.calls.len()).filter(|&i| data.split[i] == Split::Val && data.label[i] == route.cluster) {
-            let p = pos[&i];
-            let d = decide(table, &feats.rows[p], &feats.facts[p]);
-            if d.routed != Some(r) {
-                continue;
-            }
-            if let Some(u) = &feats.user[p] {
-                let mut s: Vec<f32> = uvecs
-                    .iter()
-                    .map(|v| v.iter().zip(u).map(|(a, b)| a * b).sum())
-                    .collect();
-                s.sort_by(|a, b| b.total_cmp(a));
-                let k = s.len().min(5);
-                if k > 0 {
-                    sims.push(s[..k].iter().sum::<f32>() / k as f32);
-                }
-            }
-        }
-        let threshold = sims.iter().copied().fold(f32::INFINITY, f32::min);
+        // Candidates as distances (1 - score) so the same rule applies.
+        let cands: Vec<(f32, bool)> = (0..data.calls.len())
+            .filter(|&i| data.split[i] == Split::Val)
+            .filter_map(|i| {
+                let u = feats.user[pos[&i]].as_ref()?;
+                let score = route_score(&uvecs, u)?;
+                let ok = data.label[i] == route.cluster && scored.own.get(&i).copied().unwrap_or(false);
+                Some((1.0 - score, ok))
+            })
+            .collect();
+        let threshold = choose_threshold(&cands, cfg.accuracy_target, cfg.min_routed_calls)
+            .map(|(d, _, _)| ((1.0 - d) * 1000.0).floor() / 1000.0)
+            .unwrap_or(1.0);
         routes.push(serde_json::json!({
             "name": route.name,
             "utterances": utterances,
             "description": route.label_terms.join(", "),
             "function_schemas": null,
             "llm": null,
-            "score_threshold": if threshold.is_finite() { (threshold * 1000.0).floor() / 1000.0 } else { 0.5 },
+            "score_threshold": threshold,
             "metadata": {"cluster": route.cluster, "target": route.target},
         }));
     }

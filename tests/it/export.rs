@@ -268,6 +268,19 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
     let table = route::calibrate(&cal, &fx.dataset, &run, &out, &emb.embedder).unwrap();
     let again = read_table(&out.join(ROUTING_FILE)).unwrap();
     assert_eq!(again, table);
+    let bytes = std::fs::read(out.join(ROUTING_FILE)).unwrap();
+    let router = std::fs::read(out.join("router.json")).unwrap();
+    route::calibrate(&cal, &fx.dataset, &run, &out, &emb.embedder).unwrap();
+    assert_eq!(std::fs::read(out.join(ROUTING_FILE)).unwrap(), bytes, "calibration is deterministic");
+    assert_eq!(std::fs::read(out.join("router.json")).unwrap(), router);
+    // The test report covers exactly the test split.
+    let n_test = slmforge::artifact::calls::read_calls(&fx.dataset)
+        .unwrap()
+        .iter()
+        .filter(|c| split_of(&c.id(), &tcfg.split) == Split::Test)
+        .count();
+    assert_eq!(table.test.calls, n_test);
+    assert_eq!(table.test.routed + table.test.llm_reasons.values().sum::<usize>(), n_test);
     let calls = slmforge::artifact::calls::read_calls(&fx.dataset).unwrap();
     let val: Vec<&slmforge::call::Call> = calls
         .iter()
@@ -311,7 +324,9 @@ fn requests_without_responses_are_read_and_bad_ones_get_a_reason() {
     let log = dir.path().join("req.jsonl");
     let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi there"}]});
     let anth = json!({"model": "claude", "max_tokens": 10, "system": "be brief", "messages": [{"role": "user", "content": "hello"}]});
-    std::fs::write(&log, format!("{req}\n{req}\n{anth}\nnot json\n")).unwrap();
+    let wrapped = json!({"request": req});
+    let batch = json!({"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": req});
+    std::fs::write(&log, format!("{req}\n{req}\n{anth}\nnot json\n{wrapped}\n{batch}\n")).unwrap();
     let mut cfg = slmforge::ingest::IngestConfig::new(
         slmforge::redact::RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
         slmforge::ingest::KeySource::File,
@@ -320,7 +335,7 @@ fn requests_without_responses_are_read_and_bad_ones_get_a_reason() {
     cfg.requests_only = true;
     let out = dir.path().join("ds");
     let rep = slmforge::ingest::run(&cfg, &[log], &out).unwrap().report;
-    assert_eq!((rep.read, rep.written, rep.duplicates, rep.quarantined), (4, 3, 0, 1));
+    assert_eq!((rep.read, rep.written, rep.duplicates, rep.quarantined), (6, 5, 0, 1));
     let calls = slmforge::artifact::calls::read_calls(&out).unwrap();
     assert_eq!(calls[2].messages[0].content.as_deref(), Some("be brief"), "Anthropic system kept");
     let q = slmforge::ingest::read_quarantine(&out).unwrap();

@@ -184,15 +184,26 @@ pub fn detect(v: &Value) -> Option<SourceFormat> {
     None
 }
 
-/// A bare request body (an object with `messages` and no response field)
-/// wrapped as a request/response pair with a placeholder answer, so that
-/// requests can be read without responses (`requests_only`); anything else
-/// is returned as it is.
+/// A bare request body (an object with `messages` and no response field,
+/// also inside `{"request": ...}` without a response or an OpenAI Batch
+/// input line) wrapped as a request/response pair with a placeholder
+/// answer, so that requests can be read without responses
+/// (`requests_only`); anything else is returned as it is.
 pub fn as_request_record(v: &Value) -> Value {
     const RESPONSE_KEYS: [&str; 8] = [
         "response", "choices", "output", "response_body", "result", "request", "completion", "outputs",
     ];
     let Value::Object(o) = v else { return v.clone() };
+    // `{"request": {...}}` without a response, and an OpenAI Batch input
+    // line (`{"custom_id", "body": {...}}`): their request body.
+    let inner = match (o.get("request"), o.get("body")) {
+        (Some(r @ Value::Object(_)), _) if !o.contains_key("response") => Some(r),
+        (None, Some(b @ Value::Object(_))) if o.contains_key("custom_id") && !o.contains_key("response") => Some(b),
+        _ => None,
+    };
+    if let Some(inner) = inner {
+        return as_request_record(inner);
+    }
     if !o.get("messages").is_some_and(Value::is_array) || RESPONSE_KEYS.iter().any(|k| o.contains_key(*k)) {
         return v.clone();
     }
