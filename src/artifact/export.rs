@@ -39,7 +39,9 @@ pub fn merged_name(name: &str, quant: &str) -> String {
 pub struct BaseModel {
     /// Catalogue id, or the file name when the base is not in the catalogue.
     pub id: String,
-    /// The Hugging Face repository PEFT's `base_model_name_or_path` names.
+    /// The Hugging Face repository PEFT's `base_model_name_or_path` names:
+    /// the catalogue's, else the one the GGUF metadata names, else the file
+    /// name (then set it by hand in `adapter_config.json` for vLLM/LoRAX).
     pub hf_repo: String,
     /// The GGUF file as the run resolved it.
     pub path: String,
@@ -114,7 +116,8 @@ pub struct ExportedAdapter {
     pub train_data_sha256: Option<String>,
     pub files: Vec<ExportedFile>,
     pub eval: Option<EvalFigures>,
-    /// The route in `routing.json` that sends traffic here.
+    /// The name of this workload's route in `routing.json`; whether the
+    /// route sends traffic here (and why not) is decided there.
     pub route: String,
 }
 

@@ -72,8 +72,10 @@ impl ExportArgs {
         let merged_quant = parse_quant(&self.merged_quant).ok_or_else(|| {
             usage(format!("unknown --merged-quant {:?}", self.merged_quant))
         })?;
-        let mut verify = export::VerifyConfig::default();
-        verify.prompts = self.verify_prompts.max(1);
+        let verify = export::VerifyConfig {
+            prompts: self.verify_prompts.max(1),
+            ..Default::default()
+        };
         Ok(ExportConfig {
             formats,
             dtype,

@@ -104,7 +104,7 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
                    "distance": null, "threshold": null, "reason": reason}),
         ));
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.sort_by_key(|l| l.0);
     let mut w: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,

@@ -169,13 +169,25 @@ fn base_info(lm: &LanguageModel, spec: &str, settings_spec: &str) -> Result<Base
                     == Some(file_name.clone())
             })
         });
-    let arch = lm::gguf::GgufFile::open(lm.path())?
-        .string("general.architecture")
-        .unwrap_or("llama")
-        .to_string();
+    let gguf = lm::gguf::GgufFile::open(lm.path())?;
+    let arch = gguf.string("general.architecture").unwrap_or("llama").to_string();
+    // A base outside the catalogue: the repository its GGUF names, if any.
+    let repo_of = |key: &str| {
+        gguf.string(key).ok().map(|u| {
+            u.trim_start_matches("https://huggingface.co/")
+                .trim_end_matches('/')
+                .to_string()
+        })
+    };
+    let gguf_repo = repo_of("general.base_model.0.repo_url")
+        .or_else(|| repo_of("general.source.repo_url"))
+        .or_else(|| repo_of("general.source.huggingface.repository"));
     Ok(BaseModel {
         id: entry.map(|e| e.id.to_string()).unwrap_or(file_name.clone()),
-        hf_repo: entry.map(|e| e.hf_repo.to_string()).unwrap_or(file_name),
+        hf_repo: entry
+            .map(|e| e.hf_repo.to_string())
+            .or(gguf_repo)
+            .unwrap_or(file_name),
         // Absolute: DEPLOY.md's commands and the Modelfile run from elsewhere.
         path: std::fs::canonicalize(lm.path())
             .unwrap_or_else(|_| lm.path().to_path_buf())

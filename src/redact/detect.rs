@@ -530,7 +530,7 @@ impl Detectors {
                 for c in self.url_creds.captures_iter(s) {
                     let g = c.get(1).expect("group");
                     let (user, pass) = g.as_str().split_once(':').unwrap_or(("", ""));
-                    if !pass.is_empty() && !(user.is_empty() && pass.len() < 3) {
+                    if !(pass.is_empty() || user.is_empty() && pass.len() < 3) {
                         push(
                             out,
                             g.start(),

@@ -411,10 +411,7 @@ impl NameModel {
     fn parse_run(&self, text: &str, start: usize, toks: &mut Vec<Tok>) -> usize {
         let b = text.as_bytes();
         let mut p = start;
-        loop {
-            let Some(t) = self.parse_token(text, p) else {
-                break;
-            };
+        while let Some(t) = self.parse_token(text, p) {
             toks.push(t);
             let mut q = t.next;
             if toks.len() >= 7 || q >= b.len() {

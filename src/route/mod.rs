@@ -133,7 +133,7 @@ pub fn decide(table: &RoutingTable, row: &[f32], facts: &CallFacts) -> Decision 
     if !tools_allowed(&r.tools, &facts.offered) {
         return llm(name, Some(d), Some(t), "offers tools outside the workload's".into());
     }
-    if !(d <= t) {
+    if d.is_nan() || d > t {
         return llm(name, Some(d), Some(t), "beyond the route's distance threshold".into());
     }
     Decision {

@@ -499,7 +499,7 @@ fn json_array_gzip_zstd_and_directories() {
     std::fs::write(logs.join("notes.txt"), "not a log").unwrap();
     std::fs::write(logs.join("x.labels.jsonl"), "{\"line\":1}\n").unwrap();
 
-    let out = run(&[logs.clone()], &dir.path().join("out"));
+    let out = run(std::slice::from_ref(&logs), &dir.path().join("out"));
     assert_identity(&out);
     let r = &out.report;
     assert_eq!(
@@ -757,7 +757,7 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
     let labels = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample/calls.labels.jsonl");
     let dir = tempfile::tempdir().unwrap();
     let outdir = dir.path().join("out");
-    let out = run(&[sample.clone()], &outdir);
+    let out = run(std::slice::from_ref(&sample), &outdir);
     assert_identity(&out);
 
     let mut calls_expected = std::collections::HashSet::new();

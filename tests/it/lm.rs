@@ -704,11 +704,11 @@ fn generation_stops_and_text_decodes() {
         sampling: SamplingConfig::greedy(40),
         ..Default::default()
     };
-    let (c, _) = generate_tokens(&lm.model, &[prompt.clone()], &[], 0, &opts).unwrap();
+    let (c, _) = generate_tokens(&lm.model, std::slice::from_ref(&prompt), &[], 0, &opts).unwrap();
     assert_eq!(c[0].tokens.len(), 40);
     // Stop at the first token greedy decoding produces: nothing is generated.
     let first = c[0].tokens[0];
-    let (c2, _) = generate_tokens(&lm.model, &[prompt.clone()], &[first], 0, &opts).unwrap();
+    let (c2, _) = generate_tokens(&lm.model, std::slice::from_ref(&prompt), &[first], 0, &opts).unwrap();
     assert!(c2[0].tokens.is_empty());
     assert_eq!(c2[0].finish, lm::FinishReason::Stop);
     let out = lm.generate(&[prompt], &opts).unwrap();

@@ -1073,7 +1073,7 @@ fn real_smollm2_tunes_a_few_steps_on_the_sample() {
         KeySource::File,
     );
     icfg.progress = false;
-    ingest::run(&icfg, &[sample.clone()], &ds).unwrap();
+    ingest::run(&icfg, std::slice::from_ref(&sample), &ds).unwrap();
     let labels = clusters_from_labels(&ds, &sample.join("calls.labels.jsonl")).unwrap();
     assert_eq!(labels.len(), 10);
     let sentiment = *labels

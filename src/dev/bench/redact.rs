@@ -138,8 +138,10 @@ pub fn synthetic_calls(seed: u64, target_bytes: usize) -> (Vec<Call>, usize) {
     let mut calls = Vec::new();
     let mut total = 0usize;
     while total < target_bytes {
-        let mut c = Call::default();
-        c.model = Some("gpt-4o-mini".into());
+        let mut c = Call {
+            model: Some("gpt-4o-mini".into()),
+            ..Default::default()
+        };
         c.messages.push(Message::text(
             Role::System,
             SYSTEMS[rng.random_range(0..SYSTEMS.len())],

@@ -51,6 +51,25 @@ pub fn run(args: RouteBench) -> anyhow::Result<()> {
     embedder.embed(&["warm up"])?;
     let pb = ProgressBar::hidden();
     let t = Instant::now();
+    let facts: Vec<_> = refs.iter().map(|c| table.features.facts(c)).collect();
+    let facts_s = t.elapsed().as_secs_f64();
+    let mut texts: Vec<&str> = facts
+        .iter()
+        .flat_map(|f| [f.system.as_str(), f.user.as_str()])
+        .filter(|t| !t.is_empty())
+        .collect();
+    texts.sort_unstable();
+    texts.dedup();
+    let t = Instant::now();
+    embedder.embed(&texts)?;
+    let embed_s = t.elapsed().as_secs_f64();
+    let tokens: usize = embedder.tokenize(&texts)?.iter().map(Vec::len).sum();
+    eprintln!(
+        "route parts: facts {facts_s:.2} s; {} distinct texts ({:.1} tokens each) embedded in {embed_s:.2} s",
+        texts.len(),
+        tokens as f64 / texts.len().max(1) as f64
+    );
+    let t = Instant::now();
     let decisions = crate::route::route_calls(&table, &refs, &embedder, &pb)?;
     let batch_s = t.elapsed().as_secs_f64();
     let routed = decisions.iter().filter(|d| d.routed.is_some()).count();
@@ -84,6 +103,8 @@ pub fn run(args: RouteBench) -> anyhow::Result<()> {
             "single_ms_p50": percentile(&lat, 0.5), "single_ms_p95": percentile(&lat, 0.95),
             "single_ms_max": lat.last().copied().unwrap_or(0.0), "single_requests": lat.len(),
             "embedder_load_seconds": load_s, "mean_user_chars": user_chars,
+            "distinct_texts": texts.len(), "tokens_per_text": tokens as f64 / texts.len().max(1) as f64,
+            "embed_only_seconds": embed_s, "embedder_tokens_per_s": tokens as f64 / embed_s.max(1e-9),
             "peak_rss_bytes": peak_rss_bytes(),
         })
     );

@@ -382,9 +382,9 @@ pub struct MergedReport {
 /// The type a `[.., last]` tensor gets when `want` does not fit its blocks:
 /// q8_0 (blocks of 32) when it fits, else f16.
 fn fitting_quant(want: GgmlDType, last: usize) -> GgmlDType {
-    if last % want.block_size() == 0 {
+    if last.is_multiple_of(want.block_size()) {
         want
-    } else if last % GgmlDType::Q8_0.block_size() == 0 {
+    } else if last.is_multiple_of(GgmlDType::Q8_0.block_size()) {
         GgmlDType::Q8_0
     } else {
         GgmlDType::F16
