@@ -312,6 +312,51 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
     }];
     let d = route::route_calls(&table, &[&foreign], &emb.embedder, &ProgressBar::hidden()).unwrap();
     assert_eq!(d[0].route, "llm", "{:?}", d[0]);
+    // The command: one line per record in input order, a reason for the
+    // unreadable one, the same decisions as the library.
+    let logs: Vec<String> = std::fs::read_to_string(fx.dataset.join("logs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let first: Value = serde_json::from_str(&logs[0]).unwrap();
+    let mut input: Vec<String> = logs[..5].to_vec();
+    input.push("{not json".into());
+    input.push(first["request"].to_string());
+    input.extend(logs[60..65].iter().cloned());
+    let req_path = fx.root.join("requests.jsonl");
+    std::fs::write(&req_path, input.join("\n") + "\n").unwrap();
+    let models = fx.root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(&emb.path, models.join("all-minilm-l6-v2")).unwrap();
+    let out_lines = fx.root.join("routed.jsonl");
+    let o = std::process::Command::new(common::bin())
+        .args(["route", "--table"])
+        .arg(out.join(ROUTING_FILE))
+        .arg(&req_path)
+        .arg("--out")
+        .arg(&out_lines)
+        .env("SLMFORGE_MODELS", &models)
+        .env("SLMFORGE_NO_PROGRESS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = std::fs::read_to_string(&out_lines)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), input.len());
+    let nums: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(nums, (1..=input.len() as u64).collect::<Vec<_>>());
+    assert_eq!(lines[5]["route"], "llm");
+    assert!(lines[5]["reason"].as_str().unwrap().starts_with("unreadable request: invalid_json"), "{}", lines[5]);
+    // A bare request body routes as the full record did (the response is not used).
+    assert_eq!(lines[6]["route"], lines[0]["route"]);
+    assert_eq!(lines[6]["distance"], lines[0]["distance"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("kept on the LLM because") && stderr.contains("requests/s"), "{stderr}");
+
     // A table needs the embedder it was made with.
     let mut other = table.clone();
     other.embedder.checksum = "0".repeat(64);
