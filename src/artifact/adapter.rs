@@ -41,6 +41,47 @@ pub struct ClusterPrompt {
     /// Calls of the cluster with exactly this context.
     pub calls_with_this_context: usize,
     pub calls: usize,
+    /// The parts of the prompt that repeat across the cluster's calls.
+    #[serde(default)]
+    pub static_parts: StaticParts,
+    /// The pruning the adapter was trained with (`None`: full prompts). The
+    /// same rule must be applied before every generation with the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<crate::ml::lm::prune::PruneRule>,
+}
+
+/// One repeated piece of a cluster's prompts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaticPiece {
+    /// The tool's name (`None` for the system prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub sha256: String,
+    /// Share of the calls that hold this exact text.
+    pub share: f64,
+    /// For a tool: share of the calls that offer a tool of this name (the
+    /// piece is static when almost all of those offer this definition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_share: Option<f64>,
+    pub chars: usize,
+    /// At or above the threshold: pruned when pruning is on.
+    pub is_static: bool,
+}
+
+/// What repeats in a cluster's prompts: the most common system prompt and,
+/// per tool name, its most common definition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaticParts {
+    /// A piece is static when this share of the calls (of the calls
+    /// offering the tool, for a tool) hold it.
+    pub threshold: f64,
+    pub system: Option<StaticPiece>,
+    pub tools: Vec<StaticPiece>,
+    /// Mean characters per call that pruning the static pieces removes.
+    pub mean_static_chars: f64,
+    /// Whether the adapter was trained pruned, and why (or why not).
+    pub pruned: bool,
+    pub decision: String,
 }
 
 /// Reads a cluster's `prompt.json`.
@@ -103,9 +144,10 @@ pub struct EncodeCounts {
     pub train: usize,
     pub val: usize,
     pub test: usize,
-    /// Examples whose context was cut from the left to fit `max_len`.
+    /// Examples from which earlier turns were dropped to fit `max_len`.
     pub truncated: usize,
-    /// Calls left out because they exceed `max_len` (with `overlong = drop`).
+    /// Calls left out because they exceed `max_len`: with `overlong = drop`,
+    /// or because system prompt, tools and last user turn alone do not fit.
     pub dropped_overlong: usize,
     /// Calls left out because the answer alone does not fit `max_len`.
     pub dropped_answer_too_long: usize,
@@ -113,6 +155,9 @@ pub struct EncodeCounts {
     pub dropped_empty_answer: usize,
     /// Calls the chat template could not render.
     pub dropped_render_error: usize,
+    /// Calls whose prompt was pruned (static system prompt or tools replaced).
+    #[serde(default)]
+    pub pruned: usize,
     /// Calls in clusters.parquet but missing from calls.parquet.
     pub missing_calls: usize,
 }

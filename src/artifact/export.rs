@@ -119,6 +119,11 @@ pub struct ExportedAdapter {
     /// The name of this workload's route in `routing.json`; whether the
     /// route sends traffic here (and why not) is decided there.
     pub route: String,
+    /// The adapter was trained on pruned prompts: apply this rule to a
+    /// request before generating with it (static system prompt → marker,
+    /// static tools → their names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<crate::ml::lm::prune::PruneRule>,
 }
 
 /// `manifest.json`.

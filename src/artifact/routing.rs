@@ -35,6 +35,10 @@ pub enum RouteTarget {
         adapter: String,
         /// Format (`peft`, `gguf`, `merged`) → path relative to the export.
         files: std::collections::BTreeMap<String, String>,
+        /// The adapter was trained on pruned prompts: apply this rule to a
+        /// request before generating with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prune: Option<crate::ml::lm::prune::PruneRule>,
     },
     /// Back to the LLM, with the reason.
     Llm { reason: String },

@@ -92,6 +92,23 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         messages.push(Message::text(Role::System, sys.clone()));
     }
     messages.push(Message::text(Role::User, args.prompt.clone()));
+    // An adapter trained on pruned prompts sees them pruned here too.
+    let rule = match args.adapter.as_ref().map(|a| a.join(PROMPT_FILE)) {
+        Some(p) if p.is_file() => read_prompt(&p)?.prune,
+        _ => None,
+    };
+    if let Some(rule) = &rule {
+        let pruned = rule.apply(&messages, &tools);
+        if pruned.any() {
+            eprintln!(
+                "slmforge: the adapter was trained on pruned prompts: {}{} tools replaced by markers",
+                if pruned.system { "the system prompt and " } else { "" },
+                pruned.tools_pruned
+            );
+        }
+        messages = pruned.messages;
+        tools = pruned.tools;
+    }
     let prompt = lm.prompt_ids(&messages, &tools)?;
     let opts = GenerateOptions {
         sampling,

@@ -14,7 +14,7 @@ use crate::artifact::plan::TuneTarget;
 use crate::ml::lm::{LoraConfig, LoraTarget};
 use crate::ml::runtime::{device_from_name, init_runtime};
 use crate::select::tune_targets;
-use crate::tune::data::Overlong;
+use crate::tune::{Overlong, Prune};
 use crate::artifact::split::SplitFractions;
 use crate::tune::train::optim::Schedule;
 use crate::tune::{self, interrupt_flag, EvalConfig, Outcome, Session, Start, TuneConfig};
@@ -78,13 +78,28 @@ pub struct TuneOpts {
     /// Most padded tokens per batch.
     #[arg(long, default_value_t = TuneConfig::default().batch_tokens)]
     pub batch_tokens: usize,
-    /// Longest example in tokens (longer calls are truncated from the left, or dropped).
+    /// Longest example in tokens (longer calls lose earlier turns, or are dropped).
     #[arg(long, default_value_t = TuneConfig::default().max_len)]
     pub max_len: usize,
-    /// Calls longer than --max-len: truncate (from the left of the context) or drop.
+    /// Calls longer than --max-len: truncate (drop earlier turns from the
+    /// middle of the conversation; the system prompt, tools and last user
+    /// turn are never cut, and a call that still does not fit is dropped)
+    /// or drop.
     #[arg(long, default_value_t = TuneConfig::default().overlong,
           value_parser = PossibleValuesParser::new(Overlong::NAMES).map(|s| s.parse::<Overlong>().expect("a listed value")))]
     pub overlong: Overlong,
+    /// Train on pruned prompts: each cluster's static system prompt and tool
+    /// definitions replaced by short markers (recorded in prompt.json and
+    /// applied wherever the adapter is used). auto: when they are long.
+    #[arg(long, default_value_t = TuneConfig::default().prune,
+          value_parser = PossibleValuesParser::new(Prune::NAMES).map(|s| s.parse::<Prune>().expect("a listed value")))]
+    pub prune: Prune,
+    /// A prompt piece is static when this share of the cluster's calls hold it exactly.
+    #[arg(long, default_value_t = TuneConfig::default().static_threshold)]
+    pub static_threshold: f64,
+    /// --prune auto prunes when the static pieces average this many characters per call.
+    #[arg(long, default_value_t = TuneConfig::default().prune_min_chars)]
+    pub prune_min_chars: usize,
     #[arg(long, default_value_t = TuneConfig::default().epochs)]
     pub epochs: usize,
     /// Most optimiser updates per cluster.
@@ -161,6 +176,9 @@ impl TuneOpts {
             batch_tokens: self.batch_tokens,
             max_len: self.max_len,
             overlong: self.overlong,
+            prune: self.prune,
+            static_threshold: self.static_threshold,
+            prune_min_chars: self.prune_min_chars,
             epochs: self.epochs,
             max_steps: self.max_steps,
             max_train_tokens: self.max_train_tokens,

@@ -125,6 +125,16 @@ pub fn markdown(m: &Manifest, out: &Path) -> String {
         }
         writeln!(s, "`{MODELFILE}` uses the merged model (its GGUF carries `{CHAT_TEMPLATE_FILE}` as `tokenizer.chat_template`); `{MODELFILE_ADAPTER}` is `FROM` the base + `ADAPTER` the GGUF LoRA, for Ollama versions whose LoRA support works with this base. Ollama renders prompts with its own Go template: tool calls follow the adapter's format only when the prompt matches `{CHAT_TEMPLATE_FILE}` (llama-server with `--jinja` is the sure way).\n").unwrap();
     }
+    let pruned: Vec<&ExportedAdapter> = m.adapters.iter().filter(|a| a.prune.is_some()).collect();
+    if !pruned.is_empty() {
+        writeln!(s, "## Pruned prompts\n").unwrap();
+        writeln!(s, "These adapters were trained with their workload's static prompt pieces replaced by short markers; a request must be pruned the same way before it reaches them (the rule is in `manifest.json` and in each route of `{ROUTING_FILE}`, under `prune`): the system prompt whose sha256 is `system_sha256` becomes the `marker` line, and each listed tool whose definition has the listed sha256 is sent as its name only (no description, empty parameters). Requests whose pieces differ are sent unchanged. The chat template cannot compute hashes, so the gateway in front of the server applies the rule.\n").unwrap();
+        for a in pruned {
+            let r = a.prune.as_ref().unwrap();
+            writeln!(s, "* `{}`: system prompt {}, {} tools ({})", a.name, if r.system_sha256.is_some() { "pruned" } else { "kept" }, r.tools.len(), r.tools.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap();
+        }
+        writeln!(s).unwrap();
+    }
     writeln!(s, "## Checks done at export\n").unwrap();
     for a in &m.adapters {
         for f in &a.files {

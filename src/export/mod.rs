@@ -26,7 +26,8 @@ use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 
 use crate::artifact::adapter::{
-    cluster_dir, read_results, read_run_settings, ClusterResult, ClusterStatus, EVAL_FILE,
+    cluster_dir, read_prompt, read_results, read_run_settings, ClusterResult, ClusterStatus,
+    EVAL_FILE, PROMPT_FILE,
 };
 use crate::artifact::export::{
     gguf_adapter_name, merged_name, BaseModel, EvalFigures, ExportedAdapter, ExportedFile, FileSum,
@@ -307,7 +308,8 @@ fn export_cluster(
     let name = format!("cluster-{}", t.cluster);
     let dir = out.join(&name);
     std::fs::create_dir_all(&dir)?;
-    let reference = verify::Reference::new(lm, base_model, &prompts.for_cluster(t.cluster), &cfg.verify)
+    let prune = read_prompt(&src.join(PROMPT_FILE)).ok().and_then(|p| p.prune);
+    let reference = verify::Reference::new(lm, base_model, &prompts.for_cluster(t.cluster), prune.as_ref(), &cfg.verify)
         .with_context(|| format!("verifying the exports of cluster {}", t.cluster))?;
     let mut files = Vec::new();
     let dt = cfg.dtype.as_str().to_string();
@@ -328,6 +330,7 @@ fn export_cluster(
                     "layout": "hf (q/k lora_B rows in the Hugging Face order)",
                     "trained_from": src.join(ADAPTER_FILE).to_string_lossy(),
                     "train_data_sha256": t.train_data_sha256,
+                    "prune": prune,
                     "eval": eval_figures(&src),
                 });
                 crate::util::write_json(&pdir.join(SIDECAR_FILE), &sidecar)?;
@@ -404,5 +407,6 @@ fn export_cluster(
         files,
         eval: eval_figures(&src),
         route: name,
+        prune,
     })
 }

@@ -131,11 +131,13 @@ fn logits(model: &Llama, ids: &[u32]) -> Result<Tensor> {
 }
 
 impl Reference {
-    /// `lm.model` carries the trained adapter; `base` is the same model without it.
+    /// `lm.model` carries the trained adapter; `base` is the same model
+    /// without it; `prune` the rule the adapter was trained with.
     pub fn new(
         lm: &LanguageModel,
         base: &Llama,
         calls: &(Vec<&RedactedCall>, usize),
+        prune: Option<&crate::ml::lm::prune::PruneRule>,
         cfg: &VerifyConfig,
     ) -> Result<Reference> {
         let (calls, max_len) = calls;
@@ -144,7 +146,12 @@ impl Reference {
             if prompts.len() >= cfg.prompts {
                 break;
             }
-            if let Ok(mut ids) = lm.prompt_ids(&c.messages, &c.tools) {
+            let pruned = prune.map(|r| r.apply(&c.messages, &c.tools));
+            let (m, t) = match &pruned {
+                Some(p) => (&p.messages[..], &p.tools[..]),
+                None => (&c.messages[..], &c.tools[..]),
+            };
+            if let Ok(mut ids) = lm.prompt_ids(m, t) {
                 if ids.len() > *max_len {
                     ids.drain(..ids.len() - max_len);
                 }

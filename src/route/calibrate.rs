@@ -24,8 +24,10 @@ use indicatif::ProgressBar;
 
 use super::{decide, featurise, nearest, tools_allowed, Featurised};
 use crate::artifact::adapter::{
-    cluster_dir, read_eval_samples, read_results, read_run_settings, Rate, RunSettings,
+    cluster_dir, read_eval_samples, read_prompt, read_results, read_run_settings, Rate,
+    RunSettings, PROMPT_FILE,
 };
+use crate::ml::lm::prune::PruneRule;
 use crate::artifact::calls::read_calls;
 use crate::artifact::clusters::{read_assignment_rows, read_summary};
 use crate::artifact::export::read_manifest;
@@ -84,11 +86,13 @@ fn read_data(dataset_dir: &Path, settings: &RunSettings) -> Result<Data> {
     Ok(Data { calls, label, split })
 }
 
-/// Greedy answers of `model` to calls (training prompts), scored.
+/// Greedy answers of `model` to calls (training prompts, pruned by the
+/// adapter's rule), scored.
 fn judge(
     lm: &LanguageModel,
     model: &lm::Llama,
     calls: &[&RedactedCall],
+    prune: Option<&PruneRule>,
     max_len: usize,
     max_new: usize,
     batch: usize,
@@ -96,9 +100,14 @@ fn judge(
     // A call whose prompt cannot be rendered is scored wrong (empty prompt).
     let mut prompts = Vec::with_capacity(calls.len());
     for c in calls {
-        let ids = match lm.encode_for_training(&c.messages, &c.tools, &c.response, max_len) {
+        let pruned = prune.map(|r| r.apply(&c.messages, &c.tools));
+        let (msgs, tools) = match &pruned {
+            Some(p) => (&p.messages[..], &p.tools[..]),
+            None => (&c.messages[..], &c.tools[..]),
+        };
+        let ids = match lm.encode_for_training(msgs, tools, &c.response, max_len) {
             Ok(ex) => ex.ids[..ex.answer_mask.iter().take_while(|m| !**m).count()].to_vec(),
-            Err(_) => match lm.prompt_ids(&c.messages, &c.tools) {
+            Err(_) => match lm.prompt_ids(msgs, tools) {
                 Ok(mut ids) => {
                     if ids.len() > max_len {
                         ids.drain(..ids.len() - max_len);
@@ -156,6 +165,11 @@ pub fn choose_threshold(
         }
     }
     best
+}
+
+/// The pruning rule a cluster's adapter was trained with.
+fn prune_of(run_dir: &Path, c: i32) -> Option<PruneRule> {
+    read_prompt(&cluster_dir(run_dir, c).join(PROMPT_FILE)).ok().and_then(|p| p.prune)
 }
 
 /// The decode cap for a cluster: its longest training answer + 16 tokens.
@@ -233,7 +247,8 @@ pub fn calibrate(
             .filter(|&i| data.split[i] == Split::Val && data.label[i] == c)
             .collect();
         let refs: Vec<&RedactedCall> = own.iter().map(|&i| &data.calls[i]).collect();
-        let ok = judge(&lm, &merged, &refs, settings.max_len, max_new, cfg.batch_size)?;
+        let prune = prune_of(run_dir, c);
+        let ok = judge(&lm, &merged, &refs, prune.as_ref(), settings.max_len, max_new, cfg.batch_size)?;
         for (&i, v) in own.iter().zip(ok) {
             scored.own.insert(i, v);
         }
@@ -288,6 +303,7 @@ fn build_routes(
                     base_sha256: manifest.base_model.sha256.clone(),
                     adapter: a.name.clone(),
                     files: a.files.iter().map(|f| (f.format.clone(), f.path.clone())).collect(),
+                    prune: a.prune.clone(),
                 },
                 (None, _) => RouteTarget::Llm {
                     reason: "no tuned adapter for this workload".into(),
@@ -451,7 +467,8 @@ fn test_report(
         lm.apply_adapter(&cluster_dir(run_dir, c))?;
         let model = lm.model.merge_lora()?;
         let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
-        judged.extend(judge(lm, &model, &refs, ctx.settings.max_len, max_new_of(ctx.results, c), cfg.batch_size)?);
+        let prune = prune_of(run_dir, c);
+        judged.extend(judge(lm, &model, &refs, prune.as_ref(), ctx.settings.max_len, max_new_of(ctx.results, c), cfg.batch_size)?);
     }
     rep.routed_share = rep.routed as f64 / rep.calls.max(1) as f64;
     rep.routed_accuracy = Rate::of_outcomes(judged.into_iter());

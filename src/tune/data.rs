@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::artifact::split::{split_of, Split, SplitFractions};
-use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats};
+use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats, StaticParts, StaticPiece};
 use crate::call::Role;
 use crate::call::{RedactedCall, Response};
-use crate::ml::lm::{LanguageModel, TrainExample};
+use crate::ml::lm::prune::{system_text as first_system, text_sha256, tool_sha256, PruneRule};
+use crate::ml::lm::{EncodeError, LanguageModel, TrainExample};
 
 // ---------------------------------------------------------------------------
 // Examples.
@@ -69,13 +70,15 @@ impl ClusterData {
     }
 }
 
-/// Encodes a cluster's calls (in call-id order) for training.
+/// Encodes a cluster's calls (in call-id order) for training, pruned by
+/// `prune` when given.
 pub fn encode_cluster(
     lm: &LanguageModel,
     calls: &[&RedactedCall],
     max_len: usize,
     overlong: Overlong,
     split: &SplitFractions,
+    prune: Option<&PruneRule>,
 ) -> ClusterData {
     let mut counts = EncodeCounts {
         calls: calls.len(),
@@ -95,18 +98,25 @@ pub fn encode_cluster(
             counts.dropped_empty_answer += 1;
             continue;
         }
-        let ex = match lm.encode_for_training(&call.messages, &call.tools, &answer, max_len) {
+        let pruned = prune.map(|r| r.apply(&call.messages, &call.tools));
+        let (messages, tools) = match &pruned {
+            Some(p) => (&p.messages[..], &p.tools[..]),
+            None => (&call.messages[..], &call.tools[..]),
+        };
+        let ex = match lm.encode_for_training(messages, tools, &answer, max_len) {
             Ok(ex) => ex,
-            Err(_) => {
-                // Either the answer alone is too long or the template failed:
-                // tell them apart by encoding with no length limit.
-                match lm.encode_for_training(&call.messages, &call.tools, &answer, usize::MAX / 4) {
-                    Ok(_) => counts.dropped_answer_too_long += 1,
-                    Err(_) => counts.dropped_render_error += 1,
+            Err(e) => {
+                match e.downcast_ref::<EncodeError>() {
+                    Some(EncodeError::AnswerTooLong { .. }) => counts.dropped_answer_too_long += 1,
+                    Some(EncodeError::DoesNotFit { .. }) => counts.dropped_overlong += 1,
+                    None => counts.dropped_render_error += 1,
                 }
                 continue;
             }
         };
+        if pruned.as_ref().is_some_and(|p| p.any()) {
+            counts.pruned += 1;
+        }
         if ex.truncated {
             if overlong == Overlong::Drop {
                 counts.dropped_overlong += 1;
@@ -277,8 +287,148 @@ pub fn cluster_prompt(calls: &[&RedactedCall]) -> ClusterPrompt {
             tools: calls[i].tools.clone(),
             calls_with_this_context: n,
             calls: calls.len(),
+            ..Default::default()
         },
     }
+}
+
+/// When to train on pruned prompts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prune {
+    /// When the static pieces are long (`prune_min_chars` per call on
+    /// average) — they then cover nearly every call by construction.
+    Auto,
+    On,
+    Off,
+}
+
+impl Prune {
+    pub const NAMES: [&'static str; 3] = ["auto", "on", "off"];
+}
+
+impl std::str::FromStr for Prune {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Prune::Auto),
+            "on" => Ok(Prune::On),
+            "off" => Ok(Prune::Off),
+            _ => Err(format!("expected `auto`, `on` or `off`, got {s:?}")),
+        }
+    }
+}
+
+/// The repeated pieces of a cluster's prompts: the most common system
+/// prompt, and per tool name its most common definition. A piece is static
+/// when at least `threshold` of the calls (of those offering the tool)
+/// hold exactly it (after redaction: pseudonyms are consistent).
+pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
+    let n = calls.len().max(1) as f64;
+    let mut systems: HashMap<&str, usize> = HashMap::new();
+    let mut offered: HashMap<&str, usize> = HashMap::new();
+    let mut defs: HashMap<(&str, String), (usize, usize)> = HashMap::new();
+    for c in calls {
+        if let Some(s) = first_system(&c.messages) {
+            *systems.entry(s).or_default() += 1;
+        }
+        for t in &c.tools {
+            *offered.entry(t.name.as_str()).or_default() += 1;
+            let chars = serde_json::to_string(t).map(|s| s.len()).unwrap_or(0);
+            defs.entry((t.name.as_str(), tool_sha256(t))).or_insert((0, chars)).0 += 1;
+        }
+    }
+    let system = systems
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(s, &k)| StaticPiece {
+            name: None,
+            sha256: text_sha256(s),
+            share: k as f64 / n,
+            offered_share: None,
+            chars: s.chars().count(),
+            is_static: k as f64 / n >= threshold,
+        });
+    let mut best: HashMap<&str, (&String, usize, usize)> = HashMap::new();
+    for ((name, h), &(k, chars)) in &defs {
+        let e = best.entry(name).or_insert((h, k, chars));
+        if k > e.1 || (k == e.1 && h < e.0) {
+            *e = (h, k, chars);
+        }
+    }
+    let mut tools: Vec<StaticPiece> = best
+        .into_iter()
+        .map(|(name, (h, k, chars))| {
+            let of = offered[name] as f64;
+            StaticPiece {
+                name: Some(name.to_string()),
+                sha256: h.clone(),
+                share: k as f64 / n,
+                offered_share: Some(of / n),
+                chars,
+                is_static: k as f64 / of >= threshold,
+            }
+        })
+        .collect();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    let mean_static_chars = system
+        .iter()
+        .chain(&tools)
+        .filter(|p| p.is_static)
+        .map(|p| p.chars as f64 * p.share)
+        .sum();
+    StaticParts {
+        threshold,
+        system,
+        tools,
+        mean_static_chars,
+        pruned: false,
+        decision: String::new(),
+    }
+}
+
+/// Decides whether to prune and builds the rule; records the decision in `parts`.
+pub fn prune_rule(
+    parts: &mut StaticParts,
+    mode: Prune,
+    min_chars: usize,
+    workload: &str,
+) -> Option<PruneRule> {
+    let any_static = parts.system.iter().chain(&parts.tools).any(|p| p.is_static);
+    let on = match mode {
+        Prune::Off => {
+            parts.decision = "pruning off".into();
+            false
+        }
+        Prune::On => {
+            parts.decision = "pruning on".into();
+            any_static
+        }
+        Prune::Auto => {
+            let long = parts.mean_static_chars >= min_chars as f64;
+            parts.decision = format!(
+                "auto: static pieces remove {:.0} characters per call on average ({} {min_chars})",
+                parts.mean_static_chars,
+                if long { ">=" } else { "<" }
+            );
+            long && any_static
+        }
+    };
+    parts.pruned = on;
+    on.then(|| PruneRule {
+        marker: format!("You are the specialised model for the workload \"{workload}\"."),
+        system_sha256: parts
+            .system
+            .as_ref()
+            .filter(|p| p.is_static)
+            .map(|p| p.sha256.clone()),
+        tools: parts
+            .tools
+            .iter()
+            .filter(|p| p.is_static)
+            .filter_map(|p| Some((p.name.clone()?, p.sha256.clone())))
+            .collect(),
+    })
 }
 
 fn system_text(c: &RedactedCall) -> Option<String> {
@@ -313,6 +463,16 @@ impl std::fmt::Display for Overlong {
         f.write_str(match self {
             Overlong::Truncate => "truncate",
             Overlong::Drop => "drop",
+        })
+    }
+}
+
+impl std::fmt::Display for Prune {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            Prune::Auto => "auto",
+            Prune::On => "on",
+            Prune::Off => "off",
         })
     }
 }

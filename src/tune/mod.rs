@@ -41,7 +41,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::adapter::{
-    cluster_dir, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT, PROMPT_FILE,
+    cluster_dir, ClusterPrompt, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT, PROMPT_FILE,
     SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE, TUNE_FILE,
 };
 use crate::artifact::plan::TuneTarget;
@@ -49,7 +49,8 @@ use crate::call::RedactedCall;
 use crate::ml::lm::{LanguageModel, Llama, LoraConfig, LoraTarget};
 use crate::ml::models::default_base_model;
 use crate::util::usage;
-use data::{ClusterData, Overlong};
+use data::ClusterData;
+pub use data::{Overlong, Prune};
 use crate::artifact::split::{self, Split, SplitFractions};
 use train::optim::Schedule;
 use train::{TrainJob, TrainOutcome};
@@ -100,6 +101,13 @@ pub struct TuneConfig {
     /// Longest example in tokens (context + answer).
     pub max_len: usize,
     pub overlong: Overlong,
+    /// Train on prompts with the static pieces replaced by markers.
+    pub prune: Prune,
+    /// A piece is static when this share of the calls hold it exactly.
+    pub static_threshold: f64,
+    /// `prune = auto` prunes when the static pieces average this many
+    /// characters per call.
+    pub prune_min_chars: usize,
     /// Passes over the training split (the most; budgets below may stop earlier).
     pub epochs: usize,
     /// Most optimiser updates per cluster.
@@ -147,6 +155,9 @@ impl Default for TuneConfig {
             batch_tokens: 1536,
             max_len: 1024,
             overlong: Overlong::Truncate,
+            prune: Prune::Auto,
+            static_threshold: 0.8,
+            prune_min_chars: 1000,
             epochs: 2,
             max_steps: None,
             max_train_tokens: None,
@@ -201,6 +212,7 @@ impl TuneConfig {
             "schedule": self.schedule, "min_lr_ratio": self.min_lr_ratio,
             "wd": self.weight_decay, "clip": self.clip_norm, "batch": self.batch_size,
             "batch_tokens": self.batch_tokens, "max_len": self.max_len, "overlong": self.overlong,
+            "prune": self.prune, "static_threshold": self.static_threshold, "prune_min_chars": self.prune_min_chars,
             "epochs": self.epochs, "max_steps": self.max_steps, "max_train_tokens": self.max_train_tokens,
             "eval_every": self.eval_every, "patience": self.patience, "max_val_calls": self.max_val_calls,
             "split": self.split, "seed": self.seed,
@@ -281,20 +293,38 @@ fn read_inputs(dataset_dir: &Path) -> Result<Inputs> {
     })
 }
 
-/// A target cluster's calls, encoded; members missing from `calls.parquet`
-/// are counted as missing.
-fn encode<'c>(
-    by_id: &HashMap<String, &'c RedactedCall>,
+/// A target cluster's usual context with its static pieces and pruning
+/// rule, and its calls encoded under that rule; members missing from
+/// `calls.parquet` are counted as missing.
+fn encode(
+    by_id: &HashMap<String, &RedactedCall>,
     lm: &LanguageModel,
     cfg: &TuneConfig,
     target: &TuneTarget,
-) -> (Vec<&'c RedactedCall>, ClusterData) {
+) -> (ClusterPrompt, ClusterData) {
     let ids = &target.members;
     let calls: Vec<&RedactedCall> = ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
-    let mut cd = data::encode_cluster(lm, &calls, cfg.max_len, cfg.overlong, &cfg.split);
+    let mut prompt = data::cluster_prompt(&calls);
+    let mut parts = data::static_parts(&calls, cfg.static_threshold);
+    let rule = data::prune_rule(
+        &mut parts,
+        cfg.prune,
+        cfg.prune_min_chars,
+        &format!("cluster-{}", target.cluster),
+    );
+    prompt.static_parts = parts;
+    prompt.prune = rule;
+    let mut cd = data::encode_cluster(
+        lm,
+        &calls,
+        cfg.max_len,
+        cfg.overlong,
+        &cfg.split,
+        prompt.prune.as_ref(),
+    );
     cd.counts.missing_calls = ids.len() - calls.len();
     cd.counts.calls = ids.len();
-    (calls, cd)
+    (prompt, cd)
 }
 
 /// The settings of a run as `tune_config.json` and `summary.json` record
@@ -373,14 +403,14 @@ pub fn run(
             loaded = Some((target.base_model.clone(), lm, base));
         }
         let (_, lm, base) = loaded.as_mut().expect("model loaded");
-        let (cluster_calls, cd) = encode(&by_id, lm, cfg, target);
+        let (prompt, cd) = encode(&by_id, lm, cfg, target);
         let label = if terms.is_empty() {
             String::new()
         } else {
             format!(" ({})", terms.join(", "))
         };
         eprintln!(
-            "tune [{}/{}] cluster {}{label}: {} calls -> {} train / {} val / {} test examples ({} truncated, {} dropped)",
+            "tune [{}/{}] cluster {}{label}: {} calls -> {} train / {} val / {} test examples ({} truncated, {} dropped, {} pruned: {})",
             n + 1,
             targets.len(),
             target.cluster,
@@ -390,6 +420,8 @@ pub fn run(
             cd.counts.test,
             cd.counts.truncated,
             cd.counts.dropped(),
+            cd.counts.pruned,
+            prompt.static_parts.decision,
         );
         let mut result = ClusterResult {
             cluster: target.cluster,
@@ -422,10 +454,7 @@ pub fn run(
             continue;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        crate::util::write_json(
-            &dir.join(PROMPT_FILE),
-            &data::cluster_prompt(&cluster_calls),
-        )?;
+        crate::util::write_json(&dir.join(PROMPT_FILE), &prompt)?;
         if tune_cluster(cfg, session, lm, base, &cd, &dir, &mut result)? == Outcome::Interrupted {
             result.status = ClusterStatus::Interrupted;
             results.push(result);

@@ -440,7 +440,7 @@ fn one_adamw_step_updates_every_lora_tensor() {
                 content: Some("it is sunny".into()),
                 ..Default::default()
             },
-            64,
+            128,
         )
         .unwrap();
     let batch = TrainBatch::new(&[ex.clone(), ex], lm.tokenizer.pad_id(), &Device::Cpu).unwrap();
@@ -1000,19 +1000,53 @@ fn training_encoding_prefix_mask_and_truncation() {
         format!("{}<|im_end|>", lm.chat.render_answer(&answer))
     );
 
-    // Truncation drops context from the left, never the answer.
-    let n_ans = ex.answer_len();
-    let short = lm
-        .encode_for_training(&msgs, &[weather_tool()], &answer, n_ans + 5)
-        .unwrap();
-    assert!(short.truncated);
-    assert_eq!(short.ids.len(), n_ans + 5);
-    assert_eq!(short.ids[..], ex.ids[ex.ids.len() - n_ans - 5..]);
-    assert_eq!(short.answer_len(), n_ans);
+    // Too long: earlier turns go, oldest first (an assistant call with
+    // its tool result); the system prompt, the tools and the last user turn
+    // stay; when even those do not fit, the call cannot be encoded.
+    let tc = ToolCall {
+        id: Some("c1".into()),
+        name: "get_weather".into(),
+        arguments: json!({"city": "Oslo"}),
+        arguments_valid: true,
+    };
+    let long = vec![
+        Message::text(Role::System, "Be terse."),
+        Message::text(Role::User, "first question about the weather in oslo"),
+        Message {
+            role: Role::Assistant,
+            content: None,
+            tool_calls: vec![tc],
+            tool_call_id: None,
+            name: None,
+        },
+        Message {
+            role: Role::Tool,
+            content: Some("rainy and cold all week".into()),
+            tool_calls: vec![],
+            tool_call_id: Some("c1".into()),
+            name: None,
+        },
+        Message::text(Role::User, "What is the name?"),
+    ];
+    let full = lm.encode_for_training(&long, &[weather_tool()], &answer, 4096).unwrap();
+    assert!(!full.truncated);
+    let fit = ex.ids.len() + 2;
+    assert!(fit < full.ids.len());
+    let cut = lm.encode_for_training(&long, &[weather_tool()], &answer, fit).unwrap();
+    assert!(cut.truncated);
+    assert_eq!(cut.ids, ex.ids, "exactly the system prompt, tools and last user turn remain");
+    assert_eq!(cut.answer_len(), ex.answer_len());
+    let text = lm.tokenizer.decode(&cut.ids, false).unwrap();
+    assert!(text.contains("Be terse.") && text.contains("get_weather") && text.contains("What is the name?"));
+    assert!(!text.contains("first question") && !text.contains("rainy"), "{text}");
     let err = lm
-        .encode_for_training(&msgs, &[], &answer, n_ans)
+        .encode_for_training(&msgs, &[weather_tool()], &answer, ex.ids.len() - 1)
         .unwrap_err();
-    assert!(format!("{err}").contains("max_len"), "{err}");
+    assert!(matches!(err.downcast_ref::<lm::EncodeError>(), Some(lm::EncodeError::DoesNotFit { .. })), "{err}");
+    let err = lm
+        .encode_for_training(&msgs, &[], &answer, ex.answer_len())
+        .unwrap_err();
+    assert!(matches!(err.downcast_ref::<lm::EncodeError>(), Some(lm::EncodeError::AnswerTooLong { .. })), "{err}");
 }
 
 #[test]

@@ -1106,3 +1106,164 @@ fn real_smollm2_tunes_a_few_steps_on_the_sample() {
         "decode cap from the longest answer"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Static prompt pieces and pruning.
+
+/// A long system prompt (well over `prune_min_chars`).
+fn long_system(variant: usize) -> String {
+    let mut s = "You are the weather desk of a travel agency. Answer only with a call to get_weather. "
+        .repeat(14);
+    if variant > 0 {
+        s.push_str(&format!(" Desk {variant}."));
+    }
+    s
+}
+
+fn desk_line(i: usize, system: &str, tool_desc: &str) -> Value {
+    let c = CITIES[i % CITIES.len()];
+    let args = json!({"city": c, "days": 1 + i % 3}).to_string();
+    json!({"request": {"messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": format!("forecast {i} for {c}")}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": tool_desc,
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]},
+        "response": {"choices": [{"message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": format!("call_{i}"), "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
+            "finish_reason": "tool_calls"}]}})
+}
+
+/// Three workloads: 0 identical prompts, 1 near-identical (the system prompt
+/// differs in 40% of the calls), 2 a different system prompt on every call.
+fn static_dataset(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("logs.jsonl");
+    let mut f = std::fs::File::create(&log).unwrap();
+    for i in 0..40 {
+        writeln!(f, "{}", desk_line(i, &long_system(0), "Weather for a city")).unwrap();
+    }
+    for i in 100..130 {
+        let v = if i % 5 < 2 { i } else { 0 };
+        let sys = format!("Near: {}", long_system(v));
+        writeln!(f, "{}", desk_line(i, &sys, "Weather by city")).unwrap();
+    }
+    for i in 200..230 {
+        writeln!(f, "{}", desk_line(i, &format!("Unique desk {i}: {}", long_system(i)), "Weather")).unwrap();
+    }
+    drop(f);
+    let mut cfg = IngestConfig::new(
+        RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
+        KeySource::File,
+    );
+    cfg.progress = false;
+    ingest::run(&cfg, &[log], dir).unwrap();
+    let calls = slmforge::artifact::calls::read_calls(dir).unwrap();
+    let assignments: Vec<(String, i32)> = calls
+        .iter()
+        .map(|c| {
+            let s = c.messages[0].content.as_deref().unwrap_or("");
+            (c.id(), if s.starts_with("Near") { 1 } else if s.starts_with("Unique") { 2 } else { 0 })
+        })
+        .collect();
+    let labels: BTreeMap<i32, String> =
+        [(0, "same".to_string()), (1, "near".to_string()), (2, "none".to_string())].into();
+    write_clusters(dir, &assignments, &labels).unwrap();
+}
+
+fn cluster_calls(dir: &Path, k: i32) -> Vec<slmforge::call::RedactedCall> {
+    let rows = slmforge::artifact::clusters::read_assignment_rows(dir).unwrap();
+    let ids: std::collections::HashSet<String> =
+        rows.iter().filter(|r| r.cluster == k).map(|r| r.call_id.clone()).collect();
+    slmforge::artifact::calls::read_calls(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|c| ids.contains(&c.id()))
+        .collect()
+}
+
+#[test]
+fn static_pieces_are_detected_identical_near_identical_and_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    static_dataset(&ds);
+    let parts = |k| {
+        let calls = cluster_calls(&ds, k);
+        let refs: Vec<&slmforge::call::RedactedCall> = calls.iter().collect();
+        data::static_parts(&refs, 0.8)
+    };
+    let same = parts(0);
+    let sys = same.system.as_ref().unwrap();
+    assert!(sys.is_static && sys.share == 1.0);
+    assert_eq!(sys.sha256, slmforge::ml::lm::prune::text_sha256(&long_system(0)));
+    assert_eq!(same.tools.len(), 1);
+    assert!(same.tools[0].is_static && same.tools[0].share == 1.0);
+    assert!(same.mean_static_chars > 1000.0, "{}", same.mean_static_chars);
+    let mut p = same.clone();
+    let rule = data::prune_rule(&mut p, tune::Prune::Auto, 1000, "cluster-0").unwrap();
+    assert!(p.pruned);
+    assert_eq!(rule.system_sha256.as_deref(), Some(sys.sha256.as_str()));
+    assert_eq!(rule.tools.keys().collect::<Vec<_>>(), ["get_weather"]);
+    let mut p = same.clone();
+    assert!(data::prune_rule(&mut p, tune::Prune::Off, 1000, "cluster-0").is_none());
+
+    // Near-identical: the system prompt is the same in 60% of the calls
+    // (below the 0.8 threshold); the tool is identical everywhere.
+    let near = parts(1);
+    let sys = near.system.as_ref().unwrap();
+    assert!(!sys.is_static, "{sys:?}");
+    assert!((sys.share - 0.6).abs() < 1e-9, "{}", sys.share);
+    assert!(near.tools[0].is_static);
+    let mut p = near.clone();
+    let rule = data::prune_rule(&mut p, tune::Prune::On, 1000, "cluster-1").unwrap();
+    assert!(rule.system_sha256.is_none(), "a non-static system prompt is kept");
+
+    // None: every system prompt differs.
+    let none = parts(2);
+    assert!(!none.system.as_ref().unwrap().is_static);
+    let mut p = none.clone();
+    assert!(data::prune_rule(&mut p, tune::Prune::Auto, 1000, "cluster-2").is_none());
+    assert!(!p.pruned && p.decision.starts_with("auto"), "{}", p.decision);
+}
+
+#[test]
+fn pruned_training_prompts_are_what_generation_rebuilds_and_overlong_calls_are_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    static_dataset(&ds);
+    let model = tmp.path().join("tiny.gguf");
+    tiny_gguf(&model, 11);
+    let mut cfg = tiny_cfg(&model);
+    cfg.max_steps = Some(2);
+    cfg.min_examples = 5;
+    let run = tmp.path().join("run");
+    run_tune(&cfg, &ds, &run, Some(&[0]), Start::Fresh, None).unwrap();
+    let prompt = slmforge::artifact::adapter::read_prompt(&run.join("cluster-0/prompt.json")).unwrap();
+    let rule = prompt.prune.clone().expect("cluster 0 trains pruned");
+    assert!(prompt.static_parts.pruned);
+    let tj: Value = read_json(&run.join("cluster-0/tune.json"));
+    assert_eq!(tj["counts"]["pruned"], 40);
+
+    // The training prompt of each call is what applying the recorded rule
+    // to the call rebuilds (as generate, export and route do).
+    let prepared = prepare(&cfg, &ds, Some(&[0]));
+    let lm = slmforge::ml::lm::load(&model, &Device::Cpu).unwrap();
+    let calls = cluster_calls(&ds, 0);
+    let by_id: HashMap<String, &slmforge::call::RedactedCall> = calls.iter().map(|c| (c.id(), c)).collect();
+    let full_len = lm.prompt_ids(&calls[0].messages, &calls[0].tools).unwrap().len();
+    for e in &prepared[0].data.examples {
+        let c = by_id[&e.call_id];
+        let p = rule.apply(&c.messages, &c.tools);
+        assert!(p.system && p.tools_pruned == 1);
+        assert_eq!(lm.prompt_ids(&p.messages, &p.tools).unwrap(), e.prompt_ids());
+        assert!(e.prompt_len() * 2 < full_len, "pruned {} vs full {full_len}", e.prompt_len());
+    }
+
+    // Unpruned, the same calls do not fit a small max_len: they are dropped
+    // and counted, never cut inside the system prompt or the tools.
+    let mut small = cfg.clone();
+    small.prune = tune::Prune::Off;
+    small.max_len = 120;
+    let p = prepare(&small, &ds, Some(&[0]));
+    assert_eq!(p[0].data.counts.dropped_overlong, 40);
+    assert_eq!(p[0].data.counts.examples, 0);
+}

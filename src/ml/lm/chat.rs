@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file::Value as GgufValue;
 use minijinja::value::Kwargs;
 use minijinja::{Environment, ErrorKind, Value};
@@ -62,7 +62,7 @@ pub struct TrainExample {
     pub ids: Vec<u32>,
     /// True on the answer tokens, including the closing end-of-turn token.
     pub answer_mask: Vec<bool>,
-    /// True when tokens were dropped from the left of the context.
+    /// True when earlier turns were dropped from the middle of the conversation.
     pub truncated: bool,
 }
 
@@ -517,11 +517,34 @@ pub fn prompt_ids(
     tok.encode(&text)
 }
 
+/// Why a call cannot become a training example.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("the answer has {answer} tokens, more than max_len {max_len} allows with any context")]
+    AnswerTooLong { answer: usize, max_len: usize },
+    #[error("the system prompt, tools and last user turn ({prompt} tokens) and the answer ({answer}) do not fit max_len {max_len} even without earlier turns")]
+    DoesNotFit {
+        prompt: usize,
+        answer: usize,
+        max_len: usize,
+    },
+}
+
+/// The message to drop next when a prompt is too long: the oldest one
+/// between the system prompt(s) and the last user turn (never a system
+/// message, never the last user turn or what follows it).
+fn oldest_droppable(messages: &[Message]) -> Option<usize> {
+    let last_user = messages.iter().rposition(|m| m.role == Role::User)?;
+    (0..last_user).find(|&i| messages[i].role != Role::System)
+}
+
 /// Encodes `messages` (+ `tools`) and the `answer` for training: the prompt
 /// ids (as for generation), then the answer text's ids and the end-of-turn
-/// token, marked in `answer_mask`. When longer than `max_len`, tokens are
-/// dropped from the left of the prompt (never from the answer) and
-/// `truncated` is set; an answer that alone does not fit is an error.
+/// token, marked in `answer_mask`. When longer than `max_len`, whole turns
+/// are dropped from the middle of the conversation, oldest first (an
+/// assistant turn with the tool results that follow it), and `truncated`
+/// is set; the system prompt, the tool definitions, the last user turn and
+/// what follows it are never cut. [`EncodeError`] when it cannot fit.
 pub fn encode_for_training(
     tok: &LmTokenizer,
     tmpl: &ChatTemplate,
@@ -530,18 +553,38 @@ pub fn encode_for_training(
     answer: &Response,
     max_len: usize,
 ) -> Result<TrainExample> {
-    let prompt = prompt_ids(tok, tmpl, messages, tools)?;
     let mut ans = tok.encode(&tmpl.render_answer(answer))?;
     ans.push(tmpl.eot_id());
     if ans.len() >= max_len {
-        bail!(
-            "the answer has {} tokens, more than max_len {max_len} allows with any context",
-            ans.len()
-        )
+        return Err(EncodeError::AnswerTooLong {
+            answer: ans.len(),
+            max_len,
+        }
+        .into());
     }
-    let keep = (max_len - ans.len()).min(prompt.len());
-    let truncated = keep < prompt.len();
-    let mut ids = prompt[prompt.len() - keep..].to_vec();
+    let mut msgs = messages.to_vec();
+    let mut truncated = false;
+    let prompt = loop {
+        let prompt = prompt_ids(tok, tmpl, &msgs, tools)?;
+        if prompt.len() + ans.len() <= max_len {
+            break prompt;
+        }
+        let Some(i) = oldest_droppable(&msgs) else {
+            return Err(EncodeError::DoesNotFit {
+                prompt: prompt.len(),
+                answer: ans.len(),
+                max_len,
+            }
+            .into());
+        };
+        msgs.remove(i);
+        // Tool results lose their meaning without the call before them.
+        while i < msgs.len() && msgs[i].role == Role::Tool && oldest_droppable(&msgs) == Some(i) {
+            msgs.remove(i);
+        }
+        truncated = true;
+    };
+    let mut ids = prompt;
     let mut answer_mask = vec![false; ids.len()];
     answer_mask.extend(std::iter::repeat_n(true, ans.len()));
     ids.extend(ans);

@@ -21,6 +21,7 @@ pub mod gguf;
 pub mod llama;
 pub mod lora;
 pub mod ops;
+pub mod prune;
 pub mod score;
 pub mod template;
 pub mod tokenizer;
@@ -31,7 +32,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
-pub use chat::{parse_reply, ChatTemplate, ParsedReply, TrainExample};
+pub use chat::{parse_reply, ChatTemplate, EncodeError, ParsedReply, TrainExample};
 pub use generate::{Completion, FinishReason, GenerateOptions, GenerationStats, SamplingConfig};
 pub use llama::{HeadPositions, KvCache, Llama, LlamaConfig, TrainBatch};
 pub use lora::{AdapterConfig, LoraConfig, LoraTarget};
