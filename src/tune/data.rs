@@ -376,7 +376,8 @@ pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
         .chain(&tools)
         .filter(|p| p.is_static)
         .map(|p| p.chars as f64 * p.share)
-        .sum();
+        .sum::<f64>()
+        .max(0.0);
     StaticParts {
         threshold,
         system,

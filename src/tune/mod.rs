@@ -643,6 +643,8 @@ fn evaluate(
 /// One chosen cluster's encoded calls (what `--dry-run` shows).
 pub struct Prepared {
     pub cluster: i32,
+    /// The cluster's usual context, static pieces and pruning rule.
+    pub prompt: ClusterPrompt,
     pub label_terms: Vec<String>,
     pub base_model: String,
     pub data: ClusterData,
@@ -666,9 +668,10 @@ pub fn prepare(
             lm = Some((t.base_model.clone(), load_model(&t.base_model, device)?));
         }
         let (_, m) = lm.as_ref().expect("loaded");
-        let (_, data) = encode(&by_id, m, cfg, t);
+        let (prompt, data) = encode(&by_id, m, cfg, t);
         out.push(Prepared {
             cluster: t.cluster,
+            prompt,
             label_terms: inputs.labels.get(&t.cluster).cloned().unwrap_or_default(),
             base_model: t.base_model.clone(),
             data,

@@ -53,9 +53,9 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
         s.push_str("**Interrupted**: run the same command with `--resume` to finish.\n\n");
     }
     s.push_str(
-        "| cluster | label | status | examples (train/val/test) | steps | epochs | train time | tok/s | exact match base → tuned | tool call base → tuned | JSON valid base → tuned | loss base → tuned |\n",
+        "| cluster | label | status | examples (train/val/test) | pruned / truncated / dropped | steps | epochs | train time | tok/s | exact match base → tuned | tool call base → tuned | JSON valid base → tuned | loss base → tuned |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         let label = r
             .label_terms
@@ -108,13 +108,16 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {}/{}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}/{}/{} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.cluster,
             label,
             status(r),
             c.train,
             c.val,
             c.test,
+            c.pruned,
+            c.truncated,
+            c.dropped(),
             steps,
             epochs,
             secs,
@@ -126,7 +129,7 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
         );
     }
     s.push_str(
-        "\nExact match: parsed JSON for JSON answers, full tool call (name + arguments) for tool calls, trimmed text otherwise; rules in `src/tune/eval.rs`. Counts are of the evaluated test calls, which no training step saw.\n",
+        "\nExact match: parsed JSON for JSON answers, full tool call (name + arguments) for tool calls, trimmed text otherwise; rules in `src/ml/lm/score.rs`. Counts are of the evaluated test calls, which no training step saw. Pruned: calls whose static system prompt or tools were replaced by markers (see each cluster's prompt.json); truncated: calls that lost earlier turns to fit --max-len; dropped: calls left out (too long even without earlier turns, answer too long, empty, unrenderable).\n",
     );
     s
 }
@@ -177,8 +180,8 @@ pub fn dry_run(cfg: &TuneConfig, prepared: &[Prepared]) -> (String, serde_json::
         let dropped = c.dropped();
         let _ = writeln!(
             text,
-            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, truncated {}, dropped {dropped}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {steps_per_epoch} steps/epoch, {tokens} train tokens/epoch ({:.0}% padding)",
-            p.cluster, c.calls, c.train, c.val, c.test, c.truncated,
+            "cluster {:>4}: {:>5} calls, train/val/test {}/{}/{}, pruned {} ({}), truncated {}, dropped {dropped}, tokens mean {:.0} max {}, answer mean {:.0} max {}, {steps_per_epoch} steps/epoch, {tokens} train tokens/epoch ({:.0}% padding)",
+            p.cluster, c.calls, c.train, c.val, c.test, c.pruned, p.prompt.static_parts.decision, c.truncated,
             cd.lengths.mean_tokens, cd.lengths.max_tokens, cd.lengths.mean_answer_tokens, cd.lengths.max_answer_tokens,
             100.0 * (padded as f64 - tokens as f64) / padded.max(1) as f64,
         );
@@ -186,7 +189,8 @@ pub fn dry_run(cfg: &TuneConfig, prepared: &[Prepared]) -> (String, serde_json::
             "cluster": p.cluster, "label_terms": p.label_terms,
             "base_model": p.base_model, "counts": c, "lengths": cd.lengths,
             "steps_per_epoch": steps_per_epoch, "train_tokens_per_epoch": tokens,
-            "padded_tokens_per_epoch": padded,
+            "padded_tokens_per_epoch": padded, "static_parts": p.prompt.static_parts,
+            "prune": p.prompt.prune,
         }));
     }
     (text, serde_json::json!({ "clusters": rows }))
