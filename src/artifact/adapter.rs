@@ -64,6 +64,9 @@ pub struct StaticPiece {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered_share: Option<f64>,
     pub chars: usize,
+    /// For leading messages: how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<usize>,
     /// At or above the threshold: pruned when pruning is on.
     pub is_static: bool,
 }
@@ -77,6 +80,10 @@ pub struct StaticParts {
     pub threshold: f64,
     pub system: Option<StaticPiece>,
     pub tools: Vec<StaticPiece>,
+    /// The longest run of leading messages (after the system prompt, before
+    /// the last user turn) that repeats; `name` says how many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leading: Option<StaticPiece>,
     /// Mean characters per call that pruning the static pieces removes.
     pub mean_static_chars: f64,
     /// Whether the adapter was trained pruned, and why (or why not).

@@ -1,8 +1,9 @@
 //! `slmforge route --table routing.json INPUT...`: reads requests in any
 //! format ingest reads (responses not needed), redacts them as ingest does,
 //! and writes one JSON line per request — its origin, id, route, target,
-//! distance, threshold and reason — then a summary on stderr. A record that
-//! cannot be read gets a line with its reason.
+//! distance, threshold and reason, and for an adapter trained on pruned
+//! prompts what its rule replaces in this request — then a summary on
+//! stderr. A record that cannot be read gets a line with its reason.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -77,9 +78,16 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
     let mut per_route: BTreeMap<String, usize> = BTreeMap::new();
     let mut llm_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (c, d) in calls.iter().zip(&decisions) {
-        let target = match d.routed.map(|i| &table.routes[i].target) {
-            Some(RouteTarget::Adapter { adapter, .. }) => adapter.clone(),
-            _ => LLM_ROUTE.to_string(),
+        // A pruned adapter needs the request pruned: say what the rule does to it.
+        let (target, pruned) = match d.routed.map(|i| &table.routes[i].target) {
+            Some(RouteTarget::Adapter { adapter, prune, .. }) => (
+                adapter.clone(),
+                prune.as_ref().map(|r| {
+                    let p = r.apply(&c.messages, &c.tools);
+                    json!({"system": p.system, "tools": p.tools_pruned})
+                }),
+            ),
+            _ => (LLM_ROUTE.to_string(), None),
         };
         *per_route.entry(d.route.clone()).or_default() += 1;
         if d.routed.is_none() {
@@ -90,7 +98,8 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
             (rank(&o.file), o.line, o.index),
             json!({"file": o.file, "line": o.line, "index": o.index, "id": c.id(),
                    "route": d.route, "target": target, "nearest": d.nearest,
-                   "distance": d.distance, "threshold": d.threshold, "reason": d.reason}),
+                   "distance": d.distance, "threshold": d.threshold, "reason": d.reason,
+                   "prune": pruned}),
         ));
     }
     for q in &bad {

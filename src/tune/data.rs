@@ -15,7 +15,10 @@ use crate::artifact::split::{split_of, Split, SplitFractions};
 use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats, StaticParts, StaticPiece};
 use crate::call::Role;
 use crate::call::{RedactedCall, Response};
-use crate::ml::lm::prune::{system_text as first_system, text_sha256, tool_sha256, PruneRule};
+use crate::ml::lm::prune::{
+    lead_candidates, messages_sha256, system_text as first_system, text_sha256, tool_sha256,
+    LeadingRule, PruneRule,
+};
 use crate::ml::lm::{EncodeError, LanguageModel, TrainExample};
 
 // ---------------------------------------------------------------------------
@@ -346,6 +349,7 @@ pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
             sha256: text_sha256(s),
             share: k as f64 / n,
             offered_share: None,
+            messages: None,
             chars: s.chars().count(),
             is_static: k as f64 / n >= threshold,
         });
@@ -365,15 +369,18 @@ pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
                 sha256: h.clone(),
                 share: k as f64 / n,
                 offered_share: Some(of / n),
+                messages: None,
                 chars,
                 is_static: k as f64 / of >= threshold,
             }
         })
         .collect();
     tools.sort_by(|a, b| a.name.cmp(&b.name));
+    let leading = static_lead(calls, threshold);
     let mean_static_chars = system
         .iter()
         .chain(&tools)
+        .chain(&leading)
         .filter(|p| p.is_static)
         .map(|p| p.chars as f64 * p.share)
         .sum::<f64>()
@@ -382,10 +389,47 @@ pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
         threshold,
         system,
         tools,
+        leading,
         mean_static_chars,
         pruned: false,
         decision: String::new(),
     }
+}
+
+/// The longest run of leading messages (at most 8) that at least
+/// `threshold` of the calls begin their conversation with.
+fn static_lead(calls: &[&RedactedCall], threshold: f64) -> Option<StaticPiece> {
+    let n = calls.len().max(1) as f64;
+    for k in (1..=8usize).rev() {
+        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        for c in calls {
+            let lead = lead_candidates(&c.messages);
+            if lead.len() >= k {
+                let chars = lead[..k]
+                    .iter()
+                    .map(|m| m.content.as_deref().map_or(0, |t| t.chars().count()))
+                    .sum();
+                counts.entry(messages_sha256(&lead[..k])).or_insert((0, chars)).0 += 1;
+            }
+        }
+        let best = counts
+            .into_iter()
+            .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(&a.0)));
+        if let Some((h, (m, chars))) = best {
+            if m as f64 / n >= threshold {
+                return Some(StaticPiece {
+                    name: Some(format!("{k} leading messages")),
+                    sha256: h,
+                    share: m as f64 / n,
+                    offered_share: None,
+                    chars,
+                    messages: Some(k),
+                    is_static: true,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Decides whether to prune and builds the rule; records the decision in `parts`.
@@ -395,7 +439,12 @@ pub fn prune_rule(
     min_chars: usize,
     workload: &str,
 ) -> Option<PruneRule> {
-    let any_static = parts.system.iter().chain(&parts.tools).any(|p| p.is_static);
+    let any_static = parts
+        .system
+        .iter()
+        .chain(&parts.tools)
+        .chain(&parts.leading)
+        .any(|p| p.is_static);
     let on = match mode {
         Prune::Off => {
             parts.decision = "pruning off".into();
@@ -429,6 +478,10 @@ pub fn prune_rule(
             .filter(|p| p.is_static)
             .filter_map(|p| Some((p.name.clone()?, p.sha256.clone())))
             .collect(),
+        leading: parts.leading.as_ref().map(|p| LeadingRule {
+            messages: p.messages.unwrap_or(0),
+            sha256: p.sha256.clone(),
+        }),
     })
 }
 

@@ -1150,6 +1150,14 @@ fn static_dataset(dir: &Path) {
     for i in 200..230 {
         writeln!(f, "{}", desk_line(i, &format!("Unique desk {i}: {}", long_system(i)), "Weather")).unwrap();
     }
+    // Few-shot: the same example exchange before every real request.
+    for i in 300..330 {
+        let mut v = desk_line(i, "Few-shot desk. Call get_weather.", "Weather for a city");
+        let msgs = v["request"]["messages"].as_array_mut().unwrap();
+        msgs.insert(1, json!({"role": "user", "content": "example: forecast for Oslo"}));
+        msgs.insert(2, json!({"role": "assistant", "content": "example answer: get_weather(Oslo)"}));
+        writeln!(f, "{v}").unwrap();
+    }
     drop(f);
     let mut cfg = IngestConfig::new(
         RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
@@ -1162,11 +1170,20 @@ fn static_dataset(dir: &Path) {
         .iter()
         .map(|c| {
             let s = c.messages[0].content.as_deref().unwrap_or("");
-            (c.id(), if s.starts_with("Near") { 1 } else if s.starts_with("Unique") { 2 } else { 0 })
+            let k = if s.starts_with("Near") {
+                1
+            } else if s.starts_with("Unique") {
+                2
+            } else if s.starts_with("Few-shot") {
+                3
+            } else {
+                0
+            };
+            (c.id(), k)
         })
         .collect();
     let labels: BTreeMap<i32, String> =
-        [(0, "same".to_string()), (1, "near".to_string()), (2, "none".to_string())].into();
+        [(0, "same".to_string()), (1, "near".to_string()), (2, "none".to_string()), (3, "few-shot".to_string())].into();
     write_clusters(dir, &assignments, &labels).unwrap();
 }
 
@@ -1223,6 +1240,21 @@ fn static_pieces_are_detected_identical_near_identical_and_none() {
     let mut p = none.clone();
     assert!(data::prune_rule(&mut p, tune::Prune::Auto, 1000, "cluster-2").is_none());
     assert!(!p.pruned && p.decision.starts_with("auto"), "{}", p.decision);
+    assert!(none.leading.is_none());
+
+    // Leading messages: the repeated example exchange is found (2 messages)
+    // and pruning removes it, keeping the real request.
+    let few = parts(3);
+    let lead = few.leading.as_ref().expect("a static lead");
+    assert_eq!(lead.messages, Some(2));
+    assert_eq!(lead.share, 1.0);
+    let mut p = few.clone();
+    let rule = data::prune_rule(&mut p, tune::Prune::On, 1000, "cluster-3").unwrap();
+    let calls = cluster_calls(&ds, 3);
+    let pr = rule.apply(&calls[0].messages, &calls[0].tools);
+    assert_eq!(pr.leading, 2);
+    assert_eq!(pr.messages.len(), 2);
+    assert!(pr.messages[1].content.as_deref().unwrap().starts_with("forecast"));
 }
 
 #[test]

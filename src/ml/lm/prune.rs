@@ -8,7 +8,9 @@
 //!
 //! * static system prompt → `marker` (one line naming the workload);
 //! * static tool → the tool reduced to its name (no description, empty
-//!   parameters), so the model still sees which tools are offered.
+//!   parameters), so the model still sees which tools are offered;
+//! * static leading messages (few-shot examples between the system prompt
+//!   and the conversation) → removed.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,34 @@ pub struct PruneRule {
     pub system_sha256: Option<String>,
     /// Static tools: name → sha256 of the definition ([`tool_sha256`]).
     pub tools: BTreeMap<String, String>,
+    /// Static leading messages (few-shot examples after the system prompt),
+    /// removed when they match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leading: Option<LeadingRule>,
+}
+
+/// The first `messages` messages after the system prompt, by sha256.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeadingRule {
+    pub messages: usize,
+    pub sha256: String,
+}
+
+/// Hex sha256 of a run of messages (their JSON).
+pub fn messages_sha256(messages: &[Message]) -> String {
+    text_sha256(&serde_json::to_string(messages).unwrap_or_default())
+}
+
+/// The messages that may be a static lead: after the leading system
+/// message(s), before the last user turn.
+pub fn lead_candidates(messages: &[Message]) -> &[Message] {
+    let start = messages.iter().take_while(|m| m.role == Role::System).count();
+    let end = messages.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+    if end > start {
+        &messages[start..end]
+    } else {
+        &[]
+    }
 }
 
 /// A conversation after [`PruneRule::apply`].
@@ -37,11 +67,13 @@ pub struct Pruned {
     pub system: bool,
     /// Tools reduced to their names.
     pub tools_pruned: usize,
+    /// Leading messages removed.
+    pub leading: usize,
 }
 
 impl Pruned {
     pub fn any(&self) -> bool {
-        self.system || self.tools_pruned > 0
+        self.system || self.tools_pruned > 0 || self.leading > 0
     }
 }
 
@@ -65,12 +97,21 @@ pub fn system_text(messages: &[Message]) -> Option<&str> {
 
 impl PruneRule {
     pub fn is_empty(&self) -> bool {
-        self.system_sha256.is_none() && self.tools.is_empty()
+        self.system_sha256.is_none() && self.tools.is_empty() && self.leading.is_none()
     }
 
     /// Replaces the static parts this rule knows; everything else is kept.
     pub fn apply(&self, messages: &[Message], tools: &[ToolDef]) -> Pruned {
         let mut messages = messages.to_vec();
+        let mut leading = 0;
+        if let Some(l) = &self.leading {
+            let lead = lead_candidates(&messages);
+            if lead.len() >= l.messages && messages_sha256(&lead[..l.messages]) == l.sha256 {
+                let start = messages.iter().take_while(|m| m.role == Role::System).count();
+                messages.drain(start..start + l.messages);
+                leading = l.messages;
+            }
+        }
         let mut system = false;
         if let Some(want) = &self.system_sha256 {
             if let Some(m) = messages.iter_mut().find(|m| m.role == Role::System) {
@@ -100,6 +141,7 @@ impl PruneRule {
             tools,
             system,
             tools_pruned,
+            leading,
         }
     }
 }
