@@ -262,9 +262,15 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             no_fused,
         }),
         BenchTarget::LmGemm { rows, repeats } => lm::run_gemm(LmGemmBench { rows, repeats }),
-        BenchTarget::Route { table, input, single } => {
-            route::run(crate::dev::bench::route::RouteBench { table, input, single })
-        }
+        BenchTarget::Route {
+            table,
+            input,
+            single,
+        } => route::run(crate::dev::bench::route::RouteBench {
+            table,
+            input,
+            single,
+        }),
         BenchTarget::Tune {
             work,
             input,

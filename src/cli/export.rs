@@ -63,15 +63,16 @@ impl ExportArgs {
             .iter()
             .map(|f| {
                 Format::parse(f).ok_or_else(|| {
-                    usage(format!("unknown export format {f:?} (choose from peft, gguf, merged)"))
+                    usage(format!(
+                        "unknown export format {f:?} (choose from peft, gguf, merged)"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let dtype = TensorDtype::parse(&self.dtype)
             .ok_or_else(|| usage(format!("unknown --dtype {:?} (f16, f32, q8_0)", self.dtype)))?;
-        let merged_quant = parse_quant(&self.merged_quant).ok_or_else(|| {
-            usage(format!("unknown --merged-quant {:?}", self.merged_quant))
-        })?;
+        let merged_quant = parse_quant(&self.merged_quant)
+            .ok_or_else(|| usage(format!("unknown --merged-quant {:?}", self.merged_quant)))?;
         let verify = export::VerifyConfig {
             prompts: self.verify_prompts.max(1),
             ..Default::default()
@@ -103,14 +104,21 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     init_runtime();
     let cfg = args.config()?;
     let dataset = dataset_of(&args.run, args.dataset.as_deref())?;
-    let out = args.out.clone().unwrap_or_else(|| args.run.join(EXPORT_DIR));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join(EXPORT_DIR));
     let ccfg = (!args.no_route).then(|| CalibrationConfig {
         accuracy_target: args.accuracy_target,
         min_routed_calls: args.min_routed_calls,
         ..Default::default()
     });
     let ok = export_and_route(&cfg, ccfg.as_ref(), &args.run, &dataset, &out)?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Exports a run, then (with a calibration config) builds the routing
@@ -136,7 +144,10 @@ pub fn export_and_route(
         let embedder = LazyEmbedder::new(&embedder_dir())?;
         let t1 = Instant::now();
         let table = route::calibrate(ccfg, dataset, run_dir, out, &embedder)?;
-        eprintln!("routing table calibrated in {:.0} s", t1.elapsed().as_secs_f64());
+        eprintln!(
+            "routing table calibrated in {:.0} s",
+            t1.elapsed().as_secs_f64()
+        );
         print!("{}", route::table_summary(&table));
         println!("routing table: {}", out.join(ROUTING_FILE).display());
     }

@@ -59,13 +59,20 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
     }
     let res = (|| -> Result<_> {
         let out = ingest::run(&cfg, &args.inputs, &work)?;
-        Ok((out.report.files, read_calls(&work)?, read_quarantine(&work)?))
+        Ok((
+            out.report.files,
+            read_calls(&work)?,
+            read_quarantine(&work)?,
+        ))
     })();
     let _ = std::fs::remove_dir_all(&work);
     let (files, calls, bad) = res?;
     // Lines come out in input order: file in discovery order, then position.
-    let file_rank: std::collections::HashMap<String, usize> =
-        files.iter().enumerate().map(|(i, f)| (f.file.clone(), i)).collect();
+    let file_rank: std::collections::HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.file.clone(), i))
+        .collect();
     let rank = |f: &str| file_rank.get(f).copied().unwrap_or(usize::MAX);
     let t_read = t0.elapsed().as_secs_f64();
     let embedder = LazyEmbedder::new(&embedder_dir())?;
@@ -105,7 +112,9 @@ pub fn run(args: RouteArgs) -> Result<ExitCode> {
     for q in &bad {
         let reason = format!("unreadable request: {} ({})", q.reason, q.detail);
         *per_route.entry(LLM_ROUTE.to_string()).or_default() += 1;
-        *llm_reasons.entry(format!("unreadable request: {}", q.reason)).or_default() += 1;
+        *llm_reasons
+            .entry(format!("unreadable request: {}", q.reason))
+            .or_default() += 1;
         lines.push((
             (rank(&q.file), q.line, q.index),
             json!({"file": q.file, "line": q.line, "index": q.index, "id": null,

@@ -11,13 +11,13 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use crate::artifact::adapter::SUMMARY_MD;
 use crate::artifact::plan::TuneTarget;
+use crate::artifact::split::SplitFractions;
 use crate::ml::lm::{LoraConfig, LoraTarget};
 use crate::ml::runtime::{device_from_name, init_runtime};
 use crate::select::tune_targets;
-use crate::tune::{Overlong, Prune};
-use crate::artifact::split::SplitFractions;
 use crate::tune::train::optim::Schedule;
 use crate::tune::{self, interrupt_flag, EvalConfig, Outcome, Session, Start, TuneConfig};
+use crate::tune::{Overlong, Prune};
 use crate::util::usage;
 
 /// `slmforge tune DATASET_DIR --out adapters/RUN`.

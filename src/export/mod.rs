@@ -106,9 +106,8 @@ pub struct ExportOutput {
 
 /// The tuned clusters of a run that `cfg` selects.
 fn selected(cfg: &ExportConfig, results: Vec<ClusterResult>) -> Result<Vec<ClusterResult>> {
-    let tuned = |r: &ClusterResult| {
-        matches!(r.status, ClusterStatus::Tuned | ClusterStatus::AlreadyDone)
-    };
+    let tuned =
+        |r: &ClusterResult| matches!(r.status, ClusterStatus::Tuned | ClusterStatus::AlreadyDone);
     match &cfg.clusters {
         None => {
             let v: Vec<ClusterResult> = results.into_iter().filter(tuned).collect();
@@ -119,23 +118,25 @@ fn selected(cfg: &ExportConfig, results: Vec<ClusterResult>) -> Result<Vec<Clust
         }
         Some(ids) => {
             let mut seen = std::collections::BTreeSet::new();
-            ids.iter().filter(|id| seen.insert(**id)).collect::<Vec<_>>()
+            ids.iter()
+                .filter(|id| seen.insert(**id))
+                .collect::<Vec<_>>()
         }
         .into_iter()
-            .map(|id| {
-                let r = results
-                    .iter()
-                    .find(|r| r.cluster == *id)
-                    .ok_or_else(|| usage(format!("cluster {id} is not part of this run")))?;
-                if !tuned(r) {
-                    return Err(usage(format!(
-                        "cluster {id} was not tuned in this run ({:?})",
-                        r.status
-                    )));
-                }
-                Ok(r.clone())
-            })
-            .collect(),
+        .map(|id| {
+            let r = results
+                .iter()
+                .find(|r| r.cluster == *id)
+                .ok_or_else(|| usage(format!("cluster {id} is not part of this run")))?;
+            if !tuned(r) {
+                return Err(usage(format!(
+                    "cluster {id} was not tuned in this run ({:?})",
+                    r.status
+                )));
+            }
+            Ok(r.clone())
+        })
+        .collect(),
     }
 }
 
@@ -166,12 +167,17 @@ fn base_info(lm: &LanguageModel, spec: &str, settings_spec: &str) -> Result<Base
         .or_else(|| crate::ml::models::find(settings_spec))
         .or_else(|| {
             crate::ml::models::CATALOG.iter().find(|e| {
-                Path::new(e.main_file().dest).file_name().map(|n| n.to_string_lossy().into_owned())
+                Path::new(e.main_file().dest)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
                     == Some(file_name.clone())
             })
         });
     let gguf = lm::gguf::GgufFile::open(lm.path())?;
-    let arch = gguf.string("general.architecture").unwrap_or("llama").to_string();
+    let arch = gguf
+        .string("general.architecture")
+        .unwrap_or("llama")
+        .to_string();
     // A base outside the catalogue: the repository its GGUF names, if any.
     let repo_of = |key: &str| {
         gguf.string(key).ok().map(|u| {
@@ -212,7 +218,12 @@ fn eval_figures(dir: &Path) -> Option<EvalFigures> {
 
 /// Exports every selected cluster of `run_dir` into `out`. `dataset_dir`
 /// supplies the verification prompts (the cluster's own calls).
-pub fn run(cfg: &ExportConfig, run_dir: &Path, dataset_dir: &Path, out: &Path) -> Result<ExportOutput> {
+pub fn run(
+    cfg: &ExportConfig,
+    run_dir: &Path,
+    dataset_dir: &Path,
+    out: &Path,
+) -> Result<ExportOutput> {
     if cfg.formats.is_empty() {
         return Err(usage("choose at least one export format"));
     }
@@ -308,9 +319,17 @@ fn export_cluster(
     let name = format!("cluster-{}", t.cluster);
     let dir = out.join(&name);
     std::fs::create_dir_all(&dir)?;
-    let prune = read_prompt(&src.join(PROMPT_FILE)).ok().and_then(|p| p.prune);
-    let reference = verify::Reference::new(lm, base_model, &prompts.for_cluster(t.cluster), prune.as_ref(), &cfg.verify)
-        .with_context(|| format!("verifying the exports of cluster {}", t.cluster))?;
+    let prune = read_prompt(&src.join(PROMPT_FILE))
+        .ok()
+        .and_then(|p| p.prune);
+    let reference = verify::Reference::new(
+        lm,
+        base_model,
+        &prompts.for_cluster(t.cluster),
+        prune.as_ref(),
+        &cfg.verify,
+    )
+    .with_context(|| format!("verifying the exports of cluster {}", t.cluster))?;
     let mut files = Vec::new();
     let dt = cfg.dtype.as_str().to_string();
     let model_cfg = lm.model.config().clone();
@@ -335,7 +354,11 @@ fn export_cluster(
                 });
                 crate::util::write_json(&pdir.join(SIDECAR_FILE), &sidecar)?;
                 let back = read_peft(&pdir, &model_cfg, lm.model.device())?;
-                let v = reference.check_adapter(base_model, &back, cfg.verify.tolerances.for_dtype(pdt))?;
+                let v = reference.check_adapter(
+                    base_model,
+                    &back,
+                    cfg.verify.tolerances.for_dtype(pdt),
+                )?;
                 ExportedFile {
                     format: f.as_str().into(),
                     path: rel(out, &pdir),
@@ -359,7 +382,10 @@ fn export_cluster(
                 let tol = if fb.is_empty() {
                     cfg.verify.tolerances.for_dtype(cfg.dtype)
                 } else {
-                    cfg.verify.tolerances.for_dtype(cfg.dtype).max(cfg.verify.tolerances.f16)
+                    cfg.verify
+                        .tolerances
+                        .for_dtype(cfg.dtype)
+                        .max(cfg.verify.tolerances.f16)
                 };
                 let v = reference.check_adapter(base_model, &back, tol)?;
                 ExportedFile {
@@ -375,7 +401,8 @@ fn export_cluster(
                 let q = quant_name(cfg.merged_quant);
                 let p = dir.join(merged_name(&name, &q));
                 let template = serving_template(lm.chat.source(), lm.chat.supports_tools());
-                let rep = write_merged_gguf(lm.path(), &lm.model, &p, cfg.merged_quant, Some(&template))?;
+                let rep =
+                    write_merged_gguf(lm.path(), &lm.model, &p, cfg.merged_quant, Some(&template))?;
                 let merged = lm::load(&p, lm.model.device())?;
                 let v = reference.check_model(&merged.model, cfg.verify.tolerances.merged)?;
                 ExportedFile {
@@ -402,7 +429,11 @@ fn export_cluster(
         rank: lora.rank,
         alpha: lora.alpha,
         rslora: lora.rslora,
-        targets: lora.targets.iter().map(|t| t.hf_name().to_string()).collect(),
+        targets: lora
+            .targets
+            .iter()
+            .map(|t| t.hf_name().to_string())
+            .collect(),
         train_data_sha256: t.train_data_sha256.clone(),
         files,
         eval: eval_figures(&src),

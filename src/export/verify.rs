@@ -16,8 +16,8 @@ use crate::artifact::adapter::RunSettings;
 use crate::artifact::export::Verification;
 use crate::artifact::split::split_point;
 use crate::call::RedactedCall;
-use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
 use crate::ml::lm::export::TensorDtype;
+use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
 use crate::ml::lm::lora::Adapter;
 use crate::ml::lm::{LanguageModel, Llama};
 
@@ -75,8 +75,10 @@ impl Prompts {
     pub fn read(dataset_dir: &Path, settings: &RunSettings) -> Result<Prompts> {
         let calls = crate::artifact::calls::read_calls(dataset_dir)?;
         let rows = crate::artifact::clusters::read_assignment_rows(dataset_dir)?;
-        let cluster_of: HashMap<&str, i32> =
-            rows.iter().map(|r| (r.call_id.as_str(), r.cluster)).collect();
+        let cluster_of: HashMap<&str, i32> = rows
+            .iter()
+            .map(|r| (r.call_id.as_str(), r.cluster))
+            .collect();
         let mut by_cluster: HashMap<i32, Vec<(bool, f64, RedactedCall)>> = HashMap::new();
         let test_from = settings.split.train + settings.split.val;
         for c in calls {
@@ -229,7 +231,12 @@ impl Reference {
     }
 
     /// Applies an adapter read back from an exported file to `base` and compares.
-    pub fn check_adapter(&self, base: &Llama, adapter: &Adapter, tolerance: f32) -> Result<Verification> {
+    pub fn check_adapter(
+        &self,
+        base: &Llama,
+        adapter: &Adapter,
+        tolerance: f32,
+    ) -> Result<Verification> {
         let mut m = base.clone();
         m.set_lora_tensors(&adapter.config.lora, &adapter.tensors)?;
         self.check_model(&m, tolerance)

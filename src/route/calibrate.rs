@@ -27,7 +27,6 @@ use crate::artifact::adapter::{
     cluster_dir, read_eval_samples, read_prompt, read_results, read_run_settings, Rate,
     RunSettings, PROMPT_FILE,
 };
-use crate::ml::lm::prune::PruneRule;
 use crate::artifact::calls::read_calls;
 use crate::artifact::clusters::{read_assignment_rows, read_summary};
 use crate::artifact::export::read_manifest;
@@ -40,6 +39,7 @@ use crate::artifact::OUTLIER;
 use crate::call::RedactedCall;
 use crate::ml::embed::TextEmbedder;
 use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use crate::ml::lm::prune::PruneRule;
 use crate::ml::lm::score::score_reply;
 use crate::ml::lm::{self, LanguageModel};
 use crate::util::usage;
@@ -79,11 +79,21 @@ struct Data {
 fn read_data(dataset_dir: &Path, settings: &RunSettings) -> Result<Data> {
     let calls = read_calls(dataset_dir)?;
     let rows = read_assignment_rows(dataset_dir)?;
-    let of: HashMap<&str, i32> = rows.iter().map(|r| (r.call_id.as_str(), r.cluster)).collect();
+    let of: HashMap<&str, i32> = rows
+        .iter()
+        .map(|r| (r.call_id.as_str(), r.cluster))
+        .collect();
     let ids: Vec<String> = calls.iter().map(|c| c.id()).collect();
-    let label = ids.iter().map(|id| *of.get(id.as_str()).unwrap_or(&OUTLIER)).collect();
+    let label = ids
+        .iter()
+        .map(|id| *of.get(id.as_str()).unwrap_or(&OUTLIER))
+        .collect();
     let split = ids.iter().map(|id| split_of(id, &settings.split)).collect();
-    Ok(Data { calls, label, split })
+    Ok(Data {
+        calls,
+        label,
+        split,
+    })
 }
 
 /// Greedy answers of `model` to calls (training prompts, pruned by the
@@ -119,7 +129,9 @@ fn judge(
         };
         prompts.push(ids);
     }
-    let mut order: Vec<usize> = (0..calls.len()).filter(|&i| !prompts[i].is_empty()).collect();
+    let mut order: Vec<usize> = (0..calls.len())
+        .filter(|&i| !prompts[i].is_empty())
+        .collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(prompts[i].len()), i));
     let opts = GenerateOptions {
         sampling: SamplingConfig::greedy(max_new.max(1)),
@@ -134,7 +146,10 @@ fn judge(
             let text = lm.tokenizer.decode(&comp.tokens, true)?;
             let c = calls[i];
             let schema_of = |name: &str| {
-                c.tools.iter().find(|t| t.name == name).map(|t| t.parameters.clone())
+                c.tools
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| t.parameters.clone())
             };
             let rendered = lm.chat.render_answer(&c.response);
             ok[i] = score_reply(&c.response, c.response.kind(), &rendered, &text, &schema_of)
@@ -169,7 +184,9 @@ pub fn choose_threshold(
 
 /// The pruning rule a cluster's adapter was trained with.
 fn prune_of(run_dir: &Path, c: i32) -> Option<PruneRule> {
-    read_prompt(&cluster_dir(run_dir, c).join(PROMPT_FILE)).ok().and_then(|p| p.prune)
+    read_prompt(&cluster_dir(run_dir, c).join(PROMPT_FILE))
+        .ok()
+        .and_then(|p| p.prune)
 }
 
 /// The decode cap for a cluster: its longest training answer + 16 tokens.
@@ -232,7 +249,9 @@ pub fn calibrate(
     let mut lm = lm::load(lm_path, &device)
         .with_context(|| format!("loading the base model {}", lm_path.display()))?;
     let base = lm.model.clone();
-    let mut scored = Scored { own: HashMap::new() };
+    let mut scored = Scored {
+        own: HashMap::new(),
+    };
     let tuned_routes: Vec<usize> = (0..routes.len())
         .filter(|&r| matches!(routes[r].target, RouteTarget::Adapter { .. }))
         .collect();
@@ -248,16 +267,37 @@ pub fn calibrate(
             .collect();
         let refs: Vec<&RedactedCall> = own.iter().map(|&i| &data.calls[i]).collect();
         let prune = prune_of(run_dir, c);
-        let ok = judge(&lm, &merged, &refs, prune.as_ref(), settings.max_len, max_new, cfg.batch_size)?;
+        let ok = judge(
+            &lm,
+            &merged,
+            &refs,
+            prune.as_ref(),
+            settings.max_len,
+            max_new,
+            cfg.batch_size,
+        )?;
         for (&i, v) in own.iter().zip(ok) {
             scored.own.insert(i, v);
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    set_thresholds(cfg, &mut routes, &summary.features, &data, &feats, &pos, &scored);
+    set_thresholds(
+        cfg,
+        &mut routes,
+        &summary.features,
+        &data,
+        &feats,
+        &pos,
+        &scored,
+    );
     table.routes = routes;
-    let ctx = TestCtx { run_dir, settings: &settings, results: &results, base: &base };
+    let ctx = TestCtx {
+        run_dir,
+        settings: &settings,
+        results: &results,
+        base: &base,
+    };
     table.test = test_report(cfg, &table, &data, &feats, &pos, &mut lm, &ctx)?;
     lm.model = base;
     crate::util::write_json(&export_dir.join(ROUTING_FILE), &table)?;
@@ -302,7 +342,11 @@ fn build_routes(
                     base_model: manifest.base_model.id.clone(),
                     base_sha256: manifest.base_model.sha256.clone(),
                     adapter: a.name.clone(),
-                    files: a.files.iter().map(|f| (f.format.clone(), f.path.clone())).collect(),
+                    files: a
+                        .files
+                        .iter()
+                        .map(|f| (f.format.clone(), f.path.clone()))
+                        .collect(),
                     prune: a.prune.clone(),
                 },
                 (None, _) => RouteTarget::Llm {
@@ -314,8 +358,16 @@ fn build_routes(
                 cluster: c.id,
                 label_terms: c.label_terms.clone(),
                 centroid: c.centroid.clone(),
-                exemplar_call_ids: c.example_call_ids.iter().take(cfg.exemplars).cloned().collect(),
-                tools: tools.get(&c.id).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                exemplar_call_ids: c
+                    .example_call_ids
+                    .iter()
+                    .take(cfg.exemplars)
+                    .cloned()
+                    .collect(),
+                tools: tools
+                    .get(&c.id)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default(),
                 target,
                 threshold: None,
                 accuracy: None,
@@ -341,7 +393,11 @@ fn set_thresholds(
 ) {
     let probe = RoutingTable {
         format: String::new(),
-        embedder: crate::artifact::clusters::EmbedderInfo { id: String::new(), checksum: String::new(), dim: 0 },
+        embedder: crate::artifact::clusters::EmbedderInfo {
+            id: String::new(),
+            checksum: String::new(),
+            dim: 0,
+        },
         features: _spec.clone(),
         accuracy_target: 0.0,
         min_routed_calls: 0,
@@ -353,7 +409,9 @@ fn set_thresholds(
     let mut foreign: Vec<Vec<f32>> = vec![Vec::new(); routes.len()];
     for i in (0..data.calls.len()).filter(|&i| data.split[i] == Split::Val) {
         let p = pos[&i];
-        let Some((r, d)) = nearest(&probe, &feats.rows[p]) else { continue };
+        let Some((r, d)) = nearest(&probe, &feats.rows[p]) else {
+            continue;
+        };
         if !tools_allowed(&routes[r].tools, &feats.facts[p].offered) {
             continue;
         }
@@ -395,7 +453,10 @@ fn set_thresholds(
             }
             None => {
                 let acc = if own_calls > 0 {
-                    format!("{:.0}% ({own_correct}/{own_calls})", 100.0 * own_correct as f64 / own_calls as f64)
+                    format!(
+                        "{:.0}% ({own_correct}/{own_calls})",
+                        100.0 * own_correct as f64 / own_calls as f64
+                    )
                 } else {
                     "no validation calls".into()
                 };
@@ -468,7 +529,15 @@ fn test_report(
         let model = lm.model.merge_lora()?;
         let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
         let prune = prune_of(run_dir, c);
-        judged.extend(judge(lm, &model, &refs, prune.as_ref(), ctx.settings.max_len, max_new_of(ctx.results, c), cfg.batch_size)?);
+        judged.extend(judge(
+            lm,
+            &model,
+            &refs,
+            prune.as_ref(),
+            ctx.settings.max_len,
+            max_new_of(ctx.results, c),
+            cfg.batch_size,
+        )?);
     }
     rep.routed_share = rep.routed as f64 / rep.calls.max(1) as f64;
     rep.routed_accuracy = Rate::of_outcomes(judged.into_iter());
@@ -531,7 +600,8 @@ fn router_json(
             .filter_map(|i| {
                 let u = feats.user[pos[&i]].as_ref()?;
                 let score = route_score(&uvecs, u)?;
-                let ok = data.label[i] == route.cluster && scored.own.get(&i).copied().unwrap_or(false);
+                let ok =
+                    data.label[i] == route.cluster && scored.own.get(&i).copied().unwrap_or(false);
                 Some((1.0 - score, ok))
             })
             .collect();
@@ -568,7 +638,10 @@ pub fn table_summary(t: &RoutingTable) -> String {
         }
         let acc = r
             .accuracy
-            .and_then(|a| a.rate.map(|x| format!("{:.0}% ({}/{})", 100.0 * x, a.count, a.of)))
+            .and_then(|a| {
+                a.rate
+                    .map(|x| format!("{:.0}% ({}/{})", 100.0 * x, a.count, a.of))
+            })
             .unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "  route {:<12} → {:<12} threshold {:<8} validation accuracy {}{}\n",
@@ -584,12 +657,21 @@ pub fn table_summary(t: &RoutingTable) -> String {
         .iter()
         .filter(|r| matches!(&r.target, RouteTarget::Llm { reason } if reason.contains("no tuned adapter")))
         .count();
-    s.push_str(&format!("  {untuned} workloads without an adapter stay on the LLM\n"));
+    s.push_str(&format!(
+        "  {untuned} workloads without an adapter stay on the LLM\n"
+    ));
     let acc = t
         .test
         .routed_accuracy
         .rate
-        .map(|x| format!("{:.0}% ({}/{})", 100.0 * x, t.test.routed_accuracy.count, t.test.routed_accuracy.of))
+        .map(|x| {
+            format!(
+                "{:.0}% ({}/{})",
+                100.0 * x,
+                t.test.routed_accuracy.count,
+                t.test.routed_accuracy.of
+            )
+        })
         .unwrap_or_else(|| "-".into());
     s.push_str(&format!(
         "  test split: {:.0}% of {} calls routed to small models, accuracy on them {acc}\n",

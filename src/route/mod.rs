@@ -125,16 +125,36 @@ pub fn decide(table: &RoutingTable, row: &[f32], facts: &CallFacts) -> Decision 
     let r = &table.routes[i];
     let name = Some(r.name.clone());
     if let RouteTarget::Llm { reason } = &r.target {
-        return llm(name, Some(d), r.threshold, format!("workload kept on the LLM: {reason}"));
+        return llm(
+            name,
+            Some(d),
+            r.threshold,
+            format!("workload kept on the LLM: {reason}"),
+        );
     }
     let Some(t) = r.threshold else {
-        return llm(name, Some(d), None, "route has no calibrated threshold".into());
+        return llm(
+            name,
+            Some(d),
+            None,
+            "route has no calibrated threshold".into(),
+        );
     };
     if !tools_allowed(&r.tools, &facts.offered) {
-        return llm(name, Some(d), Some(t), "offers tools outside the workload's".into());
+        return llm(
+            name,
+            Some(d),
+            Some(t),
+            "offers tools outside the workload's".into(),
+        );
     }
     if d.is_nan() || d > t {
-        return llm(name, Some(d), Some(t), "beyond the route's distance threshold".into());
+        return llm(
+            name,
+            Some(d),
+            Some(t),
+            "beyond the route's distance threshold".into(),
+        );
     }
     Decision {
         route: r.name.clone(),

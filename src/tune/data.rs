@@ -11,8 +11,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::artifact::adapter::{
+    ClusterPrompt, EncodeCounts, LengthStats, StaticParts, StaticPiece,
+};
 use crate::artifact::split::{split_of, Split, SplitFractions};
-use crate::artifact::adapter::{ClusterPrompt, EncodeCounts, LengthStats, StaticParts, StaticPiece};
 use crate::call::Role;
 use crate::call::{RedactedCall, Response};
 use crate::ml::lm::prune::{
@@ -338,7 +340,9 @@ pub fn static_parts(calls: &[&RedactedCall], threshold: f64) -> StaticParts {
         for t in &c.tools {
             *offered.entry(t.name.as_str()).or_default() += 1;
             let chars = serde_json::to_string(t).map(|s| s.len()).unwrap_or(0);
-            defs.entry((t.name.as_str(), tool_sha256(t))).or_insert((0, chars)).0 += 1;
+            defs.entry((t.name.as_str(), tool_sha256(t)))
+                .or_insert((0, chars))
+                .0 += 1;
         }
     }
     let system = systems
@@ -409,7 +413,10 @@ fn static_lead(calls: &[&RedactedCall], threshold: f64) -> Option<StaticPiece> {
                     .iter()
                     .map(|m| m.content.as_deref().map_or(0, |t| t.chars().count()))
                     .sum();
-                counts.entry(messages_sha256(&lead[..k])).or_insert((0, chars)).0 += 1;
+                counts
+                    .entry(messages_sha256(&lead[..k]))
+                    .or_insert((0, chars))
+                    .0 += 1;
             }
         }
         let best = counts

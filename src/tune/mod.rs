@@ -41,17 +41,17 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::adapter::{
-    cluster_dir, ClusterPrompt, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT, PROMPT_FILE,
-    SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE, TUNE_FILE,
+    cluster_dir, ClusterPrompt, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT,
+    PROMPT_FILE, SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE, TUNE_FILE,
 };
 use crate::artifact::plan::TuneTarget;
+use crate::artifact::split::{self, Split, SplitFractions};
 use crate::call::RedactedCall;
 use crate::ml::lm::{LanguageModel, Llama, LoraConfig, LoraTarget};
 use crate::ml::models::default_base_model;
 use crate::util::usage;
 use data::ClusterData;
 pub use data::{Overlong, Prune};
-use crate::artifact::split::{self, Split, SplitFractions};
 use train::optim::Schedule;
 use train::{TrainJob, TrainOutcome};
 
@@ -329,7 +329,11 @@ fn encode(
 
 /// The settings of a run as `tune_config.json` and `summary.json` record
 /// them: the config, the device and the dataset.
-fn settings_json(cfg: &TuneConfig, session: &Session, dataset_dir: &Path) -> Result<serde_json::Value> {
+fn settings_json(
+    cfg: &TuneConfig,
+    session: &Session,
+    dataset_dir: &Path,
+) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(cfg)?;
     v["device"] = crate::ml::runtime::device_name(&session.device).into();
     v["dataset"] = dataset_dir.to_string_lossy().into_owned().into();

@@ -7,11 +7,11 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::data::{epoch_plan, BatchLimits};
-use crate::artifact::split::Split;
 use super::{Outcome, Prepared, TuneConfig, TuneOutput};
 use crate::artifact::adapter::{
     ClusterResult, ClusterStatus, Rate, SUMMARY_FORMAT, SUMMARY_JSON, SUMMARY_MD,
 };
+use crate::artifact::split::Split;
 
 /// Writes `summary.json` and `summary.md` (atomically).
 pub fn write_summary(

@@ -68,11 +68,23 @@ fn with_random_adapter(lm: &mut LanguageModel, rank: usize) -> LoraConfig {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 fn logits(model: &lm::Llama, ids: &[u32]) -> Tensor {
-    let t = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let t = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     model.forward(&t, &[]).unwrap()
 }
 
@@ -84,25 +96,55 @@ fn peft_directory_has_the_documented_keys_config_and_hf_row_order() {
     let tensors = lm.model.lora_tensors();
     let mc = lm.model.config().clone();
     let peft = dir.path().join("peft");
-    write_peft(&peft, &cfg, &tensors, &mc, "HuggingFaceTB/SmolLM2-135M-Instruct", TensorDtype::F16).unwrap();
+    write_peft(
+        &peft,
+        &cfg,
+        &tensors,
+        &mc,
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        TensorDtype::F16,
+    )
+    .unwrap();
 
-    let conf: Value = serde_json::from_slice(&std::fs::read(peft.join(PEFT_CONFIG_FILE)).unwrap()).unwrap();
+    let conf: Value =
+        serde_json::from_slice(&std::fs::read(peft.join(PEFT_CONFIG_FILE)).unwrap()).unwrap();
     assert_eq!(conf["peft_type"], "LORA");
     assert_eq!(conf["task_type"], "CAUSAL_LM");
     assert_eq!(conf["r"], 4);
     assert_eq!(conf["lora_alpha"], 8.0);
-    assert_eq!(conf["target_modules"], json!(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]));
+    assert_eq!(
+        conf["target_modules"],
+        json!([
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj"
+        ])
+    );
     assert_eq!(conf["bias"], "none");
     assert_eq!(conf["use_dora"], false);
     assert_eq!(conf["inference_mode"], true);
     assert!(conf["modules_to_save"].is_null());
     assert_eq!(conf["rank_pattern"], json!({}), "an object, never null");
     assert_eq!(conf["alpha_pattern"], json!({}));
-    assert!(conf.get("layout").is_none() && conf.get("base_model_sha256").is_none(), "our fields stay out");
+    assert!(
+        conf.get("layout").is_none() && conf.get("base_model_sha256").is_none(),
+        "our fields stay out"
+    );
 
     let bytes = std::fs::read(peft.join(PEFT_WEIGHTS_FILE)).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    assert_eq!(meta.metadata().as_ref().unwrap().get("format").map(String::as_str), Some("pt"));
+    assert_eq!(
+        meta.metadata()
+            .as_ref()
+            .unwrap()
+            .get("format")
+            .map(String::as_str),
+        Some("pt")
+    );
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     assert_eq!(names.len(), common::TINY_LAYERS * 7 * 2);
@@ -122,10 +164,14 @@ fn peft_directory_has_the_documented_keys_config_and_hf_row_order() {
     // q's B rows are in the Hugging Face order; reading back restores ours.
     let ours: HashMap<String, Tensor> = tensors.into_iter().collect();
     let q_ours = &ours["blk.1.attn_q.weight.lora_b"];
-    let loaded = candle_core::safetensors::load(peft.join(PEFT_WEIGHTS_FILE), &Device::Cpu).unwrap();
+    let loaded =
+        candle_core::safetensors::load(peft.join(PEFT_WEIGHTS_FILE), &Device::Cpu).unwrap();
     let q_hf = loaded[qb].to_dtype(candle_core::DType::F32).unwrap();
     assert!(max_diff(&q_hf, &gguf_rows_to_hf(q_ours, common::TINY_HEADS).unwrap()) < 1e-3);
-    assert!(max_diff(&q_hf, q_ours) > 1e-3, "the permutation must move rows");
+    assert!(
+        max_diff(&q_hf, q_ours) > 1e-3,
+        "the permutation must move rows"
+    );
     let back = read_peft(&peft, &mc, &Device::Cpu).unwrap();
     assert_eq!(back.config.lora.rank, 4);
     for (n, t) in &ours {
@@ -146,18 +192,30 @@ fn qk_permutation_round_trips_and_matches_half_split_rope() {
     let w_gguf = Tensor::randn(0f32, 1.0, (heads * d, 16), &dev).unwrap();
     let w_hf = gguf_rows_to_hf(&w_gguf, heads).unwrap();
     let x = Tensor::randn(0f32, 1.0, (t, 16), &dev).unwrap();
-    let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
-    let ang: Vec<f32> = (0..t).flat_map(|p| inv.iter().map(move |f| p as f32 * f)).collect();
+    let inv: Vec<f32> = (0..d / 2)
+        .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
+        .collect();
+    let ang: Vec<f32> = (0..t)
+        .flat_map(|p| inv.iter().map(move |f| p as f32 * f))
+        .collect();
     let ang = Tensor::from_vec(ang, (t, d / 2), &dev).unwrap();
     let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
     let heads_of = |w: &Tensor| {
-        x.matmul(&w.t().unwrap()).unwrap().reshape((1, t, heads, d)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .reshape((1, t, heads, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
     };
     let q_gguf = candle_nn::rotary_emb::rope_i(&heads_of(&w_gguf), &cos, &sin).unwrap();
     let q_hf = candle_nn::rotary_emb::rope(&heads_of(&w_hf), &cos, &sin).unwrap();
     // Back to [t, heads·d] rows and compare in the HF order.
     let flat = |q: &Tensor| q.transpose(1, 2).unwrap().reshape((t, heads * d)).unwrap();
-    let g_as_hf = gguf_rows_to_hf(&flat(&q_gguf).t().unwrap().contiguous().unwrap(), heads).unwrap();
+    let g_as_hf =
+        gguf_rows_to_hf(&flat(&q_gguf).t().unwrap().contiguous().unwrap(), heads).unwrap();
     assert!(max_diff(&g_as_hf, &flat(&q_hf).t().unwrap().contiguous().unwrap()) < 1e-4);
 }
 
@@ -178,8 +236,14 @@ fn gguf_adapter_metadata_types_q8_fallback_and_round_trip() {
     assert!(matches!(&c.metadata["general.type"], GgufValue::String(s) if s == "adapter"));
     assert!(matches!(&c.metadata["adapter.type"], GgufValue::String(s) if s == "lora"));
     assert!(matches!(&c.metadata["general.architecture"], GgufValue::String(s) if s == "llama"));
-    assert_eq!(c.tensor_infos["blk.0.attn_q.weight.lora_a"].ggml_dtype, GgmlDType::Q8_0);
-    assert_eq!(c.tensor_infos["blk.0.attn_q.weight.lora_b"].ggml_dtype, GgmlDType::F16);
+    assert_eq!(
+        c.tensor_infos["blk.0.attn_q.weight.lora_a"].ggml_dtype,
+        GgmlDType::Q8_0
+    );
+    assert_eq!(
+        c.tensor_infos["blk.0.attn_q.weight.lora_b"].ggml_dtype,
+        GgmlDType::F16
+    );
     let back = read_gguf_adapter(&p, &Device::Cpu).unwrap();
     assert_eq!(back.config.lora.rank, 8);
     assert_eq!(back.config.lora.targets, LoraTarget::ALL.to_vec());
@@ -188,9 +252,21 @@ fn gguf_adapter_metadata_types_q8_fallback_and_round_trip() {
         assert!(max_diff(&back.tensors[n], t) < 0.02, "{n}");
     }
     // rsLoRA: llama.cpp computes alpha / r, so sqrt(r) is folded into alpha.
-    let rs = LoraConfig { rank: 4, alpha: 8.0, rslora: true, ..Default::default() };
+    let rs = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        rslora: true,
+        ..Default::default()
+    };
     assert_eq!(llama_cpp_alpha(&rs), 16.0);
-    assert_eq!(llama_cpp_alpha(&LoraConfig { rank: 4, alpha: 8.0, ..Default::default() }), 8.0);
+    assert_eq!(
+        llama_cpp_alpha(&LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            ..Default::default()
+        }),
+        8.0
+    );
 }
 
 #[test]
@@ -211,7 +287,11 @@ fn merged_model_equals_the_adapter_model_within_quantisation() {
         assert_eq!(rep.requantised, common::TINY_LAYERS * 7);
         let merged = lm::load(&p, &Device::Cpu).unwrap();
         let got = logits(&merged.model, &ids);
-        assert!(max_diff(&got, &want) < tol, "{q:?}: {}", max_diff(&got, &want));
+        assert!(
+            max_diff(&got, &want) < tol,
+            "{q:?}: {}",
+            max_diff(&got, &want)
+        );
         assert!(max_diff(&got, &plain) > 0.5, "the merge changed nothing");
         assert_eq!(merged.tokenizer.vocab_size(), lm.tokenizer.vocab_size());
     }
@@ -222,17 +302,33 @@ fn merged_model_equals_the_adapter_model_within_quantisation() {
 fn export_verifies_every_format_and_routing_reproduces_calibration() {
     let fx = crate::tune::fixture(60, 60);
     let emb = crate::cluster::tiny();
-    let ccfg = ClusterConfig { k: Some(2), min_cluster_size: 1, progress: false, ..ClusterConfig::default() };
+    let ccfg = ClusterConfig {
+        k: Some(2),
+        min_cluster_size: 1,
+        progress: false,
+        ..ClusterConfig::default()
+    };
     cluster::run(&ccfg, &fx.dataset, &emb.embedder).unwrap();
     let mut tcfg = crate::tune::tiny_cfg(&fx.model);
     tcfg.max_steps = Some(4);
     let run = fx.root.join("run");
-    crate::tune::run_tune(&tcfg, &fx.dataset, &run, None, slmforge::tune::Start::Fresh, None).unwrap();
+    crate::tune::run_tune(
+        &tcfg,
+        &fx.dataset,
+        &run,
+        None,
+        slmforge::tune::Start::Fresh,
+        None,
+    )
+    .unwrap();
 
     // A random tiny model has near-ties everywhere, so the merged model is
     // kept in f16 here (the real model is verified in Q8_0 by the demo and
     // the real-model test); the mechanism is the same.
-    let xcfg = ExportConfig { merged_quant: GgmlDType::F16, ..ExportConfig::default() };
+    let xcfg = ExportConfig {
+        merged_quant: GgmlDType::F16,
+        ..ExportConfig::default()
+    };
     let out = fx.root.join("export");
     let res = export::run(&xcfg, &run, &fx.dataset, &out).unwrap();
     assert!(res.failures.is_empty(), "{:?}", res.failures);
@@ -240,11 +336,20 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
     for a in &res.manifest.adapters {
         assert_eq!(a.files.len(), 3);
         for f in &a.files {
-            assert!(f.verification.passed, "{} {}: {:?}", a.name, f.format, f.verification);
+            assert!(
+                f.verification.passed,
+                "{} {}: {:?}",
+                a.name, f.format, f.verification
+            );
             assert!(f.verification.base_logit_diff > f.verification.tolerance);
             for s in &f.files {
                 let p = out.join(&s.path);
-                assert_eq!(slmforge::util::sha256_file(&p).unwrap(), s.sha256, "{}", s.path);
+                assert_eq!(
+                    slmforge::util::sha256_file(&p).unwrap(),
+                    s.sha256,
+                    "{}",
+                    s.path
+                );
             }
         }
     }
@@ -258,20 +363,35 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
     let out2 = fx.root.join("export2");
     let res2 = export::run(&xcfg, &run, &fx.dataset, &out2).unwrap();
     let sums = |m: &slmforge::artifact::export::Manifest| -> Vec<String> {
-        m.adapters.iter().flat_map(|a| a.files.iter().flat_map(|f| f.files.iter().map(|s| s.sha256.clone()))).collect()
+        m.adapters
+            .iter()
+            .flat_map(|a| {
+                a.files
+                    .iter()
+                    .flat_map(|f| f.files.iter().map(|s| s.sha256.clone()))
+            })
+            .collect()
     };
     assert_eq!(sums(&res.manifest), sums(&res2.manifest));
 
     // Routing: with target 0 every candidate is accepted, so routing the
     // validation calls again must give each route exactly its calibrated count.
-    let cal = CalibrationConfig { accuracy_target: 0.0, min_routed_calls: 1, ..Default::default() };
+    let cal = CalibrationConfig {
+        accuracy_target: 0.0,
+        min_routed_calls: 1,
+        ..Default::default()
+    };
     let table = route::calibrate(&cal, &fx.dataset, &run, &out, &emb.embedder).unwrap();
     let again = read_table(&out.join(ROUTING_FILE)).unwrap();
     assert_eq!(again, table);
     let bytes = std::fs::read(out.join(ROUTING_FILE)).unwrap();
     let router = std::fs::read(out.join("router.json")).unwrap();
     route::calibrate(&cal, &fx.dataset, &run, &out, &emb.embedder).unwrap();
-    assert_eq!(std::fs::read(out.join(ROUTING_FILE)).unwrap(), bytes, "calibration is deterministic");
+    assert_eq!(
+        std::fs::read(out.join(ROUTING_FILE)).unwrap(),
+        bytes,
+        "calibration is deterministic"
+    );
     assert_eq!(std::fs::read(out.join("router.json")).unwrap(), router);
     // The test report covers exactly the test split.
     let n_test = slmforge::artifact::calls::read_calls(&fx.dataset)
@@ -280,14 +400,18 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
         .filter(|c| split_of(&c.id(), &tcfg.split) == Split::Test)
         .count();
     assert_eq!(table.test.calls, n_test);
-    assert_eq!(table.test.routed + table.test.llm_reasons.values().sum::<usize>(), n_test);
+    assert_eq!(
+        table.test.routed + table.test.llm_reasons.values().sum::<usize>(),
+        n_test
+    );
     let calls = slmforge::artifact::calls::read_calls(&fx.dataset).unwrap();
     let val: Vec<&slmforge::call::Call> = calls
         .iter()
         .filter(|c| split_of(&c.id(), &tcfg.split) == Split::Val)
         .map(|c| &**c)
         .collect();
-    let decisions = route::route_calls(&table, &val, &emb.embedder, &ProgressBar::hidden()).unwrap();
+    let decisions =
+        route::route_calls(&table, &val, &emb.embedder, &ProgressBar::hidden()).unwrap();
     let mut routed: BTreeMap<String, usize> = BTreeMap::new();
     for d in &decisions {
         if d.routed.is_some() {
@@ -299,7 +423,12 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
         if let RouteTarget::Adapter { .. } = r.target {
             any = true;
             assert!(r.threshold.is_some());
-            assert_eq!(routed.get(&r.name).copied().unwrap_or(0), r.calibration.routed, "{}", r.name);
+            assert_eq!(
+                routed.get(&r.name).copied().unwrap_or(0),
+                r.calibration.routed,
+                "{}",
+                r.name
+            );
         }
     }
     assert!(any, "no route took traffic: {table:?}");
@@ -350,17 +479,29 @@ fn export_verifies_every_format_and_routing_reproduces_calibration() {
     let nums: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
     assert_eq!(nums, (1..=input.len() as u64).collect::<Vec<_>>());
     assert_eq!(lines[5]["route"], "llm");
-    assert!(lines[5]["reason"].as_str().unwrap().starts_with("unreadable request: invalid_json"), "{}", lines[5]);
+    assert!(
+        lines[5]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable request: invalid_json"),
+        "{}",
+        lines[5]
+    );
     // A bare request body routes as the full record did (the response is not used).
     assert_eq!(lines[6]["route"], lines[0]["route"]);
     assert_eq!(lines[6]["distance"], lines[0]["distance"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("kept on the LLM because") && stderr.contains("requests/s"), "{stderr}");
+    assert!(
+        stderr.contains("kept on the LLM because") && stderr.contains("requests/s"),
+        "{stderr}"
+    );
 
     // A table needs the embedder it was made with.
     let mut other = table.clone();
     other.embedder.checksum = "0".repeat(64);
-    assert!(route::route_calls(&other, &[&foreign], &emb.embedder, &ProgressBar::hidden()).is_err());
+    assert!(
+        route::route_calls(&other, &[&foreign], &emb.embedder, &ProgressBar::hidden()).is_err()
+    );
 }
 
 #[test]
@@ -370,8 +511,13 @@ fn requests_without_responses_are_read_and_bad_ones_get_a_reason() {
     let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi there"}]});
     let anth = json!({"model": "claude", "max_tokens": 10, "system": "be brief", "messages": [{"role": "user", "content": "hello"}]});
     let wrapped = json!({"request": req});
-    let batch = json!({"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": req});
-    std::fs::write(&log, format!("{req}\n{req}\n{anth}\nnot json\n{wrapped}\n{batch}\n")).unwrap();
+    let batch =
+        json!({"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": req});
+    std::fs::write(
+        &log,
+        format!("{req}\n{req}\n{anth}\nnot json\n{wrapped}\n{batch}\n"),
+    )
+    .unwrap();
     let mut cfg = slmforge::ingest::IngestConfig::new(
         slmforge::redact::RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
         slmforge::ingest::KeySource::File,
@@ -380,9 +526,16 @@ fn requests_without_responses_are_read_and_bad_ones_get_a_reason() {
     cfg.requests_only = true;
     let out = dir.path().join("ds");
     let rep = slmforge::ingest::run(&cfg, &[log], &out).unwrap().report;
-    assert_eq!((rep.read, rep.written, rep.duplicates, rep.quarantined), (6, 5, 0, 1));
+    assert_eq!(
+        (rep.read, rep.written, rep.duplicates, rep.quarantined),
+        (6, 5, 0, 1)
+    );
     let calls = slmforge::artifact::calls::read_calls(&out).unwrap();
-    assert_eq!(calls[2].messages[0].content.as_deref(), Some("be brief"), "Anthropic system kept");
+    assert_eq!(
+        calls[2].messages[0].content.as_deref(),
+        Some("be brief"),
+        "Anthropic system kept"
+    );
     let q = slmforge::ingest::read_quarantine(&out).unwrap();
     assert_eq!(q[0].reason, "invalid_json");
     assert_eq!(q[0].line, 4);
@@ -406,38 +559,58 @@ fn real_smollm2_formats_read_back_and_merged_q8_0_stays_close() {
     let cfg = with_random_adapter(&mut lm, 8);
     let tensors = lm.model.lora_tensors();
     let mc = lm.model.config().clone();
-    let ids = lm.prompt_ids(
-        &[slmforge::call::Message {
-            role: slmforge::call::Role::User,
-            content: Some("Extract the invoice number from: Invoice INV-2291, total 40 EUR.".into()),
-            tool_calls: vec![],
-            tool_call_id: None,
-            name: None,
-        }],
-        &[],
-    ).unwrap();
+    let ids = lm
+        .prompt_ids(
+            &[slmforge::call::Message {
+                role: slmforge::call::Role::User,
+                content: Some(
+                    "Extract the invoice number from: Invoice INV-2291, total 40 EUR.".into(),
+                ),
+                tool_calls: vec![],
+                tool_call_id: None,
+                name: None,
+            }],
+            &[],
+        )
+        .unwrap();
     let want = logits(&lm.model, &ids);
-    assert!(max_diff(&want, &logits(&base, &ids)) > 1.0, "the random adapter must matter");
+    assert!(
+        max_diff(&want, &logits(&base, &ids)) > 1.0,
+        "the random adapter must matter"
+    );
     let apply = |a: &slmforge::ml::lm::lora::Adapter| {
         let mut m = base.clone();
         m.set_lora_tensors(&a.config.lora, &a.tensors).unwrap();
         logits(&m, &ids)
     };
     let peft = dir.path().join("peft");
-    write_peft(&peft, &cfg, &tensors, &mc, "HuggingFaceTB/SmolLM2-135M-Instruct", TensorDtype::F16).unwrap();
+    write_peft(
+        &peft,
+        &cfg,
+        &tensors,
+        &mc,
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        TensorDtype::F16,
+    )
+    .unwrap();
     assert!(max_diff(&apply(&read_peft(&peft, &mc, &Device::Cpu).unwrap()), &want) < 0.05);
     let g = dir.path().join("a.gguf");
     write_gguf_adapter(&g, "llama", &cfg, &tensors, TensorDtype::F16).unwrap();
     assert!(max_diff(&apply(&read_gguf_adapter(&g, &Device::Cpu).unwrap()), &want) < 0.05);
     let m = dir.path().join("merged.gguf");
-    let template = slmforge::ml::lm::template::serving_template(lm.chat.source(), lm.chat.supports_tools());
-    let rep = write_merged_gguf(lm.path(), &lm.model, &m, GgmlDType::Q8_0, Some(&template)).unwrap();
+    let template =
+        slmforge::ml::lm::template::serving_template(lm.chat.source(), lm.chat.supports_tools());
+    let rep =
+        write_merged_gguf(lm.path(), &lm.model, &m, GgmlDType::Q8_0, Some(&template)).unwrap();
     assert_eq!(rep.requantised, 30 * 7);
     assert!(rep.fallbacks.is_empty());
     let merged = lm::load(&m, &Device::Cpu).unwrap();
     let d = max_diff(&logits(&merged.model, &ids), &want);
     assert!(d < 2.0, "merged Q8_0 logits differ by {d}");
-    assert_eq!(merged.tokenizer.encode("hello world").unwrap(), lm.tokenizer.encode("hello world").unwrap());
+    assert_eq!(
+        merged.tokenizer.encode("hello world").unwrap(),
+        lm.tokenizer.encode("hello world").unwrap()
+    );
     // The merged GGUF carries the serving template, which renders a tool
     // conversation exactly as training did.
     assert_eq!(merged.chat.source(), template);
@@ -447,12 +620,32 @@ fn real_smollm2_formats_read_back_and_merged_q8_0_stays_close() {
         parameters: json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}),
     }];
     let conv = vec![
-        slmforge::call::Message { role: slmforge::call::Role::System, content: Some("You are AP.".into()), tool_calls: vec![], tool_call_id: None, name: None },
-        slmforge::call::Message { role: slmforge::call::Role::User, content: Some("Find INV-7".into()), tool_calls: vec![], tool_call_id: None, name: None },
+        slmforge::call::Message {
+            role: slmforge::call::Role::System,
+            content: Some("You are AP.".into()),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        },
+        slmforge::call::Message {
+            role: slmforge::call::Role::User,
+            content: Some("Find INV-7".into()),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        },
     ];
-    assert_eq!(merged.prompt_ids(&conv, &tools).unwrap(), lm.prompt_ids(&conv, &tools).unwrap());
-    let mut c = candle_core::quantized::gguf_file::Content::read(&mut std::fs::File::open(&m).unwrap()).unwrap();
-    assert!(matches!(c.metadata.remove("general.file_type"), Some(GgufValue::U32(7))));
+    assert_eq!(
+        merged.prompt_ids(&conv, &tools).unwrap(),
+        lm.prompt_ids(&conv, &tools).unwrap()
+    );
+    let mut c =
+        candle_core::quantized::gguf_file::Content::read(&mut std::fs::File::open(&m).unwrap())
+            .unwrap();
+    assert!(matches!(
+        c.metadata.remove("general.file_type"),
+        Some(GgufValue::U32(7))
+    ));
     // Q4_K needs rows divisible by 256: 576-wide rows fall back to q8_0, 1536-wide ones do not.
     let k = dir.path().join("merged-q4k.gguf");
     let rep = write_merged_gguf(lm.path(), &lm.model, &k, GgmlDType::Q4K, None).unwrap();
@@ -476,9 +669,15 @@ fn export_refuses_bad_inputs_with_exit_2_and_a_clear_message() {
     let d = dir.path().to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![d, "--dataset", d], "is not an adapter run"),
-        (vec![d, "--formats", "onnx", "--dataset", d], "unknown export format"),
+        (
+            vec![d, "--formats", "onnx", "--dataset", d],
+            "unknown export format",
+        ),
         (vec![d, "--dtype", "q4", "--dataset", d], "unknown --dtype"),
-        (vec![d, "--merged-quant", "q9_9", "--dataset", d], "unknown --merged-quant"),
+        (
+            vec![d, "--merged-quant", "q9_9", "--dataset", d],
+            "unknown --merged-quant",
+        ),
     ];
     for (args, needle) in cases {
         let out = export_cmd(&args);
@@ -487,7 +686,11 @@ fn export_refuses_bad_inputs_with_exit_2_and_a_clear_message() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     // A run directory that does not record its dataset needs --dataset.
-    std::fs::write(dir.path().join("tune_config.json"), r#"{"base_model":"x","max_len":8,"split":{"train":0.8,"val":0.1}}"#).unwrap();
+    std::fs::write(
+        dir.path().join("tune_config.json"),
+        r#"{"base_model":"x","max_len":8,"split":{"train":0.8,"val":0.1}}"#,
+    )
+    .unwrap();
     let out = export_cmd(&[d]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --dataset"));

@@ -708,7 +708,8 @@ fn generation_stops_and_text_decodes() {
     assert_eq!(c[0].tokens.len(), 40);
     // Stop at the first token greedy decoding produces: nothing is generated.
     let first = c[0].tokens[0];
-    let (c2, _) = generate_tokens(&lm.model, std::slice::from_ref(&prompt), &[first], 0, &opts).unwrap();
+    let (c2, _) =
+        generate_tokens(&lm.model, std::slice::from_ref(&prompt), &[first], 0, &opts).unwrap();
     assert!(c2[0].tokens.is_empty());
     assert_eq!(c2[0].finish, lm::FinishReason::Stop);
     let out = lm.generate(&[prompt], &opts).unwrap();
@@ -1028,25 +1029,51 @@ fn training_encoding_prefix_mask_and_truncation() {
         },
         Message::text(Role::User, "What is the name?"),
     ];
-    let full = lm.encode_for_training(&long, &[weather_tool()], &answer, 4096).unwrap();
+    let full = lm
+        .encode_for_training(&long, &[weather_tool()], &answer, 4096)
+        .unwrap();
     assert!(!full.truncated);
     let fit = ex.ids.len() + 2;
     assert!(fit < full.ids.len());
-    let cut = lm.encode_for_training(&long, &[weather_tool()], &answer, fit).unwrap();
+    let cut = lm
+        .encode_for_training(&long, &[weather_tool()], &answer, fit)
+        .unwrap();
     assert!(cut.truncated);
-    assert_eq!(cut.ids, ex.ids, "exactly the system prompt, tools and last user turn remain");
+    assert_eq!(
+        cut.ids, ex.ids,
+        "exactly the system prompt, tools and last user turn remain"
+    );
     assert_eq!(cut.answer_len(), ex.answer_len());
     let text = lm.tokenizer.decode(&cut.ids, false).unwrap();
-    assert!(text.contains("Be terse.") && text.contains("get_weather") && text.contains("What is the name?"));
-    assert!(!text.contains("first question") && !text.contains("rainy"), "{text}");
+    assert!(
+        text.contains("Be terse.")
+            && text.contains("get_weather")
+            && text.contains("What is the name?")
+    );
+    assert!(
+        !text.contains("first question") && !text.contains("rainy"),
+        "{text}"
+    );
     let err = lm
         .encode_for_training(&msgs, &[weather_tool()], &answer, ex.ids.len() - 1)
         .unwrap_err();
-    assert!(matches!(err.downcast_ref::<lm::EncodeError>(), Some(lm::EncodeError::DoesNotFit { .. })), "{err}");
+    assert!(
+        matches!(
+            err.downcast_ref::<lm::EncodeError>(),
+            Some(lm::EncodeError::DoesNotFit { .. })
+        ),
+        "{err}"
+    );
     let err = lm
         .encode_for_training(&msgs, &[], &answer, ex.answer_len())
         .unwrap_err();
-    assert!(matches!(err.downcast_ref::<lm::EncodeError>(), Some(lm::EncodeError::AnswerTooLong { .. })), "{err}");
+    assert!(
+        matches!(
+            err.downcast_ref::<lm::EncodeError>(),
+            Some(lm::EncodeError::AnswerTooLong { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]

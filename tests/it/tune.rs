@@ -16,14 +16,16 @@ use std::process::Command;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 use slmforge::artifact::adapter::ClusterStatus;
+use slmforge::artifact::split::{split_of, Split, SplitFractions};
 use slmforge::call::{Response, ToolCall};
 use slmforge::dev::synth::truth::{clusters_from_labels, write_clusters};
 use slmforge::ingest::{self, IngestConfig, KeySource};
+use slmforge::ml::lm::score::{
+    arguments_match, calls_match, names_match, score_reply, values_match,
+};
 use slmforge::redact::RedactKey;
 use slmforge::select::tune_targets;
 use slmforge::tune::data::{self, BatchLimits};
-use slmforge::ml::lm::score::{arguments_match, calls_match, names_match, score_reply, values_match};
-use slmforge::artifact::split::{split_of, Split, SplitFractions};
 use slmforge::tune::{self, Outcome, Session, Start, TuneConfig, TuneOutput};
 
 use crate::common;
@@ -1112,8 +1114,9 @@ fn real_smollm2_tunes_a_few_steps_on_the_sample() {
 
 /// A long system prompt (well over `prune_min_chars`).
 fn long_system(variant: usize) -> String {
-    let mut s = "You are the weather desk of a travel agency. Answer only with a call to get_weather. "
-        .repeat(14);
+    let mut s =
+        "You are the weather desk of a travel agency. Answer only with a call to get_weather. "
+            .repeat(14);
     if variant > 0 {
         s.push_str(&format!(" Desk {variant}."));
     }
@@ -1148,14 +1151,29 @@ fn static_dataset(dir: &Path) {
         writeln!(f, "{}", desk_line(i, &sys, "Weather by city")).unwrap();
     }
     for i in 200..230 {
-        writeln!(f, "{}", desk_line(i, &format!("Unique desk {i}: {}", long_system(i)), "Weather")).unwrap();
+        writeln!(
+            f,
+            "{}",
+            desk_line(
+                i,
+                &format!("Unique desk {i}: {}", long_system(i)),
+                "Weather"
+            )
+        )
+        .unwrap();
     }
     // Few-shot: the same example exchange before every real request.
     for i in 300..330 {
         let mut v = desk_line(i, "Few-shot desk. Call get_weather.", "Weather for a city");
         let msgs = v["request"]["messages"].as_array_mut().unwrap();
-        msgs.insert(1, json!({"role": "user", "content": "example: forecast for Oslo"}));
-        msgs.insert(2, json!({"role": "assistant", "content": "example answer: get_weather(Oslo)"}));
+        msgs.insert(
+            1,
+            json!({"role": "user", "content": "example: forecast for Oslo"}),
+        );
+        msgs.insert(
+            2,
+            json!({"role": "assistant", "content": "example answer: get_weather(Oslo)"}),
+        );
         writeln!(f, "{v}").unwrap();
     }
     drop(f);
@@ -1182,15 +1200,23 @@ fn static_dataset(dir: &Path) {
             (c.id(), k)
         })
         .collect();
-    let labels: BTreeMap<i32, String> =
-        [(0, "same".to_string()), (1, "near".to_string()), (2, "none".to_string()), (3, "few-shot".to_string())].into();
+    let labels: BTreeMap<i32, String> = [
+        (0, "same".to_string()),
+        (1, "near".to_string()),
+        (2, "none".to_string()),
+        (3, "few-shot".to_string()),
+    ]
+    .into();
     write_clusters(dir, &assignments, &labels).unwrap();
 }
 
 fn cluster_calls(dir: &Path, k: i32) -> Vec<slmforge::call::RedactedCall> {
     let rows = slmforge::artifact::clusters::read_assignment_rows(dir).unwrap();
-    let ids: std::collections::HashSet<String> =
-        rows.iter().filter(|r| r.cluster == k).map(|r| r.call_id.clone()).collect();
+    let ids: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|r| r.cluster == k)
+        .map(|r| r.call_id.clone())
+        .collect();
     slmforge::artifact::calls::read_calls(dir)
         .unwrap()
         .into_iter()
@@ -1211,10 +1237,17 @@ fn static_pieces_are_detected_identical_near_identical_and_none() {
     let same = parts(0);
     let sys = same.system.as_ref().unwrap();
     assert!(sys.is_static && sys.share == 1.0);
-    assert_eq!(sys.sha256, slmforge::ml::lm::prune::text_sha256(&long_system(0)));
+    assert_eq!(
+        sys.sha256,
+        slmforge::ml::lm::prune::text_sha256(&long_system(0))
+    );
     assert_eq!(same.tools.len(), 1);
     assert!(same.tools[0].is_static && same.tools[0].share == 1.0);
-    assert!(same.mean_static_chars > 1000.0, "{}", same.mean_static_chars);
+    assert!(
+        same.mean_static_chars > 1000.0,
+        "{}",
+        same.mean_static_chars
+    );
     let mut p = same.clone();
     let rule = data::prune_rule(&mut p, tune::Prune::Auto, 1000, "cluster-0").unwrap();
     assert!(p.pruned);
@@ -1232,14 +1265,21 @@ fn static_pieces_are_detected_identical_near_identical_and_none() {
     assert!(near.tools[0].is_static);
     let mut p = near.clone();
     let rule = data::prune_rule(&mut p, tune::Prune::On, 1000, "cluster-1").unwrap();
-    assert!(rule.system_sha256.is_none(), "a non-static system prompt is kept");
+    assert!(
+        rule.system_sha256.is_none(),
+        "a non-static system prompt is kept"
+    );
 
     // None: every system prompt differs.
     let none = parts(2);
     assert!(!none.system.as_ref().unwrap().is_static);
     let mut p = none.clone();
     assert!(data::prune_rule(&mut p, tune::Prune::Auto, 1000, "cluster-2").is_none());
-    assert!(!p.pruned && p.decision.starts_with("auto"), "{}", p.decision);
+    assert!(
+        !p.pruned && p.decision.starts_with("auto"),
+        "{}",
+        p.decision
+    );
     assert!(none.leading.is_none());
 
     // Leading messages: the repeated example exchange is found (2 messages)
@@ -1254,7 +1294,11 @@ fn static_pieces_are_detected_identical_near_identical_and_none() {
     let pr = rule.apply(&calls[0].messages, &calls[0].tools);
     assert_eq!(pr.leading, 2);
     assert_eq!(pr.messages.len(), 2);
-    assert!(pr.messages[1].content.as_deref().unwrap().starts_with("forecast"));
+    assert!(pr.messages[1]
+        .content
+        .as_deref()
+        .unwrap()
+        .starts_with("forecast"));
 }
 
 #[test]
@@ -1269,7 +1313,8 @@ fn pruned_training_prompts_are_what_generation_rebuilds_and_overlong_calls_are_d
     cfg.min_examples = 5;
     let run = tmp.path().join("run");
     run_tune(&cfg, &ds, &run, Some(&[0]), Start::Fresh, None).unwrap();
-    let prompt = slmforge::artifact::adapter::read_prompt(&run.join("cluster-0/prompt.json")).unwrap();
+    let prompt =
+        slmforge::artifact::adapter::read_prompt(&run.join("cluster-0/prompt.json")).unwrap();
     let rule = prompt.prune.clone().expect("cluster 0 trains pruned");
     assert!(prompt.static_parts.pruned);
     let tj: Value = read_json(&run.join("cluster-0/tune.json"));
@@ -1280,14 +1325,25 @@ fn pruned_training_prompts_are_what_generation_rebuilds_and_overlong_calls_are_d
     let prepared = prepare(&cfg, &ds, Some(&[0]));
     let lm = slmforge::ml::lm::load(&model, &Device::Cpu).unwrap();
     let calls = cluster_calls(&ds, 0);
-    let by_id: HashMap<String, &slmforge::call::RedactedCall> = calls.iter().map(|c| (c.id(), c)).collect();
-    let full_len = lm.prompt_ids(&calls[0].messages, &calls[0].tools).unwrap().len();
+    let by_id: HashMap<String, &slmforge::call::RedactedCall> =
+        calls.iter().map(|c| (c.id(), c)).collect();
+    let full_len = lm
+        .prompt_ids(&calls[0].messages, &calls[0].tools)
+        .unwrap()
+        .len();
     for e in &prepared[0].data.examples {
         let c = by_id[&e.call_id];
         let p = rule.apply(&c.messages, &c.tools);
         assert!(p.system && p.tools_pruned == 1);
-        assert_eq!(lm.prompt_ids(&p.messages, &p.tools).unwrap(), e.prompt_ids());
-        assert!(e.prompt_len() * 2 < full_len, "pruned {} vs full {full_len}", e.prompt_len());
+        assert_eq!(
+            lm.prompt_ids(&p.messages, &p.tools).unwrap(),
+            e.prompt_ids()
+        );
+        assert!(
+            e.prompt_len() * 2 < full_len,
+            "pruned {} vs full {full_len}",
+            e.prompt_len()
+        );
     }
 
     // Unpruned, the same calls do not fit a small max_len: they are dropped

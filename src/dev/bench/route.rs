@@ -46,7 +46,10 @@ pub fn run(args: RouteBench) -> anyhow::Result<()> {
     let read_s = t.elapsed().as_secs_f64();
     let refs: Vec<&crate::call::Call> = calls.iter().map(|c| &**c).collect();
     let t = Instant::now();
-    let embedder = Embedder::load(&crate::ml::models::embedder_dir(), &candle_core::Device::Cpu)?;
+    let embedder = Embedder::load(
+        &crate::ml::models::embedder_dir(),
+        &candle_core::Device::Cpu,
+    )?;
     let load_s = t.elapsed().as_secs_f64();
     embedder.embed(&["warm up"])?;
     let pb = ProgressBar::hidden();

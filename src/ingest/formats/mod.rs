@@ -191,20 +191,35 @@ pub fn detect(v: &Value) -> Option<SourceFormat> {
 /// (`requests_only`); anything else is returned as it is.
 pub fn as_request_record(v: &Value) -> Value {
     const RESPONSE_KEYS: [&str; 8] = [
-        "response", "choices", "output", "response_body", "result", "request", "completion", "outputs",
+        "response",
+        "choices",
+        "output",
+        "response_body",
+        "result",
+        "request",
+        "completion",
+        "outputs",
     ];
-    let Value::Object(o) = v else { return v.clone() };
+    let Value::Object(o) = v else {
+        return v.clone();
+    };
     // `{"request": {...}}` without a response, and an OpenAI Batch input
     // line (`{"custom_id", "body": {...}}`): their request body.
     let inner = match (o.get("request"), o.get("body")) {
         (Some(r @ Value::Object(_)), _) if !o.contains_key("response") => Some(r),
-        (None, Some(b @ Value::Object(_))) if o.contains_key("custom_id") && !o.contains_key("response") => Some(b),
+        (None, Some(b @ Value::Object(_)))
+            if o.contains_key("custom_id") && !o.contains_key("response") =>
+        {
+            Some(b)
+        }
         _ => None,
     };
     if let Some(inner) = inner {
         return as_request_record(inner);
     }
-    if !o.get("messages").is_some_and(Value::is_array) || RESPONSE_KEYS.iter().any(|k| o.contains_key(*k)) {
+    if !o.get("messages").is_some_and(Value::is_array)
+        || RESPONSE_KEYS.iter().any(|k| o.contains_key(*k))
+    {
         return v.clone();
     }
     let placeholder = if anthropic::looks_anthropic(Some(v), None) {

@@ -30,7 +30,9 @@ use serde_json::json;
 
 use super::gguf::GgufFile;
 use super::llama::{Llama, LlamaConfig};
-use super::lora::{gguf_rows_to_hf, hf_rows_to_gguf, Adapter, AdapterConfig, LoraConfig, LoraTarget};
+use super::lora::{
+    gguf_rows_to_hf, hf_rows_to_gguf, Adapter, AdapterConfig, LoraConfig, LoraTarget,
+};
 
 /// PEFT's config file.
 pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
@@ -104,7 +106,9 @@ pub fn parse_training_name(name: &str) -> Option<(usize, LoraTarget, bool)> {
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (stem, ab) = rest.split_once(".weight.lora_")?;
-    let target = LoraTarget::ALL.into_iter().find(|t| t.gguf_name() == stem)?;
+    let target = LoraTarget::ALL
+        .into_iter()
+        .find(|t| t.gguf_name() == stem)?;
     match ab {
         "a" => Some((layer, target, false)),
         "b" => Some((layer, target, true)),
@@ -131,7 +135,9 @@ fn parse_peft_key(key: &str) -> Option<(usize, LoraTarget, bool)> {
     let layer: usize = layer.parse().ok()?;
     let (_, rest) = rest.split_once('.')?; // self_attn | mlp
     let (module, rest) = rest.split_once('.')?;
-    let target = LoraTarget::ALL.into_iter().find(|t| t.hf_name() == module)?;
+    let target = LoraTarget::ALL
+        .into_iter()
+        .find(|t| t.hf_name() == module)?;
     match rest {
         "lora_A.weight" => Some((layer, target, false)),
         "lora_B.weight" => Some((layer, target, true)),
@@ -199,7 +205,10 @@ pub fn write_peft(
             (true, Some(h)) => gguf_rows_to_hf(t, h)?,
             _ => t.clone(),
         };
-        out.push((peft_key(layer, target, is_b), cast(&t, dtype)?.contiguous()?));
+        out.push((
+            peft_key(layer, target, is_b),
+            cast(&t, dtype)?.contiguous()?,
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
@@ -220,7 +229,9 @@ pub fn read_peft(dir: &Path, model: &LlamaConfig, device: &Device) -> Result<Ada
         &std::fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
     )
     .with_context(|| format!("parsing {}", cfg_path.display()))?;
-    let rank = cfg["r"].as_u64().context("adapter_config.json: `r` is missing")? as usize;
+    let rank = cfg["r"]
+        .as_u64()
+        .context("adapter_config.json: `r` is missing")? as usize;
     let alpha = cfg["lora_alpha"]
         .as_f64()
         .context("adapter_config.json: `lora_alpha` is missing")?;
@@ -296,9 +307,15 @@ pub fn write_gguf_adapter(
         qs.push((name.clone(), QTensor::quantize(&t, ggml)?));
     }
     let md: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String(architecture.to_string())),
+        (
+            "general.architecture",
+            Value::String(architecture.to_string()),
+        ),
         ("general.type", Value::String("adapter".into())),
-        ("general.name", Value::String("slmforge LoRA adapter".into())),
+        (
+            "general.name",
+            Value::String("slmforge LoRA adapter".into()),
+        ),
         ("adapter.type", Value::String("lora".into())),
         ("adapter.lora.alpha", Value::F32(llama_cpp_alpha(lora))),
         ("general.quantization_version", Value::U32(2)),
@@ -310,8 +327,8 @@ pub fn write_gguf_adapter(
 fn write_gguf_file(path: &Path, md: &[(&str, Value)], qs: &[(String, QTensor)]) -> Result<()> {
     let tmp = path.with_extension("gguf.tmp");
     {
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut w = BufWriter::new(f);
         let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
         let t_refs: Vec<(&str, &QTensor)> = qs.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -327,13 +344,20 @@ fn write_gguf_file(path: &Path, md: &[(&str, Value)], qs: &[(String, QTensor)]) 
 /// must be stored as f32, as llama.cpp requires.
 pub fn read_gguf_adapter(path: &Path, device: &Device) -> Result<Adapter> {
     let mut f = GgufFile::open(path)?;
-    if f.string("general.type").ok() != Some("adapter") || f.string("adapter.type").ok() != Some("lora")
+    if f.string("general.type").ok() != Some("adapter")
+        || f.string("adapter.type").ok() != Some("lora")
     {
-        bail!("{} is not a GGUF LoRA adapter (general.type / adapter.type)", path.display())
+        bail!(
+            "{} is not a GGUF LoRA adapter (general.type / adapter.type)",
+            path.display()
+        )
     }
     let alpha = match f.get("adapter.lora.alpha") {
         Some(Value::F32(a)) => *a as f64,
-        Some(_) => bail!("{}: adapter.lora.alpha is not f32 (llama.cpp would ignore it)", path.display()),
+        Some(_) => bail!(
+            "{}: adapter.lora.alpha is not f32 (llama.cpp would ignore it)",
+            path.display()
+        ),
         None => bail!("{}: adapter.lora.alpha is missing", path.display()),
     };
     let names: Vec<String> = f.tensor_names_in_order();
@@ -434,7 +458,9 @@ pub fn write_merged_gguf(
         let adapted = name.strip_prefix("blk.").and_then(|rest| {
             let (layer, stem) = rest.split_once('.')?;
             let stem = stem.strip_suffix(".weight")?;
-            let t = LoraTarget::ALL.into_iter().find(|t| t.gguf_name() == stem)?;
+            let t = LoraTarget::ALL
+                .into_iter()
+                .find(|t| t.gguf_name() == stem)?;
             Some((layer.parse::<usize>().ok()?, t))
         });
         match adapted {
@@ -465,7 +491,10 @@ pub fn write_merged_gguf(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Some(t) = chat_template {
-        md.push(("tokenizer.chat_template".into(), Value::String(t.to_string())));
+        md.push((
+            "tokenizer.chat_template".into(),
+            Value::String(t.to_string()),
+        ));
     }
     if let Some(ft) = llama_file_type(quant) {
         md.push(("general.file_type".into(), Value::U32(ft)));

@@ -49,8 +49,14 @@ pub fn messages_sha256(messages: &[Message]) -> String {
 /// The messages that may be a static lead: after the leading system
 /// message(s), before the last user turn.
 pub fn lead_candidates(messages: &[Message]) -> &[Message] {
-    let start = messages.iter().take_while(|m| m.role == Role::System).count();
-    let end = messages.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+    let start = messages
+        .iter()
+        .take_while(|m| m.role == Role::System)
+        .count();
+    let end = messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(0);
     if end > start {
         &messages[start..end]
     } else {
@@ -107,7 +113,10 @@ impl PruneRule {
         if let Some(l) = &self.leading {
             let lead = lead_candidates(&messages);
             if lead.len() >= l.messages && messages_sha256(&lead[..l.messages]) == l.sha256 {
-                let start = messages.iter().take_while(|m| m.role == Role::System).count();
+                let start = messages
+                    .iter()
+                    .take_while(|m| m.role == Role::System)
+                    .count();
                 messages.drain(start..start + l.messages);
                 leading = l.messages;
             }

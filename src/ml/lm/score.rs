@@ -215,4 +215,3 @@ pub fn score_reply(
     }
     s
 }
-
