@@ -78,18 +78,61 @@ pub struct FileSum {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
     pub prompts: usize,
+    /// The figure held to `tolerance`: `max_logit_diff` (adapter files) or
+    /// `mean_kl` (merged models).
+    pub measure: String,
     /// Largest |logit difference| against the trained adapter, over every
     /// position of every prompt.
     pub max_logit_diff: f32,
+    /// Largest KL(trained ‖ exported) of one position's next-token
+    /// distribution, in nats, and its mean over positions.
+    pub max_kl: f32,
+    pub mean_kl: f32,
+    /// Share of positions whose most likely next token is the same.
+    pub top1_agreement: f32,
     pub tolerance: f32,
     /// Prompts whose greedy answer equals the trained adapter's.
     pub same_greedy: usize,
     /// Largest |logit difference| between the trained adapter and the base
     /// model: an adapter that changes nothing would be 0.
     pub base_logit_diff: f32,
+    /// Mean KL(trained ‖ base): what the adapter changes, in the merged
+    /// model's measure.
+    pub base_mean_kl: f32,
     pub passed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+}
+
+impl Verification {
+    /// The measured figure against its tolerance, for people:
+    /// "max logit diff 0.0153 (tolerance 0.05)" or
+    /// "mean KL 0.0032 nats (tolerance 0.02; max 0.1967, same top token at 97.9% of positions)".
+    pub fn describe(&self) -> String {
+        if self.measure == "mean_kl" {
+            format!(
+                "mean KL {:.4} nats (tolerance {}; max {:.4}, same top token at {:.1}% of positions)",
+                self.mean_kl,
+                self.tolerance,
+                self.max_kl,
+                100.0 * self.top1_agreement
+            )
+        } else {
+            format!(
+                "max logit diff {:.4} (tolerance {})",
+                self.max_logit_diff, self.tolerance
+            )
+        }
+    }
+
+    /// What the adapter changes in the base model, in the same measure.
+    pub fn base_change(&self) -> String {
+        if self.measure == "mean_kl" {
+            format!("mean KL {:.3}", self.base_mean_kl)
+        } else {
+            format!("{:.3}", self.base_logit_diff)
+        }
+    }
 }
 
 /// Base vs tuned on the test split, from `eval.json`.

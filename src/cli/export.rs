@@ -168,16 +168,15 @@ pub fn export_summary(res: &export::ExportOutput) -> String {
         for f in &a.files {
             let v = &f.verification;
             s.push_str(&format!(
-                "  {:<12} {:<7} {:<44} {} (max logit diff {:.4} ≤ {}, greedy {}/{}, vs base {:.2})\n",
+                "  {:<12} {:<7} {:<44} {} ({}, greedy {}/{}, vs base {})\n",
                 a.name,
                 f.format,
                 f.path,
                 if v.passed { "verified" } else { "FAILED" },
-                v.max_logit_diff,
-                v.tolerance,
+                v.describe(),
                 v.same_greedy,
                 v.prompts,
-                v.base_logit_diff
+                v.base_change()
             ));
         }
     }

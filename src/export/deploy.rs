@@ -239,16 +239,23 @@ fn pruning_and_checks(m: &Manifest, s: &mut String) {
             let v = &f.verification;
             writeln!(
                 s,
-                "* `{}` {}: {} — max logit difference {:.4} (tolerance {}), same greedy answer on {}/{} prompts, adapter vs base {:.3}{}",
+                "* `{}` {}: {} — {}, same greedy answer on {}/{} prompts, adapter vs base {}{}",
                 a.name,
                 f.format,
                 if v.passed { "passed" } else { "FAILED" },
-                v.max_logit_diff,
-                v.tolerance,
+                v.describe(),
                 v.same_greedy,
                 v.prompts,
-                v.base_logit_diff,
-                if f.fallbacks.is_empty() { String::new() } else { format!("; {} tensors in another type ({})", f.fallbacks.len(), f.fallbacks[0]) }
+                v.base_change(),
+                if f.fallbacks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} tensors in another type ({})",
+                        f.fallbacks.len(),
+                        f.fallbacks[0]
+                    )
+                }
             )
             .unwrap();
         }

@@ -404,7 +404,10 @@ fn export_cluster(
                 let rep =
                     write_merged_gguf(lm.path(), &lm.model, &p, cfg.merged_quant, Some(&template))?;
                 let merged = lm::load(&p, lm.model.device())?;
-                let v = reference.check_model(&merged.model, cfg.verify.tolerances.merged)?;
+                let v = reference.check_model(
+                    &merged.model,
+                    verify::Measure::MeanKl(cfg.verify.tolerances.merged(cfg.merged_quant)),
+                )?;
                 ExportedFile {
                     format: f.as_str().into(),
                     path: rel(out, &p),

@@ -157,7 +157,7 @@ impl Default for TuneConfig {
             overlong: Overlong::Truncate,
             prune: Prune::Auto,
             static_threshold: 0.8,
-            prune_min_chars: 1000,
+            prune_min_chars: 400,
             epochs: 2,
             max_steps: None,
             max_train_tokens: None,
