@@ -24,6 +24,13 @@ use super::{ASSIGNMENTS_FILE, SUMMARY_FILE};
 pub struct KScore {
     pub k: usize,
     pub silhouette: f64,
+    /// The answer class searched (`act`, `text`, `json`, `none`) when
+    /// clustering partitions by answer class first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// This k was chosen (for its partition).
+    #[serde(default)]
+    pub chosen: bool,
 }
 
 /// One DBSCAN radius tried by the DBSCAN radius search.
@@ -77,11 +84,45 @@ pub struct ToolShare {
     pub share: f64,
 }
 
+/// How much a cluster is one workload: the share of its calls with the
+/// most common answer kind, and with the most common answer signature (the
+/// called tool set of a tool call, the key set of a JSON answer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Homogeneity {
+    /// Most common answer class: "act" (tool calls, and text answers to a
+    /// tool result: the steps of one agent loop), "text" (text answers to a
+    /// user), "json" or "none".
+    pub class: String,
+    pub class_share: f64,
+    /// "tool_call", "json" or "text" (or "none": no response logged).
+    pub kind: String,
+    pub kind_share: f64,
+    /// `tool:a+tool:b`, `keys:a,b,c` or `text`.
+    pub signature: String,
+    pub signature_share: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSummary {
     pub id: i32,
-    /// Most distinctive terms of the cluster's task texts (class-based TF-IDF).
+    /// A name a person recognises: the dominant called tools (or JSON keys),
+    /// then the most distinctive words of the user requests.
+    #[serde(default)]
+    pub label: String,
+    /// Most distinctive terms of the cluster's user requests (class-based
+    /// TF-IDF; the system prompt's boilerplate left out).
     pub label_terms: Vec<String>,
+    /// Two or three of its (redacted) user requests, nearest the centroid first.
+    #[serde(default)]
+    pub example_requests: Vec<String>,
+    #[serde(default)]
+    pub homogeneity: Homogeneity,
+    /// Set when the cluster mixes answer classes (say tool calls and text
+    /// refusals to the user): why. A mixed cluster is not one workload to
+    /// tune. Tool calls with text answers to tool results are one agent
+    /// loop, not mixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<String>,
     /// Tools the responses call, most common first.
     pub tools: Vec<ToolShare>,
     pub size: usize,
@@ -128,8 +169,17 @@ pub struct ClustersJson {
     pub outliers: usize,
     /// Weighted purity over all clustered calls with a `workload_id`.
     pub purity: Option<f64>,
-    /// Adjusted Rand index against `--truth`, over the calls it labels.
+    /// How ids were carried over from the dataset's earlier clustering;
+    /// absent when the ids are those by size (a first run, or a re-run that
+    /// numbered the clusters as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_matching: Option<crate::cluster::ids::IdMatching>,
+    /// Adjusted Rand index against `--truth`, over the calls it labels
+    /// (each outlier counted as a cluster of its own).
     pub ari: Option<f64>,
+    /// Normalised mutual information against `--truth`, likewise.
+    #[serde(default)]
+    pub nmi: Option<f64>,
     /// Calls that `--truth` labels.
     pub truth_calls: Option<usize>,
 }

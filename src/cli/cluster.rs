@@ -46,6 +46,15 @@ pub struct ClusterArgs {
     /// Largest k tried by `--k auto` [default: min(20, calls / min-cluster-size)].
     #[arg(long)]
     pub k_max: Option<usize>,
+    /// With `--k auto`, search k over all calls at once instead of within
+    /// each answer class (tool calls and agent-loop steps, text answers,
+    /// JSON answers) separately.
+    #[arg(long)]
+    pub no_partition: bool,
+    /// Number clusters afresh (by size) instead of keeping the ids of the
+    /// dataset's earlier clustering.
+    #[arg(long)]
+    pub fresh_ids: bool,
     /// Seed: the same dataset, options and seed give byte-identical outputs.
     #[arg(long, default_value_t = ClusterConfig::default().seed)]
     pub seed: u64,
@@ -98,6 +107,8 @@ impl ClusterArgs {
             .map_err(usage)?;
         Ok(ClusterConfig {
             k: self.k.0,
+            partition: !self.no_partition,
+            stable_ids: !self.fresh_ids,
             k_max: self.k_max,
             seed: self.seed,
             algorithm: match self.algorithm {
@@ -148,6 +159,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             "outliers": out.summary.outliers,
             "k_search": out.silhouettes,
             "ari": out.summary.ari,
+            "nmi": out.summary.nmi,
             "purity": out.summary.purity,
             "timings": out.timings,
             "cache": out.cache,
@@ -169,19 +181,22 @@ pub fn summary_text(out: &ClusterOutput) -> String {
         100.0 * s.outliers as f64 / s.calls.max(1) as f64,
         out.timings.total_s
     );
-    if s.k_search.len() > 1 {
-        let best = s
-            .k_search
-            .iter()
-            .find(|x| x.k == s.k)
-            .map(|x| format!("{:.3}", x.silhouette))
-            .unwrap_or_else(|| "-".into());
+    let mut parts: Vec<Option<&str>> = s.k_search.iter().map(|x| x.partition.as_deref()).collect();
+    parts.dedup();
+    for part in parts {
+        let scores: Vec<_> = s.k_search.iter().filter(|x| x.partition.as_deref() == part).collect();
+        if scores.len() < 2 {
+            continue;
+        }
+        let chosen = scores.iter().find(|x| x.chosen);
         t += &format!(
-            "  k auto: silhouette {best} at k={} (tried {}..{}; {})\n",
-            s.k,
-            s.k_search.first().map_or(0, |x| x.k),
-            s.k_search.last().map_or(0, |x| x.k),
-            s.k_search
+            "  k auto{}: silhouette {} at k={} (tried {}..{}; {})\n",
+            part.map_or(String::new(), |p| format!(" [{p} answers]")),
+            chosen.map_or("-".into(), |x| format!("{:.3}", x.silhouette)),
+            chosen.map_or(0, |x| x.k),
+            scores.first().map_or(0, |x| x.k),
+            scores.last().map_or(0, |x| x.k),
+            scores
                 .iter()
                 .map(|x| format!("{}:{:.2}", x.k, x.silhouette))
                 .collect::<Vec<_>>()
@@ -211,28 +226,31 @@ pub fn summary_text(out: &ClusterOutput) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         t += &format!(
-            "  #{:<2} {:>6} ({:>5.1}%)  {}{}{}\n",
+            "  #{:<2} {:>6} ({:>5.1}%)  {}  [{} {:.0}%{}]{}{}\n",
             c.id,
             c.size,
             c.share * 100.0,
-            c.label_terms.join(", "),
+            c.label,
+            c.homogeneity.class,
+            c.homogeneity.class_share * 100.0,
             if tools.is_empty() {
                 String::new()
             } else {
-                format!("  [{tools}]")
+                format!("; {tools}")
             },
             match (&c.workload_id, c.purity) {
                 (Some(w), Some(p)) => format!("  {w} {:.0}%", p * 100.0),
                 _ => String::new(),
-            }
+            },
+            c.mixed.as_ref().map_or(String::new(), |m| format!("  MIXED: {m}"))
         );
     }
     let mut q = Vec::new();
     if let Some(p) = s.purity {
         q.push(format!("purity vs workload_id {p:.3}"));
     }
-    if let (Some(a), Some(n)) = (s.ari, s.truth_calls) {
-        q.push(format!("ARI vs truth {a:.3} over {n} calls"));
+    if let (Some(a), Some(m), Some(n)) = (s.ari, s.nmi, s.truth_calls) {
+        q.push(format!("ARI vs truth {a:.3}, NMI {m:.3} over {n} calls"));
     }
     if !q.is_empty() {
         t += &format!("  {}\n", q.join("; "));

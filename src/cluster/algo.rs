@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::{Algorithm, ClusterConfig, DEFAULT_K_MAX};
 use crate::artifact::clusters::{DbscanInfo, EpsScore, KScore};
 use crate::artifact::OUTLIER;
-use crate::ml::features::full_distance;
+use crate::ml::features::{full_distance, AnswerClass};
 
 /// KMeans restarts per k in the search (the best inertia wins).
 pub const SEARCH_RUNS: usize = 10;
@@ -335,7 +335,12 @@ pub fn search_k(
             .map(|(c, _)| c)
             .collect();
         let s = silhouette(dist, &labels, k);
-        scores.push(KScore { k, silhouette: s });
+        scores.push(KScore {
+            k,
+            silhouette: s,
+            partition: None,
+            chosen: false,
+        });
         all.push(labels);
         pb.inc(1);
     }
@@ -521,6 +526,7 @@ pub fn cluster(
     cfg: &ClusterConfig,
     x: &Array2<f32>,
     call_ids: &[String],
+    classes: &[AnswerClass],
 ) -> anyhow::Result<Clustering> {
     let n = x.nrows();
     // The sample must hold more calls than the k asked for.
@@ -530,6 +536,9 @@ pub fn cluster(
     let reduction = Reduction::fit(xs.view(), SEARCH_DIMS);
     let reduced = reduction.apply(xs.view());
     let raw = match &cfg.algorithm {
+        Algorithm::KMeans if cfg.k.is_none() && cfg.partition => {
+            cluster_partitioned(cfg, x, classes)?
+        }
         Algorithm::KMeans => cluster_kmeans(cfg, x, &xs, &reduced)?,
         Algorithm::Dbscan { eps, min_points } => {
             cluster_dbscan(cfg, x, &xs, &reduction, *eps, *min_points)?
@@ -638,10 +647,14 @@ fn cluster_kmeans(
     let pb = super::progress_bar(cfg.progress && ks.len() > 1, ks.len(), "k search");
     let (scores, mut all) = search_k(reduced.view(), &dist, &ks, cfg.seed, &pb)?;
     pb.finish_and_clear();
+    let mut scores = scores;
     let k = match cfg.k {
         Some(k) => k,
         None => choose_k(&scores).expect("at least one k tried"),
     };
+    for sc in scores.iter_mut() {
+        sc.chosen = sc.k == k;
+    }
     let pos = ks.iter().position(|&x| x == k).expect("chosen k was tried");
     // Full-width means of the sample's clusters, refined on all calls.
     let sample_labels: Vec<Option<usize>> = all.swap_remove(pos).into_iter().map(Some).collect();
@@ -656,6 +669,47 @@ fn cluster_kmeans(
         labels,
         centroids,
         k_search: scores,
+        dbscan: None,
+    })
+}
+
+/// KMeans with automatic k within each answer class ([`AnswerClass`]):
+/// a refusal and a tool call never share a cluster, and each class gets the
+/// number of clusters its own structure calls for. Each class has its own
+/// sample and principal components; cluster numbers follow the class order.
+fn cluster_partitioned(
+    cfg: &ClusterConfig,
+    x: &Array2<f32>,
+    classes: &[AnswerClass],
+) -> anyhow::Result<RawClustering> {
+    let n = x.nrows();
+    let mut labels = vec![None; n];
+    let mut centroids = Vec::new();
+    let mut k_search = Vec::new();
+    for class in AnswerClass::ALL {
+        let rows: Vec<usize> = (0..n).filter(|&i| classes[i] == class).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let xc = x.select(Axis(0), &rows);
+        let idx = sample_indices(rows.len(), cfg.sample, cfg.seed);
+        let xs = xc.select(Axis(0), &idx);
+        let reduced = Reduction::fit(xs.view(), SEARCH_DIMS).apply(xs.view());
+        let sub = cluster_kmeans(cfg, &xc, &xs, &reduced)?;
+        let offset = centroids.len();
+        for (j, &i) in rows.iter().enumerate() {
+            labels[i] = sub.labels[j].map(|c| c + offset);
+        }
+        centroids.extend(sub.centroids);
+        k_search.extend(sub.k_search.into_iter().map(|mut s| {
+            s.partition = Some(class.as_str().to_string());
+            s
+        }));
+    }
+    Ok(RawClustering {
+        labels,
+        centroids,
+        k_search,
         dbscan: None,
     })
 }

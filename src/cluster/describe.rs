@@ -1,7 +1,10 @@
-//! Labels people can read: each cluster's most distinctive terms
-//! (class-based TF-IDF over its task texts), the tools its responses call,
-//! a representative call, token and response-kind statistics and purity
-//! against logged `workload_id`s.
+//! Labels people can read: each cluster's dominant called tools (or JSON
+//! keys) and the most distinctive words of its user requests (class-based
+//! TF-IDF; the system prompt only for calls without a user turn, so shared
+//! boilerplate never names a cluster), a few example requests, the tools
+//! its responses call, a representative call, token and response-kind
+//! statistics, how homogeneous it is (answer kind and signature, mixed
+//! clusters flagged) and purity against logged `workload_id`s.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,8 +14,10 @@ use rayon::prelude::*;
 use super::algo::Clustering;
 use super::cache::TextTable;
 use super::{metrics, Calls};
-use crate::artifact::clusters::{ClusterStats, ClusterSummary, Percentiles, ToolShare};
-use crate::ml::features::{CallFacts, FeatureSpec};
+use crate::artifact::clusters::{
+    ClusterStats, ClusterSummary, Homogeneity, Percentiles, ToolShare,
+};
+use crate::ml::features::{AnswerClass, CallFacts, FeatureSpec, KINDS};
 
 /// Terms kept per cluster label.
 pub const LABEL_TERMS: usize = 6;
@@ -20,6 +25,12 @@ pub const LABEL_TERMS: usize = 6;
 pub const TOP_TOOLS: usize = 5;
 /// Example calls per cluster.
 pub const EXAMPLES: usize = 5;
+/// Example user requests per cluster, and their length in characters.
+pub const EXAMPLE_REQUESTS: usize = 3;
+pub const EXAMPLE_CHARS: usize = 160;
+/// A cluster whose most common answer kind covers less than this share of
+/// its calls is flagged as mixed.
+pub const MIXED_BELOW: f64 = 0.9;
 /// A cluster's radius is this times the 95th percentile of its members' distances.
 pub const RADIUS_SLACK: f32 = 1.25;
 
@@ -202,7 +213,8 @@ pub fn terms(text: &str) -> Vec<String> {
 /// tf(t, c) * ln(1 + A / f(t)), where tf is the term's share of the
 /// cluster's words, f(t) its count over all clusters and A the mean number
 /// of words per cluster. `doc_terms` holds the (term, count) pairs of each
-/// distinct text; call i uses texts `system_of[i]` and `user_of[i]`;
+/// distinct text; call i uses text `user_of[i]`, or `system_of[i]` when it
+/// has no user turn;
 /// `labels[i]` is its cluster (negative: outlier, left out). Returns the
 /// top terms per cluster.
 pub fn label_terms(
@@ -217,7 +229,9 @@ pub fn label_terms(
     let mut doc_counts: Vec<BTreeMap<usize, u64>> = vec![BTreeMap::new(); k];
     for (i, &l) in labels.iter().enumerate() {
         if l >= 0 {
-            for doc in [system_of[i], user_of[i]].into_iter().flatten() {
+            // The user's request names the task; the system prompt only
+            // when there is none (its boilerplate is shared across workloads).
+            if let Some(doc) = user_of[i].or(system_of[i]) {
                 *doc_counts[l as usize].entry(doc).or_default() += 1;
             }
         }
@@ -339,6 +353,113 @@ pub fn tools(members: &[&CallFacts]) -> Vec<ToolShare> {
         .collect()
 }
 
+/// The answer signature of a call: its called tool set, its JSON key set,
+/// or its kind.
+pub fn signature(f: &CallFacts) -> String {
+    match f.kind {
+        Some(0) => format!("tool:{}", f.called.join("+")),
+        Some(1) => format!("keys:{}", f.json_keys.join(",")),
+        Some(k) => KINDS[k].to_string(),
+        None => "none".to_string(),
+    }
+}
+
+/// Most common value and its share (ties: the smallest value).
+fn dominant<'a>(values: impl Iterator<Item = &'a str>) -> (String, f64) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut n = 0;
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+        n += 1;
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(v, c)| (v.to_string(), *c));
+    best.map_or((String::new(), 0.0), |(v, c)| (v, share(c, n)))
+}
+
+/// Answer class, kind and signature homogeneity of a set of calls, and
+/// the reason it is mixed (classes below [`MIXED_BELOW`]), if it is.
+pub fn homogeneity(members: &[&CallFacts]) -> (Homogeneity, Option<String>) {
+    let kind_of = |f: &CallFacts| f.kind.map_or("none", |k| KINDS[k]);
+    let class_of = |f: &CallFacts| AnswerClass::of(f).as_str();
+    let (kind, kind_share) = dominant(members.iter().map(|f| kind_of(f)));
+    let (class, class_share) = dominant(members.iter().map(|f| class_of(f)));
+    let sigs: Vec<String> = members.iter().map(|f| signature(f)).collect();
+    let (signature, signature_share) = dominant(sigs.iter().map(String::as_str));
+    let mixed = (class_share < MIXED_BELOW).then(|| {
+        let mut shares: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in members {
+            *shares.entry(class_of(f)).or_default() += 1;
+        }
+        let mut v: Vec<(&str, usize)> = shares.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        format!(
+            "mixed answer classes: {}",
+            v.iter()
+                .map(|(k, c)| format!("{:.0}% {k}", 100.0 * share(*c, members.len())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    (
+        Homogeneity {
+            class,
+            class_share,
+            kind,
+            kind_share,
+            signature,
+            signature_share,
+        },
+        mixed,
+    )
+}
+
+/// "tool_a, tool_b · word, word, word": the tools called by at least a
+/// fifth of the calls (or the dominant JSON keys), then label terms.
+pub fn label(tools: &[ToolShare], h: &Homogeneity, terms: &[String]) -> String {
+    let mut head: Vec<String> = tools
+        .iter()
+        .filter(|t| t.share >= 0.2)
+        .take(3)
+        .map(|t| t.name.clone())
+        .collect();
+    if head.is_empty() {
+        if let Some(keys) = h.signature.strip_prefix("keys:") {
+            head.push(format!("{{{}}}", keys.split(',').take(4).collect::<Vec<_>>().join(", ")));
+        } else if h.kind == "text" {
+            head.push("text".into());
+        }
+    }
+    let words = terms.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+    match (head.is_empty(), words.is_empty()) {
+        (false, false) => format!("{} · {words}", head.join(", ")),
+        (false, true) => head.join(", "),
+        _ => words,
+    }
+}
+
+/// Up to [`EXAMPLE_REQUESTS`] distinct user requests of the members in
+/// `order`, each cut to [`EXAMPLE_CHARS`].
+pub fn example_requests(order: &[usize], facts: &[CallFacts]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for &i in order {
+        let u = &facts[i].user;
+        if u.is_empty() {
+            continue;
+        }
+        let cut = crate::ml::features::clean_and_truncate(u, EXAMPLE_CHARS);
+        if !out.contains(&cut) {
+            out.push(cut);
+        }
+        if out.len() >= EXAMPLE_REQUESTS {
+            break;
+        }
+    }
+    out
+}
+
 /// Purity of the members against their logged `workload_id`s.
 pub fn purity(members: &[&CallFacts]) -> Option<(f64, String)> {
     metrics::purity(members.iter().map(|f| f.workload_id.as_deref())).map(|(p, w)| (round4(p), w))
@@ -405,10 +526,16 @@ pub fn clusters(
                 })
                 .collect();
             let purity = purity(&mf);
+            let tools = tools(&mf);
+            let (homogeneity, mixed) = homogeneity(&mf);
             ClusterSummary {
                 id: c as i32,
+                label: label(&tools, &homogeneity, &terms_per_cluster[c]),
                 label_terms: terms_per_cluster[c].clone(),
-                tools: tools(&mf),
+                example_requests: example_requests(&order, facts),
+                homogeneity,
+                mixed,
+                tools,
                 size: m.len(),
                 share: share(m.len(), n),
                 representative_call_id: call_ids[order[0]].clone(),

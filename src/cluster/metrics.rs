@@ -1,5 +1,5 @@
-//! Agreement measures: the adjusted Rand index against ground-truth labels
-//! (the `synth` sidecar), purity against logged `workload_id`s, and the
+//! Agreement measures: the adjusted Rand index and normalised mutual
+//! information against ground-truth labels (the `synth` sidecar), purity against logged `workload_id`s, and the
 //! reader of the sidecar.
 
 use std::collections::HashMap;
@@ -52,6 +52,54 @@ pub fn adjusted_rand_index<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f64 
     (index - expected) / (max - expected)
 }
 
+/// Normalised mutual information of two labellings of the same items,
+/// I(A;B) / ((H(A) + H(B)) / 2) (the arithmetic normalisation, scikit-learn's
+/// default): 1 for identical partitions up to renaming, 0 for independent
+/// ones. Two one-block partitions give 1.
+pub fn normalized_mutual_info<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f64 {
+    assert_eq!(a.len(), b.len(), "labellings of different lengths");
+    let n = a.len() as f64;
+    if a.is_empty() {
+        return 1.0;
+    }
+    let mut ids_a: HashMap<&A, usize> = HashMap::new();
+    let mut ids_b: HashMap<&B, usize> = HashMap::new();
+    // Ordered, so the sum (and the bytes of clusters.json) never depends
+    // on hash order.
+    let mut cells: std::collections::BTreeMap<(usize, usize), f64> = Default::default();
+    let (mut rows, mut cols): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    for (x, y) in a.iter().zip(b) {
+        let next = ids_a.len();
+        let i = *ids_a.entry(x).or_insert(next);
+        let next = ids_b.len();
+        let j = *ids_b.entry(y).or_insert(next);
+        if i == rows.len() {
+            rows.push(0.0);
+        }
+        if j == cols.len() {
+            cols.push(0.0);
+        }
+        rows[i] += 1.0;
+        cols[j] += 1.0;
+        *cells.entry((i, j)).or_default() += 1.0;
+    }
+    let entropy = |v: &[f64]| -> f64 {
+        v.iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| -(c / n) * (c / n).ln())
+            .sum()
+    };
+    let (ha, hb) = (entropy(&rows), entropy(&cols));
+    if ha + hb < 1e-12 {
+        return 1.0;
+    }
+    let mi: f64 = cells
+        .iter()
+        .map(|(&(i, j), &c)| (c / n) * ((c * n) / (rows[i] * cols[j])).ln())
+        .sum();
+    (mi / ((ha + hb) / 2.0)).clamp(0.0, 1.0)
+}
+
 /// Share of the labelled items that carry the most common label, and that
 /// label (ties: the smallest). `None` when no item has a label.
 pub fn purity<'a>(labels: impl Iterator<Item = Option<&'a str>>) -> Option<(f64, String)> {
@@ -98,21 +146,36 @@ pub fn read_truth(path: &Path) -> anyhow::Result<HashMap<(u64, u32), String>> {
     Ok(out)
 }
 
-/// The adjusted Rand index of `labels` against the ground truth, over the
-/// calls the truth labels (matched by origin), and how many those are.
-pub fn ari_against(
+/// Agreement of a labelling with the ground truth.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Agreement {
+    pub ari: f64,
+    pub nmi: f64,
+    /// Calls the truth labels.
+    pub calls: usize,
+}
+
+/// ARI and NMI of `labels` against the ground truth, over the calls the
+/// truth labels (matched by origin); `None` when it labels none. Each
+/// outlier counts as a cluster of its own (the tail of one-offs stays apart).
+pub fn agreement(
     t: &HashMap<(u64, u32), String>,
     origins: &[(u64, u32)],
     labels: &[i32],
-) -> (Option<f64>, Option<usize>) {
-    let (pred, gold): (Vec<i32>, Vec<&str>) = origins
+) -> Option<Agreement> {
+    let (pred, gold): (Vec<i64>, Vec<&str>) = origins
         .iter()
         .zip(labels)
-        .filter_map(|(o, &l)| t.get(o).map(|w| (l, w.as_str())))
+        .enumerate()
+        .filter_map(|(i, (o, &l))| {
+            let l = if l < 0 { -1 - i as i64 } else { l as i64 };
+            t.get(o).map(|w| (l, w.as_str()))
+        })
         .unzip();
-    if pred.is_empty() {
-        (None, Some(0))
-    } else {
-        (Some(adjusted_rand_index(&pred, &gold)), Some(pred.len()))
-    }
+    (!pred.is_empty()).then(|| Agreement {
+        ari: adjusted_rand_index(&pred, &gold),
+        nmi: normalized_mutual_info(&pred, &gold),
+        calls: pred.len(),
+    })
 }
+

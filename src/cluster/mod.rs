@@ -36,6 +36,7 @@
 pub mod algo;
 pub mod cache;
 pub mod describe;
+pub mod ids;
 pub mod metrics;
 pub mod plot;
 
@@ -52,7 +53,7 @@ use crate::artifact::clusters::{
 };
 use crate::artifact::{ASSIGNMENTS_FILE, PLOT_FILE, SUMMARY_FILE};
 use crate::ml::embed::TextEmbedder;
-use crate::ml::features::{CallFacts, FeatureSpec, FeatureWeights, TextLimits};
+use crate::ml::features::{AnswerClass, CallFacts, FeatureSpec, FeatureWeights, TextLimits};
 use crate::ml::models::EMBEDDER_ID;
 use crate::util::usage;
 
@@ -82,6 +83,13 @@ pub enum Algorithm {
 pub struct ClusterConfig {
     /// Number of clusters for KMeans; `None` chooses it by silhouette.
     pub k: Option<usize>,
+    /// With automatic k: cluster each answer class ([`AnswerClass`]: tool
+    /// calls and agent-loop steps, text answers to a user, JSON answers)
+    /// separately, each with its own k.
+    pub partition: bool,
+    /// Keep the cluster ids of the dataset's earlier clustering
+    /// ([`ids`]).
+    pub stable_ids: bool,
     /// Largest k tried when choosing; `None`: min(20, calls / min_cluster_size).
     pub k_max: Option<usize>,
     pub seed: u64,
@@ -107,6 +115,8 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             k: None,
+            partition: true,
+            stable_ids: true,
             k_max: None,
             seed: 0,
             algorithm: Algorithm::KMeans,
@@ -214,15 +224,21 @@ pub fn run(
 
     let t = Instant::now();
     let (spec, x) = featurise(cfg, &calls.facts, &table, &vectors, embedder.dim());
-    let clustering = algo::cluster(cfg, &x, &calls.call_ids)?;
+    let classes: Vec<AnswerClass> = calls.facts.iter().map(AnswerClass::of).collect();
+    let mut clustering = algo::cluster(cfg, &x, &calls.call_ids, &classes)?;
     timings.cluster_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let clusters = describe::clusters(&calls, &table, &spec, &x, &clustering);
-    let (ari, truth_calls) = match &truth {
-        Some(t) => metrics::ari_against(t, &calls.origins, &clustering.labels),
-        None => (None, None),
+    let mut clusters = describe::clusters(&calls, &table, &spec, &x, &clustering);
+    let purity = describe::overall_purity(&clusters, &clustering, &calls.facts);
+    let id_matching = if cfg.stable_ids {
+        keep_previous_ids(dataset_dir, &calls, &mut clustering, &mut clusters)
+    } else {
+        None
     };
+    let agreement = truth
+        .as_ref()
+        .and_then(|t| metrics::agreement(t, &calls.origins, &clustering.labels));
     let summary = ClustersJson {
         schema_version: SCHEMA_VERSION,
         algorithm: match cfg.algorithm {
@@ -243,10 +259,12 @@ pub fn run(
         },
         features: spec.clone(),
         outliers: clustering.labels.iter().filter(|&&l| l < 0).count(),
-        purity: describe::overall_purity(&clusters, &clustering, &calls.facts),
+        purity,
+        id_matching,
         clusters,
-        ari,
-        truth_calls,
+        ari: agreement.map(|a| a.ari),
+        nmi: agreement.map(|a| a.nmi),
+        truth_calls: truth.as_ref().map(|_| agreement.map_or(0, |a| a.calls)),
     };
     let assignments: Vec<Assignment> = calls
         .call_ids
@@ -273,6 +291,49 @@ pub fn run(
         cache: cache_stats,
         files,
     })
+}
+
+/// Renumbers the clusters after the earlier run's in this dataset
+/// ([`ids::match_previous`]), when there is one that shares calls with
+/// this run; clusters are then listed by id.
+fn keep_previous_ids(
+    dataset_dir: &Path,
+    calls: &Calls,
+    clustering: &mut algo::Clustering,
+    clusters: &mut [crate::artifact::clusters::ClusterSummary],
+) -> Option<ids::IdMatching> {
+    if !dataset_dir.join(ASSIGNMENTS_FILE).exists() {
+        return None;
+    }
+    let previous = match crate::artifact::clusters::read_assignments(dataset_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cluster: the earlier clusters.parquet is unreadable, ids not carried over: {e:#}");
+            return None;
+        }
+    };
+    if !calls.call_ids.iter().any(|id| previous.contains_key(id)) {
+        return None;
+    }
+    let (ids, m) = ids::match_previous(
+        &previous,
+        &calls.call_ids,
+        &clustering.labels,
+        clustering.k(),
+    );
+    if ids.iter().enumerate().all(|(c, &id)| id == c as i32) {
+        // The numbering by size already is the earlier one: nothing to record
+        // (so an unchanged re-run writes the same bytes).
+        return None;
+    }
+    for l in clustering.labels.iter_mut().filter(|l| **l >= 0) {
+        *l = ids[*l as usize];
+    }
+    for c in clusters.iter_mut() {
+        c.id = ids[c.id as usize];
+    }
+    clusters.sort_by_key(|c| c.id);
+    Some(m)
 }
 
 /// The calls of a dataset as clustering sees them.

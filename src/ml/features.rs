@@ -168,11 +168,59 @@ pub struct CallFacts {
     pub json_keys: Vec<String>,
     /// Index into [`KINDS`]; `None` when the call has no response.
     pub kind: Option<usize>,
+    /// The last message is a tool result (the call is a step of an agent
+    /// loop: its answer acts on what a tool returned).
+    pub after_tool: bool,
     pub prompt_tokens: u64,
     pub prompt_logged: bool,
     pub completion_tokens: u64,
     pub completion_logged: bool,
     pub workload_id: Option<String>,
+}
+
+/// What a call's answer does, the first split of clustering: calls in
+/// different classes never share a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerClass {
+    /// Acts in an agent loop: calls a tool, or answers in text from a tool
+    /// result (the final step of the same loop).
+    Act,
+    /// Answers a user turn in text without calling a tool: refusals,
+    /// clarifying questions, free-text tasks.
+    Text,
+    /// A JSON answer.
+    Json,
+    /// No response logged.
+    None,
+}
+
+impl AnswerClass {
+    pub const ALL: [AnswerClass; 4] = [
+        AnswerClass::Act,
+        AnswerClass::Text,
+        AnswerClass::Json,
+        AnswerClass::None,
+    ];
+
+    pub fn of(f: &CallFacts) -> AnswerClass {
+        match f.kind {
+            Some(0) => AnswerClass::Act,
+            Some(1) => AnswerClass::Json,
+            Some(_) if f.after_tool => AnswerClass::Act,
+            Some(_) => AnswerClass::Text,
+            None => AnswerClass::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerClass::Act => "act",
+            AnswerClass::Text => "text",
+            AnswerClass::Json => "json",
+            AnswerClass::None => "none",
+        }
+    }
 }
 
 static PLACEHOLDER: LazyLock<Regex> =
@@ -306,6 +354,10 @@ impl CallFacts {
             called,
             json_keys,
             kind,
+            after_tool: call
+                .messages
+                .last()
+                .is_some_and(|m| m.role == crate::call::Role::Tool),
             prompt_tokens: call
                 .usage
                 .prompt_tokens

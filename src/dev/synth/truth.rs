@@ -48,6 +48,10 @@ pub fn write_clusters(
         .iter()
         .map(|(&id, m)| ClusterSummary {
             id,
+            label: labels.get(&id).cloned().unwrap_or_default(),
+            example_requests: Vec::new(),
+            homogeneity: Default::default(),
+            mixed: None,
             label_terms: labels.get(&id).map(|l| vec![l.clone()]).unwrap_or_default(),
             tools: Vec::new(),
             size: m.len(),
@@ -93,7 +97,9 @@ pub fn write_clusters(
         outliers: n - clusters.iter().map(|c| c.size).sum::<usize>(),
         clusters,
         purity: None,
+        id_matching: None,
         ari: None,
+        nmi: None,
         truth_calls: None,
     };
     crate::util::write_json(&dataset_dir.join(SUMMARY_FILE), &summary)
