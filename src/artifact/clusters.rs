@@ -43,6 +43,20 @@ pub struct EpsScore {
     pub noise_share: f64,
 }
 
+/// How cluster ids were carried over from the dataset's earlier clustering
+/// (`cluster::ids`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdMatching {
+    /// Clusters of the earlier run.
+    pub previous_clusters: usize,
+    /// New clusters that kept an earlier id.
+    pub kept: usize,
+    /// New clusters given a new id.
+    pub new: usize,
+    /// Earlier ids no cluster kept.
+    pub retired: Vec<i32>,
+}
+
 /// One call's place: its cluster (or [`OUTLIER`](super::OUTLIER)) and its distance to that
 /// cluster's centroid (for an outlier, to the nearest centroid).
 #[derive(Clone, Debug, PartialEq)]
@@ -173,7 +187,7 @@ pub struct ClustersJson {
     /// absent when the ids are those by size (a first run, or a re-run that
     /// numbered the clusters as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_matching: Option<crate::cluster::ids::IdMatching>,
+    pub id_matching: Option<IdMatching>,
     /// Adjusted Rand index against `--truth`, over the calls it labels
     /// (each outlier counted as a cluster of its own).
     pub ari: Option<f64>,

@@ -71,6 +71,11 @@ pub struct ClusterArgs {
     /// Clusters smaller than this become outliers (left on the LLM).
     #[arg(long, default_value_t = ClusterConfig::default().min_cluster_size)]
     pub min_cluster_size: usize,
+    /// KMeans: a member whose 4th-nearest fellow member is farther than the
+    /// cluster's median plus this many robust standard deviations (and 1.2 ×
+    /// the median) becomes an outlier; `off` keeps every call in a cluster.
+    #[arg(long, default_value = "2")]
+    pub outlier_z: String,
     /// Feature weight, PART=W (repeatable); parts: system, user,
     /// tools_offered, tools_called, response_kind, json_keys, length.
     #[arg(long = "weight", value_name = "PART=W")]
@@ -119,6 +124,19 @@ impl ClusterArgs {
                 },
             },
             min_cluster_size: self.min_cluster_size.max(1),
+            outlier_z: match self.outlier_z.as_str() {
+                "off" | "none" => None,
+                z => Some(
+                    z.parse::<f32>()
+                        .ok()
+                        .filter(|z| z.is_finite() && *z > 0.0)
+                        .ok_or_else(|| {
+                            usage(format!(
+                                "--outlier-z: expected a positive number or `off`, got {z:?}"
+                            ))
+                        })?,
+                ),
+            },
             weights,
             text: TextLimits {
                 system_chars: self.system_chars.max(1),
@@ -184,7 +202,11 @@ pub fn summary_text(out: &ClusterOutput) -> String {
     let mut parts: Vec<Option<&str>> = s.k_search.iter().map(|x| x.partition.as_deref()).collect();
     parts.dedup();
     for part in parts {
-        let scores: Vec<_> = s.k_search.iter().filter(|x| x.partition.as_deref() == part).collect();
+        let scores: Vec<_> = s
+            .k_search
+            .iter()
+            .filter(|x| x.partition.as_deref() == part)
+            .collect();
         if scores.len() < 2 {
             continue;
         }
@@ -242,8 +264,37 @@ pub fn summary_text(out: &ClusterOutput) -> String {
                 (Some(w), Some(p)) => format!("  {w} {:.0}%", p * 100.0),
                 _ => String::new(),
             },
-            c.mixed.as_ref().map_or(String::new(), |m| format!("  MIXED: {m}"))
+            c.mixed
+                .as_ref()
+                .map_or(String::new(), |m| format!("  MIXED: {m}"))
         );
+    }
+    if let Some(mix) = &out.truth_mix {
+        t += "  true workloads per cluster (one-offs: oneoff_*):\n";
+        for (c, v) in mix {
+            let mut merged: Vec<(String, usize)> = Vec::new();
+            for (g, n) in v {
+                let g = if g.starts_with("oneoff_") {
+                    "oneoff_*".to_string()
+                } else {
+                    g.clone()
+                };
+                match merged.iter_mut().find(|x| x.0 == g) {
+                    Some(x) => x.1 += n,
+                    None => merged.push((g, *n)),
+                }
+            }
+            merged.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            t += &format!(
+                "    #{c:<3} {}\n",
+                merged
+                    .iter()
+                    .take(5)
+                    .map(|(g, n)| format!("{g} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     let mut q = Vec::new();
     if let Some(p) = s.purity {

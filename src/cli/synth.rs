@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::call::SourceFormat;
-use crate::dev::synth::{labels_path, synthesize, SynthConfig};
+use crate::dev::synth::{labels_path, synthesize_profile, Profile, SynthConfig};
 use crate::util::usage;
 
 /// `slmforge synth`.
@@ -13,6 +13,12 @@ pub struct SynthArgs {
     /// Number of LLM calls to generate.
     #[arg(long)]
     pub calls: usize,
+    /// Which traffic: easy (ten balanced, well-separated workloads) or hard
+    /// (a changing tool pool, refusals and clarifying questions, a
+    /// multi-API agent, multi-turn tool results, near-duplicate schemas,
+    /// unbalanced sizes with one-off tasks).
+    #[arg(long, value_enum, default_value_t = Profile::default().into())]
+    pub profile: ProfileArg,
     /// RNG seed: the same seed and flags give byte-identical files.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -31,6 +37,31 @@ pub struct SynthArgs {
     /// Also print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--profile` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileArg {
+    Easy,
+    Hard,
+}
+
+impl From<Profile> for ProfileArg {
+    fn from(p: Profile) -> ProfileArg {
+        match p {
+            Profile::Easy => ProfileArg::Easy,
+            Profile::Hard => ProfileArg::Hard,
+        }
+    }
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Profile {
+        match p {
+            ProfileArg::Easy => Profile::Easy,
+            ProfileArg::Hard => Profile::Hard,
+        }
+    }
 }
 
 /// Runs `slmforge synth`.
@@ -60,10 +91,11 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         malformed: args.malformed,
         formats,
     };
-    let s = synthesize(&cfg, &args.out)?;
+    let s = synthesize_profile(&cfg, args.profile.into(), &args.out)?;
     eprintln!(
-        "synth: {} calls ({} workloads, {} formats) + {} malformed in {} lines -> {} (labels: {})",
+        "synth: {} calls ({} profile, {} workloads, {} formats) + {} malformed in {} lines -> {} (labels: {})",
         s.calls,
+        s.profile,
         s.per_workload.len(),
         s.per_format.len(),
         s.malformed,

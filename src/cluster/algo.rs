@@ -535,7 +535,7 @@ pub fn cluster(
     let xs = x.select(Axis(0), &sample_idx);
     let reduction = Reduction::fit(xs.view(), SEARCH_DIMS);
     let reduced = reduction.apply(xs.view());
-    let raw = match &cfg.algorithm {
+    let mut raw = match &cfg.algorithm {
         Algorithm::KMeans if cfg.k.is_none() && cfg.partition => {
             cluster_partitioned(cfg, x, classes)?
         }
@@ -544,8 +544,12 @@ pub fn cluster(
             cluster_dbscan(cfg, x, &xs, &reduction, *eps, *min_points)?
         }
     };
-    // Minimum size, then ids by size (descending) and first call id.
+    // Isolated members out (KMeans), then the minimum size, then ids by
+    // size (descending) and first call id.
     let k_raw = raw.centroids.len();
+    if let (Algorithm::KMeans, Some(z)) = (&cfg.algorithm, cfg.outlier_z) {
+        trim_isolated(x.view(), &mut raw.labels, k_raw, z, cfg.seed);
+    }
     let mut members_raw: Vec<Vec<usize>> = vec![Vec::new(); k_raw];
     for (i, l) in raw.labels.iter().enumerate() {
         if let Some(c) = *l {
@@ -606,6 +610,88 @@ pub fn cluster(
         reduced,
         sample_idx,
     })
+}
+
+/// Least ratio of an outlier's isolation to its cluster's median
+/// ([`trim_isolated`]), so a tight cluster does not shed ordinary members.
+pub const OUTLIER_MIN_RATIO: f32 = 1.2;
+
+/// Neighbours counted for a member's isolation.
+pub const ISOLATION_NEIGHBOURS: usize = 4;
+
+/// Members compared against per cluster (a deterministic sample of larger
+/// clusters), which bounds the cost at members × this.
+pub const ISOLATION_REFERENCE: usize = 1500;
+
+fn median_of(v: &mut [f32]) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// KMeans puts every call in some cluster, and a call unlike any workload
+/// (a one-off task) sits in the nearest one. Its centroid distance does not
+/// give it away when one-offs are many (they pull the centroid and widen
+/// the spread), but its neighbours do: a member's isolation is its distance
+/// to its [`ISOLATION_NEIGHBOURS`]-th nearest fellow member (among a
+/// deterministic sample of at most [`ISOLATION_REFERENCE`]), and members
+/// more isolated than their cluster's median plus `z` robust standard
+/// deviations (1.4826 × the median absolute deviation), and more than
+/// [`OUTLIER_MIN_RATIO`] × the median, become outliers. Returns how many.
+pub fn trim_isolated(
+    x: ArrayView2<f32>,
+    labels: &mut [Option<usize>],
+    k: usize,
+    z: f32,
+    seed: u64,
+) -> usize {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(c) = *l {
+            members[c].push(i);
+        }
+    }
+    let mut trimmed = 0;
+    for m in members {
+        if m.len() <= ISOLATION_NEIGHBOURS + 1 {
+            continue;
+        }
+        let refs: Vec<usize> = sample_indices(m.len(), ISOLATION_REFERENCE, seed)
+            .into_iter()
+            .map(|j| m[j])
+            .collect();
+        let xr = x.select(Axis(0), &refs);
+        let rn: Vec<f32> = xr.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let isolation: Vec<f32> = m
+            .par_iter()
+            .map(|&i| {
+                let row = x.row(i);
+                let own = row.dot(&row);
+                let mut d: Vec<f32> = xr
+                    .dot(&row)
+                    .iter()
+                    .zip(&refs)
+                    .zip(&rn)
+                    .filter(|((_, &r), _)| r != i)
+                    .map(|((g, _), n)| (own + n - 2.0 * g).max(0.0).sqrt())
+                    .collect();
+                let kth = ISOLATION_NEIGHBOURS.min(d.len()) - 1;
+                let (_, v, _) = d.select_nth_unstable_by(kth, f32::total_cmp);
+                *v
+            })
+            .collect();
+        let mut v = isolation.clone();
+        let med = median_of(&mut v);
+        let mut dev: Vec<f32> = isolation.iter().map(|d| (d - med).abs()).collect();
+        let mad = median_of(&mut dev);
+        let limit = (med + z * 1.4826 * mad).max(OUTLIER_MIN_RATIO * med);
+        for (&i, &iso) in m.iter().zip(&isolation) {
+            if iso > limit {
+                labels[i] = None;
+                trimmed += 1;
+            }
+        }
+    }
+    trimmed
 }
 
 /// The raw result of the algorithm, before the size filter and renumbering.

@@ -417,7 +417,8 @@ pub fn homogeneity(members: &[&CallFacts]) -> (Homogeneity, Option<String>) {
 }
 
 /// "tool_a, tool_b · word, word, word": the tools called by at least a
-/// fifth of the calls (or the dominant JSON keys), then label terms.
+/// fifth of the calls (else the three most called and "…"; else the
+/// dominant JSON keys, else "text"), then label terms.
 pub fn label(tools: &[ToolShare], h: &Homogeneity, terms: &[String]) -> String {
     let mut head: Vec<String> = tools
         .iter()
@@ -425,9 +426,17 @@ pub fn label(tools: &[ToolShare], h: &Homogeneity, terms: &[String]) -> String {
         .take(3)
         .map(|t| t.name.clone())
         .collect();
+    if head.is_empty() && !tools.is_empty() {
+        // Many tools, none dominant (generic function calling, agent loops).
+        head = tools.iter().take(3).map(|t| t.name.clone()).collect();
+        head.push("…".into());
+    }
     if head.is_empty() {
         if let Some(keys) = h.signature.strip_prefix("keys:") {
-            head.push(format!("{{{}}}", keys.split(',').take(4).collect::<Vec<_>>().join(", ")));
+            head.push(format!(
+                "{{{}}}",
+                keys.split(',').take(4).collect::<Vec<_>>().join(", ")
+            ));
         } else if h.kind == "text" {
             head.push("text".into());
         }

@@ -8,23 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
+pub use crate::artifact::clusters::IdMatching;
 
 /// Least Jaccard similarity for a new cluster to inherit an earlier id.
 pub const MIN_JACCARD: f64 = 0.5;
-
-/// What the matching did (recorded in `clusters.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IdMatching {
-    /// Clusters of the earlier run.
-    pub previous_clusters: usize,
-    /// New clusters that kept an earlier id.
-    pub kept: usize,
-    /// New clusters given a new id.
-    pub new: usize,
-    /// Earlier ids no cluster kept.
-    pub retired: Vec<i32>,
-}
 
 /// The final id of each of the run's clusters `0..k` (`labels[i]` is call
 /// `call_ids[i]`'s cluster, negative for outliers), given the earlier run's

@@ -147,12 +147,14 @@ pub fn read_truth(path: &Path) -> anyhow::Result<HashMap<(u64, u32), String>> {
 }
 
 /// Agreement of a labelling with the ground truth.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Agreement {
     pub ari: f64,
     pub nmi: f64,
     /// Calls the truth labels.
     pub calls: usize,
+    /// Per cluster (outliers: -1), its truth labels by count, most first.
+    pub mix: std::collections::BTreeMap<i32, Vec<(String, usize)>>,
 }
 
 /// ARI and NMI of `labels` against the ground truth, over the calls the
@@ -172,10 +174,27 @@ pub fn agreement(
             t.get(o).map(|w| (l, w.as_str()))
         })
         .unzip();
+    let mut mix: std::collections::BTreeMap<i32, std::collections::BTreeMap<&str, usize>> =
+        Default::default();
+    for (&p, g) in pred.iter().zip(&gold) {
+        *mix.entry(p.max(-1) as i32)
+            .or_default()
+            .entry(g)
+            .or_default() += 1;
+    }
+    let mix = mix
+        .into_iter()
+        .map(|(c, m)| {
+            let mut v: Vec<(String, usize)> =
+                m.into_iter().map(|(g, n)| (g.to_string(), n)).collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            (c, v)
+        })
+        .collect();
     (!pred.is_empty()).then(|| Agreement {
         ari: adjusted_rand_index(&pred, &gold),
         nmi: normalized_mutual_info(&pred, &gold),
         calls: pred.len(),
+        mix,
     })
 }
-

@@ -57,6 +57,9 @@ use crate::ml::features::{AnswerClass, CallFacts, FeatureSpec, FeatureWeights, T
 use crate::ml::models::EMBEDDER_ID;
 use crate::util::usage;
 
+/// Default [`ClusterConfig::outlier_z`].
+pub const DEFAULT_OUTLIER_Z: f32 = 2.0;
+
 /// Default DBSCAN core-point threshold (the point itself included).
 pub const DEFAULT_MIN_POINTS: usize = 5;
 
@@ -96,6 +99,11 @@ pub struct ClusterConfig {
     pub algorithm: Algorithm,
     /// Clusters smaller than this become outliers.
     pub min_cluster_size: usize,
+    /// KMeans: members more isolated from their fellow members than the
+    /// cluster's median plus this many robust standard deviations become
+    /// outliers ([`algo::trim_isolated`]); `None` keeps every call in a
+    /// cluster.
+    pub outlier_z: Option<f32>,
     pub weights: FeatureWeights,
     pub text: TextLimits,
     /// `<EMAIL_12>` -> `<EMAIL>` before embedding and labelling.
@@ -121,6 +129,7 @@ impl Default for ClusterConfig {
             seed: 0,
             algorithm: Algorithm::KMeans,
             min_cluster_size: 20,
+            outlier_z: Some(DEFAULT_OUTLIER_Z),
             weights: FeatureWeights::default(),
             text: TextLimits::default(),
             normalise_placeholders: true,
@@ -169,6 +178,8 @@ pub struct ClusterOutput {
     pub cache: CacheStats,
     /// The files written.
     pub files: Vec<PathBuf>,
+    /// With `--truth`: per cluster, its calls' true workloads by count.
+    pub truth_mix: Option<std::collections::BTreeMap<i32, Vec<(String, usize)>>>,
 }
 impl ClusterConfig {
     /// Checks the settings against the number of calls; errors are usage errors (exit 2).
@@ -262,9 +273,11 @@ pub fn run(
         purity,
         id_matching,
         clusters,
-        ari: agreement.map(|a| a.ari),
-        nmi: agreement.map(|a| a.nmi),
-        truth_calls: truth.as_ref().map(|_| agreement.map_or(0, |a| a.calls)),
+        ari: agreement.as_ref().map(|a| a.ari),
+        nmi: agreement.as_ref().map(|a| a.nmi),
+        truth_calls: truth
+            .as_ref()
+            .map(|_| agreement.as_ref().map_or(0, |a| a.calls)),
     };
     let assignments: Vec<Assignment> = calls
         .call_ids
@@ -290,6 +303,7 @@ pub fn run(
         timings,
         cache: cache_stats,
         files,
+        truth_mix: agreement.map(|a| a.mix),
     })
 }
 
@@ -308,7 +322,9 @@ fn keep_previous_ids(
     let previous = match crate::artifact::clusters::read_assignments(dataset_dir) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("cluster: the earlier clusters.parquet is unreadable, ids not carried over: {e:#}");
+            eprintln!(
+                "cluster: the earlier clusters.parquet is unreadable, ids not carried over: {e:#}"
+            );
             return None;
         }
     };

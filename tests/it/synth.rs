@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use serde_json::Value;
 use slmforge::call::SourceFormat;
 use slmforge::dev::synth::{
-    self, labels_path, pii, synthesize, workload_names, workloads, SynthConfig,
+    self, hard, labels_path, pii, synthesize, workload_names, workloads, SynthConfig,
 };
 
 fn cfg(calls: usize, seed: u64) -> SynthConfig {
@@ -889,4 +889,509 @@ fn committed_sample_matches_its_documented_command() {
         std::fs::read(labels_path(&sample)).unwrap()
     );
     assert!(s.per_workload.values().all(|&n| n == 300));
+}
+
+// ---------------------------------------------------------------- hard profile
+
+fn gen_hard(
+    dir: &Path,
+    name: &str,
+    calls: usize,
+    seed: u64,
+    malformed: Option<usize>,
+) -> (PathBuf, synth::SynthSummary) {
+    let out = dir.join(name);
+    let c = SynthConfig {
+        calls,
+        seed,
+        malformed,
+        formats: None,
+    };
+    let s = synth::synthesize_profile(&c, synth::Profile::Hard, &out).unwrap();
+    (out, s)
+}
+
+/// A hard file after `ingest`: the report, every written row with the
+/// label of its (line, index), and the labelled calls that were not written.
+struct Ingested {
+    report: slmforge::ingest::IngestReport,
+    rows: Vec<(String, slmforge::artifact::calls::CallRow)>,
+    missing: Vec<(usize, usize, String)>,
+    malformed: usize,
+}
+
+fn ingest_labelled(out: &Path, dir: &Path) -> Ingested {
+    let mut icfg = slmforge::ingest::IngestConfig::new(
+        slmforge::redact::RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
+        slmforge::ingest::KeySource::File,
+    );
+    icfg.progress = false;
+    let ds = dir.join("ds");
+    let report = slmforge::ingest::run(&icfg, &[out.to_path_buf()], &ds)
+        .unwrap()
+        .report;
+    let labels = read_labels(out);
+    let by_pos: HashMap<(usize, usize), &str> = labels
+        .calls
+        .iter()
+        .map(|(l, i, w, _)| ((*l, *i), w.as_str()))
+        .collect();
+    let mut written = BTreeSet::new();
+    let rows: Vec<(String, slmforge::artifact::calls::CallRow)> =
+        slmforge::artifact::calls::read_rows(&ds)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let pos = (r.source_line as usize, r.source_index as usize);
+                written.insert(pos);
+                let w = by_pos
+                    .get(&pos)
+                    .unwrap_or_else(|| panic!("row at {pos:?} has no label"));
+                (w.to_string(), r)
+            })
+            .collect();
+    let missing = labels
+        .calls
+        .iter()
+        .filter(|(l, i, _, _)| !written.contains(&(*l, *i)))
+        .map(|(l, i, w, _)| (*l, *i, w.clone()))
+        .collect();
+    Ingested {
+        report,
+        rows,
+        missing,
+        malformed: labels.malformed.len(),
+    }
+}
+
+/// 600 hard calls, generated and ingested once for all the tests below.
+fn hard600() -> &'static Ingested {
+    static H: std::sync::OnceLock<Ingested> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, s) = gen_hard(dir.path(), "hard.jsonl.gz", 600, 5, None);
+        assert_eq!(s.profile, "hard");
+        ingest_labelled(&out, dir.path())
+    })
+}
+
+fn rows_of<'a>(h: &'a Ingested, label: &str) -> Vec<&'a slmforge::artifact::calls::CallRow> {
+    let v: Vec<_> = h
+        .rows
+        .iter()
+        .filter(|(w, _)| w == label)
+        .map(|(_, r)| r)
+        .collect();
+    assert!(v.len() >= 10, "{label}: only {} calls", v.len());
+    v
+}
+
+fn tool_names(r: &slmforge::artifact::calls::CallRow) -> Vec<&str> {
+    r.tool_names.split(',').filter(|s| !s.is_empty()).collect()
+}
+
+/// The rows whose record logs the offered tools (OTel event-style spans
+/// carry no tool definitions); most must.
+fn with_tools<'a>(
+    rows: &[&'a slmforge::artifact::calls::CallRow],
+) -> Vec<&'a slmforge::artifact::calls::CallRow> {
+    let v: Vec<_> = rows
+        .iter()
+        .copied()
+        .filter(|r| !r.tool_names.is_empty())
+        .collect();
+    assert!(
+        v.len() * 100 >= rows.len() * 75,
+        "{} of {} rows log their tools",
+        v.len(),
+        rows.len()
+    );
+    for r in rows.iter().filter(|r| r.tool_names.is_empty()) {
+        assert_eq!(r.source_format, "otel");
+    }
+    v
+}
+
+fn roles(r: &slmforge::artifact::calls::CallRow) -> Vec<String> {
+    let m: Value = serde_json::from_str(&r.messages_json).unwrap();
+    m.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_ingested_cleanly(h: &Ingested, calls: usize) {
+    assert!(
+        h.missing.is_empty(),
+        "labelled calls not written: {:?}",
+        &h.missing[..h.missing.len().min(10)]
+    );
+    assert_eq!(h.rows.len(), calls);
+    assert_eq!(h.report.written as usize, calls);
+    assert_eq!(h.report.duplicates, 0);
+    assert_eq!(
+        h.report.quarantined as usize, h.malformed,
+        "only the malformed records are quarantined: {:?}",
+        h.report.quarantine_reasons
+    );
+}
+
+#[test]
+fn hard_profile_ingests_every_call_and_quarantines_only_the_malformed() {
+    let h = hard600();
+    assert_ingested_cleanly(h, 600);
+    assert_eq!(h.malformed, 3);
+}
+
+#[test]
+fn hard_fc_calls_offer_changing_tool_sets_and_call_an_offered_tool() {
+    let h = hard600();
+    let rows = with_tools(&rows_of(h, "fc_call"));
+    let mut sets = BTreeSet::new();
+    let mut systems = BTreeSet::new();
+    let mut called = BTreeSet::new();
+    for r in &rows {
+        let offered = tool_names(r);
+        assert!((1..=4).contains(&offered.len()), "{}", r.tool_names);
+        sets.insert(offered.iter().copied().collect::<BTreeSet<_>>());
+        systems.insert(r.system_prompt.clone());
+        assert_eq!(r.response_kind, "tool_call");
+        let calls: Value = serde_json::from_str(&r.response_tool_calls_json).unwrap();
+        let calls = calls.as_array().unwrap();
+        assert_eq!(calls.len(), 1);
+        let name = calls[0]["name"].as_str().unwrap();
+        assert!(offered.contains(&name), "{name} not offered: {offered:?}");
+        called.insert(name.to_string());
+        // The arguments fit the offered schema: required keys present, no unknown keys.
+        let tools: Value = serde_json::from_str(&r.tools_json).unwrap();
+        let def = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap();
+        let args = calls[0]["arguments"].as_object().unwrap();
+        for k in def["parameters"]["required"].as_array().unwrap() {
+            assert!(
+                args.contains_key(k.as_str().unwrap()),
+                "{name}: {k} missing"
+            );
+        }
+        let props = def["parameters"]["properties"].as_object().unwrap();
+        for k in args.keys() {
+            assert!(props.contains_key(k), "{name}: unknown argument {k}");
+        }
+    }
+    assert!(
+        sets.len() * 100 > rows.len() * 80,
+        "offered tool sets: {} distinct of {}",
+        sets.len(),
+        rows.len()
+    );
+    assert!(systems.len() <= 3, "generic system prompts: {systems:?}");
+    assert!(called.len() >= 30, "{} functions called", called.len());
+    assert!(hard::fc_pool_size() >= 40);
+}
+
+#[test]
+fn hard_fc_refusals_are_text_and_call_nothing() {
+    let h = hard600();
+    let fc_systems: BTreeSet<String> = rows_of(h, "fc_call")
+        .iter()
+        .map(|r| r.system_prompt.clone())
+        .collect();
+    let rows = rows_of(h, "fc_refusal");
+    for r in with_tools(&rows) {
+        assert!((1..=4).contains(&tool_names(r).len()), "{}", r.tool_names);
+    }
+    for r in rows {
+        assert_eq!(r.response_kind, "text");
+        assert!(r.called_tools.is_empty());
+        assert!(fc_systems.contains(&r.system_prompt));
+        let t = r.response_text.as_deref().unwrap();
+        assert!(t.contains("none of the"), "{t}");
+    }
+}
+
+#[test]
+fn hard_bank_no_call_shares_prompt_and_tools_with_bank_call() {
+    let h = hard600();
+    let calls = rows_of(h, "bank_call");
+    let no_calls = rows_of(h, "bank_no_call");
+    let prompts: BTreeSet<&str> = calls
+        .iter()
+        .chain(&no_calls)
+        .map(|r| r.system_prompt.as_str())
+        .collect();
+    let all: Vec<_> = calls.iter().chain(&no_calls).copied().collect();
+    let tools: BTreeSet<&str> = with_tools(&all)
+        .iter()
+        .map(|r| r.tools_json.as_str())
+        .collect();
+    assert_eq!(prompts.len(), 1, "one fixed system prompt");
+    assert_eq!(tools.len(), 1, "one fixed tool list");
+    assert!((4..=6).contains(&tool_names(with_tools(&all)[0]).len()));
+    for r in &calls {
+        assert_eq!(r.response_kind, "tool_call");
+    }
+    let mut questions = 0;
+    for r in &no_calls {
+        assert_eq!(r.response_kind, "text");
+        let t = r.response_text.as_deref().unwrap();
+        if t.starts_with("I'm sorry") {
+            assert!(t.contains("I can check balances"), "{t}");
+        } else {
+            assert!(t.contains('?'), "a clarifying question: {t}");
+            questions += 1;
+        }
+    }
+    assert!(
+        questions > 0 && questions < no_calls.len(),
+        "both clarifying questions and refusals"
+    );
+    let share = no_calls.len() as f64 / (calls.len() + no_calls.len()) as f64;
+    assert!((0.15..0.35).contains(&share), "no-call share {share}");
+}
+
+#[test]
+fn hard_multiapi_shares_one_prompt_and_tools_and_each_label_calls_its_api() {
+    let h = hard600();
+    let mut prompts = BTreeSet::new();
+    let mut tools = BTreeSet::new();
+    let labels = ["multiapi_flights", "multiapi_hotels", "multiapi_cars"];
+    for (label, prefix) in labels.into_iter().zip(hard::MULTI_PREFIXES) {
+        let mut used = BTreeSet::new();
+        let rows = rows_of(h, label);
+        for r in with_tools(&rows) {
+            tools.insert(r.tools_json.clone());
+            assert_eq!(tool_names(r).len(), 9);
+        }
+        for r in rows {
+            prompts.insert(r.system_prompt.clone());
+            assert_eq!(r.response_kind, "tool_call");
+            for c in r.called_tools.split(',') {
+                assert!(c.starts_with(prefix), "{label} called {c}");
+                used.insert(c.to_string());
+            }
+        }
+        assert!(used.len() >= 2, "{label} uses several tools of its API");
+    }
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(tools.len(), 1);
+}
+
+#[test]
+fn hard_ops_calls_carry_a_tool_result_before_the_answer() {
+    let h = hard600();
+    // One label for both steps of the loop: the next tool call, and the
+    // final text answer.
+    let all = rows_of(h, "ops_agent");
+    for kind in ["tool_call", "text"] {
+        let label = kind;
+        let mut two_rounds = 0;
+        let rows: Vec<_> = all.iter().filter(|r| r.response_kind == kind).collect();
+        assert!(rows.len() >= 10, "{kind}: {}", rows.len());
+        for r in rows {
+            let roles = roles(r);
+            assert_eq!(
+                roles.last().map(String::as_str),
+                Some("tool"),
+                "{label}: {roles:?}"
+            );
+            let a = roles.iter().position(|x| x == "assistant").unwrap();
+            let u = roles.iter().position(|x| x == "user").unwrap();
+            assert!(u < a, "{roles:?}");
+            if roles.iter().filter(|x| *x == "tool").count() == 2 {
+                two_rounds += 1;
+            }
+        }
+        if label == "text" {
+            assert!(two_rounds > 0, "some final answers follow two tool rounds");
+        } else {
+            assert_eq!(two_rounds, 0);
+        }
+    }
+}
+
+#[test]
+fn hard_extraction_schemas_differ_only_in_the_schema() {
+    let h = hard600();
+    for (i, label) in ["extract_schema_a", "extract_schema_b"].iter().enumerate() {
+        for r in rows_of(h, label) {
+            assert!(tool_names(r).is_empty());
+            let generic = r
+                .system_prompt
+                .replace(hard::EXTRACT_SCHEMAS[i], "{schema}");
+            assert!(
+                hard::EXTRACT_SYSTEM.contains(&generic.as_str()),
+                "{label}: {}",
+                r.system_prompt
+            );
+            assert_eq!(r.response_kind, "json");
+            let v: Value = serde_json::from_str(r.response_text.as_deref().unwrap()).unwrap();
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            assert_eq!(keys, hard::EXTRACT_KEYS[i], "{label}");
+        }
+    }
+    let a: BTreeSet<&str> = hard::EXTRACT_KEYS[0].iter().copied().collect();
+    let b: BTreeSet<&str> = hard::EXTRACT_KEYS[1].iter().copied().collect();
+    assert!(a.is_disjoint(&b));
+}
+
+#[test]
+fn hard_sizes_are_unbalanced_with_a_tail_of_one_offs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, min_oneoffs) in [(600, 10), (2000, 35)] {
+        let (out, s) = gen_hard(dir.path(), &format!("h{n}.jsonl"), n, 3, Some(0));
+        assert_eq!(s.per_workload.values().sum::<usize>(), n);
+        assert_eq!(read_labels(&out).calls.len(), n);
+        let oneoffs: Vec<usize> = s
+            .per_workload
+            .iter()
+            .filter(|(w, _)| w.starts_with("oneoff_"))
+            .map(|(_, &c)| c)
+            .collect();
+        assert!(
+            oneoffs.len() >= min_oneoffs,
+            "{n}: {} one-offs",
+            oneoffs.len()
+        );
+        assert!(oneoffs.iter().all(|&c| c == 1));
+        assert_eq!(oneoffs.len(), hard::oneoff_count(n));
+        assert!(oneoffs.len() <= hard::oneoff_table_len());
+        let mut sizes: Vec<usize> = s
+            .per_workload
+            .iter()
+            .filter(|(w, _)| !w.starts_with("oneoff_"))
+            .map(|(_, &c)| c)
+            .collect();
+        sizes.sort();
+        let median = sizes[sizes.len() / 2];
+        let largest = *sizes.last().unwrap();
+        assert!(
+            largest >= 5 * median,
+            "{n}: largest {largest}, median {median}"
+        );
+        assert_eq!(
+            s.per_workload.iter().max_by_key(|(_, &c)| c).unwrap().0,
+            "fc_call"
+        );
+        for w in hard::LABELS.iter().chain(&hard::EASY_MIXED) {
+            let c = s.per_workload[*w];
+            assert!(c * 100 >= n * 2, "{n}: {w} has {c}");
+        }
+        // Both kinds of traffic: easy workloads mixed in at moderate sizes.
+        let easy: BTreeSet<&str> = workload_names().into_iter().collect();
+        let mixed: Vec<&String> = s
+            .per_workload
+            .keys()
+            .filter(|w| easy.contains(w.as_str()))
+            .collect();
+        assert_eq!(mixed.len(), hard::EASY_MIXED.len(), "{mixed:?}");
+    }
+}
+
+#[test]
+fn hard_same_seed_same_bytes_other_seed_or_profile_other_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = gen_hard(dir.path(), "a.jsonl", 300, 11, None);
+    let (b, _) = gen_hard(dir.path(), "b.jsonl", 300, 11, None);
+    let (c, _) = gen_hard(dir.path(), "c.jsonl", 300, 12, None);
+    let (e, _) = gen(dir.path(), "e.jsonl", &cfg(300, 11));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(
+        std::fs::read(labels_path(&a)).unwrap(),
+        std::fs::read(labels_path(&b)).unwrap()
+    );
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&e).unwrap());
+}
+
+#[test]
+fn hard_malformed_records_and_formats_mix_as_in_easy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SynthConfig {
+        calls: 200,
+        seed: 9,
+        malformed: Some(14),
+        formats: Some(vec![SourceFormat::Anthropic, SourceFormat::Langsmith]),
+    };
+    let out = dir.path().join("m.jsonl");
+    let s = synth::synthesize_profile(&c, synth::Profile::Hard, &out).unwrap();
+    let labels = read_labels(&out);
+    assert_eq!(labels.malformed.len(), 14);
+    assert_eq!(s.malformed_reasons.values().sum::<usize>(), 14);
+    assert!(s.malformed_reasons.len() >= 6, "{:?}", s.malformed_reasons);
+    let formats: BTreeSet<&str> = labels.calls.iter().map(|c| c.3.as_str()).collect();
+    assert_eq!(formats, ["anthropic", "langsmith"].into_iter().collect());
+    let h = ingest_labelled(&out, dir.path());
+    assert_ingested_cleanly(&h, 200);
+}
+
+#[test]
+fn cli_profile_selects_the_traffic_and_rejects_unknown_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.jsonl");
+    let o = std::process::Command::new(crate::common::bin())
+        .args([
+            "synth",
+            "--profile",
+            "hard",
+            "--calls",
+            "80",
+            "--seed",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .env("SLMFORGE_NO_PROGRESS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let labels = read_labels(&out);
+    assert_eq!(labels.calls.len(), 80);
+    assert!(labels.calls.iter().any(|c| c.2 == "fc_call"));
+    let c = SynthConfig {
+        calls: 80,
+        seed: 2,
+        malformed: None,
+        formats: None,
+    };
+    let lib = dir.path().join("l.jsonl");
+    synth::synthesize_profile(&c, synth::Profile::Hard, &lib).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&lib).unwrap());
+
+    let o = std::process::Command::new(crate::common::bin())
+        .args(["synth", "--profile", "medium", "--calls", "5", "--out"])
+        .arg(dir.path().join("x.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(synth::Profile::parse("hard"), Some(synth::Profile::Hard));
+    assert_eq!(synth::Profile::default(), synth::Profile::Easy);
+}
+
+#[test]
+fn committed_hard_sample_matches_its_documented_command_and_ingests_cleanly() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/hard");
+    let sample = root.join("calls.jsonl.gz");
+    if !sample.exists() {
+        panic!("datasets/hard/calls.jsonl.gz is missing");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (out, s) = gen_hard(dir.path(), "calls.jsonl.gz", 2000, 11, Some(10));
+    assert_eq!(
+        read_all(&out),
+        read_all(&sample),
+        "regenerate the sample: see datasets/hard/README.md"
+    );
+    assert_eq!(
+        std::fs::read(labels_path(&out)).unwrap(),
+        std::fs::read(labels_path(&sample)).unwrap()
+    );
+    assert_eq!(s.per_workload["fc_call"], 570);
+    let h = ingest_labelled(&sample, dir.path());
+    assert_ingested_cleanly(&h, 2000);
+    assert_eq!(h.malformed, 10);
 }

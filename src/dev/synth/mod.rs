@@ -3,17 +3,24 @@
 //! reason per malformed record). Feeds tests, demos and benchmarks of
 //! ingest, redaction, clustering and fine-tuning.
 //!
+//! Two profiles: `easy` (ten balanced, well-separated workloads) and
+//! `hard` ([`hard`]: what real agent traffic adds — a changing tool pool,
+//! refusals and clarifying questions, a multi-API agent, multi-turn calls
+//! with tool results, near-duplicate schemas, unbalanced sizes, one-offs).
+//!
 //! Invariants: the output is a pure function of the config (seeded
 //! ChaCha streams, no hash-map iteration, no clock); every answer is a
 //! deterministic function of its input; each workload's content does not
 //! depend on which format renders it.
 
 pub mod formats;
+pub mod hard;
 pub mod malformed;
 pub mod pii;
 pub mod truth;
 pub mod workloads;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -28,6 +35,7 @@ use serde::Serialize;
 use crate::call::SourceFormat;
 use crate::util::usage;
 use formats::{Meta, Provider};
+use hard::Kind;
 use pii::R;
 use workloads::{Conv, WORKLOADS};
 
@@ -44,9 +52,35 @@ pub struct SynthConfig {
     pub formats: Option<Vec<SourceFormat>>,
 }
 
+/// Which traffic to generate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// Ten balanced, well-separated workloads (the bundled sample).
+    #[default]
+    Easy,
+    /// Traffic shaped like real agent logs ([`hard`]).
+    Hard,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Easy, Profile::Hard];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Easy => "easy",
+            Profile::Hard => "hard",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// What was written.
 #[derive(Clone, Debug, Serialize)]
 pub struct SynthSummary {
+    pub profile: &'static str,
     pub seed: u64,
     pub calls: usize,
     pub malformed: usize,
@@ -144,18 +178,25 @@ const STREAM_MALFORMED: u64 = 3;
 const BASE_MS: i64 = 1_740_988_800_000;
 const SPAN_MS: i64 = 14 * 24 * 3600 * 1000;
 
-/// The per-call plan: workload and format.
+/// The per-call plan: kind (workload) and format.
 struct Plan {
-    workloads: Vec<usize>,
+    profile: Profile,
+    kinds: Vec<Kind>,
     formats: Vec<SourceFormat>,
     /// (insert before call i, reason), sorted by position.
     malformed: Vec<(usize, &'static str)>,
 }
 
-fn plan(cfg: &SynthConfig, allowed: &[SourceFormat], rng: &mut R) -> Plan {
+fn plan(cfg: &SynthConfig, profile: Profile, allowed: &[SourceFormat], rng: &mut R) -> Plan {
     let n = cfg.calls;
-    let mut workloads: Vec<usize> = (0..n).map(|i| i % WORKLOADS.len()).collect();
-    workloads.shuffle(rng);
+    let kinds = match profile {
+        Profile::Easy => {
+            let mut workloads: Vec<usize> = (0..n).map(|i| i % WORKLOADS.len()).collect();
+            workloads.shuffle(rng);
+            workloads.into_iter().map(Kind::Easy).collect()
+        }
+        Profile::Hard => hard::plan(n, rng),
+    };
     let total: u32 = allowed.iter().map(|f| weight(*f)).sum();
     let mut formats: Vec<SourceFormat> = (0..n)
         .map(|_| {
@@ -190,7 +231,8 @@ fn plan(cfg: &SynthConfig, allowed: &[SourceFormat], rng: &mut R) -> Plan {
         .collect();
     mal.sort_by_key(|(p, _)| *p);
     Plan {
-        workloads,
+        profile,
+        kinds,
         formats,
         malformed: mal,
     }
@@ -252,7 +294,7 @@ impl Sink {
 
 enum Label {
     Call {
-        workload: &'static str,
+        workload: Cow<'static, str>,
         format: SourceFormat,
     },
     Malformed(&'static str),
@@ -266,8 +308,18 @@ fn tmp_path(p: &Path) -> PathBuf {
     p.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
-/// Generates the calls, writes `out` and its labels sidecar.
+/// Generates the calls of the easy profile, writes `out` and its labels
+/// sidecar.
 pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary> {
+    synthesize_profile(cfg, Profile::Easy, out)
+}
+
+/// Generates the calls of `profile`, writes `out` and its labels sidecar.
+pub fn synthesize_profile(
+    cfg: &SynthConfig,
+    profile: Profile,
+    out: &Path,
+) -> anyhow::Result<SynthSummary> {
     let compression = compression_for(out)?;
     let allowed = allowed_formats(cfg)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -276,7 +328,7 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
     let labels_out = labels_path(out);
     let n = cfg.calls;
     let mut prng = rng_for(cfg.seed, STREAM_PLAN, 0);
-    let plan = plan(cfg, &allowed, &mut prng);
+    let plan = plan(cfg, profile, &allowed, &mut prng);
 
     let tmp = tmp_path(out);
     let mut w = Writing {
@@ -286,6 +338,7 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
         batch_seq: 0,
     };
     let mut summary = SynthSummary {
+        profile: profile.as_str(),
         seed: cfg.seed,
         calls: n,
         malformed: plan.malformed.len(),
@@ -301,7 +354,7 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
     let mut i = 0;
     while i < n {
         while mal_next < plan.malformed.len() && plan.malformed[mal_next].0 <= i {
-            emit_malformed(cfg, &mut w, mal_next, plan.malformed[mal_next].1)?;
+            emit_malformed(cfg, &plan, &mut w, mal_next, plan.malformed[mal_next].1)?;
             mal_next += 1;
         }
         let format = plan.formats[i];
@@ -315,7 +368,7 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
         for (k, v) in variants.into_iter().enumerate() {
             *summary
                 .per_workload
-                .entry(WORKLOADS[plan.workloads[i + k]].to_string())
+                .entry(plan.kinds[i + k].label().into_owned())
                 .or_default() += 1;
             *summary
                 .per_format
@@ -338,7 +391,7 @@ pub fn synthesize(cfg: &SynthConfig, out: &Path) -> anyhow::Result<SynthSummary>
         bar.inc(done as u64);
     }
     while mal_next < plan.malformed.len() {
-        emit_malformed(cfg, &mut w, mal_next, plan.malformed[mal_next].1)?;
+        emit_malformed(cfg, &plan, &mut w, mal_next, plan.malformed[mal_next].1)?;
         mal_next += 1;
     }
     w.pending_outputs.shuffle(&mut prng);
@@ -376,12 +429,18 @@ struct Writing {
     batch_seq: usize,
 }
 
+/// A call of `kind`: its conversation, the workload slot that picks its
+/// usual models, and its calling application.
+fn conv_for(kind: Kind, rng: &mut R) -> (Conv, usize, &'static str) {
+    let (app, slot) = hard::app(kind);
+    (hard::generate(kind, rng), slot, app)
+}
+
 /// Call `i`'s conversation and metadata (its own RNG stream).
 fn call_at(cfg: &SynthConfig, plan: &Plan, i: usize) -> (Conv, Meta) {
     let n = cfg.calls;
-    let w = plan.workloads[i];
     let mut crng = rng_for(cfg.seed, STREAM_CONTENT, i as u64);
-    let conv = workloads::generate(w, &mut crng);
+    let (conv, w, app) = conv_for(plan.kinds[i], &mut crng);
     let provider = match plan.formats[i] {
         SourceFormat::OpenaiChat | SourceFormat::OpenaiBatch => Provider::OpenAi,
         SourceFormat::Anthropic => Provider::Anthropic,
@@ -390,23 +449,30 @@ fn call_at(cfg: &SynthConfig, plan: &Plan, i: usize) -> (Conv, Meta) {
     };
     let slot = SPAN_MS / n.max(1) as i64;
     let ts = BASE_MS + slot * i as i64 + crng.random_range(0..slot.max(1));
-    let meta = formats::meta(&conv, w, provider, ts, &mut crng);
+    let mut meta = formats::meta(&conv, w, provider, ts, &mut crng);
+    meta.app = app;
     (conv, meta)
 }
 
 /// Malformed record `k` (its own RNG stream), labelled on its first line.
 fn emit_malformed(
     cfg: &SynthConfig,
+    plan: &Plan,
     out: &mut Writing,
     k: usize,
     reason: &'static str,
 ) -> anyhow::Result<()> {
     let mut mrng = rng_for(cfg.seed, STREAM_MALFORMED, k as u64);
-    let w = mrng.random_range(0..WORKLOADS.len());
-    let conv = workloads::generate(w, &mut mrng);
+    let kind = match plan.profile {
+        Profile::Easy => Kind::Easy(mrng.random_range(0..WORKLOADS.len())),
+        Profile::Hard => hard::random_kind(&mut mrng),
+    };
+    let (conv, w, app) = conv_for(kind, &mut mrng);
     let ts = BASE_MS + mrng.random_range(0..SPAN_MS);
-    let openai = formats::meta(&conv, w, Provider::OpenAi, ts, &mut mrng);
-    let anthropic = formats::meta(&conv, w, Provider::Anthropic, ts, &mut mrng);
+    let mut openai = formats::meta(&conv, w, Provider::OpenAi, ts, &mut mrng);
+    let mut anthropic = formats::meta(&conv, w, Provider::Anthropic, ts, &mut mrng);
+    openai.app = app;
+    anthropic.app = app;
     let either = if mrng.random_bool(0.3) {
         &anthropic
     } else {
@@ -443,6 +509,7 @@ fn render_call(
     let (conv, meta) = call_at(cfg, plan, i);
     let mut rrng = rng_for(cfg.seed, STREAM_RENDER, i as u64);
     let label = |workload| Label::Call { workload, format };
+    let kind = |k: usize| plan.kinds[i + k].label();
     let mut variants: Vec<String> = Vec::new();
     match format {
         SourceFormat::Otel => {
@@ -455,8 +522,7 @@ fn render_call(
             };
             let no = out.sink.emit(&serde_json::to_vec(&payload)?)?;
             for (k, (index, form)) in idx.into_iter().enumerate() {
-                out.labels
-                    .push((no, index, label(WORKLOADS[plan.workloads[i + k]])));
+                out.labels.push((no, index, label(kind(k))));
                 let shape = if pair { "multi_call_" } else { "" };
                 variants.push(format!("{shape}{}", form.name()));
             }
@@ -466,7 +532,7 @@ fn render_call(
             out.batch_seq += 1;
             let no = out.sink.emit(&serde_json::to_vec(&input)?)?;
             out.pending_outputs.push(serde_json::to_vec(&output)?);
-            out.labels.push((no, 0, label(conv.workload)));
+            out.labels.push((no, 0, label(kind(0))));
             variants.push(v.to_string());
         }
         _ => {
@@ -479,7 +545,7 @@ fn render_call(
                 _ => formats::openai_chat(&conv, &meta, &mut rrng),
             };
             let no = out.sink.emit(&serde_json::to_vec(&v)?)?;
-            out.labels.push((no, 0, label(conv.workload)));
+            out.labels.push((no, 0, label(kind(0))));
             variants.push(variant.to_string());
         }
     }
