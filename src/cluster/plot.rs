@@ -1,7 +1,7 @@
 //! The 2-D picture of a clustering: the sampled calls on their first two
 //! principal components (the k search's PCA), drawn as a hand-written SVG scatter coloured by
 //! cluster (outliers grey), centroids marked, with a legend of each
-//! cluster's label terms. Plain SVG keeps the output byte-deterministic and
+//! cluster's label. Plain SVG keeps the output byte-deterministic and
 //! needs no font or plotting dependency.
 
 use std::fmt::Write;
@@ -184,7 +184,7 @@ pub fn render(c: &Clustering, s: &ClustersJson) -> String {
         .map(|c| LegendEntry {
             id: c.id,
             size: c.size,
-            terms: c.label_terms.clone(),
+            terms: vec![crate::ml::features::clean_and_truncate(&c.label, 56)],
         })
         .collect();
     if s.outliers > 0 {
