@@ -378,6 +378,17 @@ fn resume_after_stop_or_crash_equals_uninterrupted_run() {
         adapter_bits(&a_dir) == adapter_bits(&b_dir),
         "resumed adapter differs"
     );
+    // The same bytes too (the header metadata is written in sorted order).
+    assert!(
+        std::fs::read(a_dir.join("adapter.safetensors")).unwrap()
+            == std::fs::read(b_dir.join("adapter.safetensors")).unwrap(),
+        "resumed adapter.safetensors differs byte for byte"
+    );
+    let bytes = std::fs::read(a_dir.join("adapter.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let (f, l) = (header.find("\"format\"").unwrap(), header.find("\"lora_config\"").unwrap());
+    assert!(f < l, "metadata keys not in sorted order: {header}");
     assert_eq!(
         log_entries(&a_dir),
         log_entries(&b_dir),
