@@ -8,6 +8,7 @@ mod embed;
 mod export;
 mod ingest;
 mod lm;
+mod pii_eval;
 mod models;
 mod redact;
 mod synth;
