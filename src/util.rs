@@ -1,5 +1,5 @@
-//! Small shared helpers: exit-code-carrying errors, progress bars, hashing,
-//! atomic writes.
+//! Small shared helpers: exit-code-carrying errors (usage, I/O failure),
+//! progress bars, hashing, atomic writes.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +16,22 @@ pub struct UsageError(pub String);
 /// Shorthand: `return Err(usage(format!(...)))`.
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// Exit code of a run that failed writing its outputs (disk full, I/O
+/// error): `EX_IOERR` of sysexits.h.
+pub const EXIT_IO_ERROR: u8 = 74;
+
+/// Writing an output failed (disk full, I/O error) after the invocation was
+/// found usable: exit code [`EXIT_IO_ERROR`] with a one-line message. The
+/// message names no value of the input.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IoFailure(pub String);
+
+/// Shorthand: `return Err(io_failure(format!(...)))`.
+pub fn io_failure(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(IoFailure(msg.into()))
 }
 
 /// A byte-count progress bar with rate and ETA; hidden when stderr is not a

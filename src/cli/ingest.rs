@@ -1,6 +1,6 @@
 //! `slmforge ingest`: flags → [`IngestConfig`], then [`crate::ingest::run`],
 //! and the summary printed on stderr. Exit 1 with `--strict` when anything
-//! was quarantined.
+//! was quarantined, 74 when writing the outputs failed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::call::SourceFormat;
 use crate::ingest::{self, resolve_key, IngestConfig, IngestOutput};
+use crate::util::{usage, IoFailure, EXIT_IO_ERROR};
 
 /// `slmforge ingest`.
 #[derive(clap::Args, Debug)]
@@ -39,8 +40,8 @@ pub struct IngestArgs {
     #[arg(long)]
     pub no_names: bool,
     /// Records larger than this many MiB are quarantined as too_large (a
-    /// 128k-token conversation is well under 1 MiB of JSON).
-    #[arg(long, default_value_t = ingest::DEFAULT_MAX_RECORD_MB)]
+    /// 128k-token conversation is well under 1 MiB of JSON); 1 to 4096.
+    #[arg(long, default_value_t = ingest::DEFAULT_MAX_RECORD_MB, value_parser = parse_max_record_mb)]
     pub max_record_mb: usize,
     /// Records nested deeper than this are quarantined as too_deep.
     #[arg(long, default_value_t = ingest::DEFAULT_MAX_DEPTH)]
@@ -59,6 +60,14 @@ fn parse_format(s: &str) -> Result<SourceFormat, String> {
     })
 }
 
+fn parse_max_record_mb(s: &str) -> Result<usize, String> {
+    let limit = ingest::MAX_RECORD_MB_LIMIT;
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=limit as u64).contains(&n) => Ok(n as usize),
+        _ => Err(format!("`{s}` is not a size in MiB from 1 to {limit}")),
+    }
+}
+
 pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let (key, key_source) = resolve_key(args.redact_key_file.as_deref())?;
     let mut cfg = IngestConfig::new(key, key_source);
@@ -66,10 +75,24 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     cfg.redact.allow_values = args.allow;
     cfg.redact.allow_regexes = args.allow_regex;
     cfg.redact.detect_names = !args.no_names;
-    cfg.max_record_bytes = args.max_record_mb.max(1) << 20;
+    cfg.max_record_bytes = args
+        .max_record_mb
+        .checked_mul(1 << 20)
+        .ok_or_else(|| usage("--max-record-mb is too large for this machine"))?;
     cfg.max_depth = args.max_depth;
     cfg.threads = args.threads;
-    let out = ingest::run(&cfg, &args.inputs, &args.out)?;
+    let out = match ingest::run(&cfg, &args.inputs, &args.out) {
+        Ok(out) => out,
+        Err(e) => {
+            return match e.downcast_ref::<IoFailure>() {
+                Some(f) => {
+                    eprintln!("slmforge: {f}");
+                    Ok(ExitCode::from(EXIT_IO_ERROR))
+                }
+                None => Err(e),
+            }
+        }
+    };
     eprint!("{}", summary(&out));
     Ok(if args.strict && out.report.quarantined > 0 {
         ExitCode::from(1)
@@ -125,6 +148,30 @@ pub fn summary(out: &IngestOutput) -> String {
         r.redactions_total,
         top(&r.redactions, 6)
     );
+    if !r.data_quality.is_empty() {
+        s += &format!(
+            "  data quality (records kept): {}\n",
+            top(&r.data_quality, 6)
+        );
+    }
+    if !r.skipped_inputs.is_empty() {
+        let shown: Vec<String> = r
+            .skipped_inputs
+            .iter()
+            .take(4)
+            .map(|k| format!("{} ({})", k.path, k.reason.replace('_', " ")))
+            .collect();
+        let more = r.skipped_inputs.len().saturating_sub(shown.len());
+        s += &format!(
+            "  inputs skipped: {}{}\n",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more (ingest.json)")
+            } else {
+                String::new()
+            }
+        );
+    }
     if !r.skipped_non_llm.is_empty() {
         s += &format!(
             "  not LLM calls (skipped): {}\n",

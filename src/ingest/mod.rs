@@ -15,14 +15,14 @@
 //! Invariant: `read = written + duplicates + quarantined`, per format too.
 
 pub mod formats;
+mod output;
 mod pipeline;
 pub mod quarantine;
 pub mod source;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -30,15 +30,21 @@ use serde::Serialize;
 use crate::artifact::calls::CallsWriter;
 use crate::artifact::{CALLS_FILE, INGEST_REPORT_FILE, QUARANTINE_FILE};
 use crate::call::SourceFormat;
-use crate::redact::{RedactConfig, RedactKey, RedactStats, Redactor};
-use crate::util::usage;
+use crate::redact::{Pseudonyms, RedactConfig, RedactKey, RedactStats, Redactor};
+use crate::util::{usage, IoFailure};
+use output::{write_failed, OutputDir};
 use pipeline::{CallSink, Sink};
 
+pub use output::LOCK_FILE;
 pub use quarantine::{read_quarantine, QuarantineEntry};
+pub use source::SkippedInput;
 
 /// Records larger than this many MiB are quarantined as too large (a
 /// 128k-token conversation is well under 1 MiB of JSON).
 pub const DEFAULT_MAX_RECORD_MB: usize = 8;
+/// The largest `--max-record-mb` accepted: a record is buffered whole, so
+/// the limit bounds memory per record in flight.
+pub const MAX_RECORD_MB_LIMIT: usize = 4096;
 /// Records nested deeper than this are quarantined as too deep.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
@@ -66,6 +72,10 @@ pub struct IngestConfig {
     /// or Anthropic Messages request body is read as a call with a
     /// placeholder answer, and identical requests are all kept.
     pub requests_only: bool,
+    /// Called with each artifact's file name once its temporary is written
+    /// and flushed, before anything is moved into place; an error counts as
+    /// a failed write of that artifact (tests inject a full disk with it).
+    pub write_hook: Option<fn(&str) -> std::io::Result<()>>,
 }
 
 impl IngestConfig {
@@ -80,6 +90,7 @@ impl IngestConfig {
             threads: None,
             progress: true,
             requests_only: false,
+            write_hook: None,
         }
     }
 }
@@ -124,6 +135,22 @@ pub struct IngestReport {
     /// 8 hex chars identifying the key (only when a key was supplied).
     pub key_fingerprint: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// Data-quality warnings about records that were kept: records whose
+    /// token count was negative (stored as null), per field
+    /// (`negative_prompt_tokens`, `negative_completion_tokens`,
+    /// `negative_total_tokens`).
+    #[serde(default)]
+    pub data_quality: BTreeMap<String, u64>,
+    /// Input paths not read, with the reason (the output directory inside
+    /// an input directory, symlink cycles, second paths to a file or
+    /// directory already read), in discovery order.
+    #[serde(default)]
+    pub skipped_inputs: Vec<SkippedInput>,
+    /// Values redacted in the names of input files and directories
+    /// (`source_file`, `files`, `skipped_inputs` and `outputs` show
+    /// redacted paths).
+    #[serde(default)]
+    pub path_redactions: u64,
 }
 
 /// What the run produced, for callers.
@@ -132,13 +159,28 @@ pub struct IngestOutput {
     pub elapsed_s: f64,
 }
 
-/// Runs the ingest stage: `inputs` → `out/{calls.parquet, quarantine.jsonl, ingest.json}`.
+/// Runs the ingest stage: `inputs` → `out/{calls.parquet, quarantine.jsonl,
+/// ingest.json}`. The output directory is locked for the run; the artifacts
+/// are written to temporaries and moved into place together at the end
+/// (`ingest.json` last), so a failed run leaves the previous one. Errors:
+/// [`crate::util::UsageError`] for an unusable invocation (exit 2),
+/// [`IoFailure`] when writing the outputs fails (exit 74).
 pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result<IngestOutput> {
     let start = Instant::now();
-    let files = source::discover(inputs)?;
-    let quarantine = open_outputs(out)?;
+    if cfg.max_record_bytes == 0 {
+        return Err(usage("the record size limit must be at least 1 MiB"));
+    }
     let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
-    let writer = CallsWriter::create(&out.join(CALLS_FILE))?;
+    let mut names = PathNames::new(&redactor);
+    // Shown in messages only: numbered apart, so `--out` never shifts the
+    // dataset's pseudonyms.
+    let shown = PathNames::new(&redactor).show(out);
+    let mut dir = OutputDir::open(out, &shown)?;
+    let out_id = std::fs::metadata(out)
+        .ok()
+        .map(|m| source::NodeId::of(out, &m));
+    let found = source::discover(inputs, out_id.as_ref(), &mut |p| names.show(p))?;
+    let files = found.files;
     let report = IngestReport {
         schema_version: crate::artifact::calls::SCHEMA_VERSION,
         files: files
@@ -150,43 +192,102 @@ pub fn run(cfg: &IngestConfig, inputs: &[PathBuf], out: &Path) -> anyhow::Result
             })
             .collect(),
         input_bytes: files.iter().map(|f| f.size).sum(),
+        skipped_inputs: found.skipped,
         ..Default::default()
     };
-    let streamed = pipeline::stream(cfg, &files, &redactor, quarantine, writer, report)?;
-    let report = finish_report(cfg, out, streamed)?;
-    crate::util::write_json(&out.join(INGEST_REPORT_FILE), &report)?;
+    let failed = |e: anyhow::Error| in_dir(e, &shown, "it keeps its previous contents");
+    let quarantine = dir.create_temp(QUARANTINE_FILE).map_err(failed)?;
+    let writer = CallsWriter::create(&dir.temp(CALLS_FILE))
+        .map_err(|e| failed(write_failed(CALLS_FILE, &e)))?;
+    let (pseudonyms, path_stats) = (names.pseudonyms, names.stats);
+    let streamed = pipeline::stream(
+        cfg, &files, &redactor, pseudonyms, quarantine, writer, report,
+    )
+    .map_err(failed)?;
+    let mut names = PathNames {
+        redactor: &redactor,
+        pseudonyms: Pseudonyms::new(),
+        stats: path_stats,
+    };
+    let report = finish_report(cfg, &dir, out, &mut names, streamed).map_err(failed)?;
+    let mut bytes = serde_json::to_vec_pretty(&report)?;
+    bytes.push(b'\n');
+    std::fs::write(dir.temp(INGEST_REPORT_FILE), &bytes)
+        .map_err(|e| failed(write_failed(INGEST_REPORT_FILE, &e.into())))?;
+    dir.seal(INGEST_REPORT_FILE, cfg.write_hook)
+        .map_err(failed)?;
+    if let Err(e) = dir.commit() {
+        return Err(if dir.touched() {
+            in_dir(
+                e,
+                &shown,
+                "it holds no complete run until ingest runs again",
+            )
+        } else {
+            failed(e)
+        });
+    }
     Ok(IngestOutput {
         report,
         elapsed_s: start.elapsed().as_secs_f64(),
     })
 }
 
-/// Creates the output directory and the quarantine file; an unusable
-/// directory is a usage error.
-fn open_outputs(out: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(out).map_err(|e| {
-        usage(format!(
-            "cannot create output directory {}: {}",
-            out.display(),
-            source::io_reason(&e)
-        ))
-    })?;
-    let quarantine = File::create(out.join(QUARANTINE_FILE)).map_err(|e| {
-        usage(format!(
-            "output directory {} is not writable: {}",
-            out.display(),
-            source::io_reason(&e)
-        ))
-    })?;
-    Ok(quarantine)
+/// An output failure, with the directory and its state added to the message.
+fn in_dir(e: anyhow::Error, shown: &str, state: &str) -> anyhow::Error {
+    match e.downcast_ref::<IoFailure>() {
+        Some(f) => crate::util::io_failure(format!("{f} in output directory {shown}; {state}")),
+        None => e,
+    }
 }
 
-/// Closes the outputs and completes the report: the sinks' counts (which
-/// add up: `read = written + duplicates + quarantined`), redaction figures,
-/// the key's source and fingerprint, and the output paths.
+/// Paths as they are shown and stored: each component run through text
+/// redaction, the pseudonyms numbered in the run's table (input paths
+/// first, in discovery order), so that `exports/carol@example.com/x.jsonl`
+/// becomes `exports/<EMAIL_1>/x.jsonl` in `source_file`, `ingest.json` and
+/// every message.
+struct PathNames<'a> {
+    redactor: &'a Redactor,
+    pseudonyms: Pseudonyms,
+    stats: RedactStats,
+}
+
+impl<'a> PathNames<'a> {
+    fn new(redactor: &'a Redactor) -> Self {
+        PathNames {
+            redactor,
+            pseudonyms: Pseudonyms::new(),
+            stats: RedactStats::default(),
+        }
+    }
+
+    fn show(&mut self, path: &Path) -> String {
+        let mut shown = PathBuf::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(part) => {
+                    let mut t = self
+                        .redactor
+                        .redact_text(&part.to_string_lossy(), &mut self.stats);
+                    self.pseudonyms.resolve_text(&mut t);
+                    shown.push(t);
+                }
+                other => shown.push(other.as_os_str()),
+            }
+        }
+        shown.display().to_string()
+    }
+}
+
+/// Closes the outputs (sealed temporaries, not yet in place) and completes
+/// the report: the sinks' counts (which add up: `read = written +
+/// duplicates + quarantined`), redaction figures, the key's source and
+/// fingerprint, and the output paths (redacted).
 fn finish_report(
     cfg: &IngestConfig,
+    dir: &OutputDir,
     out: &Path,
+    names: &mut PathNames,
     (sink, call_sink, stats): (Sink, CallSink, RedactStats),
 ) -> anyhow::Result<IngestReport> {
     let Sink {
@@ -195,7 +296,11 @@ fn finish_report(
         mut quarantine,
         ..
     } = sink;
-    quarantine.flush()?;
+    quarantine
+        .flush()
+        .map_err(|e| write_failed(QUARANTINE_FILE, &e.into()))?;
+    drop(quarantine);
+    dir.seal(QUARANTINE_FILE, cfg.write_hook)?;
     let CallSink {
         writer,
         read,
@@ -204,7 +309,8 @@ fn finish_report(
         formats,
         ..
     } = call_sink;
-    writer.finish()?;
+    writer.finish().map_err(|e| write_failed(CALLS_FILE, &e))?;
+    dir.seal(CALLS_FILE, cfg.write_hook)?;
     report.read += read;
     report.written = written;
     report.duplicates = duplicates;
@@ -223,13 +329,17 @@ fn finish_report(
         .to_string();
     report.key_fingerprint =
         (cfg.key_source != KeySource::Random).then(|| cfg.redact.key.fingerprint());
+    // Input paths only: the report (but `outputs`) does not depend on `--out`.
+    report.path_redactions = names.stats.total();
+    // The output paths after every record: numbered in the run's table.
+    names.pseudonyms = pseudonyms;
     report.outputs = [
-        ("calls", out.join(CALLS_FILE)),
-        ("quarantine", out.join(QUARANTINE_FILE)),
-        ("report", out.join(INGEST_REPORT_FILE)),
+        ("calls", CALLS_FILE),
+        ("quarantine", QUARANTINE_FILE),
+        ("report", INGEST_REPORT_FILE),
     ]
     .into_iter()
-    .map(|(k, p)| (k.to_string(), p.display().to_string()))
+    .map(|(k, f)| (k.to_string(), names.show(&out.join(f))))
     .collect();
     debug_assert_eq!(
         report.read,

@@ -14,10 +14,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::formats::{self, Bad, BatchKey, Item, Reason};
+use super::formats::{self, Bad, BatchKey, Item, Reason, TokenField};
+use super::output::write_failed;
 use super::source::{self, Body, InputFile, RawRecord};
 use super::{Counts, IngestConfig, IngestReport};
 use crate::artifact::calls::{CallRow, CallsWriter};
+use crate::artifact::{CALLS_FILE, QUARANTINE_FILE};
 use crate::call::{Origin, RedactedCall, SourceFormat};
 use crate::redact::{PendingCall, Pseudonyms, RedactStats, Redactor};
 
@@ -205,10 +207,14 @@ fn process(ctx: &Ctx, rec: &RawRecord, stats: &mut RedactStats) -> Vec<Outcome> 
 /// [`process`] with panic isolation: a bug on one record quarantines that
 /// record (content not kept) instead of stopping the run, and the panic
 /// hook (see `cli::install_panic_hook`) keeps its payload out of the logs.
-fn process_guarded(ctx: &Ctx, rec: &RawRecord) -> (Vec<Outcome>, RedactStats) {
+/// Also collects the token counts the record had negative.
+fn process_guarded(ctx: &Ctx, rec: &RawRecord) -> Processed {
     let mut s = RedactStats::default();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(ctx, rec, &mut s))) {
-        Ok(o) => (o, s),
+    formats::take_negative_tokens();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| process(ctx, rec, &mut s)));
+    let negative_tokens = formats::take_negative_tokens();
+    match res {
+        Ok(o) => (o, s, negative_tokens),
         Err(_) => (
             vec![Outcome::Quarantine(Quarantined {
                 origin: origin(ctx, rec, 0),
@@ -222,9 +228,14 @@ fn process_guarded(ctx: &Ctx, rec: &RawRecord) -> (Vec<Outcome>, RedactStats) {
                 content: None,
             })],
             RedactStats::default(),
+            0,
         ),
     }
 }
+
+/// A record's outcomes, its redaction counts, and the token fields it had
+/// negative ([`formats::take_negative_tokens`]).
+type Processed = (Vec<Outcome>, RedactStats, u8);
 
 /// One half of a batch call waiting for the other.
 enum Half {
@@ -264,6 +275,23 @@ impl Sink {
         self.report.formats.entry(name.to_string()).or_default()
     }
 
+    /// Data-quality counters: one per token field a record had negative
+    /// (kept as null).
+    fn note_negative_tokens(&mut self, mask: u8) {
+        if mask == 0 {
+            return;
+        }
+        for f in TokenField::ALL {
+            if formats::has_negative(mask, f) {
+                *self
+                    .report
+                    .data_quality
+                    .entry(f.negative_counter().to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+
     fn quarantine(&mut self, mut q: Quarantined) -> anyhow::Result<()> {
         if let Some(c) = &mut q.content {
             self.pseudonyms.resolve_text(c);
@@ -278,8 +306,10 @@ impl Sink {
             bytes: q.bytes,
             content: q.content.as_deref(),
         };
-        serde_json::to_writer(&mut self.quarantine, &line)?;
-        self.quarantine.write_all(b"\n")?;
+        serde_json::to_writer(&mut self.quarantine, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.quarantine.write_all(b"\n"))
+            .map_err(|e| write_failed(QUARANTINE_FILE, &e.into()))?;
         self.report.read += 1;
         self.report.quarantined += 1;
         *self
@@ -461,7 +491,9 @@ impl CallSink {
                 keep.push(row);
             }
         }
-        self.writer.write(&keep)
+        self.writer
+            .write(&keep)
+            .map_err(|e| write_failed(CALLS_FILE, &e))
     }
 }
 
@@ -489,6 +521,7 @@ pub(super) fn stream(
     cfg: &IngestConfig,
     files: &[InputFile],
     redactor: &Redactor,
+    pseudonyms: Pseudonyms,
     quarantine: File,
     writer: CallsWriter,
     report: IngestReport,
@@ -502,7 +535,7 @@ pub(super) fn stream(
     let counter = Arc::new(AtomicU64::new(0));
 
     let mut sink = Sink {
-        pseudonyms: Pseudonyms::new(),
+        pseudonyms,
         pending: HashMap::new(),
         quarantine: BufWriter::new(quarantine),
         report,
@@ -560,7 +593,7 @@ pub(super) fn stream(
                 for (f, n) in &chunk.per_file {
                     sink.report.files[*f].records += n;
                 }
-                let results: Vec<(Vec<Outcome>, RedactStats)> = pool.install(|| {
+                let results: Vec<Processed> = pool.install(|| {
                     chunk
                         .records
                         .par_iter()
@@ -570,8 +603,9 @@ pub(super) fn stream(
                 t_par += t0.elapsed().as_secs_f64();
                 t0 = Instant::now();
                 let mut ready = Vec::new();
-                for (outcomes, s) in results {
+                for (outcomes, s, negative_tokens) in results {
                     stats.merge(&s);
+                    sink.note_negative_tokens(negative_tokens);
                     sink.sequence(outcomes, &mut ready)?;
                 }
                 t_seq += t0.elapsed().as_secs_f64();

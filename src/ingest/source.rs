@@ -1,8 +1,12 @@
-//! Input discovery and record reading: files or directories, JSONL or JSON
-//! (an array, one object, or concatenated objects), plain, gzip or zstd
-//! (detected by magic bytes). Streams with bounded memory: a record longer
-//! than the limit is skipped over, never buffered whole.
+//! Input discovery and record reading: files or directories (each directory
+//! walked once and each file read once, by identity: symlink loops end,
+//! links to a file read already are skipped, the output directory is never
+//! read), JSONL or JSON (an array, one object, or concatenated objects),
+//! plain, gzip or zstd (detected by magic bytes), a leading UTF-8 byte order
+//! mark skipped. Streams with bounded memory: a record longer than the limit
+//! is skipped over, never buffered whole.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -39,82 +43,206 @@ fn is_log_name(name: &str) -> bool {
         .is_some_and(|(_, ext)| LOG_EXTS.contains(&ext))
 }
 
+/// An input path that was not read, and why (`ingest.json`'s
+/// `skipped_inputs`; the path redacted like every other path).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct SkippedInput {
+    pub path: String,
+    /// `output_directory` (this run's `--out` inside an input directory),
+    /// `symlink_cycle` (a directory inside itself), `directory_already_read`
+    /// and `file_already_read` (a second way to the same directory or file:
+    /// symlinks, hard links, an input given twice), `unreadable` (a
+    /// dangling link or an entry that cannot be stat'ed).
+    pub reason: String,
+}
+
+/// The files to read, each once, and what was skipped.
+pub struct Discovered {
+    pub files: Vec<InputFile>,
+    pub skipped: Vec<SkippedInput>,
+}
+
+/// Identity of a file or directory: (device, inode) on Unix, so that
+/// symlinks, hard links and bind mounts of one file are one file; the
+/// canonical path elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(NodeKey);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum NodeKey {
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Inode(u64, u64),
+    #[cfg_attr(unix, allow(dead_code))]
+    Path(PathBuf),
+}
+
+impl NodeId {
+    /// The identity of `path`, whose (followed) metadata is `meta`.
+    #[cfg(unix)]
+    pub fn of(_path: &Path, meta: &std::fs::Metadata) -> NodeId {
+        use std::os::unix::fs::MetadataExt;
+        NodeId(NodeKey::Inode(meta.dev(), meta.ino()))
+    }
+
+    /// The identity of `path`, whose (followed) metadata is `meta`.
+    #[cfg(not(unix))]
+    pub fn of(path: &Path, _meta: &std::fs::Metadata) -> NodeId {
+        NodeId(NodeKey::Path(
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        ))
+    }
+}
+
 /// Expands the INPUT arguments into files: a file is taken as given; a
 /// directory is walked recursively (sorted, hidden entries skipped) for
-/// `.jsonl`/`.ndjson`/`.json` files, optionally `.gz`/`.zst`. A missing or
-/// unreadable path is a usage error (exit 2).
-pub fn discover(inputs: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
+/// `.jsonl`/`.ndjson`/`.json` files, optionally `.gz`/`.zst`. Symlinks are
+/// followed, but every directory is walked once and every file read once
+/// (by identity, [`NodeId`]): a symlink loop ends, a second link to a file
+/// is skipped. The output directory `out` is never walked. Each path is
+/// shown through `name` (path redaction). A missing or unreadable path, an
+/// input directory without logs, or `out` itself as an input is a usage
+/// error (exit 2).
+pub fn discover(
+    inputs: &[PathBuf],
+    out: Option<&NodeId>,
+    name: &mut dyn FnMut(&Path) -> String,
+) -> anyhow::Result<Discovered> {
     if inputs.is_empty() {
         return Err(usage("no input given: pass log files or directories"));
     }
-    let mut out = Vec::new();
+    let mut w = Walker {
+        out: out.cloned(),
+        dirs: HashSet::new(),
+        files: HashSet::new(),
+        stack: Vec::new(),
+        found: Discovered {
+            files: Vec::new(),
+            skipped: Vec::new(),
+        },
+        name,
+    };
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|e| {
             usage(format!(
                 "cannot read input {}: {}",
-                input.display(),
+                (w.name)(input),
                 io_reason(&e)
             ))
         })?;
+        let id = NodeId::of(input, &meta);
         if meta.is_dir() {
-            let before = out.len();
-            walk(input, &mut out)?;
-            if out.len() == before {
+            if w.out.as_ref() == Some(&id) {
+                return Err(usage(format!(
+                    "input directory {} is the output directory: choose another --out",
+                    (w.name)(input)
+                )));
+            }
+            let seen = w.seen();
+            w.dir(input, id)?;
+            if w.seen() == seen {
                 return Err(usage(format!(
                     "input directory {} holds no .jsonl/.ndjson/.json files (optionally .gz/.zst)",
-                    input.display()
+                    (w.name)(input)
                 )));
             }
         } else {
             File::open(input).map_err(|e| {
                 usage(format!(
                     "cannot read input {}: {}",
-                    input.display(),
+                    (w.name)(input),
                     io_reason(&e)
                 ))
             })?;
-            out.push(InputFile {
-                path: input.clone(),
-                display: input.display().to_string(),
-                size: meta.len(),
-            });
+            w.file(input.clone(), id, meta.len());
         }
     }
-    Ok(out)
+    Ok(w.found)
 }
 
-fn walk(dir: &Path, out: &mut Vec<InputFile>) -> anyhow::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| {
-            usage(format!(
-                "cannot read input directory {}: {}",
-                dir.display(),
-                io_reason(&e)
-            ))
-        })?
-        .filter_map(Result::ok)
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        let path = e.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            walk(&path, out)?;
-        } else if is_log_name(&name) {
-            out.push(InputFile {
-                display: path.display().to_string(),
-                path,
-                size: meta.len(),
-            });
-        }
+/// Discovery state: identities already taken, the directories being
+/// walked (to tell a cycle from a second path), what was found.
+struct Walker<'a> {
+    out: Option<NodeId>,
+    dirs: HashSet<NodeId>,
+    files: HashSet<NodeId>,
+    stack: Vec<NodeId>,
+    found: Discovered,
+    name: &'a mut dyn FnMut(&Path) -> String,
+}
+
+impl Walker<'_> {
+    /// Files and skips so far (a directory that adds neither holds no logs).
+    fn seen(&self) -> usize {
+        self.found.files.len() + self.found.skipped.len()
     }
-    Ok(())
+
+    fn skip(&mut self, path: &Path, reason: &str) {
+        let path = (self.name)(path);
+        self.found.skipped.push(SkippedInput {
+            path,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn file(&mut self, path: PathBuf, id: NodeId, size: u64) {
+        if !self.files.insert(id) {
+            self.skip(&path, "file_already_read");
+            return;
+        }
+        self.found.files.push(InputFile {
+            display: (self.name)(&path),
+            path,
+            size,
+        });
+    }
+
+    fn dir(&mut self, dir: &Path, id: NodeId) -> anyhow::Result<()> {
+        if self.stack.contains(&id) {
+            self.skip(dir, "symlink_cycle");
+            return Ok(());
+        }
+        if !self.dirs.insert(id.clone()) {
+            self.skip(dir, "directory_already_read");
+            return Ok(());
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| {
+                usage(format!(
+                    "cannot read input directory {}: {}",
+                    (self.name)(dir),
+                    io_reason(&e)
+                ))
+            })?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        self.stack.push(id);
+        for e in entries {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                if is_log_name(&name) {
+                    self.skip(&path, "unreadable");
+                }
+                continue;
+            };
+            let id = NodeId::of(&path, &meta);
+            if meta.is_dir() {
+                if self.out.as_ref() == Some(&id) {
+                    self.skip(&path, "output_directory");
+                } else {
+                    self.dir(&path, id)?;
+                }
+            } else if is_log_name(&name) {
+                self.file(path, id, meta.len());
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
 }
 
 /// An io::Error kind as words, without the OS message's path echo.
@@ -224,7 +352,7 @@ pub fn read_records(
     counter: Arc<AtomicU64>,
     emit: &mut dyn FnMut(RawRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut r = open_decoded(path, counter)?;
+    let mut r = strip_bom(open_decoded(path, counter)?)?;
     // Peek the first non-whitespace byte to decide the layout.
     let first = loop {
         let buf = r.fill_buf()?;
@@ -243,6 +371,37 @@ pub fn read_records(
         Layout::Lines => read_lines(file_idx, &mut r, max_bytes, emit),
         Layout::Json => read_json_values(file_idx, &mut r, max_bytes, emit),
     }
+}
+
+/// The UTF-8 byte order mark some Windows tools write at the start of a file.
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+/// Skips a UTF-8 byte order mark at the start of the (decoded) stream, so
+/// that the first record parses. Anything else is left as it is.
+fn strip_bom(mut r: Box<dyn BufRead + Send>) -> std::io::Result<Box<dyn BufRead + Send>> {
+    let buf = r.fill_buf()?;
+    if buf.len() >= BOM.len() || buf.is_empty() || !BOM.starts_with(buf) {
+        if buf.starts_with(BOM) {
+            r.consume(BOM.len());
+        }
+        return Ok(r);
+    }
+    // The first read returned a strict prefix of a BOM: gather up to three
+    // bytes, and put them back in front unless they are the whole mark.
+    let mut head = Vec::with_capacity(BOM.len());
+    while head.len() < BOM.len() {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(BOM.len() - head.len());
+        head.extend_from_slice(&buf[..n]);
+        r.consume(n);
+    }
+    if head == BOM {
+        return Ok(r);
+    }
+    Ok(Box::new(std::io::Cursor::new(head).chain(r)))
 }
 
 /// JSONL: one record per non-blank line. Lines over `max_bytes` are skipped

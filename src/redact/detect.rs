@@ -12,6 +12,7 @@ use regex::Regex;
 use super::keyctx;
 use super::kinds::Detail;
 use super::names::NameModel;
+use super::pem;
 use super::validate::*;
 
 /// One finding: byte range in the text, what it is, and the normalised
@@ -234,6 +235,7 @@ const US_STATES: &str =
 /// Every compiled pattern. Built once per [`super::Redactor`].
 pub(crate) struct Detectors {
     pub email: Regex,
+    email_pct: Regex,
     email_obf: Regex,
     url_creds: Regex,
     url_token: Regex,
@@ -249,6 +251,7 @@ pub(crate) struct Detectors {
     ssn: Regex,
     ssn_ctx: Regex,
     phone_intl: Regex,
+    phone_00: Regex,
     phone_nanp: Regex,
     phone_zero: Regex,
     phone_ctx: Regex,
@@ -288,7 +291,10 @@ impl Detectors {
         );
         Detectors {
             email: re(
-                r"[a-zA-Z0-9][a-zA-Z0-9._%+'\-]{0,63}@(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
+                r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,63}@(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
+            ),
+            email_pct: re(
+                r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,95}%40(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
             ),
             email_obf: re(
                 r"[a-zA-Z0-9][a-zA-Z0-9._%+\-]{0,63}[ ]?(?:\[at\]|\(at\)|\{at\}|\[AT\]|\(AT\))[ ]?[a-zA-Z0-9\-]+(?:[ ]?(?:\[dot\]|\(dot\)|\{dot\}|\[DOT\]|\(DOT\)|\.)[ ]?[a-zA-Z0-9\-]+)+",
@@ -321,7 +327,7 @@ impl Detectors {
                 r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s\\:,\-]*",
             ),
             generic: re(
-                r#"(?i)(api[_\-]?key|apikey|api[_\-]?secret|api[_\-]?token|access[_\-]?key(?:[_\-]?id)?|secret[_\-]?access[_\-]?key|secret[_\-]?key|client[_\-]?secret|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|session[_\-]?token|bearer[_\-]?token|private[_\-]?key|secret|token|password|passwd|pwd|passphrase|credentials?)["']?[ \t]*(?:=>|:=|[:=])[ \t]*["']?([^\s"'`,;<>\\]{8,200})"#,
+                r#"(?i)(api[_\-]?key|apikey|api[_\-]?secret|api[_\-]?token|access[_\-]?key(?:[_\-]?id)?|secret[_\-]?access[_\-]?key|secret[_\-]?key|client[_\-]?secret|access[_\-]?token|auth[_\-]?token|refresh[_\-]?token|session[_\-]?token|bearer[_\-]?token|private[_\-]?key|secret|token|password|passwd|pwd|passphrase|credentials?)["']?[ \t]*(?:=>|:=|[:=])[ \t]*["']?([^\s"'`,;<>\\]{4,200})"#,
             ),
             said_password: re(
                 r#"(?i)(?-u:\b)(?:password|passcode|passphrase|pin|pwd)[ \t]+(?:is|was|will[ \t]+be|=)[ \t]*[:=]?[ \t]*["'`]?([^\s"'`]{4,64})"#,
@@ -338,6 +344,9 @@ impl Detectors {
             ),
             phone_intl: re(
                 r"\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)",
+            ),
+            phone_00: re(
+                r"(?-u:\b)00[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,5}\)|[0-9]{1,14})){1,7}(?-u:\b)",
             ),
             phone_nanp: re(
                 r"(?:(?-u:\b)1[ .\-]?)?(?:\([2-9][0-9]{2}\)[ .\-]?|(?-u:\b)[2-9][0-9]{2}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?-u:\b)",
@@ -393,6 +402,7 @@ impl Detectors {
     pub fn profile(&self, texts: &[String]) -> Vec<(&'static str, f64)> {
         let pats: Vec<(&'static str, &Regex)> = vec![
             ("email", &self.email),
+            ("email_pct", &self.email_pct),
             ("url_creds", &self.url_creds),
             ("url_token", &self.url_token),
             ("secrets", &self.secrets),
@@ -406,6 +416,7 @@ impl Detectors {
             ("ssn", &self.ssn),
             ("ssn_ctx", &self.ssn_ctx),
             ("phone_intl", &self.phone_intl),
+            ("phone_00", &self.phone_00),
             ("phone_nanp", &self.phone_nanp),
             ("phone_zero", &self.phone_zero),
             ("phone_ctx", &self.phone_ctx),
@@ -466,10 +477,75 @@ impl Detectors {
         let f = Features::of(s);
         self.detect_secrets(s, &f, out);
         self.detect_emails(s, &f, out);
-        self.detect_numbers(s, &f, out);
+        self.detect_numbers(s, &f, false, out);
+        if f.digits >= 1 && (f.upper || f.high) {
+            self.find_addresses(s, &f, out);
+        }
         self.detect_ids(s, &f, out);
         if detect_names && (f.upper || f.high || f.lower) {
             self.names.find(view, out);
+        }
+    }
+
+    /// The structured detectors only, for identifier-like values (tool
+    /// names, tool-call ids, model, finish reason, workload id): secrets,
+    /// e-mails, phones, cards, IBANs, SSNs, IP and MAC addresses, dates of
+    /// birth. No names, addresses or key context, and no phone found by a
+    /// context word alone (`call_1718035200123` is an id). E-mails are
+    /// read on the value as is (`_` belongs to a local part); secrets also,
+    /// and with the others on a copy where `_` separates words, so
+    /// `call_+14155552671` and `id_AKIA...` are seen.
+    pub fn detect_structural(&self, raw: &str, out: &mut Vec<Span>) {
+        if raw.len() < 3 {
+            return;
+        }
+        let f = Features::of(raw);
+        self.detect_emails(raw, &f, out);
+        self.detect_secrets(raw, &f, out);
+        if f.underscore {
+            let sep = raw.replace('_', " ");
+            let fs = Features::of(&sep);
+            self.detect_secrets(&sep, &fs, out);
+            self.detect_numbers(&sep, &fs, true, out);
+        } else {
+            self.detect_numbers(raw, &f, true, out);
+        }
+    }
+
+    /// Person names in a label (the workload id): capitalised names as in
+    /// text, with `_` read as a space, and a listed given name followed by
+    /// a listed name word in any case, joined by `-`, `_`, `.` or a space
+    /// (`onboarding-sarah-johnson`), normalised like the same name in text.
+    pub fn detect_label_names(&self, s: &str, out: &mut Vec<Span>) {
+        let sep = s.replace('_', " ");
+        self.names.find(&View::new(&sep), out);
+        let b = s.as_bytes();
+        let mut words: Vec<(usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if !b[i].is_ascii_alphabetic() {
+                i += 1;
+                continue;
+            }
+            let st = i;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            words.push((st, i));
+        }
+        for w in words.windows(2) {
+            let ((a, ae), (c, ce)) = (w[0], w[1]);
+            let (first, last) = (&s[a..ae], &s[c..ce]);
+            if c == ae + 1
+                && matches!(b[ae], b'-' | b'_' | b'.' | b' ')
+                && self.names.is_known_first(first)
+                && self.names.is_known_name_word(last)
+                && !self.names.is_stop(first)
+                && !self.names.is_stop(last)
+            {
+                let norm = format!("{} {}", first, last).to_lowercase();
+                push(out, a, ce, Detail::Person, norm);
+            }
         }
     }
 
@@ -479,9 +555,11 @@ impl Detectors {
     fn detect_secrets(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
         let b = s.as_bytes();
         let long = b.len() >= 16;
+        let mut private_key = false;
         if long && (f.upper || f.underscore || f.dash) {
             self.find_secrets(s, out);
             if f.dash && memmem::find(b, b"PRIVATE KEY").is_some() {
+                private_key = true;
                 for m in self.pem.find_iter(s) {
                     let norm: String = m.as_str().replace("\\n", "").split_whitespace().collect();
                     out.push(Span {
@@ -492,6 +570,10 @@ impl Detectors {
                     });
                 }
             }
+        }
+        // a body without its BEGIN line (an END line, bare wrapped base64)
+        if private_key || (b.len() >= 129 && f.upper && f.lower && f.digits >= 2) {
+            pem::find(s, private_key, out);
         }
         let keyword = b.len() >= 12 && (f.colon || f.eq || long) && self.secret_words.is_match(s);
         if keyword {
@@ -576,6 +658,9 @@ impl Detectors {
                 }
             }
         }
+        if f.dot && f.digits >= 2 && memmem::find(b, b"%40").is_some() {
+            self.find_encoded_emails(s, out);
+        }
         if f.bracket
             && (memmem::find(b, b"at]").is_some()
                 || memmem::find(b, b"at)").is_some()
@@ -601,9 +686,9 @@ impl Detectors {
     }
 
     /// Numbers and number-like values: phones, cards and SSNs (only inside
-    /// digit clusters), IBANs, IP and MAC addresses, dates of birth, street
-    /// addresses.
-    fn detect_numbers(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+    /// digit clusters), IBANs, IP and MAC addresses, dates of birth.
+    /// `structural`: no phone on the strength of a context word alone.
+    fn detect_numbers(&self, s: &str, f: &Features, structural: bool, out: &mut Vec<Span>) {
         let b = s.as_bytes();
         let d = f.digits;
         let mut has_ipv4_shape = false;
@@ -616,7 +701,7 @@ impl Detectors {
                     has_ipv4_shape = true;
                 }
                 if w.iter().filter(|c| c.is_ascii_digit()).count() >= 7 {
-                    self.find_in_cluster(s, cs, ce, out);
+                    self.find_in_cluster(s, cs, ce, structural, out);
                 }
             }
         }
@@ -651,9 +736,6 @@ impl Detectors {
         if d >= 4 {
             self.find_dob(s, out);
         }
-        if d >= 1 && (f.upper || f.high) {
-            self.find_addresses(s, f, out);
-        }
     }
 
     /// Identifiers by key, in prose and in JSON text.
@@ -683,8 +765,16 @@ impl Detectors {
     }
 
     /// Phones, cards and SSNs in one digit cluster `s[cs..ce]` (context
-    /// patterns look a little further back).
-    fn find_in_cluster(&self, s: &str, cs: usize, ce: usize, out: &mut Vec<Span>) {
+    /// patterns look a little further back). `structural`: no phone found by
+    /// a context word alone.
+    fn find_in_cluster(
+        &self,
+        s: &str,
+        cs: usize,
+        ce: usize,
+        structural: bool,
+        out: &mut Vec<Span>,
+    ) {
         let b = s.as_bytes();
         let digits = b[cs..ce].iter().filter(|c| c.is_ascii_digit()).count();
         let w = &s[cs..ce];
@@ -739,6 +829,18 @@ impl Detectors {
                     push(out, cs + m.start(), cs + m.end(), Detail::Phone, d);
                 }
             }
+            if memmem::find(w.as_bytes(), b"00").is_some() {
+                // only where the cluster starts: "DE89 3704 0044 0532..." is no phone
+                for m in self.phone_00.find_iter(w).filter(|m| m.start() == 0) {
+                    let (ms, me) = (cs + m.start(), cs + m.end());
+                    if let Some(d) = phone_ok(s, ms, me, PhoneShape::Intl00) {
+                        push(out, ms, me, Detail::Phone, d);
+                    }
+                }
+            }
+        }
+        if structural {
+            return;
         }
         for c in self.phone_ctx.captures_iter(wide) {
             let g = c.get(1).expect("group");
@@ -777,6 +879,9 @@ impl Detectors {
                 Detail::SecretAws
             };
             push(out, m.start(), m.end(), detail, t.to_string());
+            if detail == Detail::SecretAws {
+                find_aws_secret_near(s, m.start(), m.end(), out);
+            }
         }
     }
 
@@ -791,7 +896,17 @@ impl Detectors {
             let v = g.as_str().trim_end_matches(['.', ')', ']', '}']);
             let key = k.as_str().to_ascii_lowercase();
             let password = key.contains("pass") || key.contains("pwd");
-            if looks_secret(v, password) {
+            if key == "pwd" && v.starts_with(['/', '~']) {
+                continue; // PWD=/home/...: the working directory
+            }
+            let plain_key = password
+                || matches!(
+                    key.as_str(),
+                    "secret" | "token" | "api_key" | "api-key" | "apikey"
+                );
+            if looks_secret(v, password)
+                || plain_key && plain_secret(s, k.end(), g.start(), v, password)
+            {
                 push(
                     out,
                     g.start(),
@@ -822,6 +937,48 @@ impl Detectors {
                     Detail::SecretUrlToken,
                     v.to_string(),
                 );
+            }
+        }
+    }
+
+    /// Percent-encoded e-mails (`john.doe%40example.com`, also in URL
+    /// queries), normalised decoded so that they share the plain form's
+    /// pseudonym. An encoded separator (`%3D`, `%2F`...) before the local
+    /// part ends what came before it.
+    fn find_encoded_emails(&self, s: &str, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
+        for m in self.email_pct.find_iter(s) {
+            let Some(at) = memmem::rfind(&b[m.start()..m.end()], b"%40").map(|i| m.start() + i)
+            else {
+                continue;
+            };
+            // a match may begin on the hex digits of an escape ("%3Djohn...")
+            let mut i = if m.start() > 0 && b[m.start() - 1] == b'%' {
+                m.start() - 1
+            } else {
+                m.start()
+            };
+            let mut start = m.start();
+            while i + 2 < at {
+                match (b[i] == b'%')
+                    .then(|| hex_byte(b[i + 1], b[i + 2]))
+                    .flatten()
+                {
+                    Some(c) => {
+                        if !(c.is_ascii_alphanumeric() || b"._%+'-".contains(&c) || c == b'_') {
+                            start = i + 3;
+                        }
+                        i += 3;
+                    }
+                    None => i += 1,
+                }
+            }
+            if start >= at {
+                continue;
+            }
+            let decoded = percent_decode(&b[start..m.end()]).to_lowercase();
+            if email_ok(&decoded, 0, decoded.len()) {
+                push(out, start, m.end(), Detail::Email, decoded);
             }
         }
     }
@@ -1210,6 +1367,169 @@ impl Detectors {
     }
 }
 
+/// An AWS secret access key (40 base64 characters, mixed case, random)
+/// near an access key id `s[ks..ke]`: the pair is written together
+/// (`AKIA... wJalr...`, a credentials CSV row) with no label needed.
+fn find_aws_secret_near(s: &str, ks: usize, ke: usize, out: &mut Vec<Span>) {
+    const REACH: usize = 160;
+    let b = s.as_bytes();
+    let is_c = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+    let hi = (ke + REACH).min(b.len());
+    let mut i = ks.saturating_sub(REACH);
+    // not from the middle of a run
+    while i > 0 && i < hi && is_c(b[i - 1]) && is_c(b[i]) {
+        i += 1;
+    }
+    while i < hi {
+        if !is_c(b[i]) {
+            i += 1;
+            continue;
+        }
+        let st = i;
+        while i < b.len() && is_c(b[i]) {
+            i += 1;
+        }
+        let v = &b[st..i];
+        if v.len() == 40
+            && (st >= ke || i <= ks)
+            && b.get(i) != Some(&b'=')
+            && v.iter().any(u8::is_ascii_uppercase)
+            && v.iter().any(u8::is_ascii_lowercase)
+            && v.iter()
+                .any(|c| c.is_ascii_digit() || *c == b'/' || *c == b'+')
+            && entropy(v) >= 4.4
+        {
+            push(out, st, i, Detail::SecretAws, s[st..i].to_string());
+        }
+    }
+}
+
+/// A value assigned to a password, secret, token or API-key name that is a
+/// secret even with low entropy (`password=letmeinnow`), unless it reads as
+/// a placeholder, a type, code or a path. After `secret: `, `token: ` or
+/// `api_key: ` an unquoted value must also end its line ("The secret:
+/// practice daily" is prose); after `password: ` it need not.
+/// `key_end`: where the key ends; `vs`: where the value starts.
+fn plain_secret(s: &str, key_end: usize, vs: usize, v: &str, password: bool) -> bool {
+    const NOT_SECRET: &[&str] = &[
+        "string",
+        "str",
+        "bytes",
+        "boolean",
+        "bool",
+        "number",
+        "integer",
+        "int",
+        "text",
+        "secretstr",
+        "option",
+        "optional",
+        "object",
+        "char",
+        "varchar",
+        "any",
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "required",
+        "provided",
+        "missing",
+        "invalid",
+        "expired",
+        "incorrect",
+        "revoked",
+        "unknown",
+        "empty",
+        "reset",
+        "changed",
+        "updated",
+        "wrong",
+        "hidden",
+        "masked",
+        "redacted",
+        "omitted",
+        "removed",
+        "not_set",
+        "notset",
+        "unset",
+    ];
+    let b = s.as_bytes();
+    let vb = v.as_bytes();
+    if vb.len() < if password { 6 } else { 8 } || is_placeholder_secret(v) {
+        return false;
+    }
+    let l = v.to_ascii_lowercase();
+    if NOT_SECRET.contains(&l.as_str())
+        || vb
+            .iter()
+            .any(|c| matches!(c, b'(' | b')' | b'[' | b']' | b'{' | b'}'))
+        || v.contains("::")
+        || v.contains("->")
+        || v.contains("://")
+        || vb[0] == b'/'
+        || vb[0] == b'~'
+        || vb[0] == b'.'
+    {
+        return false;
+    }
+    // snake_case or dotted names without digits are code: password=user_password
+    if vb
+        .iter()
+        .all(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'.')
+        && vb.iter().any(|c| *c == b'_' || *c == b'.')
+    {
+        return false;
+    }
+    let ve = vs + vb.len();
+    let next = b.get(ve).copied();
+    if matches!(next, Some(b'<' | b'(' | b'[')) {
+        return false; // Option<String>, getpass(...)
+    }
+    let quote = vs > 0 && matches!(b[vs - 1], b'"' | b'\'' | b'`');
+    if quote && next == Some(b[vs - 1]) {
+        return true;
+    }
+    let colon = s[key_end..vs].contains(':') && !s[key_end..vs].contains('=');
+    if password || !colon {
+        return true;
+    }
+    // "key: value" ends its line (an escaped newline reads as two spaces)
+    let rest = &b[ve..];
+    let ws = rest
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t'))
+        .count();
+    match rest.get(ws) {
+        None => true,
+        Some(b'\n' | b'\r' | b',' | b';' | b'}' | b'"' | b'\'') => true,
+        Some(_) => ws >= 2,
+    }
+}
+
+fn hex_byte(h: u8, l: u8) -> Option<u8> {
+    let d = |c: u8| (c as char).to_digit(16).map(|x| x as u8);
+    Some(d(h)? << 4 | d(l)?)
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written), lossy UTF-8.
+fn percent_decode(b: &[u8]) -> String {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(c) = hex_byte(b[i + 1], b[i + 2]) {
+                out.push(c);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The body of the JSON string whose opening quote is at `q`: (start, end)
 /// of the characters between the quotes.
 fn json_string_at(b: &[u8], q: usize) -> Option<(usize, usize)> {
@@ -1366,6 +1686,8 @@ fn version_context(s: &str, start: usize) -> bool {
 #[derive(Clone, Copy, PartialEq)]
 enum PhoneShape {
     Intl,
+    /// International with the `00` prefix: `0044 20 7946 0958`.
+    Intl00,
     Nanp,
     Zero,
     Context,
@@ -1375,10 +1697,17 @@ enum PhoneShape {
 fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<String> {
     let b = s.as_bytes();
     let t = &s[start..end];
-    let digits = digits_of(t);
+    let mut digits = digits_of(t);
+    // the 00 international prefix is dialling, not number: 0044... = +44...
+    if matches!(shape, PhoneShape::Intl00 | PhoneShape::Context)
+        && digits.starts_with("00")
+        && digits.as_bytes().get(2).is_some_and(|&c| c != b'0')
+    {
+        digits.drain(..2);
+    }
     let n = digits.len();
     let range = match shape {
-        PhoneShape::Intl => 8..=15,
+        PhoneShape::Intl | PhoneShape::Intl00 => 8..=15,
         PhoneShape::Nanp => 10..=11,
         PhoneShape::Zero => 9..=12,
         PhoneShape::Context => 7..=15,
@@ -1388,8 +1717,10 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
     }
     if start > 0 {
         let p = b[start - 1];
+        // "call_+14155552671": an id may glue a '+' number on with '_'
+        let glued_intl = p == b'_' && shape == PhoneShape::Intl;
         if p.is_ascii_alphanumeric()
-            || matches!(p, b'.' | b'/' | b'#' | b'$' | b'_' | b'=' | b'@' | b'%')
+            || matches!(p, b'.' | b'/' | b'#' | b'$' | b'_' | b'=' | b'@' | b'%') && !glued_intl
         {
             return None;
         }
@@ -1420,7 +1751,10 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
         if has_dot && seps.iter().any(|&c| c != b'.') {
             return None;
         }
-        if shape == PhoneShape::Zero && seps.is_empty() && !t.contains('(') {
+        if matches!(shape, PhoneShape::Zero | PhoneShape::Intl00)
+            && seps.is_empty()
+            && !t.contains('(')
+        {
             return None; // a bare 0-number: only with a phone word before it
         }
         // dates: 2024-01-15, 15.01.2024, 01-02-2024 10...
@@ -1477,10 +1811,25 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
     let hash_near = look.trim_end().ends_with('#') || look.trim_end().ends_with("#:");
     if (hash_near || NOT_PHONE.iter().any(|w| has_word(&look, w)))
         && !PHONE_WORDS.iter().any(|w| has_word(&look, w))
+        && !under_json_id_key(&look)
     {
         return None;
     }
     Some(digits)
+}
+
+/// The text before a value ends with the JSON key `"id"` (`{"id": "`, or
+/// `\"id\": \"` in escaped JSON): the value is the whole string, and a
+/// phone-shaped one is a phone, unlike "order id 555-123-4567" in prose.
+fn under_json_id_key(look: &str) -> bool {
+    let mut tail = [0u8; 6];
+    let mut n = 0;
+    for c in look.bytes().rev().filter(|&c| c != b' ').take(6) {
+        tail[n] = c;
+        n += 1;
+    }
+    let tail = &tail[..n];
+    tail.starts_with(b"\":\"di\"") || tail.starts_with(b":\"di\"")
 }
 
 /// `w` occurs in `hay` at the start of a word.
@@ -1526,7 +1875,10 @@ fn is_type_name(v: &str) -> bool {
 /// required", "is incorrect", "was reset").
 fn looks_secret_said(v: &str) -> bool {
     let b = v.as_bytes();
-    if is_placeholder_secret(v) {
+    if is_placeholder_secret(v)
+        || b.iter()
+            .any(|c| matches!(c, b'(' | b')' | b'[' | b']' | b'{' | b'}'))
+    {
         return false;
     }
     // plain lower-case words are prose, anything with digits, capitals or symbols mixed in is a secret

@@ -40,7 +40,27 @@ pub(crate) enum KeyKind {
     Ssn,
     Card,
     Iban,
+    /// A key that names a place (`city`, `destination_airport`, `origin`):
+    /// a value that is a gazetteer place is left alone; any other value is
+    /// checked as free text.
+    Place,
 }
+
+const PLACE_KEYS: &[&str] = &[
+    "town",
+    "origin",
+    "location",
+    "place",
+    "country",
+    "region",
+    "venue",
+    "from",
+    "to",
+    "departure",
+    "arrival",
+    "destinationcity",
+    "locality",
+];
 
 impl KeyKind {
     /// Numbers under these keys are identifiers and get redacted too.
@@ -450,6 +470,9 @@ pub(crate) fn classify_key(key: &str) -> Option<KeyKind> {
     if k == "iban" {
         return Some(KeyKind::Iban);
     }
+    if has(PLACE_KEYS) || k.ends_with("city") || k.ends_with("airport") {
+        return Some(KeyKind::Place);
+    }
     None
 }
 
@@ -516,6 +539,7 @@ pub(crate) fn keyed(det: &Detectors, kind: KeyKind, value: &str, out: &mut Vec<S
         KeyKind::Ssn => keyed_ssn(v, s, e, out),
         KeyKind::Card => keyed_card(v, s, e, out),
         KeyKind::Iban => keyed_iban(v, s, e, out),
+        KeyKind::Place => super::places::Places::get().contains(v),
     }
 }
 

@@ -14,7 +14,20 @@
 //!
 //! Invariants: no raw value reaches an error, a log line or the pseudonym
 //! table; input can never forge a marker (U+E000/U+E001 are neutralised
-//! first); object keys are redacted like values.
+//! first in every string of a call); object keys are redacted like values.
+//!
+//! Identifier fields stay readable but lose the PII inside them: tool names
+//! (offered tools, tool calls, a tool message's `name`), tool-call ids,
+//! `model`, `finish_reason` and `workload_id` get the structured detectors
+//! only (secrets, e-mails including `%40`-encoded ones, phones, cards, IBANs,
+//! SSNs, IP and MAC addresses, dates of birth; `_` reads as a separator, and
+//! a phone needs its shape, not a context word), and only the found span is
+//! replaced: `call_+14155552671` -> `call_<PHONE_1>`, while `get_weather`,
+//! `call_abc123`, `call_1718035200123`, UUIDs, `gpt-4o-mini` and `stop` stay.
+//! The workload id, a free label, also gets person names: capitalised ones
+//! as in text, `first-last` pairs of listed names in any case, and names
+//! found elsewhere in the call. Same value, same placeholder: a tool name or
+//! id redacted in one field reads the same in every other.
 //!
 //! Placeholders: `EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`, `SSN`,
 //! `IP_ADDRESS`, `MAC_ADDRESS`, `SECRET` (every secret kind, including the
@@ -34,9 +47,21 @@
 //!   kept. Networks and documentation ranges are redacted like any address.
 //! - Cards: 13-19 digits, issuer prefix, Luhn; 17-19 digits written without
 //!   separators are taken for ids (snowflakes) and kept.
-//! - Phones: digit counts per shape; date, SSN and version shapes and
-//!   numbers after order/invoice/ticket words are kept; a bare digit run is a
-//!   phone only after a phone word.
+//! - Phones: digit counts per shape; `0044 ...` is `+44 ...` (same
+//!   pseudonym); date, SSN and version shapes and numbers after
+//!   order/invoice/ticket/id words are kept, except a value right under the
+//!   JSON key `"id"` in raw text; a bare digit run is a phone only after a
+//!   phone word.
+//! - E-mails: `_` belongs to the local part; `%40`-encoded addresses (URL
+//!   queries) are found and share the plain form's pseudonym.
+//! - Secrets: `password`/`passwd`/`pwd`/`secret`/`token`/`api_key`
+//!   assignments (`k=v`, `k: v`, `"k": "v"`) count even with low entropy
+//!   (`password=letmeinnow`) unless the value is a placeholder, a type, code
+//!   or a path; an unquoted `secret: word` inside prose is kept. A 40-char
+//!   AWS secret key next to an `AKIA...` id needs no label. Private keys:
+//!   BEGIN...END blocks, a body before an END line whose BEGIN is elsewhere,
+//!   bare blocks of 64/70-character base64 lines, and within a call the body
+//!   that continues in a later message after an open BEGIN line.
 //! - Dates of birth need a context word (born, DOB, birthday...) within a
 //!   few words and a real calendar date; a year alone is kept.
 //! - Names: embedded given-name/surname lists plus contexts (honorifics,
@@ -55,6 +80,8 @@ mod key;
 mod keyctx;
 mod kinds;
 mod names;
+mod pem;
+mod places;
 mod pseudonym;
 mod validate;
 
@@ -65,7 +92,7 @@ use hmac::Mac;
 use regex::RegexSet;
 use serde_json::{Map, Value};
 
-use crate::call::{Call, RawCall, RedactedCall, Role};
+use crate::call::{Call, RawCall, RedactedCall, Role, ToolCall};
 use detect::{Detectors, Span, View};
 use key::HmacSha256;
 pub use key::{RedactKey, KEY_ENV, MIN_KEY_BYTES};
@@ -222,9 +249,12 @@ impl Redactor {
     /// tool-call arguments (by key), tool results, tool descriptions and
     /// schemas, the response, `client_id` and metadata (by key). Names found
     /// anywhere in the call are also redacted where they recur elsewhere in it.
+    /// Identifier fields (tool names, tool-call ids, `model`,
+    /// `finish_reason`, `workload_id`) get the structured detectors only
+    /// (the workload id also names), replacing just what they find.
     pub fn redact_call(&self, raw: RawCall, stats: &mut RedactStats) -> PendingCall {
         let mut call = raw.0;
-        neutralise_untouched(&mut call);
+        pseudonym::neutralise(&mut call.origin.file);
         let mut p1 = Collect::new(self, stats);
         walk_call(&mut call, &mut p1);
         let (spans, names) = (p1.spans, p1.names);
@@ -256,6 +286,19 @@ impl Redactor {
         }
         if !settled {
             self.det.detect(&view, self.detect_names, out);
+        }
+        if !out.is_empty() {
+            self.drop_allowed(text, out);
+            resolve_overlaps(out);
+        }
+    }
+
+    /// Findings in an identifier-like value ([`Detectors::detect_structural`]);
+    /// `label` (the workload id) adds person names.
+    fn detect_structural_field(&self, text: &str, label: bool, out: &mut Vec<Span>) {
+        self.det.detect_structural(text, out);
+        if label && self.detect_names {
+            self.det.detect_label_names(text, out);
         }
         if !out.is_empty() {
             self.drop_allowed(text, out);
@@ -461,43 +504,6 @@ fn add_person_names(text: &str, spans: &[Span], det: &Detectors, names: &mut Pro
     }
 }
 
-/// Strings the walk does not redact (ids, model, tool names) still must not
-/// carry marker characters.
-fn neutralise_untouched(c: &mut Call) {
-    let fix = |s: &mut String| pseudonym::neutralise(s);
-    for m in &mut c.messages {
-        if let Some(x) = &mut m.tool_call_id {
-            fix(x);
-        }
-        for tc in &mut m.tool_calls {
-            fix(&mut tc.name);
-            if let Some(x) = &mut tc.id {
-                fix(x);
-            }
-        }
-    }
-    for t in &mut c.tools {
-        fix(&mut t.name);
-    }
-    for tc in &mut c.response.tool_calls {
-        fix(&mut tc.name);
-        if let Some(x) = &mut tc.id {
-            fix(x);
-        }
-    }
-    for x in [
-        &mut c.model,
-        &mut c.workload_id,
-        &mut c.response.finish_reason,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        fix(x);
-    }
-    fix(&mut c.origin.file);
-}
-
 // ---------------------------------------------------------------------------
 // The walk: every redactable string of a call, with its JSON key context.
 
@@ -505,6 +511,14 @@ fn neutralise_untouched(c: &mut Call) {
 /// pseudo-key [`keyctx::MESSAGE_NAME_KEY`] for a message's `name`).
 trait Visitor {
     fn text(&mut self, s: &mut String, key: Option<&str>);
+    /// A message's or the response's content: free text in which a private
+    /// key's body may continue from an earlier one.
+    fn content(&mut self, s: &mut String) {
+        self.text(s, None);
+    }
+    /// An identifier-like value (tool name, tool-call id, model, finish
+    /// reason; `label`: the workload id).
+    fn structural(&mut self, s: &mut String, label: bool);
     /// An object key; returns its replacement when it must change.
     fn key(&mut self, _k: &str) -> Option<String> {
         None
@@ -518,39 +532,58 @@ trait Visitor {
 fn walk_call(c: &mut Call, v: &mut impl Visitor) {
     for m in &mut c.messages {
         if let Some(x) = &mut m.content {
-            v.text(x, None);
+            v.content(x);
         }
         if let Some(x) = &mut m.name {
-            // a participant's name or handle; a tool message's name is the function
-            v.text(
-                x,
-                if m.role == Role::Tool {
-                    None
-                } else {
-                    Some(keyctx::MESSAGE_NAME_KEY)
-                },
-            );
+            // a participant's name or handle; a tool message's name is the
+            // function, redacted like the tool names it matches
+            if m.role == Role::Tool {
+                v.structural(x, false);
+            } else {
+                v.text(x, Some(keyctx::MESSAGE_NAME_KEY));
+            }
         }
         for tc in &mut m.tool_calls {
-            walk_value(&mut tc.arguments, None, v);
+            walk_tool_call(tc, v);
+        }
+        if let Some(x) = &mut m.tool_call_id {
+            v.structural(x, false);
         }
     }
     for t in &mut c.tools {
+        v.structural(&mut t.name, false);
         if let Some(d) = &mut t.description {
             v.text(d, None);
         }
         walk_value(&mut t.parameters, None, v);
     }
     if let Some(x) = &mut c.response.content {
-        v.text(x, None);
+        v.content(x);
     }
     for tc in &mut c.response.tool_calls {
-        walk_value(&mut tc.arguments, None, v);
+        walk_tool_call(tc, v);
+    }
+    if let Some(x) = &mut c.response.finish_reason {
+        v.structural(x, false);
     }
     if let Some(x) = &mut c.client_id {
         v.text(x, None);
     }
     walk_map(&mut c.metadata, v);
+    if let Some(x) = &mut c.model {
+        v.structural(x, false);
+    }
+    if let Some(x) = &mut c.workload_id {
+        v.structural(x, true);
+    }
+}
+
+fn walk_tool_call(tc: &mut ToolCall, v: &mut impl Visitor) {
+    if let Some(x) = &mut tc.id {
+        v.structural(x, false);
+    }
+    v.structural(&mut tc.name, false);
+    walk_value(&mut tc.arguments, None, v);
 }
 
 fn walk_value(val: &mut Value, key: Option<&str>, v: &mut impl Visitor) {
@@ -601,6 +634,8 @@ struct Collect<'a> {
     stats: &'a mut RedactStats,
     spans: Vec<Vec<Span>>,
     names: Propagation,
+    /// An earlier content field left a private key's BEGIN line open.
+    pem_open: bool,
 }
 
 impl<'a> Collect<'a> {
@@ -610,6 +645,7 @@ impl<'a> Collect<'a> {
             stats,
             spans: Vec::new(),
             names: Propagation::default(),
+            pem_open: false,
         }
     }
 }
@@ -620,6 +656,41 @@ impl Visitor for Collect<'_> {
         let mut spans = Vec::new();
         self.red.detect_field(s, key, &mut spans);
         add_person_names(s, &spans, &self.red.det, &mut self.names);
+        self.spans.push(spans);
+    }
+
+    fn content(&mut self, s: &mut String) {
+        pseudonym::neutralise(s);
+        let mut spans = Vec::new();
+        self.red.detect_field(s, None, &mut spans);
+        if self.pem_open {
+            let view = View::new(s);
+            let (body, open) = pem::continuation(view.text());
+            if let Some((a, e)) = body {
+                spans.push(Span {
+                    start: a,
+                    end: e,
+                    detail: Detail::SecretPrivateKey,
+                    norm: pem::body_norm(view.text(), a, e),
+                });
+                resolve_overlaps(&mut spans);
+            }
+            self.pem_open = open;
+        }
+        if spans.iter().any(|x| x.detail == Detail::SecretPrivateKey) && pem::leaves_open(s) {
+            self.pem_open = true;
+        }
+        add_person_names(s, &spans, &self.red.det, &mut self.names);
+        self.spans.push(spans);
+    }
+
+    fn structural(&mut self, s: &mut String, label: bool) {
+        pseudonym::neutralise(s);
+        let mut spans = Vec::new();
+        self.red.detect_structural_field(s, label, &mut spans);
+        if label {
+            add_person_names(s, &spans, &self.red.det, &mut self.names);
+        }
         self.spans.push(spans);
     }
 
@@ -656,6 +727,15 @@ impl Visitor for Apply<'_> {
         }
         self.red.apply(s, &spans, self.stats);
     }
+
+    /// Names found elsewhere in the call reach the workload id only.
+    fn structural(&mut self, s: &mut String, label: bool) {
+        let mut spans = self.spans.next().unwrap_or_default();
+        if label && !self.names.is_empty() {
+            self.red.propagate(s, &self.names, &mut spans);
+        }
+        self.red.apply(s, &spans, self.stats);
+    }
 }
 
 /// Marker resolution over the same walk.
@@ -663,6 +743,9 @@ struct Resolve<'a>(&'a mut Pseudonyms);
 
 impl Visitor for Resolve<'_> {
     fn text(&mut self, s: &mut String, _key: Option<&str>) {
+        self.0.resolve_text(s);
+    }
+    fn structural(&mut self, s: &mut String, _label: bool) {
         self.0.resolve_text(s);
     }
     fn key(&mut self, k: &str) -> Option<String> {

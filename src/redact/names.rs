@@ -341,6 +341,27 @@ impl NameModel {
 
     /// Finds person names in `view` and appends them to `out`.
     pub fn find(&self, view: &View, out: &mut Vec<Span>) {
+        let from = out.len();
+        self.find_names(view, out);
+        // A "name" inside a place ("San Francisco", "trip to Florence") is
+        // the place's.
+        if out.len() > from {
+            let places = super::places::Places::get().spans(view.text());
+            if !places.is_empty() {
+                let mut k = from;
+                while k < out.len() {
+                    let (s, e) = (out[k].start, out[k].end);
+                    if places.iter().any(|&(ps, pe)| s < pe && ps < e) {
+                        out.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn find_names(&self, view: &View, out: &mut Vec<Span>) {
         let text = view.text();
         let b = text.as_bytes();
         let n = b.len();

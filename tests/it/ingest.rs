@@ -1,6 +1,9 @@
 //! Ingest: every format (with its nasty variants), every quarantine reason,
-//! the counts identity, dedup, determinism, exit codes, and the canary
-//! end-to-end check that no raw PII reaches any output byte.
+//! the counts identity, dedup, determinism, exit codes, the canary
+//! end-to-end check that no raw PII reaches any output byte (file and
+//! directory names included), and hostile inputs and outputs: byte order
+//! marks, symlink loops, a locked or failing output directory, `--out`
+//! inside an input, out-of-range options, negative token counts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -865,4 +868,441 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
         leaked.len(),
         leaked.first().map(|s| s.len()).unwrap_or(0)
     );
+}
+
+// ------------------------------------------------- hostile inputs and outputs
+
+/// Runs the binary with a deadline: a run that does not end in time is
+/// killed and the test fails (instead of hanging the suite).
+fn bin_ingest_within(args: &[&str], secs: u64) -> std::process::Output {
+    let mut child = std::process::Command::new(crate::common::bin())
+        .arg("ingest")
+        .args(args)
+        .env("SLMFORGE_NO_PROGRESS", "1")
+        .env_remove("SLMFORGE_REDACT_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ingest {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `ingest.json` as JSON (fields added later read the same way).
+fn report_json(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("ingest.json")).unwrap()).unwrap()
+}
+
+/// The artifacts of a dataset directory, byte for byte.
+fn artifacts(out: &Path) -> Vec<(String, Vec<u8>)> {
+    ["calls.parquet", "quarantine.jsonl", "ingest.json"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(out.join(f)).unwrap()))
+        .collect()
+}
+
+/// Names in a directory, sorted (hidden ones included).
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_file_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // JSONL: the first record follows the mark.
+    let mut jsonl = BOM.to_vec();
+    jsonl.extend(format!("{}\n{}\n", flywheel(), litellm()).into_bytes());
+    std::fs::write(logs.join("a.jsonl"), &jsonl).unwrap();
+    // A JSON array (the whole file is one value).
+    let mut arr = BOM.to_vec();
+    arr.extend(
+        serde_json::to_string_pretty(&json!([helicone(), langsmith()]))
+            .unwrap()
+            .into_bytes(),
+    );
+    std::fs::write(logs.join("b.json"), &arr).unwrap();
+    // The mark inside gzip and zstd streams.
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(logs.join("c.jsonl.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(BOM).unwrap();
+    writeln!(gz, "{}", parts_pair()).unwrap();
+    gz.finish().unwrap();
+    let mut zs = zstd::stream::write::Encoder::new(
+        std::fs::File::create(logs.join("d.jsonl.zst")).unwrap(),
+        3,
+    )
+    .unwrap();
+    zs.write_all(BOM).unwrap();
+    writeln!(zs, "{}", legacy_functions()).unwrap();
+    zs.finish().unwrap();
+
+    let out = run(std::slice::from_ref(&logs), &dir.path().join("out"));
+    assert_identity(&out);
+    assert_eq!(
+        out.report.quarantine_reasons,
+        BTreeMap::new(),
+        "nothing quarantined"
+    );
+    assert_eq!(out.report.written, 6, "every record of every file written");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_end_and_each_file_is_read_once() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("in/logs");
+    std::fs::create_dir_all(logs.join("sub")).unwrap();
+    write_lines(
+        &logs,
+        "a.jsonl",
+        &[flywheel().to_string(), litellm().to_string()],
+    );
+    // Two directory loops (the walk would branch without end), a symlink
+    // and a hard link to the same file.
+    symlink(".", logs.join("sub/self")).unwrap();
+    symlink("..", logs.join("sub/parent")).unwrap();
+    symlink("a.jsonl", logs.join("b.jsonl")).unwrap();
+    std::fs::hard_link(logs.join("a.jsonl"), logs.join("c.jsonl")).unwrap();
+    let out = dir.path().join("out");
+    let (l, a, o) = (
+        logs.to_str().unwrap(),
+        logs.join("a.jsonl"),
+        out.to_str().unwrap(),
+    );
+    // The same file named again on the command line.
+    let r = bin_ingest_within(&[l, a.to_str().unwrap(), "--out", o], 60);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let rep = report_json(&out);
+    assert_eq!(rep["files"].as_array().unwrap().len(), 1, "{rep}");
+    assert_eq!(rep["read"], 2);
+    assert_eq!(rep["duplicates"], 0, "the file was read once");
+    let reasons: Vec<&str> = rep["skipped_inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "symlink_cycle").count(),
+        2,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "file_already_read")
+            .count(),
+        3,
+        "symlink, hard link and the repeated argument: {reasons:?}"
+    );
+}
+
+#[test]
+fn a_second_ingest_into_a_locked_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "a.jsonl", &[litellm().to_string()]);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A stale fixed-name temporary must not matter: names are unique.
+    std::fs::create_dir_all(out.join("calls.parquet.partial")).unwrap();
+    {
+        // Another run holds the directory.
+        let lock = std::fs::File::create(out.join(ingest::LOCK_FILE)).unwrap();
+        lock.lock().unwrap();
+        let e = match ingest::run(&cfg(), std::slice::from_ref(&input), &out) {
+            Ok(_) => panic!("ingest ran in a locked directory"),
+            Err(e) => e,
+        };
+        let u = e
+            .downcast_ref::<slmforge::util::UsageError>()
+            .expect("a usage error");
+        assert!(
+            u.0.contains(out.to_str().unwrap()),
+            "names the directory: {u}"
+        );
+        let r = bin_ingest(&[input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(2));
+        let msg = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            msg.contains(out.to_str().unwrap()) && msg.contains("another"),
+            "clear message: {msg}"
+        );
+        assert!(!out.join("calls.parquet").exists(), "nothing written");
+    }
+    // Lock released: the run goes ahead and leaves no temporaries behind.
+    let r = run(std::slice::from_ref(&input), &out);
+    assert_eq!(r.report.written, 1);
+    assert_eq!(
+        dir_names(&out),
+        [
+            ".slmforge-ingest.lock",
+            "calls.parquet",
+            "calls.parquet.partial",
+            "ingest.json",
+            "quarantine.jsonl"
+        ]
+    );
+}
+
+fn disk_full_at_quarantine(name: &str) -> std::io::Result<()> {
+    match name {
+        "quarantine.jsonl" => Err(std::io::Error::from_raw_os_error(28)),
+        _ => Ok(()),
+    }
+}
+
+fn disk_full_at_report(name: &str) -> std::io::Result<()> {
+    match name {
+        "ingest.json" => Err(std::io::Error::from_raw_os_error(28)),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn a_failed_write_leaves_the_previous_run_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write_lines(
+        dir.path(),
+        "old.jsonl",
+        &[litellm().to_string(), "{x".into()],
+    );
+    let new = write_lines(
+        dir.path(),
+        "new.jsonl",
+        &[helicone().to_string(), flywheel().to_string(), "[1".into()],
+    );
+    let out = dir.path().join("out");
+    run(std::slice::from_ref(&old), &out);
+    let before = artifacts(&out);
+    let listing = dir_names(&out);
+    for hook in [disk_full_at_quarantine, disk_full_at_report] {
+        let mut c = cfg();
+        c.write_hook = Some(hook);
+        let e = match ingest::run(&c, std::slice::from_ref(&new), &out) {
+            Ok(_) => panic!("the injected failure was ignored"),
+            Err(e) => e,
+        };
+        let f = e
+            .downcast_ref::<slmforge::util::IoFailure>()
+            .expect("an I/O failure");
+        assert!(f.0.contains(out.to_str().unwrap()), "{f}");
+        assert!(artifacts(&out) == before, "the previous run is untouched");
+        assert_eq!(dir_names(&out), listing, "no temporaries left: {f}");
+    }
+    // A failed first run leaves no directory behind.
+    let mut c = cfg();
+    c.write_hook = Some(disk_full_at_report);
+    let fresh = dir.path().join("fresh");
+    assert!(ingest::run(&c, std::slice::from_ref(&new), &fresh).is_err());
+    assert!(!fresh.exists());
+
+    // The binary: an output that cannot be moved into place exits 74 and
+    // keeps the previous artifacts.
+    std::fs::remove_file(out.join("ingest.json")).unwrap();
+    std::fs::create_dir_all(out.join("ingest.json/blocked")).unwrap();
+    let r = bin_ingest(&[new.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let msg = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(74), "{msg}");
+    assert!(
+        msg.contains(out.to_str().unwrap()),
+        "names the directory: {msg}"
+    );
+    for (name, bytes) in &before[..2] {
+        assert!(
+            std::fs::read(out.join(name)).unwrap() == *bytes,
+            "{name} of the previous run kept"
+        );
+    }
+    assert!(
+        !dir_names(&out)
+            .iter()
+            .any(|n| n.contains("tmp") || n.contains("partial")),
+        "no temporaries left: {:?}",
+        dir_names(&out)
+    );
+    // Once the directory is usable again, the new run replaces the old.
+    std::fs::remove_dir_all(out.join("ingest.json")).unwrap();
+    let r = run(std::slice::from_ref(&new), &out);
+    assert_eq!((r.report.written, r.report.quarantined), (2, 1));
+}
+
+#[test]
+fn an_output_directory_inside_an_input_directory_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_lines(&data, "a.jsonl", &[litellm().to_string(), "{broken".into()]);
+    let out = data.join("out");
+    let first = run(std::slice::from_ref(&data), &out);
+    let first_json = report_json(&out);
+    // Again: the previous run's quarantine.jsonl and ingest.json are not inputs.
+    let second = run(std::slice::from_ref(&data), &out);
+    assert_identity(&second);
+    assert_eq!(
+        (second.report.read, second.report.quarantined),
+        (first.report.read, first.report.quarantined)
+    );
+    assert_eq!((second.report.read, second.report.files.len()), (2, 1));
+    let second_json = report_json(&out);
+    assert_eq!(first_json, second_json, "same inputs, same report");
+    let skipped = &second_json["skipped_inputs"];
+    assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{second_json}");
+    assert_eq!(skipped[0]["reason"], "output_directory");
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("out"));
+    // The output directory itself as the input: refused.
+    let e = match ingest::run(&cfg(), std::slice::from_ref(&out), &out) {
+        Ok(_) => panic!("read its own output directory"),
+        Err(e) => e,
+    };
+    assert!(
+        e.downcast_ref::<slmforge::util::UsageError>().is_some(),
+        "{e}"
+    );
+}
+
+#[test]
+fn max_record_mb_out_of_range_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_lines(dir.path(), "g.jsonl", &[litellm().to_string()]);
+    let out = dir.path().join("out");
+    for bad in ["17592186044416", "0", "4097", "-1"] {
+        let r = bin_ingest(&[
+            good.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            &format!("--max-record-mb={bad}"),
+        ]);
+        assert_eq!(r.status.code(), Some(2), "--max-record-mb {bad}");
+        assert!(
+            String::from_utf8_lossy(&r.stderr).contains("max-record-mb"),
+            "the message names the option"
+        );
+        assert!(!out.exists(), "nothing written for {bad}");
+    }
+    let r = bin_ingest(&[
+        good.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-record-mb",
+        "4096",
+    ]);
+    assert_eq!(r.status.code(), Some(0));
+    assert_eq!(report_json(&out)["written"], 1);
+}
+
+#[test]
+fn negative_token_counts_are_counted_and_the_record_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = flywheel();
+    a["response"]["usage"] =
+        json!({"prompt_tokens": -50, "completion_tokens": 12, "total_tokens": -38});
+    let mut b = litellm();
+    b["response"]["usage"] = json!({"prompt_tokens": 11, "completion_tokens": "-7"});
+    b["completion_tokens"] = json!(-7);
+    let mut otel = otel_current().to_string();
+    otel = otel.replace(
+        r#"{"key":"gen_ai.usage.input_tokens","value":{"intValue":"42"}}"#,
+        r#"{"key":"gen_ai.usage.input_tokens","value":{"intValue":"-42"}}"#,
+    );
+    assert!(otel.contains("-42"));
+    let input = write_lines(
+        dir.path(),
+        "neg.jsonl",
+        &[a.to_string(), b.to_string(), otel],
+    );
+    let outdir = dir.path().join("out");
+    let out = run(&[input], &outdir);
+    assert_identity(&out);
+    assert_eq!((out.report.written, out.report.quarantined), (3, 0), "kept");
+    let rep = report_json(&outdir);
+    assert_eq!(
+        rep["data_quality"],
+        json!({"negative_prompt_tokens": 2, "negative_completion_tokens": 1, "negative_total_tokens": 1}),
+        "{rep}"
+    );
+    let calls = slmforge::artifact::calls::read_calls(&outdir).unwrap();
+    let c = find(&calls, SourceFormat::OpenaiChat, |_| true);
+    assert_eq!(c.usage.prompt_tokens, None);
+    assert_eq!(c.usage.completion_tokens, Some(12));
+}
+
+#[test]
+fn paths_are_redacted_wherever_they_are_written_or_printed() {
+    const EMAIL: &str = "carol.baker@example.com";
+    const NAME: &str = "Carol Jones";
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("exports").join(EMAIL).join(NAME);
+    std::fs::create_dir_all(&logs).unwrap();
+    let input = write_lines(
+        &logs,
+        "calls.jsonl",
+        &[litellm().to_string(), "{broken".into()],
+    );
+    let outdir = dir.path().join("datasets").join(EMAIL);
+    let r = bin_ingest(&[
+        dir.path().join("exports").to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--out",
+        outdir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(0));
+    let mut hay = vec![(
+        "stderr".to_string(),
+        String::from_utf8_lossy(&r.stderr).to_string(),
+    )];
+    for entry in std::fs::read_dir(&outdir).unwrap() {
+        let p = entry.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        hay.push((
+            p.file_name().unwrap().to_string_lossy().to_string(),
+            String::from_utf8_lossy(&bytes).to_string(),
+        ));
+    }
+    let rows = slmforge::artifact::calls::read_rows(&outdir).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].source_file.contains("<EMAIL_") && rows[0].source_file.contains("<PERSON_"),
+        "source_file redacted: {}",
+        rows[0].source_file
+    );
+    hay.push(("calls.parquet (decoded)".into(), format!("{:?}", rows)));
+    // An error message naming such a path.
+    let missing = logs.join("missing.jsonl");
+    let r = bin_ingest(&[missing.to_str().unwrap(), "--out", outdir.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    hay.push((
+        "error".into(),
+        String::from_utf8_lossy(&r.stderr).to_string(),
+    ));
+    assert!(hay.iter().any(|(n, _)| n == "quarantine.jsonl"));
+    for (name, text) in &hay {
+        for raw in [EMAIL, NAME] {
+            assert!(!text.contains(raw), "{raw:?} leaked into {name}: {text}");
+        }
+    }
 }

@@ -1495,3 +1495,440 @@ fn catch_rates_on_held_out_fixtures() {
         assert_eq!(c, t, "held-out {k}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Structural fields (tool names, tool-call ids, model, finish_reason,
+// workload_id): readable identifiers stay, PII inside them goes.
+
+/// A call whose structural fields are all set to `tool`, `id`, `model`...
+fn structural_call(tool: &str, id: &str, model: &str, finish: &str, workload: &str) -> Call {
+    let mut c = Call {
+        model: Some(model.into()),
+        workload_id: Some(workload.into()),
+        ..Default::default()
+    };
+    c.tools.push(ToolDef {
+        name: tool.into(),
+        description: Some("Does the thing.".into()),
+        parameters: json!({"type": "object"}),
+    });
+    c.messages
+        .push(Message::text(Role::User, "please do the thing"));
+    c.messages.push(Message {
+        role: Role::Assistant,
+        content: None,
+        tool_calls: vec![ToolCall {
+            id: Some(id.into()),
+            name: tool.into(),
+            arguments: json!({"x": 1}),
+            arguments_valid: true,
+        }],
+        tool_call_id: None,
+        name: None,
+    });
+    let mut result = Message::text(Role::Tool, "done");
+    result.tool_call_id = Some(id.into());
+    result.name = Some(tool.into());
+    c.messages.push(result);
+    c.response = Response {
+        content: None,
+        tool_calls: vec![ToolCall {
+            id: Some(id.into()),
+            name: tool.into(),
+            arguments: json!({}),
+            arguments_valid: true,
+        }],
+        finish_reason: Some(finish.into()),
+    };
+    c
+}
+
+/// Every structural string of a call, one per line.
+fn structural_text(c: &Call) -> String {
+    let mut out = vec![];
+    out.extend(c.tools.iter().map(|t| t.name.clone()));
+    for m in &c.messages {
+        out.extend(m.tool_calls.iter().map(|t| t.name.clone()));
+        out.extend(m.tool_calls.iter().filter_map(|t| t.id.clone()));
+        out.extend(m.tool_call_id.clone());
+        out.extend(m.name.clone());
+    }
+    out.extend(c.response.tool_calls.iter().map(|t| t.name.clone()));
+    out.extend(c.response.tool_calls.iter().filter_map(|t| t.id.clone()));
+    out.extend(c.response.finish_reason.clone());
+    out.extend(c.model.clone());
+    out.extend(c.workload_id.clone());
+    out.join("\n")
+}
+
+#[test]
+fn pii_inside_structural_fields_is_redacted() {
+    let r = redactor();
+    let calls = vec![
+        structural_call(
+            "notify_jane.roe@corp.example",
+            "call_ops@tenant.example",
+            "ft:gpt-4o-mini:acme:owner-bob@example.com",
+            "stop sent to +44 20 7946 0958",
+            "Sarah Johnson onboarding",
+        ),
+        structural_call(
+            "get_weather",
+            "call_+14155552671",
+            "gpt-4o-mini",
+            "stop",
+            "billing-bot for jane.doe@example.com",
+        ),
+        structural_call(
+            "get_weather",
+            "415-555-2671",
+            "gpt-4o-mini",
+            "stop",
+            "onboarding-sarah-johnson",
+        ),
+    ];
+    let (out, stats, _) = redact_calls(&r, calls);
+    let raws = [
+        "jane.roe@corp.example",
+        "ops@tenant.example",
+        "bob@example.com",
+        "7946 0958",
+        "Sarah",
+        "Johnson",
+        "4155552671",
+        "jane.doe@example.com",
+        "555-2671",
+        "sarah",
+        "johnson",
+    ];
+    let all: String = out.iter().map(|c| structural_text(c) + "\n").collect();
+    for raw in raws {
+        assert!(
+            !all.contains(raw),
+            "{raw:?} survived in structural fields:\n{all}"
+        );
+    }
+    let c = &out[0];
+    // the detected span is replaced; the readable rest stays
+    assert!(
+        c.tools[0].name.starts_with("<EMAIL_"),
+        "{}",
+        c.tools[0].name
+    );
+    assert!(c
+        .model
+        .as_deref()
+        .unwrap()
+        .starts_with("ft:gpt-4o-mini:acme:"));
+    assert!(c.model.as_deref().unwrap().contains("<EMAIL_"));
+    assert_eq!(
+        c.response.finish_reason.as_deref(),
+        Some("stop sent to <PHONE_1>")
+    );
+    assert!(
+        c.workload_id.as_deref().unwrap().starts_with("<PERSON_")
+            && c.workload_id.as_deref().unwrap().ends_with(" onboarding"),
+        "{:?}",
+        c.workload_id
+    );
+    // the same value gets the same placeholder in every field it occurs in
+    for c in &out {
+        let def = &c.tools[0].name;
+        assert_eq!(&c.messages[1].tool_calls[0].name, def);
+        assert_eq!(&c.response.tool_calls[0].name, def);
+        assert_eq!(c.messages[2].name.as_ref(), Some(def));
+        let id = c.messages[1].tool_calls[0].id.as_deref();
+        assert_eq!(c.messages[2].tool_call_id.as_deref(), id);
+        assert_eq!(c.response.tool_calls[0].id.as_deref(), id);
+    }
+    assert_eq!(
+        out[1].messages[1].tool_calls[0].id.as_deref(),
+        Some("call_<PHONE_2>")
+    );
+    assert_eq!(
+        out[2].messages[1].tool_calls[0].id.as_deref(),
+        Some("<PHONE_3>")
+    );
+    assert!(out[1]
+        .workload_id
+        .as_deref()
+        .unwrap()
+        .starts_with("billing-bot for <EMAIL_"));
+    // "sarah-johnson" in a label and "Sarah Johnson" are one person
+    assert_eq!(out[0].workload_id.as_deref(), Some("<PERSON_1> onboarding"));
+    assert_eq!(out[2].workload_id.as_deref(), Some("onboarding-<PERSON_1>"));
+    assert!(out[2]
+        .workload_id
+        .as_deref()
+        .unwrap()
+        .starts_with("onboarding-<PERSON_"));
+    assert_eq!(out[1].tools[0].name, "get_weather");
+    assert_eq!(out[1].model.as_deref(), Some("gpt-4o-mini"));
+    assert!(stats.total() >= 10, "{stats:?}");
+}
+
+#[test]
+fn ordinary_structural_identifiers_are_kept() {
+    let r = redactor();
+    let cases = [
+        (
+            "get_weather",
+            "call_abc123",
+            "gpt-4o-mini",
+            "stop",
+            "support_triage",
+        ),
+        (
+            "lookup_order_v2",
+            "toolu_01A09q90qw90lq917835lq9",
+            "claude-3-5-sonnet-20241022",
+            "tool_calls",
+            "order_status",
+        ),
+        (
+            "search.docs",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "ft:gpt-4o-mini-2024-07-18:acme::9xyzABC",
+            "length",
+            "Invoice Extraction",
+        ),
+        (
+            "fetch_v1.2.3.4",
+            "call_1718035200123",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "end_turn",
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+        ),
+        (
+            "create_ticket",
+            "call_0",
+            "mistral-large-2407",
+            "max_tokens",
+            "ap-invoice-parser",
+        ),
+    ];
+    for (tool, id, model, finish, workload) in cases {
+        let c = structural_call(tool, id, model, finish, workload);
+        let before = structural_text(&c);
+        let (out, stats, _) = redact_calls(&r, vec![c]);
+        assert_eq!(structural_text(&out[0]), before, "{stats:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Values the free-text detectors used to miss.
+
+#[test]
+fn url_encoded_emails_are_redacted() {
+    let r = redactor();
+    check(
+        &r,
+        "unsubscribe john.doe%40example.com now",
+        &[("john.doe%40example.com", "EMAIL")],
+    );
+    let out = red(
+        &r,
+        "GET https://shop.example/unsub?email=john.doe%40example.com&list=7 and mail john.doe@example.com",
+    );
+    assert_eq!(
+        out, "GET https://shop.example/unsub?email=<EMAIL_1>&list=7 and mail <EMAIL_1>",
+        "the encoded and plain forms are one entity"
+    );
+    let out = red(&r, "redirect=%2Fhome%3Fto%3Dmary_smith%40corp.example.org");
+    assert!(
+        !out.contains("mary_smith") && out.contains("<EMAIL_1>"),
+        "{out}"
+    );
+    // a whole local part with an underscore goes, not just its tail
+    assert_eq!(
+        red(&r, "mail joe_bloggs@company-name.com"),
+        "mail <EMAIL_1>"
+    );
+    // an @ in a package path is not an e-mail
+    kept(
+        &r,
+        "see https://cdn.example/npm/%40babel%2Fcore%407.24.0/index.js",
+    );
+}
+
+#[test]
+fn aws_secret_key_next_to_its_access_key_id_is_redacted() {
+    let r = redactor();
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    for text in [
+        format!("creds: {AWS} {secret}"),
+        format!("{AWS}:{secret}"),
+        format!("Access key ID,Secret access key\n{AWS},{secret}\n"),
+        format!("use {secret} with {AWS} please"),
+        format!("[default]\\n{AWS}\\n{secret}"),
+    ] {
+        let out = red(&r, &text);
+        assert!(!out.contains(AWS) && !out.contains(secret), "{out}");
+        assert!(
+            out.contains("<SECRET_1>") && out.contains("<SECRET_2>"),
+            "{out}"
+        );
+    }
+    // a 40-character git hash near an access key id is not a secret key
+    let out = red(
+        &r,
+        &format!("{AWS} rotated in commit a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"),
+    );
+    assert!(
+        out.contains("a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"),
+        "{out}"
+    );
+}
+
+const PEM_LINES: [&str; 5] = [
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun",
+    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK",
+    "LxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo",
+    "9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ0iT9wCS0DRTXu269V264Vf/3jvre",
+    "Fq5mH7z9rEk0hGG3bCm8uY8xKq2Z0RnMGE1XRoz2ZGD0ArXtbA==",
+];
+
+#[test]
+fn private_key_body_in_a_later_message_is_redacted() {
+    let r = redactor();
+    let body = PEM_LINES.join("\n");
+    // the BEGIN line in one message, the body and END in the next
+    let mut c = Call::default();
+    c.messages.push(Message::text(
+        Role::User,
+        "Here is the deploy key:\n-----BEGIN RSA PRIVATE KEY-----",
+    ));
+    c.messages.push(Message::text(
+        Role::User,
+        format!("{body}\n-----END RSA PRIVATE KEY-----\nCan you check it?"),
+    ));
+    // split in three: BEGIN and a line, two lines, the rest and END
+    let mut c3 = Call::default();
+    c3.messages.push(Message::text(
+        Role::User,
+        format!("-----BEGIN PRIVATE KEY-----\n{}", PEM_LINES[0]),
+    ));
+    c3.messages
+        .push(Message::text(Role::User, PEM_LINES[1..3].join("\n")));
+    c3.messages.push(Message::text(
+        Role::User,
+        format!(
+            "{}\n{}\n-----END PRIVATE KEY-----",
+            PEM_LINES[3], PEM_LINES[4]
+        ),
+    ));
+    c3.response.content = Some("Thanks, got it.".into());
+    let (out, _, _) = redact_calls(&r, vec![c, c3]);
+    for c in &out {
+        let text = all_text(c);
+        for line in PEM_LINES {
+            assert!(!text.contains(line), "{line} survived:\n{text}");
+        }
+    }
+    assert_eq!(
+        out[0].messages[1].content.as_deref().unwrap(),
+        "<SECRET_2>\nCan you check it?"
+    );
+    assert_eq!(out[1].response.content.as_deref(), Some("Thanks, got it."));
+    // on its own (a quarantined fragment): END with the body before it...
+    let out = red(
+        &r,
+        &format!("rest of it:\n{body}\n-----END RSA PRIVATE KEY-----"),
+    );
+    assert_eq!(out, "rest of it:\n<SECRET_1>");
+    // ...or just the 64-character lines of a base64 block
+    let out = red(
+        &r,
+        &format!("middle part:\n{}\nmore later", PEM_LINES[..4].join("\n")),
+    );
+    assert_eq!(out, "middle part:\n<SECRET_1>\nmore later");
+}
+
+#[test]
+fn phone_with_a_00_international_prefix_is_redacted() {
+    let r = redactor();
+    let out = red(&r, "Office: 0044 20 7946 0958, or +44 20 7946 0958.");
+    assert_eq!(
+        out, "Office: <PHONE_1>, or <PHONE_1>.",
+        "same number, same placeholder"
+    );
+    let out = red(&r, "Call 0044 20 7946 0958 or +44 20 7946 0958.");
+    assert_eq!(
+        out, "Call <PHONE_1> or <PHONE_1>.",
+        "same number, same placeholder"
+    );
+    check(&r, "Tel 0033 1 23 45 67 89", &[("23 45 67 89", "PHONE")]);
+    check(&r, "ring 0049-30-901820 today", &[("901820", "PHONE")]);
+    // zero-padded numbers without separators are ids
+    kept(&r, "Batch 004412345678 and part 0012345678901 shipped.");
+}
+
+#[test]
+fn low_entropy_password_assignments_are_redacted() {
+    let r = redactor();
+    for (text, value) in [
+        ("password=letmeinnow", "letmeinnow"),
+        ("db.password: letmeinnow", "letmeinnow"),
+        ("DB_PASSWORD=letmeinnow", "letmeinnow"),
+        ("passwd = sunshine", "sunshine"),
+        ("pwd: dragonfly", "dragonfly"),
+        ("{\"password\": \"letmeinnow\"}", "letmeinnow"),
+        (
+            "login with user=admin password='letmeinnow' then",
+            "letmeinnow",
+        ),
+        ("secret=opensesame", "opensesame"),
+        ("token: abcdefghij", "abcdefghij"),
+        ("api_key=testkeyvalue", "testkeyvalue"),
+        ("export API_KEY=\"mysupersecret\"", "mysupersecret"),
+        ("my password: letmeinnow and then", "letmeinnow"),
+    ] {
+        check(&r, text, &[(value, "SECRET")]);
+    }
+}
+
+#[test]
+fn quarantined_raw_text_redacts_a_phone_under_an_id_key() {
+    let r = redactor();
+    // a record that failed to parse goes through redact_text as raw text
+    let raw = r#"{"id": "+1 415 555 2671", "messages": [{"role": "user", "content": "hi"#;
+    check(&r, raw, &[("555 2671", "PHONE")]);
+    check(&r, r#"{"id":"415-555-2671","x":"#, &[("555-2671", "PHONE")]);
+    check(
+        &r,
+        r#"{"tool_calls": [{"id": "call_+14155552671", "type": "#,
+        &[("4155552671", "PHONE")],
+    );
+    check(
+        &r,
+        r#"{"user": {"id": "0044 20 7946 0958"}, "#,
+        &[("7946 0958", "PHONE")],
+    );
+    // order ids and plain numeric ids stay
+    kept(&r, r#"{"order_id": "555-123-4567", "id": 4155552671, "#);
+}
+
+#[test]
+fn look_alikes_stay_unredacted() {
+    let r = redactor();
+    for text in [
+        // versions
+        "Upgraded to 10.4.12 and v2.3.1-rc.2; pinned requests==2.31.0; build 2024.06.1",
+        // order numbers and references that are not phones
+        "Order #00441234567 and order number 555-123-4567; ticket 020-7946-0958",
+        // commit hashes and UUIDs
+        "commit a94a8fe5ccb19ba61c4c0873d391e987982fbbd3 fixed it; id 550e8400-e29b-41d4-a716-446655440000",
+        "Merged 1f0e3dad99908345f7439f8ffabdffc4 into main (sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855)",
+        // password mentions without a value
+        "Please reset your password. The password field is required.",
+        "Forgot password? Use the link; password: must be 12+ chars.",
+        "password: ********, token: <redacted>, secret: ${VAULT_SECRET}, api_key=None",
+        "def login(user, password): return check(password=password)",
+        "password = getpass.getpass() if interactive else None",
+        "let token: Option<String> = None; password: String,",
+        "PWD=/home/builder/project and OLDPWD=/tmp",
+        "The secret: practice every day, and keep the token: simple rules apply",
+    ] {
+        kept(&r, text);
+    }
+}

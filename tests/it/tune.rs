@@ -387,7 +387,10 @@ fn resume_after_stop_or_crash_equals_uninterrupted_run() {
     let bytes = std::fs::read(a_dir.join("adapter.safetensors")).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
-    let (f, l) = (header.find("\"format\"").unwrap(), header.find("\"lora_config\"").unwrap());
+    let (f, l) = (
+        header.find("\"format\"").unwrap(),
+        header.find("\"lora_config\"").unwrap(),
+    );
     assert!(f < l, "metadata keys not in sorted order: {header}");
     assert_eq!(
         log_entries(&a_dir),

@@ -324,6 +324,81 @@ pub fn opt_u64(v: &Value, key: &str) -> Option<u64> {
     as_u64(v.get(key)?)
 }
 
+/// A token-count field of the canonical usage, for the data-quality
+/// counters of `ingest.json` (`negative_prompt_tokens`...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenField {
+    Prompt,
+    Completion,
+    Total,
+}
+
+impl TokenField {
+    pub const ALL: [TokenField; 3] = [
+        TokenField::Prompt,
+        TokenField::Completion,
+        TokenField::Total,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The data-quality counter of a negative value in this field.
+    pub fn negative_counter(self) -> &'static str {
+        match self {
+            TokenField::Prompt => "negative_prompt_tokens",
+            TokenField::Completion => "negative_completion_tokens",
+            TokenField::Total => "negative_total_tokens",
+        }
+    }
+}
+
+thread_local! {
+    /// Token fields seen with a negative value while parsing the current
+    /// record (one bit per [`TokenField`]); a record is parsed on one thread.
+    static NEGATIVE_TOKENS: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes (and clears) the token fields found negative on this thread since
+/// the last call: call before and after parsing one record.
+pub fn take_negative_tokens() -> u8 {
+    NEGATIVE_TOKENS.with(|c| c.replace(0))
+}
+
+/// Whether `mask` (from [`take_negative_tokens`]) holds `field`.
+pub fn has_negative(mask: u8, field: TokenField) -> bool {
+    mask & field.bit() != 0
+}
+
+/// A token count: [`as_u64`], and a negative value (a number or a numeric
+/// string) is kept as null and noted for the data-quality counters.
+pub fn tokens(v: Option<&Value>, field: TokenField) -> Option<u64> {
+    let v = v?;
+    let n = as_u64(v);
+    if n.is_none() {
+        let negative = match v {
+            Value::Number(n) => n.as_f64().is_some_and(|f| f < 0.0),
+            Value::String(s) => s.trim().parse::<f64>().is_ok_and(|f| f < 0.0),
+            _ => false,
+        };
+        if negative {
+            NEGATIVE_TOKENS.with(|c| c.set(c.get() | field.bit()));
+        }
+    }
+    n
+}
+
+/// `v[key]` as a token count ([`tokens`]).
+pub fn opt_tokens(v: &Value, key: &str, field: TokenField) -> Option<u64> {
+    tokens(v.get(key), field)
+}
+
+/// The total of two token counts when both are known (saturating).
+pub fn sum_tokens(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(a?.saturating_add(b?))
+}
+
 pub fn as_u64(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    anthropic, decode_json_string, decode_output, openai, opt_id, opt_str, opt_u64, parse_time_ms,
-    Bad, Item, Reason, Res,
+    anthropic, decode_json_string, decode_output, openai, opt_id, opt_str, opt_tokens,
+    parse_time_ms, Bad, Item, Reason, Res, TokenField,
 };
 use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolDef, Usage};
 
@@ -95,9 +95,9 @@ pub fn parse_langfuse(v: &Value) -> Item {
         let mut usage = openai::usage(v.get("usageDetails").or_else(|| v.get("usage")));
         if usage.prompt_tokens.is_none() {
             let u = v.get("usage").cloned().unwrap_or(Value::Null);
-            usage.prompt_tokens = opt_u64(&u, "promptTokens");
-            usage.completion_tokens = opt_u64(&u, "completionTokens");
-            usage.total_tokens = opt_u64(&u, "totalTokens");
+            usage.prompt_tokens = opt_tokens(&u, "promptTokens", TokenField::Prompt);
+            usage.completion_tokens = opt_tokens(&u, "completionTokens", TokenField::Completion);
+            usage.total_tokens = opt_tokens(&u, "totalTokens", TokenField::Total);
         }
         if usage.prompt_tokens.is_none() {
             usage = comp.usage.clone();
@@ -180,8 +180,8 @@ pub fn parse_helicone(v: &Value) -> Res<Call> {
         call.model = opt_str(v, "request_model", "")?;
     }
     if call.usage.prompt_tokens.is_none() {
-        call.usage.prompt_tokens = opt_u64(v, "prompt_tokens");
-        call.usage.completion_tokens = opt_u64(v, "completion_tokens");
+        call.usage.prompt_tokens = opt_tokens(v, "prompt_tokens", TokenField::Prompt);
+        call.usage.completion_tokens = opt_tokens(v, "completion_tokens", TokenField::Completion);
     }
     if let Some(u) = v.get("request_user_id").filter(|u| !u.is_null()) {
         call.metadata.insert("user_id".into(), u.clone());
@@ -237,9 +237,9 @@ pub fn parse_litellm(v: &Value) -> Item {
         let mut usage = comp.usage.clone();
         if usage.prompt_tokens.is_none() {
             usage = Usage {
-                prompt_tokens: opt_u64(v, "prompt_tokens"),
-                completion_tokens: opt_u64(v, "completion_tokens"),
-                total_tokens: opt_u64(v, "total_tokens"),
+                prompt_tokens: opt_tokens(v, "prompt_tokens", TokenField::Prompt),
+                completion_tokens: opt_tokens(v, "completion_tokens", TokenField::Completion),
+                total_tokens: opt_tokens(v, "total_tokens", TokenField::Total),
             };
         }
         let mut metadata = Map::new();
@@ -443,9 +443,9 @@ pub fn parse_langsmith(v: &Value) -> Item {
         let mut usage = comp.usage.clone();
         if usage.prompt_tokens.is_none() {
             usage = Usage {
-                prompt_tokens: opt_u64(v, "prompt_tokens"),
-                completion_tokens: opt_u64(v, "completion_tokens"),
-                total_tokens: opt_u64(v, "total_tokens"),
+                prompt_tokens: opt_tokens(v, "prompt_tokens", TokenField::Prompt),
+                completion_tokens: opt_tokens(v, "completion_tokens", TokenField::Completion),
+                total_tokens: opt_tokens(v, "total_tokens", TokenField::Total),
             };
         }
         let mut metadata = Map::new();

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    decode_json_string, opt_id, opt_str, opt_u64, parse_time_ms, type_name, wrong_type, Bad,
-    BatchKey, Item, Reason, Res,
+    decode_json_string, opt_id, opt_str, opt_tokens, parse_time_ms, sum_tokens, type_name,
+    wrong_type, Bad, BatchKey, Item, Reason, Res, TokenField,
 };
 use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolCall, ToolDef, Usage};
 
@@ -265,18 +265,15 @@ pub fn usage(u: Option<&Value>) -> Usage {
     let Some(u) = u.filter(|u| u.is_object()) else {
         return Usage::default();
     };
-    let prompt = opt_u64(u, "prompt_tokens")
-        .or_else(|| opt_u64(u, "input_tokens"))
-        .or_else(|| opt_u64(u, "input"));
-    let completion = opt_u64(u, "completion_tokens")
-        .or_else(|| opt_u64(u, "output_tokens"))
-        .or_else(|| opt_u64(u, "output"));
-    let total = opt_u64(u, "total_tokens")
-        .or_else(|| opt_u64(u, "total"))
-        .or(match (prompt, completion) {
-            (Some(p), Some(c)) => Some(p + c),
-            _ => None,
-        });
+    let prompt = opt_tokens(u, "prompt_tokens", TokenField::Prompt)
+        .or_else(|| opt_tokens(u, "input_tokens", TokenField::Prompt))
+        .or_else(|| opt_tokens(u, "input", TokenField::Prompt));
+    let completion = opt_tokens(u, "completion_tokens", TokenField::Completion)
+        .or_else(|| opt_tokens(u, "output_tokens", TokenField::Completion))
+        .or_else(|| opt_tokens(u, "output", TokenField::Completion));
+    let total = opt_tokens(u, "total_tokens", TokenField::Total)
+        .or_else(|| opt_tokens(u, "total", TokenField::Total))
+        .or(sum_tokens(prompt, completion));
     Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,

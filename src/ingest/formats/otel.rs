@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::openai::{self, parse_arguments};
-use super::{as_u64, decode_json_string, Bad, Item, Parsed, Reason, Res};
+use super::{
+    as_u64, decode_json_string, sum_tokens, tokens, Bad, Item, Parsed, Reason, Res, TokenField,
+};
 use crate::call::{Call, Message, RawCall, Response, Role, SourceFormat, ToolCall, ToolDef, Usage};
 
 /// Decodes an OTLP `AnyValue` into plain JSON.
@@ -370,21 +372,26 @@ fn span_call(
     tools: Vec<ToolDef>,
     response: Response,
 ) -> Call {
-    let tok = |keys: &[&str]| keys.iter().find_map(|k| attrs.get(*k).and_then(as_u64));
-    let prompt = tok(&["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"]);
-    let completion = tok(&[
-        "gen_ai.usage.output_tokens",
-        "gen_ai.usage.completion_tokens",
-    ]);
+    let tok = |keys: &[&str], field| keys.iter().find_map(|k| tokens(attrs.get(*k), field));
+    let prompt = tok(
+        &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"],
+        TokenField::Prompt,
+    );
+    let completion = tok(
+        &[
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+        ],
+        TokenField::Completion,
+    );
     let usage = Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
-        total_tokens: tok(&["gen_ai.usage.total_tokens", "llm.usage.total_tokens"]).or(
-            match (prompt, completion) {
-                (Some(p), Some(c)) => Some(p + c),
-                _ => None,
-            },
-        ),
+        total_tokens: tok(
+            &["gen_ai.usage.total_tokens", "llm.usage.total_tokens"],
+            TokenField::Total,
+        )
+        .or(sum_tokens(prompt, completion)),
     };
     let start = span.get("startTimeUnixNano").and_then(as_u64);
     let end = span.get("endTimeUnixNano").and_then(as_u64);
