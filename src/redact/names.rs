@@ -21,6 +21,9 @@ const GREETING: u16 = 32;
 const PARTICLE: u16 = 64;
 const BLOCK: u16 = STOP | HONORIFIC | GREETING;
 
+/// Bytes of text on each side of a name searched for a place around it.
+const PLACE_WINDOW: usize = 64;
+
 const HONORIFICS: &str = "mr mrs ms miss mx dr prof professor sir dame lady lord madam mme mlle herr frau sr sra srta \
     rev reverend fr capt captain sgt sergeant col colonel lt lieutenant judge officer detective det agent nurse coach \
     president senator sen rep governor gov mayor ambassador minister rabbi imam pastor";
@@ -345,18 +348,28 @@ impl NameModel {
         self.find_names(view, out);
         // A "name" inside a place ("San Francisco", "trip to Florence") is
         // the place's.
-        if out.len() > from {
-            let places = super::places::Places::get().spans(view.text());
-            if !places.is_empty() {
-                let mut k = from;
-                while k < out.len() {
-                    let (s, e) = (out[k].start, out[k].end);
-                    if places.iter().any(|&(ps, pe)| s < pe && ps < e) {
-                        out.remove(k);
-                    } else {
-                        k += 1;
-                    }
-                }
+        // Only the words around each name are looked up, so the cost stays
+        // with the names found, not with the length of the text.
+        let text = view.text();
+        let mut k = from;
+        while k < out.len() {
+            let (s, e) = (out[k].start, out[k].end);
+            let mut ws = s.saturating_sub(PLACE_WINDOW);
+            while !text.is_char_boundary(ws) {
+                ws -= 1;
+            }
+            let mut we = (e + PLACE_WINDOW).min(text.len());
+            while !text.is_char_boundary(we) {
+                we += 1;
+            }
+            let inside = super::places::Places::get()
+                .spans(&text[ws..we])
+                .iter()
+                .any(|&(ps, pe)| s < ws + pe && ws + ps < e);
+            if inside {
+                out.remove(k);
+            } else {
+                k += 1;
             }
         }
     }
