@@ -52,7 +52,7 @@ pub fn svg(
     legend: &[LegendEntry],
     title: &str,
 ) -> String {
-    const W: f64 = 960.0;
+    const W: f64 = 1100.0;
     const H: f64 = 640.0;
     const PLOT: (f64, f64, f64, f64) = (40.0, 50.0, 620.0, 610.0); // x0, y0, x1, y1
     let all = points.rows().into_iter().chain(centroids.rows());
@@ -184,7 +184,7 @@ pub fn render(c: &Clustering, s: &ClustersJson) -> String {
         .map(|c| LegendEntry {
             id: c.id,
             size: c.size,
-            terms: vec![crate::ml::features::clean_and_truncate(&c.label, 56)],
+            terms: vec![crate::ml::features::clean_and_truncate(&c.label, 60)],
         })
         .collect();
     if s.outliers > 0 {
