@@ -12,6 +12,41 @@ fn choose2(n: u64) -> f64 {
     (n as f64) * (n.saturating_sub(1) as f64) / 2.0
 }
 
+/// The contingency table of two labellings: counts per (label of a,
+/// label of b) cell, ordered so sums never depend on hash order, and the
+/// row and column totals. Labels are numbered in order of appearance.
+struct Contingency {
+    cells: std::collections::BTreeMap<(usize, usize), u64>,
+    rows: Vec<u64>,
+    cols: Vec<u64>,
+}
+
+fn contingency<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> Contingency {
+    let mut ids_a: HashMap<&A, usize> = HashMap::new();
+    let mut ids_b: HashMap<&B, usize> = HashMap::new();
+    let mut t = Contingency {
+        cells: Default::default(),
+        rows: Vec::new(),
+        cols: Vec::new(),
+    };
+    for (x, y) in a.iter().zip(b) {
+        let next = ids_a.len();
+        let i = *ids_a.entry(x).or_insert(next);
+        let next = ids_b.len();
+        let j = *ids_b.entry(y).or_insert(next);
+        if i == t.rows.len() {
+            t.rows.push(0);
+        }
+        if j == t.cols.len() {
+            t.cols.push(0);
+        }
+        t.rows[i] += 1;
+        t.cols[j] += 1;
+        *t.cells.entry((i, j)).or_default() += 1;
+    }
+    t
+}
+
 /// Adjusted Rand index (Hubert and Arabie) of two labellings of the same
 /// items: 1 for identical partitions (up to renaming), about 0 for random
 /// ones. Two trivial partitions that agree (all in one, or all apart) give 1.
@@ -21,26 +56,7 @@ pub fn adjusted_rand_index<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f64 
     if n < 2 {
         return 1.0;
     }
-    let mut ids_a: HashMap<&A, usize> = HashMap::new();
-    let mut ids_b: HashMap<&B, usize> = HashMap::new();
-    let mut cells: HashMap<(usize, usize), u64> = HashMap::new();
-    let mut rows: Vec<u64> = Vec::new();
-    let mut cols: Vec<u64> = Vec::new();
-    for (x, y) in a.iter().zip(b) {
-        let next = ids_a.len();
-        let i = *ids_a.entry(x).or_insert(next);
-        let next = ids_b.len();
-        let j = *ids_b.entry(y).or_insert(next);
-        if i == rows.len() {
-            rows.push(0);
-        }
-        if j == cols.len() {
-            cols.push(0);
-        }
-        rows[i] += 1;
-        cols[j] += 1;
-        *cells.entry((i, j)).or_default() += 1;
-    }
+    let Contingency { cells, rows, cols } = contingency(a, b);
     let index: f64 = cells.values().map(|&c| choose2(c)).sum();
     let sum_a: f64 = rows.iter().map(|&c| choose2(c)).sum();
     let sum_b: f64 = cols.iter().map(|&c| choose2(c)).sum();
@@ -62,27 +78,9 @@ pub fn normalized_mutual_info<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f
     if a.is_empty() {
         return 1.0;
     }
-    let mut ids_a: HashMap<&A, usize> = HashMap::new();
-    let mut ids_b: HashMap<&B, usize> = HashMap::new();
-    // Ordered, so the sum (and the bytes of clusters.json) never depends
-    // on hash order.
-    let mut cells: std::collections::BTreeMap<(usize, usize), f64> = Default::default();
-    let (mut rows, mut cols): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
-    for (x, y) in a.iter().zip(b) {
-        let next = ids_a.len();
-        let i = *ids_a.entry(x).or_insert(next);
-        let next = ids_b.len();
-        let j = *ids_b.entry(y).or_insert(next);
-        if i == rows.len() {
-            rows.push(0.0);
-        }
-        if j == cols.len() {
-            cols.push(0.0);
-        }
-        rows[i] += 1.0;
-        cols[j] += 1.0;
-        *cells.entry((i, j)).or_default() += 1.0;
-    }
+    let Contingency { cells, rows, cols } = contingency(a, b);
+    let rows: Vec<f64> = rows.iter().map(|&c| c as f64).collect();
+    let cols: Vec<f64> = cols.iter().map(|&c| c as f64).collect();
     let entropy = |v: &[f64]| -> f64 {
         v.iter()
             .filter(|&&c| c > 0.0)
@@ -95,7 +93,10 @@ pub fn normalized_mutual_info<A: Hash + Eq, B: Hash + Eq>(a: &[A], b: &[B]) -> f
     }
     let mi: f64 = cells
         .iter()
-        .map(|(&(i, j), &c)| (c / n) * ((c * n) / (rows[i] * cols[j])).ln())
+        .map(|(&(i, j), &c)| {
+            let c = c as f64;
+            (c / n) * ((c * n) / (rows[i] * cols[j])).ln()
+        })
         .sum();
     (mi / ((ha + hb) / 2.0)).clamp(0.0, 1.0)
 }
