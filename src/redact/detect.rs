@@ -264,6 +264,11 @@ pub(crate) struct Detectors {
     addr_de: Regex,
     addr_fr: Regex,
     addr_es: Regex,
+    /// Street first, then a number, a postcode and a town: "Keizersgracht
+    /// 66, 1015 CX Amsterdam", "Rynek Główny 65, 31-042 Kraków".
+    addr_eu_line: Regex,
+    /// A British one-line address: "Flat 10, 135 Park Row, Leeds LS1 5HD".
+    addr_uk_line: Regex,
     po_box: Regex,
     zip_ctx: Regex,
     city_state_zip: Regex,
@@ -284,7 +289,7 @@ fn re(p: &str) -> Regex {
 impl Detectors {
     pub fn new() -> Detectors {
         let street = format!(
-            r"(?-u:\b)[0-9]{{1,6}}[A-Za-z]?(?:-[0-9]{{1,5}})?[ \t]+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?[ \t]+)?(?:(?:[0-9]{{1,3}}(?:st|nd|rd|th)|[A-Z][A-Za-z'\-]+)\.?[ \t]+){{1,4}}?(?:{STREET_SUFFIX})(?-u:\b)\.?(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)(?-u:\b)\.?)?(?:,?[ \t]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|\#)\.?[ \t]*\#?[0-9A-Za-z][0-9A-Za-z\-]{{0,5}})?(?:(?:,[ \t]*|[ \t]*\r?\n[ \t]*)[A-Z][A-Za-z]+(?:[ \t\-][A-Z][A-Za-z]+){{0,2}},?[ \t]+(?:(?:{US_STATES})[ \t]+[0-9]{{5}}(?:-[0-9]{{4}})?|[A-Z]{{1,2}}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{{2}}|[0-9]{{4,5}}))?"
+            r"(?-u:\b)[0-9]{{1,6}}[A-Za-z]?(?:-[0-9]{{1,5}})?[ \t]+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?[ \t]+)?(?:(?:[0-9]{{1,3}}(?:st|nd|rd|th)|[A-Z][A-Za-z'\-]+)\.?[ \t]+){{1,4}}?(?:{STREET_SUFFIX})(?-u:\b)\.?(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)(?-u:\b)\.?)?(?:,?[ \t]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|\#)\.?[ \t]*\#?[0-9A-Za-z][0-9A-Za-z\-]{{0,5}})?(?:(?:,[ \t]*|[ \t]*\r?\n[ \t]*)[A-Z][A-Za-z]+(?:[ \t\-][A-Z][A-Za-z]+){{0,2}},?[ \t]+(?:(?:{US_STATES})[ \t]+[0-9]{{5}}(?:-[0-9]{{4}})?|(?:AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT)[ \t]+[A-Z][0-9][A-Z][ \t]?[0-9][A-Z][0-9]|(?:[0-9]{{1,2}},?[ \t]+)?[AC-FHKNPRTV-Y][0-9][0-9W][ \t]?[0-9AC-FHKNPRTV-Y]{{4}}|[A-Z]{{1,2}}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{{2}}|[0-9]{{4,5}}))?"
         );
         let date = format!(
             r"(?-u:\b)(?:[0-9]{{4}}[\-/.][0-9]{{1,2}}[\-/.][0-9]{{1,2}}|[0-9]{{1,2}}[\-/.][0-9]{{1,2}}[\-/.](?:[0-9]{{4}}|[0-9]{{2}})|{MONTH}\.?[ \t]+[0-9]{{1,2}}(?:st|nd|rd|th)?,?[ \t]+[0-9]{{4}}|[0-9]{{1,2}}(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?{MONTH}\.?,?[ \t]+[0-9]{{4}}|[0-9]{{8}})(?-u:\b)"
@@ -368,13 +373,19 @@ impl Detectors {
             date: re(&date),
             addr_street: re(&street),
             addr_de: re(
-                r"\p{Lu}[\p{L}\-]*?(?:[ \-])?(?:[Ss]tra(?:ß|ss)e|[Ss]tr\.|[Ww]eg|[Gg]asse|[Pp]latz|[Aa]llee|[Dd]amm|[Uu]fer|[Cc]haussee)[ \t]+[0-9]{1,4}[a-z]?(?-u:\b)(?:,?[ \t]*[0-9]{5}[ \t]+\p{Lu}\p{Ll}+)?",
+                r"\p{Lu}[\p{L}\-]*?(?:[ \-])?(?:[Ss]tra(?:ß|ss)e|[Ss]tr\.|[Ww]eg|[Gg]asse|[Pp]latz|[Aa]llee|[Dd]amm|[Uu]fer|[Cc]haussee)[ \t]+[0-9]{1,4}[a-z]?(?-u:\b)(?:(?:,?[ \t]*|[ \t]*\r?\n[ \t]*)[0-9]{5}[ \t]+\p{Lu}\p{Ll}+)?",
             ),
             addr_fr: re(
                 r"(?-u:\b)[0-9]{1,4}(?:[ ]?(?:bis|ter))?,?[ \t]+(?:rue|avenue|boulevard|bd|place|chemin|all[ée]e|impasse|quai|cours)[ \t]+(?:de[ \t]+la[ \t]+|de[ \t]+l'|du[ \t]+|des[ \t]+|de[ \t]+|d')?\p{Lu}[\p{L}'\-]+(?:[ \t]\p{Lu}[\p{L}'\-]+){0,3}(?:,?[ \t]+[0-9]{5}[ \t]+\p{Lu}[\p{L}\-]+)?",
             ),
             addr_es: re(
-                r"(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|Carrer)[ \t]+(?:de[ \t]+la[ \t]+|de[ \t]+los[ \t]+|de[ \t]+las[ \t]+|del[ \t]+|de[ \t]+|della[ \t]+|dei[ \t]+|di[ \t]+|da[ \t]+|do[ \t]+|dos[ \t]+)?\p{Lu}[\p{L}'\-]+(?:[ \t]\p{Lu}[\p{L}'\-]+){0,3},?[ \t]+(?:n[º°o]\.?[ \t]*)?[0-9]{1,4}(?-u:\b)",
+                r"(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|Carrer)[ \t]+(?:de[ \t]+la[ \t]+|de[ \t]+los[ \t]+|de[ \t]+las[ \t]+|del[ \t]+|de[ \t]+|della[ \t]+|dei[ \t]+|di[ \t]+|da[ \t]+|do[ \t]+|dos[ \t]+)?\p{Lu}[\p{L}'\-]+(?:[ \t]\p{Lu}[\p{L}'\-]+){0,3},?[ \t]+(?:n[º°o]\.?[ \t]*)?[0-9]{1,4}(?-u:\b)(?:,[ \t]*[0-9]{1,2}[º°ª]?(?:[ \t]*[A-Z])?(?-u:\b))?(?:,?[ \t]+[0-9]{5}[ \t]+\p{Lu}[\p{L}\-]+)?",
+            ),
+            addr_eu_line: re(
+                r"\p{Lu}\p{Ll}[\p{L}'\-]*(?:[ \t]+(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das|van|von|der|den|het|am|an|im|zum|zur|y|e)[ \t]+)*\p{Lu}[\p{L}'\-]*){0,3},?[ \t]+[0-9]{1,4}[a-zA-Z]?(?:[/\-][0-9]{1,4})?,[ \t]*((?:[A-Z]{1,2}-)?(?:[0-9]{5}|[0-9]{4}[ \t]?[A-Z]{2}|[0-9]{2}-[0-9]{3}|[0-9]{3}[ \t][0-9]{2}|[0-9]{4}))[ \t]+(\p{Lu}[\p{L}\-]+(?:[ \t]+\p{Lu}[\p{L}\-]+)?)",
+            ),
+            addr_uk_line: re(
+                r"(?:(?:Flat|Apartment|Apt|Unit|Suite|Room|Studio)\.?[ \t]+[0-9]{1,4}[A-Za-z]?,?[ \t]+)?[0-9]{1,4}[A-Za-z]?[ \t]+[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+){0,3},[ \t]*(?:[A-Z][a-z]+(?:[ \t\-]+[A-Z][a-z]+){0,2},?[ \t]+)?(?:[A-Z]{1,2}[0-9][A-Z0-9]?|GIR)[ ][0-9][ABD-HJLNP-UW-Z]{2}(?-u:\b)",
             ),
             po_box: re(
                 r"(?i)(?-u:\b)(?:p\.?[ ]?o\.?[ \t]*box|post[ \t]+office[ \t]+box)[ \t]+[0-9]{1,8}(?-u:\b)",
@@ -428,6 +439,8 @@ impl Detectors {
             ("addr_de", &self.addr_de),
             ("addr_fr", &self.addr_fr),
             ("addr_es", &self.addr_es),
+            ("addr_eu_line", &self.addr_eu_line),
+            ("addr_uk_line", &self.addr_uk_line),
             ("po_box", &self.po_box),
             ("zip_ctx", &self.zip_ctx),
             ("city_state_zip", &self.city_state_zip),
@@ -558,7 +571,7 @@ impl Detectors {
         let mut private_key = false;
         if long && (f.upper || f.underscore || f.dash) {
             self.find_secrets(s, out);
-            if f.dash && memmem::find(b, b"PRIVATE KEY").is_some() {
+            if f.dash && super::contains_bytes(b, b"PRIVATE KEY") {
                 private_key = true;
                 for m in self.pem.find_iter(s) {
                     let norm: String = m.as_str().replace("\\n", "").split_whitespace().collect();
@@ -607,7 +620,7 @@ impl Detectors {
                 }
             }
         }
-        if f.colon && memmem::find(b, b"://").is_some() {
+        if f.colon && super::contains_bytes(b, b"://") {
             if f.at {
                 for c in self.url_creds.captures_iter(s) {
                     let g = c.get(1).expect("group");
@@ -623,7 +636,7 @@ impl Detectors {
                     }
                 }
             }
-            if memmem::find(b, b"hooks.slack.com").is_some() {
+            if super::contains_bytes(b, b"hooks.slack.com") {
                 for c in self.slack_hook.captures_iter(s) {
                     let g = c.get(1).expect("group");
                     push(
@@ -658,15 +671,15 @@ impl Detectors {
                 }
             }
         }
-        if f.dot && f.digits >= 2 && memmem::find(b, b"%40").is_some() {
+        if f.dot && f.digits >= 2 && super::contains_bytes(b, b"%40") {
             self.find_encoded_emails(s, out);
         }
         if f.bracket
-            && (memmem::find(b, b"at]").is_some()
-                || memmem::find(b, b"at)").is_some()
-                || memmem::find(b, b"AT]").is_some()
-                || memmem::find(b, b"AT)").is_some()
-                || memmem::find(b, b"at}").is_some())
+            && (super::contains_bytes(b, b"at]")
+                || super::contains_bytes(b, b"at)")
+                || super::contains_bytes(b, b"AT]")
+                || super::contains_bytes(b, b"AT)")
+                || super::contains_bytes(b, b"at}"))
         {
             for m in self.email_obf.find_iter(s) {
                 let norm = deobfuscate_email(m.as_str());
@@ -676,7 +689,7 @@ impl Detectors {
             }
         }
 
-        if f.lower && memmem::find(b, b" dot ").is_some() && memmem::find(b, b" at ").is_some() {
+        if f.lower && super::contains_bytes(b, b" dot ") && super::contains_bytes(b, b" at ") {
             for m in self.email_words.find_iter(s) {
                 let norm =
                     deobfuscate_email(&m.as_str().replace(" dot ", ".").replace(" at ", "@"));
@@ -715,7 +728,7 @@ impl Detectors {
                 }
             }
         }
-        if f.colon && b.len() >= 6 && memmem::find(b, b"::").is_some()
+        if f.colon && b.len() >= 6 && super::contains_bytes(b, b"::")
             || (f.colon && d >= 4 && b.len() >= 15)
         {
             self.find_ipv6(s, out);
@@ -759,7 +772,7 @@ impl Detectors {
                 }
             }
         }
-        if f.colon && (memmem::find(b, b"\":").is_some() || memmem::find(b, b"\" :").is_some()) {
+        if f.colon && (super::contains_bytes(b, b"\":") || super::contains_bytes(b, b"\" :")) {
             self.find_json_keys(s, out);
         }
     }
@@ -829,7 +842,7 @@ impl Detectors {
                     push(out, cs + m.start(), cs + m.end(), Detail::Phone, d);
                 }
             }
-            if memmem::find(w.as_bytes(), b"00").is_some() {
+            if super::contains_bytes(w.as_bytes(), b"00") {
                 // only where the cluster starts: "DE89 3704 0044 0532..." is no phone
                 for m in self.phone_00.find_iter(w).filter(|m| m.start() == 0) {
                     let (ms, me) = (cs + m.start(), cs + m.end());
@@ -1199,9 +1212,16 @@ impl Detectors {
                 for m in self.uk_postcode.find_iter(s) {
                     push_address(out, s, m.start(), m.end());
                 }
+                if f.lower && memchr::memchr(b',', b).is_some() {
+                    for m in self.addr_uk_line.find_iter(s) {
+                        if at_word_start(s, m.start()) {
+                            push_address(out, s, m.start(), m.end());
+                        }
+                    }
+                }
             }
         }
-        if memmem::find(b, b"ox ").is_some() || memmem::find(b, b"OX ").is_some() {
+        if super::contains_bytes(b, b"ox ") || super::contains_bytes(b, b"OX ") {
             for m in self.po_box.find_iter(s) {
                 push_address(out, s, m.start(), m.end());
             }
@@ -1217,7 +1237,7 @@ impl Detectors {
             b"Post code",
             b"PLZ",
         ];
-        if ZIP.iter().any(|k| memmem::find(b, k).is_some()) {
+        if ZIP.iter().any(|k| super::contains_bytes(b, k)) {
             for c in self.zip_ctx.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 push_address(out, s, g.start(), g.end());
@@ -1242,7 +1262,7 @@ impl Detectors {
             b"Weg ",
             b"Platz",
         ];
-        if DE.iter().any(|k| memmem::find(b, k).is_some()) {
+        if DE.iter().any(|k| super::contains_bytes(b, k)) {
             for m in self.addr_de.find_iter(s) {
                 if at_word_start(s, m.start()) {
                     push_address(out, s, m.start(), m.end());
@@ -1260,7 +1280,7 @@ impl Detectors {
             b"quai ",
             b"cours ",
         ];
-        if f.lower && FR.iter().any(|k| memmem::find(b, k).is_some()) {
+        if f.lower && FR.iter().any(|k| super::contains_bytes(b, k)) {
             for m in self.addr_fr.find_iter(s) {
                 push_address(out, s, m.start(), m.end());
             }
@@ -1280,9 +1300,24 @@ impl Detectors {
             b"Travessa ",
             b"Carrer ",
         ];
-        if ES.iter().any(|k| memmem::find(b, k).is_some()) {
+        if ES.iter().any(|k| super::contains_bytes(b, k)) {
             for m in self.addr_es.find_iter(s) {
                 if at_word_start(s, m.start()) {
+                    push_address(out, s, m.start(), m.end());
+                }
+            }
+        }
+        // street, number, postcode, town: a four-digit postcode (also a
+        // year) counts only before a listed town
+        if f.upper && f.lower && f.digits >= 5 && memchr::memchr(b',', b).is_some() {
+            for c in self.addr_eu_line.captures_iter(s) {
+                let m = c.get(0).expect("match");
+                let code = c.get(1).expect("postcode").as_str();
+                let town = c.get(2).expect("town").as_str();
+                let bare_four = code.len() == 4 && code.bytes().all(|d| d.is_ascii_digit());
+                if at_word_start(s, m.start())
+                    && (!bare_four || super::places::Places::get().contains(town))
+                {
                     push_address(out, s, m.start(), m.end());
                 }
             }

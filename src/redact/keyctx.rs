@@ -59,6 +59,8 @@ const PLACE_KEYS: &[&str] = &[
     "departure",
     "arrival",
     "destinationcity",
+    "destination",
+    "dest",
     "locality",
 ];
 
@@ -791,6 +793,34 @@ fn split_people(v: &str) -> Vec<(usize, usize)> {
     parts
 }
 
+/// A word written as a name: an upper-case letter, then 1-19 lower-case
+/// letters (inner hyphens and apostrophes allowed), and not ending as
+/// English nouns and product words do ("Migration", "Dashboard").
+fn name_word_shape(w: &str) -> bool {
+    let mut cs = w.chars();
+    let Some(c0) = cs.next() else {
+        return false;
+    };
+    let n = w.chars().count();
+    if !c0.is_uppercase() || !(2..=20).contains(&n) {
+        return false;
+    }
+    let mut prev_sep = false;
+    for c in cs {
+        if c == '-' || c == '\'' || c == '\u{2019}' {
+            if prev_sep {
+                return false;
+            }
+            prev_sep = true;
+        } else if c.is_lowercase() || (prev_sep && c.is_uppercase()) {
+            prev_sep = false;
+        } else {
+            return false;
+        }
+    }
+    !prev_sep && !super::names::thing_ending(w)
+}
+
 /// Does `p` read as a person's name? Letters, spaces, apostrophes, hyphens
 /// and dots only; 1-5 words. Under a [`KeyKind::Person`] key any
 /// capitalised name counts; [`KeyKind::PersonSoft`] also rejects team and
@@ -865,7 +895,7 @@ fn name_shaped(det: &Detectors, p: &str, kind: KeyKind) -> bool {
                 && if words.len() == 1 {
                     names.is_known_first(words[0])
                 } else {
-                    no_stop()
+                    no_stop() && !words.iter().any(|w| names.is_org_word(w))
                 }
         }
         _ => {
@@ -875,9 +905,31 @@ fn name_shaped(det: &Detectors, p: &str, kind: KeyKind) -> bool {
             if words.len() == 1 {
                 return names.is_known_first(words[0]);
             }
-            no_stop()
-                && (names.is_known_name_word(words[0])
-                    || names.is_known_name_word(words[words.len() - 1]))
+            if !no_stop() {
+                return false;
+            }
+            // A listed name (not also a common word or a place) first or
+            // last: "Maria Gonzalez", not "Harvest Moon" or "Beef Wellington".
+            let places = super::places::Places::get();
+            let evidence = |w: &str| {
+                names.is_plain_name_word(w) && !places.contains(w) && !super::names::thing_ending(w)
+            };
+            if (evidence(words[0]) || evidence(words[words.len() - 1]))
+                && !words.iter().any(|w| names.is_org_word(w))
+            {
+                return true;
+            }
+            // Two or three unlisted words shaped like a name, one of them a
+            // surname by its ending ("Ivana Lewandowska"), none an
+            // organisation word, the whole not a place. Shape alone is not
+            // enough here: projects, products, recipes and pets are named
+            // the same way ("Apollo Migration", "Beef Wellington").
+            words.len() <= 3
+                && words
+                    .iter()
+                    .all(|w| name_word_shape(w) && !names.is_org_word(w))
+                && words.iter().any(|w| names.has_surname_ending(w))
+                && !super::places::Places::get().contains(p)
         }
     }
 }

@@ -85,7 +85,7 @@ mod places;
 mod pseudonym;
 mod validate;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::anyhow;
 use hmac::Mac;
@@ -320,45 +320,42 @@ impl Redactor {
         });
     }
 
-    /// Adds every other whole-word occurrence of an already found name.
-    /// Few names: one memmem pass each; many: one multi-literal regex pass
-    /// (built once per call), so a call with thousands of names stays linear.
+    /// Adds every other whole-word occurrence of an already found name:
+    /// one pass over the text's word starts, looking each up in the call's
+    /// name index (built once per call), so the cost does not grow with
+    /// the number of names and nothing is compiled per call.
     fn propagate(&self, text: &str, names: &Propagation, spans: &mut Vec<Span>) {
-        let b = text.as_bytes();
         let before = spans.len();
-        let hit = |i: usize, e: usize, spans: &mut Vec<Span>| {
-            let left_ok = i == 0
-                || !text[..i]
-                    .chars()
-                    .next_back()
-                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
-            let right_ok = e >= b.len()
-                || !text[e..]
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
-            if left_ok && right_ok {
-                spans.push(Span {
-                    start: i,
-                    end: e,
-                    detail: Detail::Person,
-                    norm: names::normalise_name(&text[i..e]),
-                });
-            }
-        };
-        match names.regex() {
-            Some(re) => {
-                for m in re.find_iter(text) {
-                    hit(m.start(), m.end(), spans);
+        let index = names.index();
+        let b = text.as_bytes();
+        let is_word = |c: char| c.is_alphanumeric() || c == '_';
+        let mut prev_word = false;
+        let mut i = 0;
+        while i < b.len() {
+            let c0 = b[i];
+            let (ch, len) = if c0 < 0x80 {
+                (c0 as char, 1)
+            } else {
+                let ch = text[i..].chars().next().expect("char boundary");
+                (ch, ch.len_utf8())
+            };
+            if !prev_word && i + 1 < b.len() && index.first[c0 as usize] {
+                let ends_word = |e: usize| !text[e..].chars().next().is_some_and(is_word);
+                if let Some(found) = index.match_at(&names.names, text, i, ends_word) {
+                    let e = i + found.len();
+                    spans.push(Span {
+                        start: i,
+                        end: e,
+                        detail: Detail::Person,
+                        norm: names::normalise_name(&text[i..e]),
+                    });
+                    i = e;
+                    prev_word = text[..e].chars().next_back().is_some_and(is_word);
+                    continue;
                 }
             }
-            None => {
-                for name in &names.names {
-                    for i in memchr::memmem::find_iter(b, name.as_bytes()) {
-                        hit(i, i + name.len(), spans);
-                    }
-                }
-            }
+            prev_word = is_word(ch);
+            i += len;
         }
         if spans.len() > before {
             self.drop_allowed(text, spans);
@@ -409,11 +406,9 @@ impl Pseudonyms {
 struct Propagation {
     names: Vec<String>,
     seen: HashSet<String>,
-    re: std::sync::OnceLock<Option<regex::Regex>>,
+    index: std::sync::OnceLock<NameIndex>,
 }
 
-/// Above this many names, one regex pass beats one memmem pass per name.
-const PROPAGATE_REGEX_FROM: usize = 6;
 /// Names kept per call for propagation (a bound on work for huge dumps).
 const PROPAGATE_MAX: usize = 20_000;
 
@@ -423,29 +418,74 @@ impl Propagation {
     }
 
     fn add(&mut self, name: &str) {
-        if self.names.len() < PROPAGATE_MAX && !self.seen.contains(name) {
+        if name.len() >= 2
+            && self.names.len() < PROPAGATE_MAX
+            && !self.seen.contains(name)
+            && self.index.get().is_none()
+        {
             self.seen.insert(name.to_string());
             self.names.push(name.to_string());
         }
     }
 
-    fn regex(&self) -> Option<&regex::Regex> {
-        if self.names.len() < PROPAGATE_REGEX_FROM {
-            return None;
-        }
-        self.re
-            .get_or_init(|| {
-                let mut sorted: Vec<&String> = self.names.iter().collect();
-                // longest first, so "Sarah Johnson" wins over "Sarah"
-                sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-                let alt: Vec<String> = sorted.iter().map(|n| regex::escape(n)).collect();
-                regex::RegexBuilder::new(&alt.join("|"))
-                    .size_limit(256 << 20)
-                    .build()
-                    .ok()
-            })
-            .as_ref()
+    fn index(&self) -> &NameIndex {
+        self.index.get_or_init(|| NameIndex::new(&self.names))
     }
+}
+
+/// The call's names by their first two bytes, longest first within each.
+struct NameIndex {
+    /// Whether any name starts with this byte (a cheap first test).
+    first: [bool; 256],
+    by_prefix: HashMap<[u8; 2], Vec<u32>>,
+}
+
+impl NameIndex {
+    fn new(names: &[String]) -> NameIndex {
+        let mut first = [false; 256];
+        let mut by_prefix: HashMap<[u8; 2], Vec<u32>> = HashMap::new();
+        for (k, n) in names.iter().enumerate() {
+            let b = n.as_bytes();
+            first[b[0] as usize] = true;
+            by_prefix.entry([b[0], b[1]]).or_default().push(k as u32);
+        }
+        for v in by_prefix.values_mut() {
+            // longest first, so "Sarah Johnson" wins over "Sarah"
+            v.sort_by(|&a, &b| {
+                let (a, b) = (&names[a as usize], &names[b as usize]);
+                b.len().cmp(&a.len()).then(a.cmp(b))
+            });
+        }
+        NameIndex { first, by_prefix }
+    }
+
+    /// The longest name that `text` holds at byte `i` and that ends where
+    /// `ends_word` says a word ends.
+    fn match_at<'n>(
+        &self,
+        names: &'n [String],
+        text: &str,
+        i: usize,
+        ends_word: impl Fn(usize) -> bool,
+    ) -> Option<&'n str> {
+        let b = text.as_bytes();
+        let cands = self.by_prefix.get(&[b[i], b[i + 1]])?;
+        cands
+            .iter()
+            .map(|&k| names[k as usize].as_str())
+            .find(|n| b[i..].starts_with(n.as_bytes()) && ends_word(i + n.len()))
+    }
+}
+
+/// Whether `hay` holds the short `needle`: a memchr for its first byte and
+/// a compare, with none of a substring searcher's set-up cost (which
+/// dominates for the few-byte needles the detectors gate on).
+#[inline]
+pub(crate) fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    memchr::memchr_iter(first, hay).any(|p| hay[p + 1..].starts_with(rest))
 }
 
 /// Keeps the findings that do not overlap a better one. Better: lower

@@ -81,6 +81,11 @@ enum Trigger {
     /// "with", "by", "and", "from" - a plainly known name, or two words with
     /// a listed name.
     Weak,
+    /// Phrases that take a person ("loop in", "on behalf of", "addressed
+    /// to", "a call with", "a table for"): a known name, or two or three
+    /// unlisted capitalised words that make up the whole run, none an
+    /// organisation word.
+    Person,
 }
 
 const TRIGGERS: &[(&str, Trigger)] = &[
@@ -186,17 +191,12 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("by", Trigger::Weak),
     ("for", Trigger::Weak),
     ("contact", Trigger::Weak),
-    ("ask", Trigger::Medium),
     ("tell", Trigger::Medium),
-    ("ping", Trigger::Medium),
-    ("cc", Trigger::Weak),
     ("met", Trigger::Medium),
     ("meet", Trigger::Medium),
     ("and", Trigger::Weak),
     ("from", Trigger::Weak),
-    ("from:", Trigger::Weak),
     ("to", Trigger::Weak),
-    ("to:", Trigger::Weak),
     ("spoke to", Trigger::Medium),
     ("spoke with", Trigger::Medium),
     ("talked to", Trigger::Medium),
@@ -217,11 +217,241 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("colleague", Trigger::Medium),
     ("manager", Trigger::Medium),
     ("boss", Trigger::Medium),
-    ("patient", Trigger::Medium),
     ("client", Trigger::Medium),
     ("customer", Trigger::Medium),
     ("tenant", Trigger::Medium),
-    ("according to", Trigger::Weak),
+    ("loop in", Trigger::Person),
+    ("looping in", Trigger::Person),
+    ("looped in", Trigger::Person),
+    ("on behalf of", Trigger::Person),
+    ("addressed to", Trigger::Person),
+    ("address it to", Trigger::Person),
+    ("forward this to", Trigger::Person),
+    ("forward it to", Trigger::Person),
+    ("forwarded to", Trigger::Person),
+    ("forward to", Trigger::Person),
+    ("send it to", Trigger::Person),
+    ("send this to", Trigger::Person),
+    ("call with", Trigger::Person),
+    ("meeting with", Trigger::Person),
+    ("meet with", Trigger::Person),
+    ("chat with", Trigger::Person),
+    ("appointment with", Trigger::Person),
+    ("interview with", Trigger::Person),
+    ("follow up with", Trigger::Person),
+    ("check with", Trigger::Person),
+    ("reach out to", Trigger::Person),
+    ("escalate to", Trigger::Person),
+    ("hand it over to", Trigger::Person),
+    ("introduce me to", Trigger::Person),
+    ("introduce you to", Trigger::Person),
+    ("table for", Trigger::Person),
+    ("reservation for", Trigger::Person),
+    ("booking for", Trigger::Person),
+    ("a ticket for", Trigger::Person),
+    ("invite", Trigger::Person),
+    ("invited", Trigger::Person),
+    ("cc", Trigger::Person),
+    ("married to", Trigger::Person),
+    ("sent by", Trigger::Person),
+    ("written by", Trigger::Person),
+    ("approved by", Trigger::Person),
+    ("ping", Trigger::Person),
+    ("from:", Trigger::Person),
+    ("to:", Trigger::Person),
+    ("according to", Trigger::Person),
+    ("ask", Trigger::Person),
+    ("patient", Trigger::Person),
+    ("remind", Trigger::Person),
+    ("try", Trigger::Person),
+    ("reply to", Trigger::Person),
+    ("respond to", Trigger::Person),
+    ("email to", Trigger::Person),
+    ("message to", Trigger::Person),
+    ("note to", Trigger::Person),
+    ("letter to", Trigger::Person),
+    ("message from", Trigger::Person),
+    ("email from", Trigger::Person),
+    ("call from", Trigger::Person),
+    ("note from", Trigger::Person),
+    ("letter from", Trigger::Person),
+    ("thanks to", Trigger::Person),
+    ("thanks again to", Trigger::Person),
+    ("assign to", Trigger::Person),
+    ("assign it to", Trigger::Person),
+    ("assign this to", Trigger::Person),
+    ("ticket to", Trigger::Person),
+    ("opened by", Trigger::Person),
+    ("created by", Trigger::Person),
+    ("submitted by", Trigger::Person),
+    ("filed by", Trigger::Person),
+    ("raised by", Trigger::Person),
+    ("me and", Trigger::Person),
+    ("order for", Trigger::Person),
+    ("attendees were", Trigger::Strong),
+    ("attendees are", Trigger::Strong),
+    ("participants were", Trigger::Strong),
+    ("participants are", Trigger::Strong),
+];
+
+/// Verbs that, right after a run of capitalised words, say the run is
+/// somebody: "Tadeo Underwood reported that...".
+const REPORTING_VERBS: &[&str] = &[
+    "reported",
+    "reports",
+    "said",
+    "says",
+    "wrote",
+    "writes",
+    "asked",
+    "asks",
+    "mentioned",
+    "confirmed",
+    "replied",
+    "noted",
+    "complained",
+    "requested",
+    "explained",
+    "emailed",
+    "texted",
+    "phoned",
+    "told",
+    "thinks",
+    "thought",
+    "wants",
+    "wanted",
+    "needs",
+    "called",
+    "signed",
+    "agreed",
+    "approved",
+    "declined",
+    "recommended",
+    "suggested",
+    "promised",
+];
+
+/// Capitalised words that make a run an organisation, a team or a thing,
+/// not a person, after a person-taking phrase ("a call with Acme Labs").
+const ORG_WORDS: &[&str] = &[
+    "labs",
+    "lab",
+    "traders",
+    "trading",
+    "holdings",
+    "ventures",
+    "industries",
+    "logistics",
+    "capital",
+    "consulting",
+    "media",
+    "studios",
+    "studio",
+    "motors",
+    "airlines",
+    "airways",
+    "insurance",
+    "pharma",
+    "health",
+    "healthcare",
+    "foods",
+    "energy",
+    "partners",
+    "group",
+    "payable",
+    "receivable",
+    "desk",
+    "helpdesk",
+    "ops",
+    "devops",
+    "security",
+    "compliance",
+    "procurement",
+    "payroll",
+    "hr",
+    "it",
+    "qa",
+    "infra",
+    "infrastructure",
+    "platform",
+    "backend",
+    "frontend",
+    "design",
+    "growth",
+    "success",
+    "onboarding",
+    "recruiting",
+    "talent",
+    "brunch",
+    "lunch",
+    "dinner",
+    "breakfast",
+    "night",
+    "day",
+    "eve",
+    "weekend",
+    "party",
+    "club",
+    "bar",
+    "grill",
+    "kitchen",
+    "bistro",
+    "tavern",
+    "pub",
+    "inn",
+    "lounge",
+    "suite",
+    "room",
+    "deck",
+    "calendar",
+    "drive",
+    "docs",
+    "sheets",
+    "forms",
+    "mail",
+    "chrome",
+    "cloud",
+    "console",
+    "store",
+    "shop",
+    "express",
+    "prime",
+    "plus",
+    "pro",
+    "max",
+    "mini",
+    "air",
+    "one",
+    "go",
+    "audit",
+    "internal",
+    "external",
+    "acquisition",
+    "relations",
+    "affairs",
+    "facilities",
+    "accounting",
+    "treasury",
+    "analytics",
+    "insights",
+    "strategy",
+    "research",
+    "planning",
+    "logistics",
+    "fulfillment",
+    "warehouse",
+    "dispatch",
+    "tier",
+    "level",
+    "squad",
+    "crew",
+    "works",
+    "systems",
+    "solutions",
+    "technologies",
+    "software",
+    "networks",
+    "digital",
 ];
 
 /// Where the last name found ended, and whether it came from a strong
@@ -287,10 +517,14 @@ impl NameModel {
             r"(?i)(?-u:\b)(?:my name is|my name's|i am called|call me)[ \t]+([a-z][a-z'\-]{1,30})(?:[ \t]+([a-z][a-z'\-]{1,30}))?",
         )
         .expect("valid regex");
-        let mut triggers = vec![Vec::new(); 256];
+        let mut triggers: Vec<Vec<(&'static [u8], Trigger)>> = vec![Vec::new(); 256];
         for (pat, t) in TRIGGERS {
             let p = pat.as_bytes();
             triggers[p[p.len() - 1] as usize].push((p, *t));
+        }
+        // the longest phrase that ends here wins ("a call with" over "with")
+        for bucket in &mut triggers {
+            bucket.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         }
         NameModel {
             map,
@@ -328,6 +562,12 @@ impl NameModel {
         f & FIRST != 0 && f & AMBIG == 0
     }
 
+    /// A listed given name or surname that is not also a common word.
+    pub fn is_plain_name_word(&self, word: &str) -> bool {
+        let f = self.token_flags(word);
+        f & (FIRST | SURNAME) != 0 && f & (AMBIG | STOP) == 0
+    }
+
     pub fn is_known_name_word(&self, word: &str) -> bool {
         self.token_flags(word) & (FIRST | SURNAME) != 0
     }
@@ -336,6 +576,16 @@ impl NameModel {
     /// not a stop word, honorific, particle or ambiguous name.
     pub fn propagatable(&self, word: &str) -> bool {
         self.token_flags(word) & (STOP | AMBIG | HONORIFIC | GREETING | PARTICLE) == 0
+    }
+
+    /// A surname by its ending ("Lewandowski", "Petrović", "Raghunathan").
+    pub fn has_surname_ending(&self, word: &str) -> bool {
+        surname_ending(word)
+    }
+
+    /// An organisation, team or product word ("Labs", "Payable", "Cloud").
+    pub fn is_org_word(&self, word: &str) -> bool {
+        ORG_WORDS.iter().any(|o| word.eq_ignore_ascii_case(o))
     }
 
     pub fn is_stop(&self, word: &str) -> bool {
@@ -404,9 +654,9 @@ impl NameModel {
             self.process_run(text, &toks, &mut last_person, out);
             i = run_end.max(i + 1);
         }
-        if memchr::memmem::find(b, b"name").is_some()
-            || memchr::memmem::find(b, b"all me").is_some()
-            || memchr::memmem::find(b, b"called").is_some()
+        if super::contains_bytes(b, b"name")
+            || super::contains_bytes(b, b"all me")
+            || super::contains_bytes(b, b"called")
         {
             self.find_lowercase(text, out);
         }
@@ -662,7 +912,11 @@ impl NameModel {
             }
             if t.flags & GREETING != 0 {
                 let m = take_name_tokens(toks, k + 1, 3);
-                if m > k + 1 {
+                // "Dear Field Sales team": a run that goes on into a blocked
+                // word or a team word is not somebody
+                let goes_on = (m < n && toks[m].flags & BLOCK != 0)
+                    || before_team_word(text, toks[m.max(k + 1) - 1].next);
+                if m > k + 1 && !goes_on {
                     let known = toks[k + 1].flags & (FIRST | SURNAME) != 0;
                     let ends = m == n && terminator_after(text, toks[n - 1].next, false);
                     if known || ends {
@@ -684,8 +938,13 @@ impl NameModel {
                 let m = take_name_tokens(toks, 0, 3);
                 if m > 0 {
                     let (trig, chain_strong) = self.trigger_before(text, toks[0].start, *last);
-                    if trig != Trigger::None
-                        && self.accept_triggered(text, toks, m, trig, chain_strong)
+                    let reported = trig == Trigger::None
+                        && m == n
+                        && self.before_reporting_verb(text, toks[m - 1].next)
+                        && self.unlisted_person(text, &toks[..m]);
+                    if reported
+                        || (trig != Trigger::None
+                            && self.accept_triggered(text, toks, m, trig, chain_strong))
                     {
                         let strong = matches!(
                             trig,
@@ -828,8 +1087,19 @@ impl NameModel {
         match trig {
             Trigger::None => false,
             Trigger::Strong => true,
-            Trigger::Signature => whole && signature_end(text, end_at),
-            Trigger::Greeting => known0 || (whole && terminator_after(text, end_at, false)),
+            Trigger::Signature => {
+                whole
+                    && signature_end(text, end_at)
+                    && (toks[..m].iter().any(plain)
+                        || self.unlisted_person(text, &toks[..m])
+                        || m == 1)
+            }
+            Trigger::Greeting => {
+                let goes_on = m < n && toks[m].flags & BLOCK != 0;
+                !goes_on
+                    && !before_team_word(text, end_at)
+                    && (known0 || (whole && terminator_after(text, end_at, false)))
+            }
             Trigger::List => {
                 whole
                     && terminator_after(text, end_at, true)
@@ -841,7 +1111,41 @@ impl NameModel {
                     || two_with_listed
             }
             Trigger::Weak => plain(&toks[0]) || two_with_listed,
+            Trigger::Person => {
+                plain(&toks[0])
+                    || two_with_listed
+                    || (whole && self.unlisted_person(text, &toks[..m]))
+            }
         }
+    }
+
+    /// Two or three unlisted capitalised words that can be a person's name
+    /// (with strong evidence from around them): no initials, no
+    /// organisation, team or product words.
+    fn unlisted_person(&self, text: &str, toks: &[Tok]) -> bool {
+        let words = toks.iter().filter(|t| !t.particle).count();
+        (2..=3).contains(&words)
+            && toks.iter().all(|t| {
+                let w = &text[t.start..t.end];
+                t.particle
+                    || (!t.initial
+                        && w.chars().count() >= 2
+                        && !looks_plural(w)
+                        && !thing_ending(w)
+                        && !ORG_WORDS.iter().any(|o| w.eq_ignore_ascii_case(o)))
+            })
+    }
+
+    /// A run followed by a reporting verb: "Tadeo Underwood reported ...".
+    fn before_reporting_verb(&self, text: &str, end: usize) -> bool {
+        let Some(rest) = text.get(end..).and_then(|r| r.strip_prefix(' ')) else {
+            return false;
+        };
+        let w = rest
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .next()
+            .unwrap_or("");
+        REPORTING_VERBS.contains(&w) || rest.starts_with("and I ") || rest.starts_with("and me ")
     }
 }
 
@@ -859,8 +1163,45 @@ fn surname_ending(w: &str) -> bool {
     w.chars().count() >= 6 && ENDINGS.iter().any(|e| l.ends_with(e))
 }
 
+/// Endings of English abstract nouns and product words ("Migration",
+/// "Reliability", "Dashboard"), rare in names.
+pub(crate) fn thing_ending(w: &str) -> bool {
+    const THING_ENDINGS: &[&str] = &[
+        "tion", "sion", "ment", "ness", "ity", "ing", "ance", "ence", "ship", "ware", "board",
+        "book", "flow", "desk", "hub", "kit", "box", "base", "plan", "ics", "ogy", "ism",
+    ];
+    let l = w.to_lowercase();
+    THING_ENDINGS.iter().any(|e| l.ends_with(e))
+}
+
+/// An English plural ("Toys", "Works", "Cycles"): an `s` after anything
+/// but a vowel other than `e`. Unlisted surnames end in -is, -os, -as,
+/// -us far more often ("Papadakis", "Santos").
+fn looks_plural(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() >= 4
+        && b[b.len() - 1] == b's'
+        && !matches!(b[b.len() - 2], b'a' | b'i' | b'o' | b'u' | b's')
+}
+
 fn is_plain_surname(t: &Tok) -> bool {
     t.flags & SURNAME != 0 && t.flags & (AMBIG | BLOCK) == 0 && !t.particle && !t.initial
+}
+
+/// "team", "squad", "folks" right after a run: "Dear Field Sales team".
+fn before_team_word(text: &str, pos: usize) -> bool {
+    let rest = text.get(pos..).unwrap_or("");
+    let Some(rest) = rest.strip_prefix(' ') else {
+        return false;
+    };
+    let w = rest
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    matches!(
+        w,
+        "team" | "teams" | "squad" | "folks" | "crew" | "department" | "group"
+    )
 }
 
 /// Punctuation or end right after a name ("I'm Grace.", "this is Will,"),

@@ -84,6 +84,9 @@ const AFTER: &[&str] = &[
 pub(crate) struct Places {
     /// Lower-cased names, words separated by one space.
     names: HashSet<String>,
+    /// The lower-cased first word of every name: most capitalised words
+    /// start no place, and are passed over with one lookup.
+    first_words: HashSet<String>,
 }
 
 static PLACES: LazyLock<Places> = LazyLock::new(|| {
@@ -91,24 +94,37 @@ static PLACES: LazyLock<Places> = LazyLock::new(|| {
     flate2::read::GzDecoder::new(DATA)
         .read_to_string(&mut text)
         .expect("the bundled places list is valid gzip UTF-8");
-    Places {
-        names: text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| key_of(l.split_whitespace()))
-            .collect(),
-    }
+    let names: HashSet<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| key_of(l.split_whitespace()))
+        .collect();
+    let first_words = names
+        .iter()
+        .map(|n| n.split(' ').next().unwrap_or(n).to_string())
+        .collect();
+    Places { names, first_words }
 });
 
 fn key_of<'a>(words: impl Iterator<Item = &'a str>) -> String {
     let mut k = String::new();
+    key_into(&mut k, words);
+    k
+}
+
+/// Writes the lookup key of `words` (lower case, one space) into `k`.
+fn key_into<'a>(k: &mut String, words: impl Iterator<Item = &'a str>) {
+    k.clear();
     for w in words {
         if !k.is_empty() {
             k.push(' ');
         }
-        k.extend(w.chars().flat_map(char::to_lowercase));
+        if w.is_ascii() {
+            k.extend(w.bytes().map(|c| c.to_ascii_lowercase() as char));
+        } else {
+            k.extend(w.chars().flat_map(char::to_lowercase));
+        }
     }
-    k
 }
 
 /// A word of the text: byte range, and whether it starts with a capital.
@@ -168,9 +184,15 @@ impl Places {
         let ws = words(text);
         let lower = |w: &Word| text[w.start..w.end].to_lowercase();
         let mut out = Vec::new();
+        let mut key = String::new();
         let mut i = 0;
         while i < ws.len() {
             if !ws[i].upper {
+                i += 1;
+                continue;
+            }
+            key_into(&mut key, std::iter::once(&text[ws[i].start..ws[i].end]));
+            if !self.first_words.contains(&key) {
                 i += 1;
                 continue;
             }
@@ -184,7 +206,7 @@ impl Places {
                 {
                     continue;
                 }
-                let key = key_of(group.iter().map(|w| &text[w.start..w.end]));
+                key_into(&mut key, group.iter().map(|w| &text[w.start..w.end]));
                 if self.names.contains(&key) && (n > 1 || self.one_word_context(&ws, i, &lower)) {
                     hit = Some(n);
                     break;
