@@ -75,6 +75,7 @@
 //!   `"key": "value"` pairs inside text; numbers under id-like keys become
 //!   placeholder strings; object keys are redacted like values.
 
+mod cache;
 mod detect;
 mod key;
 mod keyctx;
@@ -170,6 +171,8 @@ pub struct Redactor {
     allow_values: HashSet<String>,
     allow_set: Option<RegexSet>,
     detect_names: bool,
+    /// Identifies this redactor's entries in the per-thread findings memo.
+    memo_id: u64,
 }
 
 impl Redactor {
@@ -211,6 +214,7 @@ impl Redactor {
                 .collect(),
             allow_set,
             detect_names: cfg.detect_names,
+            memo_id: cache::new_id(),
         })
     }
 
@@ -270,6 +274,16 @@ impl Redactor {
 
     /// All findings for one field, allow-listed ones removed, overlaps resolved.
     fn detect_field(&self, text: &str, key: Option<&str>, out: &mut Vec<Span>) {
+        if out.is_empty() {
+            cache::spans_of(self.memo_id, key, text, out, |out| {
+                self.detect_field_uncached(text, key, out)
+            });
+        } else {
+            self.detect_field_uncached(text, key, out);
+        }
+    }
+
+    fn detect_field_uncached(&self, text: &str, key: Option<&str>, out: &mut Vec<Span>) {
         let view = View::new(text);
         let mut settled = false;
         if let Some(kind) = key.and_then(keyctx::classify_key) {
@@ -477,15 +491,31 @@ impl NameIndex {
     }
 }
 
-/// Whether `hay` holds the short `needle`: a memchr for its first byte and
-/// a compare, with none of a substring searcher's set-up cost (which
+/// Whether `hay` holds the short `needle`: a memchr for its rarest byte
+/// and a compare, with none of a substring searcher's set-up cost (which
 /// dominates for the few-byte needles the detectors gate on).
 #[inline]
 pub(crate) fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
+    // How common a byte is in log text: letters, digits and spaces most.
+    fn commonness(b: u8) -> u8 {
+        match b {
+            b'a'..=b'z' | b' ' => 3,
+            b'A'..=b'Z' | b'0'..=b'9' | b'"' | b',' | b'.' | b'\n' => 2,
+            _ => 1,
+        }
+    }
+    if needle.is_empty() {
         return true;
-    };
-    memchr::memchr_iter(first, hay).any(|p| hay[p + 1..].starts_with(rest))
+    }
+    let mut at = 0;
+    for (i, &b) in needle.iter().enumerate() {
+        if commonness(b) < commonness(needle[at]) {
+            at = i;
+        }
+    }
+    let (before, after) = (at, needle.len() - at);
+    memchr::memchr_iter(needle[at], hay)
+        .any(|p| p >= before && p + after <= hay.len() && &hay[p - before..p + after] == needle)
 }
 
 /// Keeps the findings that do not overlap a better one. Better: lower

@@ -888,6 +888,54 @@ fn names_found_anywhere_in_a_call_are_redacted_everywhere_in_it() {
 }
 
 #[test]
+fn propagation_matches_whole_words_only_and_falls_back_to_shorter_names() {
+    let r = redactor();
+    let mut c = Call::default();
+    c.messages
+        .push(Message::text(Role::User, "Attendees: Zanele Mokoena"));
+    // "Zanele Mokoenas" is not the whole name, but "Zanele" alone is;
+    // "Mokoenaville" and "xZanele" are other words.
+    c.response.content =
+        Some("Zanele Mokoenas wrote; Mokoenaville and xZanele stay; (Mokoena) agreed.".into());
+    let (out, _, _) = redact_calls(&r, vec![c]);
+    let text = out[0].messages[0].content.clone().unwrap_or_default()
+        + "\n"
+        + out[0].response.content.as_deref().unwrap_or("");
+    assert!(
+        text.contains("Mokoenaville") && text.contains("xZanele"),
+        "{text}"
+    );
+    assert!(!text.contains("Zanele Mokoenas"), "{text}");
+    assert!(!text.contains("(Mokoena)"), "{text}");
+}
+
+#[test]
+fn repeated_texts_give_the_same_findings_as_the_first_time() {
+    // The per-thread findings memo must not change results: the same long
+    // system prompt in many calls, with different keys and a second
+    // redactor configured differently (names off).
+    let prompt = "You are the travel desk of Acme. Escalate to Zanele Mokoena (zanele.mokoena@example.com, +44 20 7946 0958) when unsure.";
+    let r = redactor();
+    let mut first = None;
+    for _ in 0..3 {
+        let mut st = RedactStats::default();
+        let out = r.redact_text(prompt, &mut st);
+        assert!(!out.contains("Mokoena") && !out.contains("7946"), "{out}");
+        assert_eq!(first.get_or_insert_with(|| out.clone()), &out);
+    }
+    let mut cfg = RedactConfig::new(key());
+    cfg.detect_names = false;
+    let r2 = Redactor::new(cfg).unwrap();
+    let mut st = RedactStats::default();
+    let out2 = r2.redact_text(prompt, &mut st);
+    assert!(out2.contains("Zanele Mokoena"), "names off: {out2}");
+    assert!(!out2.contains("7946"), "{out2}");
+    // and back to the first redactor: names found again
+    let out3 = r.redact_text(prompt, &mut st);
+    assert!(!out3.contains("Mokoena"), "{out3}");
+}
+
+#[test]
 fn ordinary_business_text_is_left_alone() {
     let r = redactor();
     let paragraphs = [
