@@ -453,23 +453,25 @@ pub fn parse_time_ms(v: &Value) -> Option<i64> {
 
 /// A JSON value that may arrive as a JSON-encoded string (OTel attributes,
 /// Helicone bodies): returns the decoded value, or the value itself.
-pub fn decode_json_string(v: &Value) -> Value {
+/// Borrows the value when there is nothing to decode (no copy of a large
+/// request body).
+pub fn decode_json_string(v: &Value) -> std::borrow::Cow<'_, Value> {
     if let Value::String(s) = v {
         let t = s.trim_start();
         if t.starts_with('{') || t.starts_with('[') {
             if let Ok(parsed) = serde_json::from_str::<Value>(s) {
-                return parsed;
+                return std::borrow::Cow::Owned(parsed);
             }
         }
     }
-    v.clone()
+    std::borrow::Cow::Borrowed(v)
 }
 
 /// A response field that may be a JSON-encoded completion or message, or
 /// plain text that happens to be JSON (an extraction answer). Decodes only
 /// when the decoded value looks like a completion or an assistant message.
 pub fn decode_output(v: &Value) -> Value {
-    let d = decode_json_string(v);
+    let d = decode_json_string(v).into_owned();
     if matches!(v, Value::String(_)) {
         let looks = match &d {
             Value::Object(o) => ["choices", "role", "tool_calls", "object", "message"]

@@ -21,7 +21,7 @@ fn latency(start: Option<i64>, end: Option<i64>) -> Option<f64> {
 /// `messages` (and maybe `tools`), or a plain prompt string.
 fn input_messages(input: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>)> {
     let input = decode_json_string(input);
-    match &input {
+    match &*input {
         Value::Array(_) => Ok((openai::messages(Some(&input), path)?, vec![])),
         Value::Object(o) if o.contains_key("messages") => {
             let msgs = openai::messages(o.get("messages"), &format!("{path}.messages"))?;
@@ -38,7 +38,7 @@ fn input_messages(input: &Value, path: &str) -> Res<(Vec<Message>, Vec<ToolDef>)
 }
 
 fn tools_from(v: Option<&Value>, path: &str) -> Res<Vec<ToolDef>> {
-    match v.map(decode_json_string) {
+    match v.map(decode_json_string).as_deref() {
         Some(Value::Array(ts)) => ts
             .iter()
             .enumerate()

@@ -234,7 +234,7 @@ pub fn tool_def(t: &Value, path: &str) -> Res<ToolDef> {
         .get("parameters")
         .or_else(|| f.get("input_schema"))
         .or_else(|| f.get("inputSchema"))
-        .map(decode_json_string)
+        .map(|v| decode_json_string(v).into_owned())
         .unwrap_or(Value::Null);
     Ok(ToolDef {
         name,

@@ -177,7 +177,9 @@ fn span_events(span: &Value) -> Vec<(String, Map<String, Value>)> {
             // Some emitters (Semantic Kernel, Azure) put the whole event body,
             // e.g. {"role","content","tool_calls"} or {"message","finish_reason"},
             // in one `gen_ai.event.content` JSON attribute.
-            if let Some(Value::Object(body)) = a.get("gen_ai.event.content").map(decode_json_string)
+            if let Some(Value::Object(body)) = a
+                .get("gen_ai.event.content")
+                .map(|v| decode_json_string(v).into_owned())
             {
                 for (k, v) in body {
                     a.entry(k).or_insert(v);
@@ -276,7 +278,7 @@ fn span_content(
         }
     }
     if let Some(defs) = attrs.get("gen_ai.tool.definitions") {
-        match decode_json_string(defs) {
+        match &*decode_json_string(defs) {
             Value::Array(ts) => {
                 for (i, t) in ts.iter().enumerate() {
                     tools.push(openai::tool_def(
@@ -597,7 +599,7 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
             "gen_ai.choice" => {
                 let m = a
                     .get("message")
-                    .map(decode_json_string)
+                    .map(|v| decode_json_string(v).into_owned())
                     .unwrap_or(Value::Null);
                 let (content, tool_calls) = match &m {
                     Value::Object(_) => {
@@ -623,7 +625,7 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
             }
             "gen_ai.content.prompt" => {
                 if let Some(p) = a.get("gen_ai.prompt") {
-                    match decode_json_string(p) {
+                    match decode_json_string(p).into_owned() {
                         Value::String(s) => messages.push(Message::text(Role::User, s)),
                         arr @ Value::Array(_) => {
                             messages.extend(openai::messages(Some(&arr), "gen_ai.prompt")?)
@@ -637,7 +639,7 @@ fn from_events(events: &[(String, Map<String, Value>)]) -> Res<(Vec<Message>, Op
             "gen_ai.content.completion" => {
                 if let Some(c) = a.get("gen_ai.completion") {
                     let v = decode_json_string(c);
-                    let first = match &v {
+                    let first = match &*v {
                         Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
                         other => other.clone(),
                     };
@@ -800,7 +802,7 @@ fn flattened_tools(attrs: &Map<String, Value>) -> Res<Vec<ToolDef>> {
                 .map(str::to_string),
             parameters: f
                 .get("parameters")
-                .map(|v| decode_json_string(v))
+                .map(|v| decode_json_string(v).into_owned())
                 .unwrap_or(Value::Null),
         });
     }
