@@ -232,6 +232,63 @@ const US_STATES: &str =
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|\
     NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR";
 
+const GATE_ZIP: u8 = 1;
+const GATE_DE: u8 = 2;
+const GATE_FR: u8 = 4;
+const GATE_ES: u8 = 8;
+const GATE_PO_BOX: u8 = 16;
+const GATE_ALL: u8 = 31;
+
+/// Keywords that must appear before an address pattern is run, and the
+/// pattern group each opens.
+const ADDRESS_GATE_WORDS: &[(&str, u8)] = &[
+    ("zip", GATE_ZIP),
+    ("Zip", GATE_ZIP),
+    ("ZIP", GATE_ZIP),
+    ("postal", GATE_ZIP),
+    ("Postal", GATE_ZIP),
+    ("postcode", GATE_ZIP),
+    ("Postcode", GATE_ZIP),
+    ("Post code", GATE_ZIP),
+    ("PLZ", GATE_ZIP),
+    ("straße", GATE_DE),
+    ("strasse", GATE_DE),
+    ("str. ", GATE_DE),
+    ("Str. ", GATE_DE),
+    ("weg ", GATE_DE),
+    ("gasse", GATE_DE),
+    ("platz", GATE_DE),
+    ("allee", GATE_DE),
+    ("damm ", GATE_DE),
+    ("ufer ", GATE_DE),
+    ("Weg ", GATE_DE),
+    ("Platz", GATE_DE),
+    ("rue ", GATE_FR),
+    ("avenue ", GATE_FR),
+    ("boulevard ", GATE_FR),
+    ("bd ", GATE_FR),
+    ("place ", GATE_FR),
+    ("chemin ", GATE_FR),
+    ("impasse ", GATE_FR),
+    ("quai ", GATE_FR),
+    ("cours ", GATE_FR),
+    ("Calle ", GATE_ES),
+    ("C/", GATE_ES),
+    ("Avenida ", GATE_ES),
+    ("Avda", GATE_ES),
+    ("Paseo ", GATE_ES),
+    ("Plaza ", GATE_ES),
+    ("Via ", GATE_ES),
+    ("Viale ", GATE_ES),
+    ("Piazza ", GATE_ES),
+    ("Corso ", GATE_ES),
+    ("Rua ", GATE_ES),
+    ("Travessa ", GATE_ES),
+    ("Carrer ", GATE_ES),
+    ("ox ", GATE_PO_BOX),
+    ("OX ", GATE_PO_BOX),
+];
+
 /// Every compiled pattern. Built once per [`super::Redactor`].
 pub(crate) struct Detectors {
     pub email: Regex,
@@ -273,6 +330,9 @@ pub(crate) struct Detectors {
     zip_ctx: Regex,
     city_state_zip: Regex,
     uk_postcode: Regex,
+    /// [`ADDRESS_GATE_WORDS`] as one alternation of literals (a Teddy /
+    /// Aho-Corasick prefilter inside the regex crate), searched in one pass.
+    addr_gate_words: regex::bytes::Regex,
     user_id: Regex,
     json_key: Regex,
     /// Gate for the secret-assignment and bearer patterns.
@@ -381,6 +441,14 @@ impl Detectors {
             addr_es: re(
                 r"(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|Carrer)[ \t]+(?:de[ \t]+la[ \t]+|de[ \t]+los[ \t]+|de[ \t]+las[ \t]+|del[ \t]+|de[ \t]+|della[ \t]+|dei[ \t]+|di[ \t]+|da[ \t]+|do[ \t]+|dos[ \t]+)?\p{Lu}[\p{L}'\-]+(?:[ \t]\p{Lu}[\p{L}'\-]+){0,3},?[ \t]+(?:n[º°o]\.?[ \t]*)?[0-9]{1,4}(?-u:\b)(?:,[ \t]*[0-9]{1,2}[º°ª]?(?:[ \t]*[A-Z])?(?-u:\b))?(?:,?[ \t]+[0-9]{5}[ \t]+\p{Lu}[\p{L}\-]+)?",
             ),
+            addr_gate_words: regex::bytes::Regex::new(
+                &ADDRESS_GATE_WORDS
+                    .iter()
+                    .map(|(w, _)| regex::escape(w))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            )
+            .expect("the address keywords compile"),
             addr_eu_line: re(
                 r"\p{Lu}\p{Ll}[\p{L}'\-]*(?:[ \t]+(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das|van|von|der|den|het|am|an|im|zum|zur|y|e)[ \t]+)*\p{Lu}[\p{L}'\-]*){0,3},?[ \t]+[0-9]{1,4}[a-zA-Z]?(?:[/\-][0-9]{1,4})?,[ \t]*((?:[A-Z]{1,2}-)?(?:[0-9]{5}|[0-9]{4}[ \t]?[A-Z]{2}|[0-9]{2}-[0-9]{3}|[0-9]{3}[ \t][0-9]{2}|[0-9]{4}))[ \t]+(\p{Lu}[\p{L}\-]+(?:[ \t]+\p{Lu}[\p{L}\-]+)?)",
             ),
@@ -1178,13 +1246,31 @@ impl Detectors {
     }
 
     fn find_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
-        self.find_english_addresses(s, f, out);
-        self.find_european_addresses(s, f, out);
+        let gates = self.address_gates(s.as_bytes());
+        self.find_english_addresses(s, f, gates, out);
+        self.find_european_addresses(s, f, gates, out);
+    }
+
+    /// Which address keywords the text holds ([`GATE_ZIP`]...): one pass
+    /// over the text instead of a search per keyword.
+    fn address_gates(&self, b: &[u8]) -> u8 {
+        let mut g = 0;
+        for m in self.addr_gate_words.find_iter(b) {
+            let w = m.as_bytes();
+            g |= ADDRESS_GATE_WORDS
+                .iter()
+                .find(|(k, _)| k.as_bytes() == w)
+                .map_or(0, |(_, bit)| *bit);
+            if g == GATE_ALL {
+                break;
+            }
+        }
+        g
     }
 
     /// English-language addresses: street lines, "City, ST 12345", UK
     /// postcodes, PO boxes, codes after a zip/postcode keyword.
-    fn find_english_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+    fn find_english_addresses(&self, s: &str, f: &Features, gates: u8, out: &mut Vec<Span>) {
         let b = s.as_bytes();
         if f.upper {
             for m in self.addr_street.find_iter(s) {
@@ -1221,23 +1307,12 @@ impl Detectors {
                 }
             }
         }
-        if super::contains_bytes(b, b"ox ") || super::contains_bytes(b, b"OX ") {
+        if gates & GATE_PO_BOX != 0 {
             for m in self.po_box.find_iter(s) {
                 push_address(out, s, m.start(), m.end());
             }
         }
-        const ZIP: [&[u8]; 9] = [
-            b"zip",
-            b"Zip",
-            b"ZIP",
-            b"postal",
-            b"Postal",
-            b"postcode",
-            b"Postcode",
-            b"Post code",
-            b"PLZ",
-        ];
-        if ZIP.iter().any(|k| super::contains_bytes(b, k)) {
+        if gates & GATE_ZIP != 0 {
             for c in self.zip_ctx.captures_iter(s) {
                 let g = c.get(1).expect("group");
                 push_address(out, s, g.start(), g.end());
@@ -1246,61 +1321,21 @@ impl Detectors {
     }
 
     /// German, French, Spanish, Italian and Portuguese street addresses.
-    fn find_european_addresses(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
+    fn find_european_addresses(&self, s: &str, f: &Features, gates: u8, out: &mut Vec<Span>) {
         let b = s.as_bytes();
-        const DE: [&[u8]; 12] = [
-            "straße".as_bytes(),
-            b"strasse",
-            b"str. ",
-            b"Str. ",
-            b"weg ",
-            b"gasse",
-            b"platz",
-            b"allee",
-            b"damm ",
-            b"ufer ",
-            b"Weg ",
-            b"Platz",
-        ];
-        if DE.iter().any(|k| super::contains_bytes(b, k)) {
+        if gates & GATE_DE != 0 {
             for m in self.addr_de.find_iter(s) {
                 if at_word_start(s, m.start()) {
                     push_address(out, s, m.start(), m.end());
                 }
             }
         }
-        const FR: [&[u8]; 9] = [
-            b"rue ",
-            b"avenue ",
-            b"boulevard ",
-            b"bd ",
-            b"place ",
-            b"chemin ",
-            b"impasse ",
-            b"quai ",
-            b"cours ",
-        ];
-        if f.lower && FR.iter().any(|k| super::contains_bytes(b, k)) {
+        if f.lower && gates & GATE_FR != 0 {
             for m in self.addr_fr.find_iter(s) {
                 push_address(out, s, m.start(), m.end());
             }
         }
-        const ES: [&[u8]; 13] = [
-            b"Calle ",
-            b"C/",
-            b"Avenida ",
-            b"Avda",
-            b"Paseo ",
-            b"Plaza ",
-            b"Via ",
-            b"Viale ",
-            b"Piazza ",
-            b"Corso ",
-            b"Rua ",
-            b"Travessa ",
-            b"Carrer ",
-        ];
-        if ES.iter().any(|k| super::contains_bytes(b, k)) {
+        if gates & GATE_ES != 0 {
             for m in self.addr_es.find_iter(s) {
                 if at_word_start(s, m.start()) {
                     push_address(out, s, m.start(), m.end());
