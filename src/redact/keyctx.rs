@@ -348,8 +348,34 @@ const SECRET_KEYS: &[&str] = &[
     "totp",
 ];
 
-/// The kind of value a JSON key announces, if any.
+/// The kind of value a JSON key announces, if any. Keys repeat in every
+/// call ("role", "content", "type"), so answers are remembered per thread
+/// (a bounded table; the answer depends on the key alone).
 pub(crate) fn classify_key(key: &str) -> Option<KeyKind> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Table = HashMap<Box<str>, Option<KeyKind>, foldhash::fast::FixedState>;
+    thread_local! {
+        static SEEN: RefCell<Table> = RefCell::new(Table::default());
+    }
+    if key.len() > 64 {
+        return classify_key_uncached(key);
+    }
+    if let Some(k) = SEEN.with(|t| t.borrow().get(key).copied()) {
+        return k;
+    }
+    let k = classify_key_uncached(key);
+    SEEN.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() >= 4096 {
+            t.clear();
+        }
+        t.insert(key.into(), k);
+    });
+    k
+}
+
+fn classify_key_uncached(key: &str) -> Option<KeyKind> {
     if key == MESSAGE_NAME_KEY {
         return Some(KeyKind::Participant);
     }

@@ -12,7 +12,11 @@
 //! "visit", "trip to", "flights to"…, or before "airport", "city", "store"…
 //! The person-name detector drops a name that lies inside a place.
 
-use std::collections::HashSet;
+use std::collections::HashSet as StdHashSet;
+
+/// Lookups are the hot path: a fast hash (the names are fixed, not
+/// attacker-chosen).
+type HashSet<T> = StdHashSet<T, foldhash::fast::FixedState>;
 use std::io::Read;
 use std::sync::LazyLock;
 
