@@ -331,11 +331,22 @@ impl std::ops::Deref for RedactedCall {
 /// Hash of what makes a call the same call: the request (messages, tools)
 /// and the response. Timestamps, origin and metadata are not part of it.
 pub fn content_hash(call: &Call) -> [u8; 32] {
+    content_hash_of(
+        &serde_json::to_vec(&call.messages).unwrap_or_default(),
+        &serde_json::to_vec(&call.tools).unwrap_or_default(),
+        call,
+    )
+}
+
+/// [`content_hash`] from the messages and tools already serialised (as
+/// `serde_json` writes them), so a caller that needs those strings anyway
+/// does not serialise twice.
+pub fn content_hash_of(messages_json: &[u8], tools_json: &[u8], call: &Call) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(&call.messages).unwrap_or_default());
+    h.update(messages_json);
     h.update([0u8]);
-    h.update(serde_json::to_vec(&call.tools).unwrap_or_default());
+    h.update(tools_json);
     h.update([0u8]);
     h.update(serde_json::to_vec(&call.response).unwrap_or_default());
     h.finalize().into()

@@ -83,8 +83,15 @@ impl CallRow {
     /// Serialises a redacted call (the only kind that may reach disk).
     pub fn from_call(call: &RedactedCall) -> CallRow {
         let c: &Call = call;
+        let messages_json = serde_json::to_string(&c.messages).expect("messages serialise");
+        let tools_json = serde_json::to_string(&c.tools).expect("tools serialise");
+        // the id is RedactedCall::id, from the strings serialised once
+        let call_id = hex::encode(
+            &crate::call::content_hash_of(messages_json.as_bytes(), tools_json.as_bytes(), c)[..8],
+        );
+        debug_assert_eq!(call_id, call.id());
         CallRow {
-            call_id: call.id(),
+            call_id,
             source_format: c
                 .source_format
                 .map(|f| f.as_str().to_string())
@@ -99,8 +106,8 @@ impl CallRow {
             latency_ms: c.latency_ms,
             system_prompt: c.system_prompt(),
             user_prompt: c.last_user_message().map(str::to_string),
-            messages_json: serde_json::to_string(&c.messages).expect("messages serialise"),
-            tools_json: serde_json::to_string(&c.tools).expect("tools serialise"),
+            messages_json,
+            tools_json,
             tool_names: c
                 .tools
                 .iter()

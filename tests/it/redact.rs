@@ -1980,3 +1980,13 @@ fn look_alikes_stay_unredacted() {
         kept(&r, text);
     }
 }
+
+#[test]
+fn a_stored_row_carries_the_redacted_calls_id() {
+    // CallRow serialises messages and tools once and derives the id from
+    // those strings; it must be the id RedactedCall::id computes.
+    let r = redactor();
+    let (out, _, _) = redact_calls(&r, vec![full_call()]);
+    let row = slmforge::artifact::calls::CallRow::from_call(&out[0]);
+    assert_eq!(row.call_id, out[0].id());
+}
