@@ -524,7 +524,7 @@ impl NameModel {
         }
         // the longest phrase that ends here wins ("a call with" over "with")
         for bucket in &mut triggers {
-            bucket.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            bucket.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         }
         NameModel {
             map,

@@ -291,7 +291,7 @@ fn span_content(
                 return Err(super::wrong_type(
                     "gen_ai.tool.definitions",
                     "an array",
-                    &other,
+                    other,
                 ))
             }
         }
