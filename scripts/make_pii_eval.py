@@ -17,26 +17,27 @@ script checks), and the templates were written for this set.
 """
 import json
 import random
+import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "datasets" / "pii_eval"
 SEED = 20261130
 
-FIRST = """Aarav Abebe Adaeze Agnieszka Ahmed Aiko Alejandro Aleksander Amara Anders Anouk Arjun Astrid Ayşe
-Bartholomew Beatriz Bilal Björn Bogdan Caoimhe Chiara Chidi Cosmin Dagny Dariusz Dmitri Dunja Eero Efua Eleni
-Emeka Esra Evander Fatou Femi Fiorella Florin Gaspard Giedre Gunnar Hamid Hanne Haruto Hyun Ifeoma Ignacio Ilse
-Imani Ingrid Isidora Jarrah Jorunn Józef Kalani Kasimir Kwabena Laila Leopoldo Liesel Luana Lucjan Mahnaz Malak
-Marisol Mateus Mehmet Mirela Nadia Nkechi Noor Oisín Olufemi Oskar Paavo Parisa Quilla Radomir Ravi Rosalind
-Ruairi Sanna Saoirse Seun Siobhan Sunniva Tadeo Tamsin Teodora Thandiwe Tomasz Ulla Vesna Vikram Wanjiru Xiadani
-Yannick Yaw Yesenia Zainab Zdenek Zofia""".split()
+FIRST = """Alarik Abebe Adaeze Alvilda Ambrus Aiko Ardit Aleksander Arnav Asel Ashkan Awentia Bakhyt Besnik Bartholomew
+Bronagh Catrin Ceren Damla Caoimhe Dorottya Chidi Cosmin Dagny Dariusz Edvard Dunja Eero Efua Eleni Elkin
+Farida Evander Folasade Gaute Fiorella Florin Gaspard Giedre Gunnar Gulnara Hanne Gwenllian Halldor Ifeoma
+Henrike Ilse Imani Iolanthe Isidora Jarrah Jorunn Józef Kalani Kasimir Isolde Laila Leopoldo Liesel Jurgis
+Lucjan Mahnaz Malak Kiri Kolade Lanakila Mirela Lemlem Nkechi Lovisa Oisín Olufemi Madina Paavo Magnhild
+Quilla Radomir Makoa Rosalind Ruairi Sanna Saoirse Seun Siobhan Sunniva Tadeo Tamsin Teodora Thandiwe Mattias
+Ulla Vesna Nduka Nilufar Xiadani Oddny Pania Pernille Rangi Zdenek Rashida""".split()
 
-LAST = """Abernathy Achterberg Adeyemi Alvarenga Andersson Arakawa Balogun Barkowski Bergström Bianchi Bouchard
-Castellanos Chakraborty Ciobanu Dąbrowski Delacroix Dimitriou Ekwueme Fairweather Fitzgerald Gallagher Gonçalves
-Grünewald Halvorsen Hashemi Haugland Iwasaki Jankowski Jovanović Kaczmarek Kowalczyk Lindqvist Lombardi Macharia
-Mahlangu Marchetti Nakamura Nieminen Nowakowski Obradović Okonkwo Olabode Papadakis Petrović Quintero Rasmussen
-Rautenbach Sandoval Schönberg Szczepański Takahashi Thorsen Underwood Valdivia Vasquez Venkataraman Wainwright
-Whitlock Wojcik Yamaguchi Yilmaz Zielinski Zimmermann""".split()
+LAST = """Abernathy Achterberg Abdulov Alvarenga Achebe Arakawa Balogun Barkowski Bergström Agbaje Bouchard Castellanos
+Alderete Ciobanu Amundsen Delacroix Antonescu Ekwueme Fairweather Arslanoglu Bakshi Gonçalves Grünewald
+Halvorsen Hashemi Haugland Iwasaki Barzani Belhadj Kaczmarek Berisha Lindqvist Bhattacharjee Macharia
+Birkeland Bjornstad Brannigan Dahlgren Delgadillo Obradović Dragomir Olabode Eberhardt Elsayed Quintero
+Enright Rautenbach Fagerlund Schönberg Szczepański Gashi Thorsen Underwood Valdivia Hakobyan Venkataraman
+Wainwright Whitlock Hendrikse Hoxha Hrafnsson Kashani Lagerqvist""".split()
 
 PLACES = """San Francisco|San Diego|San Jose|Los Angeles|New York|Washington D.C.|Paris Charles de Gaulle|
 Rio de Janeiro|Buenos Aires|Santa Monica|St. Louis|Fort Worth|Las Vegas|Salt Lake City|Mexico City|
@@ -55,9 +56,15 @@ Microsoft Teams|Google Sheets|Visual Studio Code|Spotify Premium|Netflix|Adobe P
 Nintendo Switch|Dyson V15|Instant Pot|KitchenAid mixer|Lego Millennium Falcon|Apple Watch Ultra""".replace("\n", "").split("|")
 
 
+def fold(word):
+    """Lower case with accents removed, as the lexicon files store names."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)).lower()
+
+
 def lexicon(name):
+    """Every word of a lexicon file (its lines hold many names each)."""
     p = ROOT / "src" / "redact" / "data" / name
-    return {l.strip().lower() for l in p.read_text().splitlines() if l.strip() and not l.startswith("#")}
+    return {fold(w) for l in p.read_text().splitlines() if not l.startswith("#") for w in l.split()}
 
 
 def person(rng):
@@ -519,7 +526,7 @@ def heldout_sets(rng):
 def main():
     rng = random.Random(SEED)
     names = lexicon("first_names.txt") | lexicon("surnames.txt")
-    clash = sorted(w for w in FIRST + LAST if w.lower() in names)
+    clash = sorted(w for w in FIRST + LAST if fold(w) in names)
     assert not clash, f"names the detector's lexicon holds: {clash}"
     OUT.mkdir(parents=True, exist_ok=True)
     recall, precision = recall_set(rng), precision_set(rng)

@@ -950,11 +950,14 @@ fn name_shaped(det: &Detectors, p: &str, kind: KeyKind) -> bool {
             // organisation word, the whole not a place. Shape alone is not
             // enough here: projects, products, recipes and pets are named
             // the same way ("Apollo Migration", "Beef Wellington").
+            // Or two or three words none of which is English, a place or
+            // an organisation word ("Folasade Achebe").
             words.len() <= 3
                 && words
                     .iter()
                     .all(|w| name_word_shape(w) && !names.is_org_word(w))
-                && words.iter().any(|w| names.has_surname_ending(w))
+                && (words.iter().any(|w| names.has_surname_ending(w))
+                    || (words.len() >= 2 && words.iter().all(|w| names.is_foreign_name_word(w))))
                 && !super::places::Places::get().contains(p)
         }
     }

@@ -2,10 +2,15 @@
 //! names and surnames, honorifics, greeting and signature lines, "my name
 //! is" style triggers, name lists, and "First Last" pairs. Words that are
 //! also ordinary words (May, Will, Grace, Jack...) count only with strong
-//! evidence. One pass over the text that looks only at capitalised words.
+//! evidence. Names no list holds are found by what they are not: two or
+//! three capitalised words none of which is an English word (SCOWL's list),
+//! a place, or an organisation, product or software word ("Seun Berisha",
+//! not "Grafana Loki" or "Hoffmann Druck KG"). One pass over the text that
+//! looks only at capitalised words.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
 
 use regex::Regex;
 
@@ -55,6 +60,44 @@ impl Hasher for Fnv {
 }
 
 type FastMap = HashMap<&'static str, u16, BuildHasherDefault<Fnv>>;
+
+/// Common English words, lower case, one per line: the words SCOWL's
+/// `american-english` list writes in lower case (its capitalised entries
+/// are names and places). Built by `scripts/make_english.py`.
+const ENGLISH_GZ: &[u8] = include_bytes!("data/english.txt.gz");
+
+/// The English words and [`TECH_WORDS`], apart from the name map so that
+/// the lookups every capitalised word makes stay in a small table.
+static ENGLISH: std::sync::LazyLock<
+    std::collections::HashSet<&'static str, BuildHasherDefault<Fnv>>,
+> = std::sync::LazyLock::new(|| {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(ENGLISH_GZ)
+        .read_to_string(&mut text)
+        .expect("the bundled English word list is valid gzip UTF-8");
+    // read once; lives as long as the program
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    text.lines().chain(TECH_WORDS.split_whitespace()).collect()
+});
+
+/// Software, services and models whose names are not English words and
+/// come in pairs in agent traffic ("Apache Kafka", "Grafana Loki"): never
+/// taken for a person's name by shape alone.
+const TECH_WORDS: &str = "kafka grafana loki redis postgres postgresql mysql mongodb mongo kubernetes k8s \
+    docker jira confluence figma zapier twilio okta datadog vercel netlify heroku supabase firebase \
+    terraform ansible nginx elasticsearch kibana logstash prometheus airflow databricks tableau looker \
+    hubspot salesforce zendesk intercom mailchimp asana trello miro canva openai anthropic claude gemini \
+    llama mistral qwen ollama pytorch tensorflow numpy pandas polars scipy sklearn keras jupyter github \
+    gitlab bitbucket circleci travis jenkins argo istio envoy consul vault nomad helm kustomize grpc \
+    graphql webhook oauth saml sso aws azure gcp bigquery redshift snowflake dynamodb cassandra \
+    clickhouse duckdb sqlite kotlin swift rust golang django flask fastapi nextjs nuxt svelte vue \
+    angular react webpack vite npm yarn pnpm pypi conda linux ubuntu debian fedora centos macos ios \
+    android windows chromium safari firefox stripe paypal shopify quickbooks xero netsuite workday \
+    sap oracle tesla nvidia cuda intel amd qualcomm samsung xiaomi huawei lenovo asus acer dyson lego \
+    ikea spotify netflix hulu youtube tiktok instagram whatsapp telegram wechat slack zoom webex \
+    dropbox onedrive sharepoint outlook gmail notion obsidian evernote todoist calendly typeform \
+    airtable retool appsmith postman insomnia swagger openapi langchain llamaindex pinecone weaviate \
+    qdrant chroma milvus huggingface wandb mlflow kubeflow sagemaker vertex bedrock";
 
 fn words(list: &'static str) -> impl Iterator<Item = &'static str> {
     list.lines()
@@ -999,6 +1042,14 @@ impl NameModel {
                 k += 1;
                 continue;
             }
+            // two or three words that are none of them English, a place or an
+            // organisation word: "Seun Berisha", "Magnhild Barzani"
+            let m = self.foreign_run(text, toks, k);
+            if m > k {
+                emit(k, m, false, last, out);
+                k = m;
+                continue;
+            }
             // unknown word + distinctive surname: "Xiulan Wang", "Tendai Moyo",
             // "Satya Raghunathan" (a surname by its ending)
             if k + 1 < n {
@@ -1134,6 +1185,168 @@ impl NameModel {
                         && !thing_ending(w)
                         && !ORG_WORDS.iter().any(|o| w.eq_ignore_ascii_case(o)))
             })
+    }
+
+    /// A word that is not English, not a place and not an organisation,
+    /// team or product word, shaped like a name ("Berisha", "Magnhild"): a
+    /// listed name counts too, unless it is also a common word.
+    pub fn is_foreign_name_word(&self, w: &str) -> bool {
+        let f = self.token_flags(w);
+        let mut buf = [0u8; 48];
+        f & (BLOCK | AMBIG | PARTICLE) == 0
+            && w.chars().count() >= 3
+            && fold_lower(w, &mut buf).is_some_and(|k| !ENGLISH.contains(k))
+            && !looks_plural(w)
+            && !thing_ending(w)
+            && !ORG_WORDS.iter().any(|o| w.eq_ignore_ascii_case(o))
+            && !super::places::Places::get().contains(w)
+    }
+
+    /// Where a run of two or three foreign name words starting at toks[k]
+    /// ends, or `k` when there is none. Four or more such words in a row
+    /// are a phrase in another language, not a name; a run after an
+    /// article or "using"/"via", or before a version, a product word or an
+    /// organisation word, is a thing ("the Grafana Loki setup", "Kafka
+    /// Connect 3.6").
+    fn foreign_run(&self, text: &str, toks: &[Tok], k: usize) -> usize {
+        let n = toks.len();
+        let ok =
+            |t: &Tok| !t.particle && !t.initial && self.is_foreign_name_word(&text[t.start..t.end]);
+        if k + 1 >= n {
+            return k;
+        }
+        let mut m = k;
+        while m < n && m - k < 4 && ok(&toks[m]) {
+            m += 1;
+        }
+        if !(2..=3).contains(&(m - k))
+            || (m < n && !toks[m].initial && ok(&toks[m]))
+            || (k > 0 && ok(&toks[k - 1]))
+        {
+            // none, or part of a longer run that is turned down
+            return k;
+        }
+        if m < n && self.is_org_word(&text[toks[m].start..toks[m].end]) {
+            return k;
+        }
+        let before = text[..toks[k].start].trim_end_matches([' ', '\t']);
+        let prev = before
+            .rsplit(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        const THING_BEFORE: &[&str] = &[
+            "the",
+            "a",
+            "an",
+            "using",
+            "use",
+            "uses",
+            "used",
+            "via",
+            "install",
+            "installed",
+            "deploy",
+            "deployed",
+            "run",
+            "running",
+            "on",
+            "into",
+            "this",
+            "that",
+            "our",
+            "their",
+            "its",
+            "brand",
+            "product",
+            "model",
+            "app",
+            "tool",
+            "library",
+        ];
+        if THING_BEFORE.iter().any(|w| prev.eq_ignore_ascii_case(w)) {
+            return k;
+        }
+        let after = text[toks[m - 1].next..].trim_start_matches(' ');
+        const THING_AFTER: &[&str] = &[
+            "api",
+            "apis",
+            "sdk",
+            "cluster",
+            "server",
+            "servers",
+            "instance",
+            "plugin",
+            "plugins",
+            "integration",
+            "endpoint",
+            "service",
+            "database",
+            "db",
+            "app",
+            "bot",
+            "model",
+            "models",
+            "version",
+            "library",
+            "package",
+            "module",
+            "dashboard",
+            "pipeline",
+            "connector",
+            "project",
+            "repo",
+            "repository",
+            "restaurant",
+            "hotel",
+            "cafe",
+            "bar",
+            "brand",
+            "store",
+            "shop",
+            "festival",
+            "street",
+            "road",
+            "avenue",
+            "river",
+            "lake",
+            "mountain",
+            "mountains",
+            "island",
+            "islands",
+            "valley",
+            "beach",
+            "park",
+            "museum",
+            "district",
+            "region",
+            "province",
+        ];
+        let next = after
+            .split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        // a legal form after it makes it a company: "Hoffmann Druck KG",
+        // "Rossi Forniture S.r.l.", "Alpenblick Treuhand AG"
+        const LEGAL_FORMS: &[&str] = &[
+            "AG", "KG", "GmbH", "mbH", "OHG", "S.r.l", "Srl", "SRL", "S.p.A", "SpA", "S.A", "SA",
+            "SAS", "SARL", "S.L", "SL", "BV", "B.V", "NV", "N.V", "Ltd", "LTD", "LLC", "LLP",
+            "Inc", "Corp", "Co", "Oy", "Oyj", "AB", "AS", "ASA", "ApS", "A/S", "plc", "PLC", "Pty",
+            "KK", "Sp", "Lda", "Ltda", "SE", "eG", "e.V", "GbR", "UG",
+        ];
+        let form = after
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ')' | '"' | '|'))
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.');
+        if LEGAL_FORMS.contains(&form) {
+            return k;
+        }
+        if after.starts_with(|c: char| c.is_ascii_digit())
+            || THING_AFTER.iter().any(|w| next.eq_ignore_ascii_case(w))
+        {
+            return k;
+        }
+        m
     }
 
     /// A run followed by a reporting verb: "Tadeo Underwood reported ...".

@@ -1990,3 +1990,33 @@ fn a_stored_row_carries_the_redacted_calls_id() {
     let row = slmforge::artifact::calls::CallRow::from_call(&out[0]);
     assert_eq!(row.call_id, out[0].id());
 }
+
+#[test]
+fn unlisted_names_are_found_by_not_being_english_words() {
+    // Neither word is in the name lexicon (invented spellings), nor an
+    // English word, a place or an organisation word: a name by shape.
+    let r = redactor();
+    for s in [
+        "Remind Quvendo Taralisk to submit the expense report.",
+        "Your driver Quvendo Taralisk is 5 minutes away.",
+        "Meeting notes: Quvendo Taralisk will own the rollout.",
+        "Is Quvendo Taralisk free on Wednesday?",
+    ] {
+        check(&r, s, &[("Quvendo", "PERSON"), ("Taralisk", "PERSON")]);
+    }
+    let out = red(&r, r#"{"name":"Quvendo Taralisk","date":"2026-03-14"}"#);
+    assert!(!out.contains("Quvendo"), "{out}");
+    // English words, software, companies and things named the same way stay
+    for s in [
+        "We moved the logs to Grafana Loki last week.",
+        "Deploy it on the Quvendo Taralisk cluster.",
+        "Invoice from Quvendo Taralisk GmbH, due in 30 days.",
+        "Vendor: Quvendo Taralisk S.r.l. (Milano), net 30",
+        "Upgrade Quvendo Taralisk 3.2 before Friday.",
+        "Harvest Moon Festival tickets are on sale.",
+        "Open the Visual Studio Code settings.",
+        "Quvendo Taralisk Vemoru Stael is a phrase, not a name.",
+    ] {
+        kept(&r, s);
+    }
+}
