@@ -302,7 +302,7 @@ pub fn run(
 fn export_cluster(
     cfg: &ExportConfig,
     lm: &mut LanguageModel,
-    base_model: &lm::Llama,
+    base_model: &lm::CausalLm,
     base: &BaseModel,
     t: &ClusterResult,
     run_dir: &Path,

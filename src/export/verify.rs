@@ -31,7 +31,7 @@ use crate::call::RedactedCall;
 use crate::ml::lm::export::TensorDtype;
 use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
 use crate::ml::lm::lora::Adapter;
-use crate::ml::lm::{LanguageModel, Llama};
+use crate::ml::lm::{CausalLm, LanguageModel};
 
 /// Largest |logit difference| accepted per exported adapter tensor type,
 /// and the largest per-position KL divergence (nats) accepted for a
@@ -181,7 +181,7 @@ fn argmax_rows(l: &Tensor) -> Result<Vec<u32>> {
     Ok(l.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?)
 }
 
-fn logits(model: &Llama, ids: &[u32]) -> Result<Tensor> {
+fn logits(model: &CausalLm, ids: &[u32]) -> Result<Tensor> {
     let t = Tensor::new(ids, model.device())?.unsqueeze(0)?;
     Ok(model.forward(&t, &[])?.squeeze(0)?)
 }
@@ -191,7 +191,7 @@ impl Reference {
     /// without it; `prune` the rule the adapter was trained with.
     pub fn new(
         lm: &LanguageModel,
-        base: &Llama,
+        base: &CausalLm,
         calls: &(Vec<&RedactedCall>, usize),
         prune: Option<&crate::ml::lm::prune::PruneRule>,
         cfg: &VerifyConfig,
@@ -252,7 +252,7 @@ impl Reference {
     }
 
     /// Compares a model (an exported adapter applied, or a merged model).
-    pub fn check_model(&self, model: &Llama, measure: Measure) -> Result<Verification> {
+    pub fn check_model(&self, model: &CausalLm, measure: Measure) -> Result<Verification> {
         let mut max_diff = 0f32;
         let (mut max_kl, mut kl_sum, mut positions, mut top1) = (0f32, 0f64, 0usize, 0usize);
         for ((p, want), want_lp) in self.prompts.iter().zip(&self.logits).zip(&self.logprobs) {
@@ -331,7 +331,7 @@ impl Reference {
     /// Applies an adapter read back from an exported file to `base` and compares.
     pub fn check_adapter(
         &self,
-        base: &Llama,
+        base: &CausalLm,
         adapter: &Adapter,
         tolerance: f32,
     ) -> Result<Verification> {

@@ -100,7 +100,7 @@ fn read_data(dataset_dir: &Path, settings: &RunSettings) -> Result<Data> {
 /// adapter's rule), scored.
 fn judge(
     lm: &LanguageModel,
-    model: &lm::Llama,
+    model: &lm::CausalLm,
     calls: &[&RedactedCall],
     prune: Option<&PruneRule>,
     max_len: usize,
@@ -477,7 +477,7 @@ struct TestCtx<'a> {
     run_dir: &'a Path,
     settings: &'a RunSettings,
     results: &'a [crate::artifact::adapter::ClusterResult],
-    base: &'a lm::Llama,
+    base: &'a lm::CausalLm,
 }
 
 fn test_report(

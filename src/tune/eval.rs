@@ -13,7 +13,7 @@ use super::data::{BatchLimits, Example};
 use crate::artifact::adapter::{ModelMetrics, Rate};
 use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
 use crate::ml::lm::score::{score_reply, CallScore};
-use crate::ml::lm::{FinishReason, LanguageModel, Llama};
+use crate::ml::lm::{CausalLm, FinishReason, LanguageModel};
 
 // ---------------------------------------------------------------------------
 // Metrics.
@@ -47,7 +47,7 @@ pub struct Generated {
 /// interrupted.
 pub fn generate_all(
     lm: &LanguageModel,
-    model: &Llama,
+    model: &CausalLm,
     examples: &[&Example],
     max_new_tokens: usize,
     batch_size: usize,

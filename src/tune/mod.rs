@@ -47,7 +47,7 @@ use crate::artifact::adapter::{
 use crate::artifact::plan::TuneTarget;
 use crate::artifact::split::{self, Split, SplitFractions};
 use crate::call::RedactedCall;
-use crate::ml::lm::{LanguageModel, Llama, LoraConfig, LoraTarget};
+use crate::ml::lm::{CausalLm, LanguageModel, LoraConfig, LoraTarget};
 use crate::ml::models::default_base_model;
 use crate::util::usage;
 use data::ClusterData;
@@ -374,7 +374,7 @@ pub fn run(
     let by_id: HashMap<String, &RedactedCall> = inputs.calls.iter().map(|c| (c.id(), c)).collect();
 
     let mut results: Vec<ClusterResult> = Vec::new();
-    let mut loaded: Option<(String, LanguageModel, Llama)> = None;
+    let mut loaded: Option<(String, LanguageModel, CausalLm)> = None;
     let mut outcome = Outcome::Finished;
     for (n, target) in targets.iter().enumerate() {
         let dir = cluster_dir(out, target.cluster);
@@ -494,7 +494,7 @@ fn tune_cluster(
     cfg: &TuneConfig,
     session: &Session,
     lm: &mut LanguageModel,
-    base: &Llama,
+    base: &CausalLm,
     cd: &ClusterData,
     dir: &Path,
     result: &mut ClusterResult,
@@ -570,7 +570,7 @@ fn tune_cluster(
 fn evaluate(
     cfg: &TuneConfig,
     lm: &mut LanguageModel,
-    base: &Llama,
+    base: &CausalLm,
     cd: &ClusterData,
     dir: &Path,
     result: &mut ClusterResult,

@@ -75,6 +75,8 @@ pub struct TinyGguf {
     pub context_length: u32,
     /// `tokenizer.ggml.add_bos_token`, when the file sets it.
     pub add_bos: Option<bool>,
+    /// Sliding window of a `gemma3` file (ignored by the other families).
+    pub sliding_window: u32,
 }
 
 /// Vocabulary (3 control tokens, 256 byte tokens, merged tokens), token
@@ -120,7 +122,13 @@ pub fn tiny_gguf(path: &Path, spec: &TinyGguf) {
     let (tokens, types, merges) = tiny_vocab(spec.merges);
     let (v, h, ff) = (tokens.len(), TINY_H, TINY_FF);
     let (heads, kv) = (TINY_HEADS, TINY_KV_HEADS);
-    let hd = h / heads;
+    let arch = spec.arch;
+    // Qwen 3 and Gemma 3 have heads wider than hidden / heads
+    let hd = if matches!(arch, "qwen3" | "gemma3") {
+        2 * h / heads
+    } else {
+        h / heads
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut rand_t = |dims: &[usize], scale: f32, offset: f32| -> Tensor {
         let n: usize = dims.iter().product();
@@ -130,7 +138,12 @@ pub fn tiny_gguf(path: &Path, spec: &TinyGguf) {
         Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
     };
     let mut tensors: Vec<(String, Tensor)> = vec![
-        ("token_embd.weight".into(), rand_t(&[v, h], 0.2, 0.0)),
+        // Gemma multiplies embeddings by √hidden: smaller ones keep a tied
+        // random model from echoing its input
+        (
+            "token_embd.weight".into(),
+            rand_t(&[v, h], if arch == "gemma3" { 0.03 } else { 0.2 }, 0.0),
+        ),
         ("output_norm.weight".into(), rand_t(&[h], 0.1, 1.0)),
     ];
     if !spec.tied {
@@ -148,29 +161,46 @@ pub fn tiny_gguf(path: &Path, spec: &TinyGguf) {
         tensors.push((p("ffn_gate"), rand_t(&[ff, h], w(h), 0.0)));
         tensors.push((p("ffn_up"), rand_t(&[ff, h], w(h), 0.0)));
         tensors.push((p("ffn_down"), rand_t(&[h, ff], 3.0 * w(ff), 0.0)));
+        if arch == "qwen2" {
+            let b = |n: &str| format!("blk.{l}.{n}.bias");
+            tensors.push((b("attn_q"), rand_t(&[heads * hd], 0.3, 0.0)));
+            tensors.push((b("attn_k"), rand_t(&[kv * hd], 0.3, 0.0)));
+            tensors.push((b("attn_v"), rand_t(&[kv * hd], 0.3, 0.0)));
+        }
+        if matches!(arch, "qwen3" | "gemma3") {
+            tensors.push((p("attn_q_norm"), rand_t(&[hd], 0.2, 1.0)));
+            tensors.push((p("attn_k_norm"), rand_t(&[hd], 0.2, 1.0)));
+        }
+        if arch == "gemma3" {
+            tensors.push((p("post_attention_norm"), rand_t(&[h], 0.2, 1.0)));
+            tensors.push((p("post_ffw_norm"), rand_t(&[h], 0.2, 1.0)));
+        }
     }
     let u = |x: usize| Value::U32(x as u32);
+    let k = |key: &str| format!("{arch}.{key}");
     let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (k("block_count"), u(TINY_LAYERS)),
+        (k("context_length"), Value::U32(spec.context_length)),
+        (k("embedding_length"), u(h)),
+        (k("feed_forward_length"), u(ff)),
+        (k("attention.head_count"), u(heads)),
+        (k("attention.head_count_kv"), u(kv)),
+        (k("attention.key_length"), u(hd)),
+        (k("attention.value_length"), u(hd)),
         (
-            "general.architecture".into(),
-            Value::String(spec.arch.into()),
+            k("rope.freq_base"),
+            Value::F32(if arch == "gemma3" {
+                1_000_000.0
+            } else {
+                10000.0
+            }),
         ),
-        ("llama.block_count".into(), u(TINY_LAYERS)),
-        (
-            "llama.context_length".into(),
-            Value::U32(spec.context_length),
-        ),
-        ("llama.embedding_length".into(), u(h)),
-        ("llama.feed_forward_length".into(), u(ff)),
-        ("llama.attention.head_count".into(), u(heads)),
-        ("llama.attention.head_count_kv".into(), u(kv)),
-        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
-        ("llama.rope.dimension_count".into(), u(hd)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(1e-5),
-        ),
-        ("llama.vocab_size".into(), u(v)),
+        (k("rope.dimension_count"), u(hd)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        (k("vocab_size"), u(v)),
+        // f32 activations in candle's quantized_qwen3 (the parity reference)
+        ("general.dtype".into(), Value::U32(0)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String(spec.pre.into())),
         (
@@ -189,6 +219,13 @@ pub fn tiny_gguf(path: &Path, spec: &TinyGguf) {
         ("tokenizer.ggml.eos_token_id".into(), u(2)),
         ("tokenizer.ggml.padding_token_id".into(), u(2)),
     ];
+    if arch == "gemma3" {
+        md.push((
+            k("attention.sliding_window"),
+            Value::U32(spec.sliding_window),
+        ));
+        md.push((k("rope.local_freq_base"), Value::F32(10000.0)));
+    }
     if let Some(b) = spec.add_bos {
         md.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(b)));
     }

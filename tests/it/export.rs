@@ -39,6 +39,7 @@ fn tiny_lm(dir: &Path) -> LanguageModel {
             arch: "llama",
             context_length: 256,
             add_bos: Some(false),
+            sliding_window: 512,
         },
     );
     lm::load(&p, &Device::Cpu).unwrap()
@@ -80,7 +81,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn logits(model: &lm::Llama, ids: &[u32]) -> Tensor {
+fn logits(model: &lm::CausalLm, ids: &[u32]) -> Tensor {
     let t = Tensor::new(ids, &Device::Cpu)
         .unwrap()
         .unsqueeze(0)

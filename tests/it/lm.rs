@@ -16,7 +16,7 @@ use serde_json::json;
 use slmforge::call::{Message, Response, Role, ToolCall, ToolDef};
 use slmforge::ml::lm::chat::{parse_reply, ToolCallIssueKind};
 use slmforge::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
-use slmforge::ml::lm::llama::TrainBatch;
+use slmforge::ml::lm::model::TrainBatch;
 use slmforge::ml::lm::ops::Kernels;
 use slmforge::ml::lm::{self, HeadPositions, LanguageModel, LoraConfig, LoraTarget, TrainExample};
 
@@ -28,7 +28,7 @@ const REAL_MODEL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 // Tiny GGUF fixture (written by common::tiny_gguf).
 
 /// Merges of the tiny vocabulary the LM tests use.
-pub const LM_MERGES: &[(&str, &str)] = &[
+pub(crate) const LM_MERGES: &[(&str, &str)] = &[
     (" ", "t"),
     ("h", "e"),
     (" t", "he"),
@@ -71,11 +71,11 @@ pub const LM_MERGES: &[(&str, &str)] = &[
     ("a", "l"),
 ];
 
-struct TinyOpts {
-    tied: bool,
-    template: Option<String>,
-    pre: &'static str,
-    arch: &'static str,
+pub(crate) struct TinyOpts {
+    pub(crate) tied: bool,
+    pub(crate) template: Option<String>,
+    pub(crate) pre: &'static str,
+    pub(crate) arch: &'static str,
 }
 
 impl Default for TinyOpts {
@@ -90,7 +90,7 @@ impl Default for TinyOpts {
 }
 
 /// Writes a tiny random Llama GGUF (all tensors F32) and returns its path.
-fn tiny_gguf(dir: &Path, name: &str, seed: u64, opts: &TinyOpts) -> PathBuf {
+pub(crate) fn tiny_gguf(dir: &Path, name: &str, seed: u64, opts: &TinyOpts) -> PathBuf {
     let path = dir.join(name);
     common::tiny_gguf(
         &path,
@@ -103,6 +103,7 @@ fn tiny_gguf(dir: &Path, name: &str, seed: u64, opts: &TinyOpts) -> PathBuf {
             arch: opts.arch,
             context_length: 256,
             add_bos: Some(false),
+            sliding_window: 512,
         },
     );
     path
@@ -113,7 +114,7 @@ fn tiny_model(dir: &Path) -> LanguageModel {
     lm::load(&p, &Device::Cpu).unwrap()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     (a - b)
         .unwrap()
@@ -127,14 +128,14 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn ids_tensor(ids: &[u32]) -> Tensor {
+pub(crate) fn ids_tensor(ids: &[u32]) -> Tensor {
     Tensor::new(ids, &Device::Cpu)
         .unwrap()
         .unsqueeze(0)
         .unwrap()
 }
 
-fn argmax(v: &[f32]) -> u32 {
+pub(crate) fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {
@@ -145,7 +146,7 @@ fn argmax(v: &[f32]) -> u32 {
 }
 
 /// Sets every LoRA B to random values (so adapters change the output).
-fn randomize_lora_b(m: &lm::Llama, seed: u64, scale: f32) {
+pub(crate) fn randomize_lora_b(m: &lm::CausalLm, seed: u64, scale: f32) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for (name, var) in m.lora_named_vars() {
         if name.ends_with("lora_b") {
@@ -184,7 +185,11 @@ fn reference_quantized_llama(gguf_bytes: &[u8], prompt: &[u32], n: usize) -> (Te
     (logits, toks)
 }
 
-fn our_logits_and_greedy(lm: &LanguageModel, prompt: &[u32], n: usize) -> (Tensor, Vec<u32>) {
+pub(crate) fn our_logits_and_greedy(
+    lm: &LanguageModel,
+    prompt: &[u32],
+    n: usize,
+) -> (Tensor, Vec<u32>) {
     let logits = lm
         .model
         .forward(&ids_tensor(prompt), &[])
@@ -477,7 +482,7 @@ fn one_adamw_step_updates_every_lora_tensor() {
         assert!(norm > 0.0, "{name} has a zero gradient");
     }
     let vlist: Vec<_> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let norm = slmforge::ml::lm::llama::clip_grad_norm(&mut grads, &vlist, 1e-3).unwrap();
+    let norm = slmforge::ml::lm::model::clip_grad_norm(&mut grads, &vlist, 1e-3).unwrap();
     assert!(norm > 1e-3);
     opt.step(&grads).unwrap();
     for ((name, v), b) in vars.iter().zip(&before) {
@@ -777,7 +782,7 @@ fn unsupported_formats_error_clearly() {
         "arch.gguf",
         1,
         &TinyOpts {
-            arch: "gemma3",
+            arch: "phi3",
             ..Default::default()
         },
     );

@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod embed;
 mod export;
+mod families;
 mod ingest;
 mod lm;
 mod models;

@@ -34,6 +34,7 @@ fn tokenizer(dir: &Path) -> LmTokenizer {
             arch: "llama",
             context_length: 64,
             add_bos: Some(false),
+            sliding_window: 512,
         },
     );
     LmTokenizer::from_gguf(GgufFile::open(&path).unwrap().metadata()).unwrap()

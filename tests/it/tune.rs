@@ -56,6 +56,7 @@ fn tiny_gguf(path: &Path, seed: u64) {
             arch: "llama",
             context_length: 2048,
             add_bos: None,
+            sliding_window: 512,
         },
     );
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::measure::peak_rss_bytes;
 use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
-use crate::ml::lm::llama::{HeadPositions, TrainBatch};
+use crate::ml::lm::model::{HeadPositions, TrainBatch};
 use crate::ml::lm::ops::Kernels;
 use crate::ml::lm::{LoraConfig, LoraTarget, TrainExample};
 use crate::ml::models::resolve_model;

@@ -29,10 +29,10 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
 use super::gguf::GgufFile;
-use super::llama::{Llama, LlamaConfig};
 use super::lora::{
     gguf_rows_to_hf, hf_rows_to_gguf, Adapter, AdapterConfig, LoraConfig, LoraTarget,
 };
+use super::model::{CausalLm, LmConfig};
 
 /// PEFT's config file.
 pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
@@ -145,8 +145,13 @@ fn parse_peft_key(key: &str) -> Option<(usize, LoraTarget, bool)> {
     }
 }
 
-/// Heads whose rows a q/k `lora_B` is grouped in (`None` for other targets).
-fn permuted_heads(cfg: &LlamaConfig, target: LoraTarget) -> Option<usize> {
+/// Heads whose rows a q/k `lora_B` is grouped in, where llama.cpp's
+/// converter permuted them for interleaved RoPE (Llama only; Qwen and Gemma
+/// GGUFs keep the Hugging Face order); `None` for other targets.
+fn permuted_heads(cfg: &LmConfig, target: LoraTarget) -> Option<usize> {
+    if !cfg.arch.interleaved_rope() {
+        return None;
+    }
     match target {
         LoraTarget::Q => Some(cfg.num_heads),
         LoraTarget::K => Some(cfg.num_kv_heads),
@@ -189,7 +194,7 @@ pub fn write_peft(
     dir: &Path,
     lora: &LoraConfig,
     tensors: &[(String, Tensor)],
-    model: &LlamaConfig,
+    model: &LmConfig,
     base_model_name_or_path: &str,
     dtype: TensorDtype,
 ) -> Result<()> {
@@ -223,7 +228,7 @@ pub fn write_peft(
 
 /// Reads a PEFT directory back into the training layout (f32, q/k rows in
 /// GGUF order), checking that it matches the model's shapes.
-pub fn read_peft(dir: &Path, model: &LlamaConfig, device: &Device) -> Result<Adapter> {
+pub fn read_peft(dir: &Path, model: &LmConfig, device: &Device) -> Result<Adapter> {
     let cfg_path = dir.join(PEFT_CONFIG_FILE);
     let cfg: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
@@ -441,7 +446,7 @@ fn llama_file_type(q: GgmlDType) -> Option<u32> {
 /// (engines without a template file then prompt in the training format).
 pub fn write_merged_gguf(
     base: &Path,
-    model: &Llama,
+    model: &CausalLm,
     out: &Path,
     quant: GgmlDType,
     chat_template: Option<&str>,

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::llama::{left_padded, Llama};
+use super::model::{left_padded, CausalLm};
 
 /// How tokens are picked.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -173,7 +173,7 @@ fn pick(logits: &[f32], s: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
 /// batches of similar length (left-padded); results come back in the order
 /// of `prompts`. Generation of a row stops at any of `stop_ids`.
 pub fn generate_tokens(
-    model: &Llama,
+    model: &CausalLm,
     prompts: &[Vec<u32>],
     stop_ids: &[u32],
     pad_id: u32,

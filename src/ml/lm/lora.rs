@@ -1,4 +1,4 @@
-//! LoRA adapters: configuration, the seven Llama targets, and the adapter
+//! LoRA adapters: configuration, the seven projection targets, and the adapter
 //! files (safetensors in the "training layout" plus `adapter_config.json`).
 //!
 //! Training layout, as written by [`write_adapter`]:
@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// The projections of a Llama block that can carry an adapter.
+/// The projections of a decoder block that can carry an adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LoraTarget {
     #[serde(rename = "q_proj")]

@@ -18,8 +18,8 @@ pub mod chat;
 pub mod export;
 pub mod generate;
 pub mod gguf;
-pub mod llama;
 pub mod lora;
+pub mod model;
 pub mod ops;
 pub mod prune;
 pub mod score;
@@ -34,15 +34,15 @@ use candle_core::Device;
 
 pub use chat::{parse_reply, ChatTemplate, EncodeError, ParsedReply, TrainExample};
 pub use generate::{Completion, FinishReason, GenerateOptions, GenerationStats, SamplingConfig};
-pub use llama::{HeadPositions, KvCache, Llama, LlamaConfig, TrainBatch};
 pub use lora::{AdapterConfig, LoraConfig, LoraTarget};
+pub use model::{CausalLm, HeadPositions, KvCache, LmConfig, TrainBatch};
 pub use tokenizer::LmTokenizer;
 
 use crate::call::{Message, Response, ToolDef};
 
 /// Model, tokenizer and chat template loaded from one GGUF file.
 pub struct LanguageModel {
-    pub model: Llama,
+    pub model: CausalLm,
     pub tokenizer: LmTokenizer,
     pub chat: ChatTemplate,
     path: PathBuf,
@@ -63,8 +63,8 @@ pub fn load(path: &Path, device: &Device) -> Result<LanguageModel> {
     let tokenizer = LmTokenizer::from_gguf(f.metadata())
         .with_context(|| format!("tokenizer of {}", path.display()))?;
     let chat = ChatTemplate::from_gguf(f.metadata(), &tokenizer)?;
-    let model =
-        Llama::load(&mut f, device).with_context(|| format!("loading model {}", path.display()))?;
+    let model = CausalLm::load(&mut f, device)
+        .with_context(|| format!("loading model {}", path.display()))?;
     if tokenizer.vocab_size() > model.config().vocab_size {
         bail!(
             "tokenizer has {} tokens but the embedding only {} rows",

@@ -495,6 +495,9 @@ struct RopeOp {
     /// Position of each (batch, token): `[b * s]`.
     positions: Arc<Vec<u32>>,
     inverse: bool,
+    /// Pairs `(i, i + d/2)` (llama.cpp's NEOX rope, Hugging Face's
+    /// `rotate_half`) instead of `(2i, 2i + 1)`.
+    neox: bool,
 }
 
 impl CustomOp1 for RopeOp {
@@ -528,11 +531,13 @@ impl CustomOp1 for RopeOp {
                 let p = self.positions[bi * t + ti] as usize;
                 let c = &cos[p * half..(p + 1) * half];
                 let sn = &sin[p * half..(p + 1) * half];
+                let (stride, off) = if self.neox { (1, half) } else { (2, 1) };
                 for j in 0..half {
-                    let (x0, x1) = (x[2 * j], x[2 * j + 1]);
+                    let (a, b) = (stride * j, stride * j + off);
+                    let (x0, x1) = (x[a], x[b]);
                     let s = sign * sn[j];
-                    o[2 * j] = x0 * c[j] - x1 * s;
-                    o[2 * j + 1] = x0 * s + x1 * c[j];
+                    o[a] = x0 * c[j] - x1 * s;
+                    o[b] = x0 * s + x1 * c[j];
                 }
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -544,6 +549,7 @@ impl CustomOp1 for RopeOp {
             tables: self.tables.clone(),
             positions: self.positions.clone(),
             inverse: !self.inverse,
+            neox: self.neox,
         };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inv)?))
     }
@@ -557,33 +563,52 @@ pub fn rope_i(
     positions: &Arc<Vec<u32>>,
     k: Kernels,
 ) -> Result<Tensor> {
+    rope(x, tables, positions, false, k)
+}
+
+/// RoPE on `x: [b, heads, s, d]`: interleaved pairs `2i, 2i+1` (llama.cpp's
+/// "normal" rope, as its converter permutes Llama's q/k rows) or, with
+/// `neox`, pairs `i, i + d/2` (Qwen, Gemma: the Hugging Face layout).
+pub fn rope(
+    x: &Tensor,
+    tables: &RopeTables,
+    positions: &Arc<Vec<u32>>,
+    neox: bool,
+    k: Kernels,
+) -> Result<Tensor> {
     if use_fused(k, x) {
         let op = RopeOp {
             tables: tables.clone(),
             positions: positions.clone(),
             inverse: false,
+            neox,
         };
         return x.contiguous()?.apply_op1(op);
     }
     let (b, h, t, d) = x.dims4()?;
     let half = d / 2;
     let idx = Tensor::from_slice(positions.as_slice(), b * t, x.device())?;
-    let cos = tables
-        .cos
-        .index_select(&idx, 0)?
-        .reshape((b, 1, t, half, 1))?
-        .to_dtype(x.dtype())?;
-    let sin = tables
-        .sin
-        .index_select(&idx, 0)?
-        .reshape((b, 1, t, half, 1))?
-        .to_dtype(x.dtype())?;
-    let x = x.reshape((b, h, t, half, 2))?;
-    let x0 = x.narrow(D::Minus1, 0, 1)?;
-    let x1 = x.narrow(D::Minus1, 1, 1)?;
+    let table = |tb: &Tensor| -> Result<Tensor> {
+        let shape = if neox {
+            (b, 1, t, 1, half)
+        } else {
+            (b, 1, t, half, 1)
+        };
+        tb.index_select(&idx, 0)?
+            .reshape(shape)?
+            .to_dtype(x.dtype())
+    };
+    let (cos, sin) = (table(&tables.cos)?, table(&tables.sin)?);
+    let (x, axis) = if neox {
+        (x.reshape((b, h, t, 2, half))?, 3)
+    } else {
+        (x.reshape((b, h, t, half, 2))?, 4)
+    };
+    let x0 = x.narrow(axis, 0, 1)?;
+    let x1 = x.narrow(axis, 1, 1)?;
     let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
     let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
-    Tensor::cat(&[y0, y1], D::Minus1)?.reshape((b, h, t, d))
+    Tensor::cat(&[y0, y1], axis)?.reshape((b, h, t, d))
 }
 
 // ---------------------------------------------------------------------------
@@ -598,13 +623,28 @@ pub struct AttnMask {
     pub q_len: usize,
     pub q_offset: usize,
     pub pad_left: Arc<Vec<usize>>,
+    /// Sliding-window attention: a query sees only itself and the
+    /// `window - 1` keys before it (llama.cpp's `n_swa`); `None`: all.
+    pub window: Option<usize>,
 }
 
 impl AttnMask {
     fn range(&self, bi: usize, row: usize, kv_len: usize) -> (usize, usize) {
-        let lo = self.pad_left.get(bi).copied().unwrap_or(0);
-        let hi = (self.q_offset + row % self.q_len + 1).min(kv_len);
+        let pos = self.q_offset + row % self.q_len;
+        let mut lo = self.pad_left.get(bi).copied().unwrap_or(0);
+        if let Some(w) = self.window {
+            lo = lo.max((pos + 1).saturating_sub(w));
+        }
+        let hi = (pos + 1).min(kv_len);
         (lo, hi)
+    }
+
+    /// The same mask with a sliding window.
+    pub fn with_window(&self, window: Option<usize>) -> AttnMask {
+        AttnMask {
+            window,
+            ..self.clone()
+        }
     }
 
     /// Additive mask `[b, 1, 1, q_len, kv_len]` (0 or -1e30) for the composite path.
@@ -732,32 +772,59 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, mask: &AttnMask, k: Kernels) 
 }
 
 // ---------------------------------------------------------------------------
-// SwiGLU on the packed gate|up projection.
+// Gated feed-forward activations on the packed gate|up projection:
+// SwiGLU (`silu(gate) * up`, Llama, Qwen) and GeGLU with the tanh-approximated
+// GELU (`gelu_tanh(gate) * up`, Gemma).
 
-struct SwiGlu;
-struct SwiGluBwd;
+/// Activation and derivative of the gate.
+fn gate_act(gelu: bool, g: f32) -> (f32, f32) {
+    if gelu {
+        // 0.5·g·(1 + tanh(c·(g + 0.044715·g³))), c = √(2/π)
+        const C: f32 = 0.797_884_6;
+        let inner = C * (g + 0.044_715 * g * g * g);
+        let t = inner.tanh();
+        let act = 0.5 * g * (1.0 + t);
+        let d = 0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * g * g);
+        (act, d)
+    } else {
+        let s = sigmoid(g);
+        (g * s, s * (1.0 + g * (1.0 - s)))
+    }
+}
+
+struct Gated {
+    gelu: bool,
+}
+struct GatedBwd {
+    gelu: bool,
+}
 
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
 }
 
-impl CustomOp1 for SwiGlu {
+impl CustomOp1 for Gated {
     fn name(&self) -> &'static str {
-        "swiglu-fused"
+        if self.gelu {
+            "geglu-fused"
+        } else {
+            "swiglu-fused"
+        }
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "swiglu")?;
+        let x = f32_slice(s, l, "gated-ffn")?;
         let w = *l.dims().last().unwrap_or(&0);
         let f = w / 2;
         let mut out = vec![0f32; x.len() / 2];
+        let gelu = self.gelu;
         out.par_chunks_mut(f)
             .zip(x.par_chunks(w))
             .with_min_len(MIN_ROWS)
             .for_each(|(o, x)| {
                 let (g, u) = x.split_at(f);
                 for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
-                    *o = g * sigmoid(*g) * u;
+                    *o = gate_act(gelu, *g).0 * u;
                 }
             });
         let mut od = l.dims().to_vec();
@@ -769,13 +836,16 @@ impl CustomOp1 for SwiGlu {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
-        Ok(Some(g.apply_op2_no_bwd(&arg.contiguous()?, &SwiGluBwd)?))
+        Ok(Some(g.apply_op2_no_bwd(
+            &arg.contiguous()?,
+            &GatedBwd { gelu: self.gelu },
+        )?))
     }
 }
 
-impl CustomOp2 for SwiGluBwd {
+impl CustomOp2 for GatedBwd {
     fn name(&self) -> &'static str {
-        "swiglu-fused-bwd"
+        "gated-ffn-fused-bwd"
     }
 
     fn cpu_fwd(
@@ -785,11 +855,12 @@ impl CustomOp2 for SwiGluBwd {
         xs: &CpuStorage,
         xl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let go = f32_slice(gs, gl, "swiglu-bwd")?;
-        let x = f32_slice(xs, xl, "swiglu-bwd")?;
+        let go = f32_slice(gs, gl, "gated-ffn-bwd")?;
+        let x = f32_slice(xs, xl, "gated-ffn-bwd")?;
         let w = *xl.dims().last().unwrap_or(&0);
         let f = w / 2;
         let mut out = vec![0f32; x.len()];
+        let gelu = self.gelu;
         out.par_chunks_mut(w)
             .zip(x.par_chunks(w).zip(go.par_chunks(f)))
             .with_min_len(MIN_ROWS)
@@ -797,10 +868,9 @@ impl CustomOp2 for SwiGluBwd {
                 let (g, u) = x.split_at(f);
                 let (dg, du) = o.split_at_mut(f);
                 for j in 0..f {
-                    let s = sigmoid(g[j]);
-                    let silu = g[j] * s;
-                    dg[j] = go[j] * u[j] * s * (1.0 + g[j] * (1.0 - s));
-                    du[j] = go[j] * silu;
+                    let (act, d) = gate_act(gelu, g[j]);
+                    dg[j] = go[j] * u[j] * d;
+                    du[j] = go[j] * act;
                 }
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
@@ -809,13 +879,25 @@ impl CustomOp2 for SwiGluBwd {
 
 /// `silu(gate) * up` for `x = [gate | up]` of `[.., 2F]`, giving `[.., F]`.
 pub fn swiglu(x: &Tensor, k: Kernels) -> Result<Tensor> {
+    gated(x, false, k)
+}
+
+/// `act(gate) * up` for `x = [gate | up]` of `[.., 2F]`: SiLU, or with
+/// `gelu` the tanh-approximated GELU (GeGLU).
+pub fn gated(x: &Tensor, gelu: bool, k: Kernels) -> Result<Tensor> {
     if use_fused(k, x) {
-        return x.contiguous()?.apply_op1(SwiGlu);
+        return x.contiguous()?.apply_op1(Gated { gelu });
     }
     let f = x.dim(D::Minus1)? / 2;
     let g = x.narrow(D::Minus1, 0, f)?;
     let u = x.narrow(D::Minus1, f, f)?;
-    candle_nn::ops::silu(&g)? * u
+    let act = if gelu {
+        // candle's `gelu` is the tanh approximation, with a backward
+        g.gelu()?
+    } else {
+        candle_nn::ops::silu(&g)?
+    };
+    act * u
 }
 
 // ---------------------------------------------------------------------------

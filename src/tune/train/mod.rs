@@ -21,7 +21,7 @@ use candle_core::{Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use crate::artifact::adapter::{StopReason, TrainSummary};
-use crate::ml::lm::llama::{clip_grad_norm, Llama, TrainBatch};
+use crate::ml::lm::model::{clip_grad_norm, CausalLm, TrainBatch};
 use crate::ml::lm::HeadPositions;
 use crate::tune::data::{epoch_plan, eval_batches, BatchLimits, Example};
 use crate::tune::{Start, TuneConfig};
@@ -33,7 +33,7 @@ pub mod optim;
 
 /// Token-weighted mean loss of `examples` (no graph, no dropout).
 pub fn mean_loss(
-    model: &Llama,
+    model: &CausalLm,
     examples: &[&Example],
     pad_id: u32,
     limits: BatchLimits,
@@ -68,7 +68,7 @@ pub enum TrainOutcome {
 /// Inputs of one cluster's training.
 pub struct TrainJob<'a> {
     pub cfg: &'a TuneConfig,
-    pub model: &'a Llama,
+    pub model: &'a CausalLm,
     pub pad_id: u32,
     pub train: &'a [&'a Example],
     pub val: &'a [&'a Example],

@@ -1,12 +1,17 @@
-//! Llama-architecture causal LM (SmolLM2, Llama 3.x...) loaded from GGUF, with
-//! LoRA adapters, a differentiable training forward and a KV-cache forward.
+//! The causal LM decoder for every supported family (Llama/SmolLM2, Qwen 2
+//! and 3, Gemma 3) loaded from GGUF, with LoRA adapters, a differentiable
+//! training forward and a KV-cache forward. What differs between families
+//! is read from the file into [`LmConfig`] and the blocks' optional tensors
+//! (biases, q/k norms, post-norms, sliding windows); the forward follows
+//! them, never the family's name.
 //!
 //! * Weights: the frozen base is dequantized to f32 (`[out, in]`). q/k/v are
 //!   stored stacked as one `[q + 2·kv, hidden]` matrix and gate/up as one
 //!   `[2·ffn, hidden]` matrix, so each block runs four base matmuls.
-//! * q/k rows stay in the GGUF order, which llama.cpp permuted for the
-//!   interleaved rotary embedding; so the model uses interleaved RoPE (pairs
-//!   `2i, 2i+1`), as candle's `quantized_llama` does.
+//! * q/k rows stay in the GGUF order. llama.cpp permuted Llama's for the
+//!   interleaved rotary embedding (pairs `2i, 2i+1`, as candle's
+//!   `quantized_llama`); Qwen and Gemma keep the Hugging Face order and use
+//!   NEOX RoPE (pairs `i, i + d/2`).
 //! * Activations are kept flattened as `[batch·seq, width]` between blocks.
 //! * Every op of the forward backpropagates (see [`super::ops`]); only LoRA
 //!   tensors are variables. In inference (`train = None`) the adapters are
@@ -28,9 +33,61 @@ use super::ops::{self, AttnMask, Kernels, RopeTables};
 /// Rotary tables are precomputed up to this many positions at most.
 const MAX_ROPE_POSITIONS: usize = 16384;
 
+/// The model families this decoder runs, by GGUF `general.architecture`.
+/// Everything that differs between them is a property here, read once at
+/// load; the forward asks the config, never the name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// Llama 2/3, SmolLM2, Mistral-style GGUFs (`llama`).
+    Llama,
+    /// Qwen 2 / 2.5 (`qwen2`): biases on q/k/v.
+    Qwen2,
+    /// Qwen 3 (`qwen3`): per-head q/k RMSNorm, no biases.
+    Qwen3,
+    /// Gemma 3 (`gemma3`): scaled embeddings, pre- and post-norms, q/k
+    /// norms, GeGLU, sliding-window attention on most layers.
+    Gemma3,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+
+    /// The GGUF `general.architecture` (and metadata key prefix).
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+
+    pub fn from_gguf_name(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.gguf_name() == name)
+    }
+
+    /// Hugging Face `model_type` of the base (PEFT's `adapter_config.json`).
+    pub fn hf_model_type(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3_text",
+        }
+    }
+
+    /// llama.cpp's converter permutes Llama's q/k rows for interleaved
+    /// RoPE; the other families keep the Hugging Face row order and use
+    /// NEOX RoPE.
+    pub fn interleaved_rope(self) -> bool {
+        self == Arch::Llama
+    }
+}
+
 /// Hyper-parameters read from the GGUF metadata.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LlamaConfig {
+pub struct LmConfig {
+    pub arch: Arch,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_layers: usize,
@@ -43,9 +100,22 @@ pub struct LlamaConfig {
     pub rope_linear_factor: f32,
     pub rms_eps: f64,
     pub context_length: usize,
+    /// Sliding-window attention: the window and the RoPE base of the
+    /// sliding layers (Gemma 3: 512 and 10,000).
+    pub sliding_window: Option<usize>,
+    pub rope_theta_local: f32,
+    /// Every `n`-th layer (1-based) attends globally; the others slide.
+    pub sliding_pattern: usize,
+    /// Embeddings multiplied by √hidden (Gemma).
+    pub scale_embeddings: bool,
+    /// GeGLU (tanh GELU) instead of SwiGLU in the feed-forward.
+    pub gelu_ffn: bool,
+    /// Attention scores are scaled by `1 / √query_scale_dim`: the head
+    /// dimension, except Gemma 3 27B (hidden / heads, as llama.cpp).
+    pub query_scale_dim: usize,
 }
 
-impl LlamaConfig {
+impl LmConfig {
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
     }
@@ -66,14 +136,27 @@ impl LlamaConfig {
         }
     }
 
-    /// Reads `llama.*` keys. Other architectures are refused with a clear error.
-    pub fn from_gguf(f: &GgufFile) -> Result<LlamaConfig> {
+    /// The sliding window of layer `layer` (0-based), `None` for a global one.
+    pub fn layer_window(&self, layer: usize) -> Option<usize> {
+        let w = self.sliding_window?;
+        let global = self.sliding_pattern > 0 && (layer + 1).is_multiple_of(self.sliding_pattern);
+        (!global).then_some(w)
+    }
+
+    /// Reads `{arch}.*` keys. Other architectures are refused with a clear error.
+    pub fn from_gguf(f: &GgufFile) -> Result<LmConfig> {
         let md = f.metadata();
-        let arch = md_str(md, "general.architecture").unwrap_or("llama");
-        if arch != "llama" {
-            bail!("unsupported model architecture {arch:?}: only Llama-architecture GGUF files are supported")
-        }
-        let get = |k: &str| md_u32(md, &format!("llama.{k}")).map(|v| v as usize);
+        let name = md_str(md, "general.architecture").unwrap_or("llama");
+        let Some(arch) = Arch::from_gguf_name(name) else {
+            bail!(
+                "unsupported model architecture {name:?}: supported are {}",
+                Arch::ALL.map(|a| a.gguf_name()).join(", ")
+            )
+        };
+        let pre = arch.gguf_name();
+        let key = |k: &str| format!("{pre}.{k}");
+        let get = |k: &str| md_u32(md, &key(k)).map(|v| v as usize);
+        let getf = |k: &str| super::gguf::md_f32(md, &key(k));
         let hidden_size = get("embedding_length")?;
         let num_heads = get("attention.head_count")?;
         let num_kv_heads = get("attention.head_count_kv").unwrap_or(num_heads);
@@ -83,6 +166,11 @@ impl LlamaConfig {
         }
         if head_dim % 2 != 0 {
             bail!("head dimension {head_dim} is odd")
+        }
+        if let Ok(vd) = get("attention.value_length") {
+            if vd != head_dim {
+                bail!("value head dimension {vd} differs from the key's {head_dim}")
+            }
         }
         if let Ok(rd) = get("rope.dimension_count") {
             if rd != head_dim {
@@ -95,11 +183,21 @@ impl LlamaConfig {
                 .map(|a| a.len())
                 .unwrap_or(0),
         };
-        let rope_linear_factor = match md_str(md, "llama.rope.scaling.type") {
-            Ok("linear") => super::gguf::md_f32(md, "llama.rope.scaling.factor").unwrap_or(1.0),
+        let rope_linear_factor = match md_str(md, &key("rope.scaling.type")) {
+            Ok("linear") => getf("rope.scaling.factor").unwrap_or(1.0),
             _ => 1.0,
         };
-        Ok(LlamaConfig {
+        let gemma = arch == Arch::Gemma3;
+        let sliding_window = if gemma {
+            Some(get("attention.sliding_window").unwrap_or(512))
+        } else {
+            None
+        };
+        if sliding_window == Some(0) {
+            bail!("sliding window of 0 tokens")
+        }
+        Ok(LmConfig {
+            arch,
             hidden_size,
             intermediate_size: get("feed_forward_length")?,
             num_layers: get("block_count")?,
@@ -107,11 +205,29 @@ impl LlamaConfig {
             num_kv_heads,
             head_dim,
             vocab_size,
-            rope_theta: super::gguf::md_f32(md, "llama.rope.freq_base").unwrap_or(10000.0),
+            rope_theta: getf("rope.freq_base").unwrap_or(if gemma {
+                1_000_000.0
+            } else {
+                10_000.0
+            }),
             rope_linear_factor,
-            rms_eps: super::gguf::md_f32(md, "llama.attention.layer_norm_rms_epsilon")
-                .unwrap_or(1e-5) as f64,
+            rms_eps: getf("attention.layer_norm_rms_epsilon").unwrap_or(if gemma {
+                1e-6
+            } else {
+                1e-5
+            }) as f64,
             context_length: get("context_length").unwrap_or(2048),
+            sliding_window,
+            rope_theta_local: getf("rope.local_freq_base").unwrap_or(10_000.0),
+            // Gemma 3: five sliding layers, then a global one
+            sliding_pattern: get("attention.sliding_window_pattern").unwrap_or(6),
+            scale_embeddings: gemma,
+            gelu_ffn: gemma,
+            query_scale_dim: if gemma && get("block_count")? == 62 {
+                hidden_size / num_heads
+            } else {
+                head_dim
+            },
         })
     }
 }
@@ -127,6 +243,16 @@ pub struct LoraPair {
 struct Block {
     attn_norm: Tensor,
     ffn_norm: Tensor,
+    /// Norms of the attention and feed-forward outputs (Gemma).
+    post_attn_norm: Option<Tensor>,
+    post_ffn_norm: Option<Tensor>,
+    /// Per-head RMSNorm weights `[head_dim]` of q and k (Qwen 3, Gemma 3).
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    /// `[q_dim + 2·kv_dim]` biases of q, k, v (Qwen 2), frozen.
+    bqkv: Option<Tensor>,
+    /// Sliding window of this layer (`None`: global attention).
+    window: Option<usize>,
     /// `[q_dim + 2·kv_dim, hidden]`: q rows, then k, then v.
     wqkv: Tensor,
     /// `[hidden, q_dim]`.
@@ -142,8 +268,8 @@ struct Block {
 /// The model. Cloning is cheap (tensors are shared); a clone shares the
 /// LoRA variables too.
 #[derive(Clone, Debug)]
-pub struct Llama {
-    cfg: LlamaConfig,
+pub struct CausalLm {
+    cfg: LmConfig,
     device: Device,
     kernels: Kernels,
     embed: Tensor,
@@ -151,6 +277,8 @@ pub struct Llama {
     norm: Tensor,
     blocks: Vec<Block>,
     rope: RopeTables,
+    /// RoPE tables of the sliding-window layers, when their base differs.
+    rope_local: Option<RopeTables>,
     lora_cfg: Option<LoraConfig>,
 }
 
@@ -281,10 +409,10 @@ fn check_shape(t: &Tensor, dims: &[usize], name: &str) -> Result<()> {
     Ok(())
 }
 
-impl Llama {
+impl CausalLm {
     /// Loads the model from an opened GGUF file onto `device`.
-    pub fn load(f: &mut GgufFile, device: &Device) -> Result<Llama> {
-        let cfg = LlamaConfig::from_gguf(f)?;
+    pub fn load(f: &mut GgufFile, device: &Device) -> Result<CausalLm> {
+        let cfg = LmConfig::from_gguf(f)?;
         let (h, ff, qd, kvd) = (
             cfg.hidden_size,
             cfg.intermediate_size,
@@ -320,9 +448,49 @@ impl Llama {
             let wdown = get("ffn_down", &[h, ff])?;
             let attn_norm = get("attn_norm", &[h])?;
             let ffn_norm = get("ffn_norm", &[h])?;
+            let hd = cfg.head_dim;
+            let mut opt = |n: &str, dims: &[usize]| -> Result<Option<Tensor>> {
+                let name = format!("blk.{i}.{n}");
+                if !f.has_tensor(&name) {
+                    return Ok(None);
+                }
+                let t = f.tensor_f32(&name, device)?;
+                check_shape(&t, dims, &name)?;
+                Ok(Some(t))
+            };
+            let q_norm = opt("attn_q_norm.weight", &[hd])?;
+            let k_norm = opt("attn_k_norm.weight", &[hd])?;
+            let post_attn_norm = opt("post_attention_norm.weight", &[h])?;
+            let post_ffn_norm = opt("post_ffw_norm.weight", &[h])?;
+            let biases = [
+                opt("attn_q.bias", &[qd])?,
+                opt("attn_k.bias", &[kvd])?,
+                opt("attn_v.bias", &[kvd])?,
+            ];
+            let bqkv = match biases {
+                [None, None, None] => None,
+                [Some(bq), Some(bk), Some(bv)] => Some(Tensor::cat(&[bq, bk, bv], 0)?),
+                _ => bail!("layer {i}: biases on some of q/k/v but not all"),
+            };
+            let needs_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
+            if needs_qk_norm && (q_norm.is_none() || k_norm.is_none()) {
+                bail!(
+                    "layer {i}: {} needs attn_q_norm and attn_k_norm",
+                    cfg.arch.gguf_name()
+                )
+            }
+            if cfg.arch == Arch::Gemma3 && (post_attn_norm.is_none() || post_ffn_norm.is_none()) {
+                bail!("layer {i}: gemma3 needs post_attention_norm and post_ffw_norm")
+            }
             blocks.push(Block {
                 attn_norm,
                 ffn_norm,
+                post_attn_norm,
+                post_ffn_norm,
+                q_norm,
+                k_norm,
+                bqkv,
+                window: cfg.layer_window(i),
                 wqkv: Tensor::cat(&[q, k, v], 0)?,
                 wo,
                 wgu: Tensor::cat(&[gate, up], 0)?,
@@ -331,9 +499,12 @@ impl Llama {
             });
         }
         let half = cfg.head_dim / 2;
-        let mut inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1f32 / cfg.rope_theta.powf((2 * i) as f32 / cfg.head_dim as f32))
-            .collect();
+        let freqs = |theta: f32| -> Vec<f32> {
+            (0..half)
+                .map(|i| 1f32 / theta.powf((2 * i) as f32 / cfg.head_dim as f32))
+                .collect()
+        };
+        let mut inv_freq = freqs(cfg.rope_theta);
         if f.has_tensor("rope_freqs.weight") {
             // Llama 3.x frequency factors: llama.cpp divides each pair's frequency.
             let factors: Vec<f32> = f
@@ -350,11 +521,24 @@ impl Llama {
         }
         let max_pos = cfg.context_length.clamp(1, MAX_ROPE_POSITIONS);
         let rope = RopeTables::new(&inv_freq, max_pos, 1.0 / cfg.rope_linear_factor, device)?;
-        let cfg = LlamaConfig {
+        // sliding layers: their own base, no frequency factors or scaling
+        // (llama.cpp's freq_base_swa / freq_scale_swa = 1)
+        let rope_local = match cfg.sliding_window {
+            Some(_) if cfg.rope_theta_local != cfg.rope_theta || cfg.rope_linear_factor != 1.0 => {
+                Some(RopeTables::new(
+                    &freqs(cfg.rope_theta_local),
+                    max_pos,
+                    1.0,
+                    device,
+                )?)
+            }
+            _ => None,
+        };
+        let cfg = LmConfig {
             vocab_size: vocab,
             ..cfg
         };
-        Ok(Llama {
+        Ok(CausalLm {
             cfg,
             device: device.clone(),
             kernels: Kernels::default(),
@@ -363,11 +547,12 @@ impl Llama {
             norm,
             blocks,
             rope,
+            rope_local,
             lora_cfg: None,
         })
     }
 
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &LmConfig {
         &self.cfg
     }
 
@@ -555,7 +740,7 @@ impl Llama {
 
     /// A copy of the model with every adapter folded into the base weights
     /// (for fast inference and export); the copy has no adapters.
-    pub fn merge_lora(&self) -> Result<Llama> {
+    pub fn merge_lora(&self) -> Result<CausalLm> {
         let mut out = self.clone();
         for (i, blk) in out.blocks.iter_mut().enumerate() {
             let m = |t| self.merged_weight(i, t);
@@ -613,7 +798,11 @@ impl Llama {
 
         // Attention.
         let h = ops::rms_norm(x, &blk.attn_norm, cfg.rms_eps, k)?;
-        let qkv = ops::linear(&h, &blk.wqkv, k)?.reshape((b, s, nh + 2 * kvh, hd))?;
+        let mut qkv = ops::linear(&h, &blk.wqkv, k)?;
+        if let Some(bias) = &blk.bqkv {
+            qkv = qkv.broadcast_add(bias)?;
+        }
+        let qkv = qkv.reshape((b, s, nh + 2 * kvh, hd))?;
         let mut q = qkv.narrow(2, 0, nh)?;
         let mut kk = qkv.narrow(2, nh, kvh)?;
         let mut v = qkv.narrow(2, nh + kvh, kvh)?;
@@ -627,8 +816,22 @@ impl Llama {
                 *dst = (&*dst + d)?;
             }
         }
-        let q = ops::rope_i(&q.transpose(1, 2)?, &self.rope, &ctx.positions, k)?;
-        let kk = ops::rope_i(&kk.transpose(1, 2)?, &self.rope, &ctx.positions, k)?;
+        // per-head RMSNorm of q and k before the rotation (Qwen 3, Gemma 3)
+        let head_norm = |t: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
+            match w {
+                Some(w) => Ok(ops::rms_norm(&t, w, cfg.rms_eps, k)?),
+                None => Ok(t),
+            }
+        };
+        let q = head_norm(q, &blk.q_norm)?;
+        let kk = head_norm(kk, &blk.k_norm)?;
+        let rope = match (&self.rope_local, blk.window) {
+            (Some(local), Some(_)) => local,
+            _ => &self.rope,
+        };
+        let neox = !cfg.arch.interleaved_rope();
+        let q = ops::rope(&q.transpose(1, 2)?, rope, &ctx.positions, neox, k)?;
+        let kk = ops::rope(&kk.transpose(1, 2)?, rope, &ctx.positions, neox, k)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let (k_all, v_all) = match cache {
             Some((c, offset)) => {
@@ -638,15 +841,26 @@ impl Llama {
             }
             None => (kk, v),
         };
-        let scale = 1.0 / (hd as f64).sqrt();
-        let o = match ops::decode_attention(&q, &k_all, &v_all, scale, &ctx.mask, k)? {
+        let scale = 1.0 / (cfg.query_scale_dim as f64).sqrt();
+        let windowed;
+        let mask = match blk.window {
+            Some(w) => {
+                windowed = ctx.mask.with_window(Some(w));
+                &windowed
+            }
+            None => &ctx.mask,
+        };
+        let o = match ops::decode_attention(&q, &k_all, &v_all, scale, mask, k)? {
             Some(o) => o,
-            None => ops::attention(&q, &k_all, &v_all, scale, &ctx.mask, k)?,
+            None => ops::attention(&q, &k_all, &v_all, scale, mask, k)?,
         };
         let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
         let mut attn = ops::linear(&o, &blk.wo, k)?;
         if let Some(p) = &blk.lora[LoraTarget::O.index()] {
             attn = (attn + self.lora_delta(p, &o, train)?)?;
+        }
+        if let Some(w) = &blk.post_attn_norm {
+            attn = ops::rms_norm(&attn, w, cfg.rms_eps, k)?;
         }
         let x = (x + attn)?;
 
@@ -671,10 +885,13 @@ impl Llama {
             let du = part(lu, train)?;
             gu = (gu + Tensor::cat(&[dg, du], 1)?)?;
         }
-        let act = ops::swiglu(&gu, k)?;
+        let act = ops::gated(&gu, cfg.gelu_ffn, k)?;
         let mut down = ops::linear(&act, &blk.wdown, k)?;
         if let Some(p) = &blk.lora[LoraTarget::Down.index()] {
             down = (down + self.lora_delta(p, &act, train)?)?;
+        }
+        if let Some(w) = &blk.post_ffn_norm {
+            down = ops::rms_norm(&down, w, cfg.rms_eps, k)?;
         }
         Ok((x + down)?)
     }
@@ -691,7 +908,13 @@ impl Llama {
                 self.cfg.vocab_size
             )
         }
-        Ok(self.embed.index_select(&flat, 0)?)
+        let x = self.embed.index_select(&flat, 0)?;
+        if self.cfg.scale_embeddings {
+            // Gemma: the normaliser √hidden, rounded to the activations' type
+            let norm = (self.cfg.hidden_size as f32).sqrt();
+            return Ok((x * norm as f64)?);
+        }
+        Ok(x)
     }
 
     /// Hidden states after the final norm, `[batch, seq, hidden]`, for whole
@@ -720,6 +943,7 @@ impl Llama {
                 q_len: s,
                 q_offset: 0,
                 pad_left: Arc::new(pad),
+                window: None,
             },
         };
         let mut x = self.embed_ids(ids)?;
@@ -793,6 +1017,7 @@ impl Llama {
                 q_len: s,
                 q_offset: offset,
                 pad_left: cache.pad_left.clone(),
+                window: None,
             },
         };
         let mut x = self.embed_ids(ids)?;
