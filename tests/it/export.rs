@@ -27,7 +27,11 @@ use slmforge::route::{self, CalibrationConfig};
 use crate::common;
 
 fn tiny_lm(dir: &Path) -> LanguageModel {
-    let p = dir.join("tiny.gguf");
+    tiny_lm_of(dir, "llama")
+}
+
+fn tiny_lm_of(dir: &Path, arch: &'static str) -> LanguageModel {
+    let p = dir.join(format!("tiny-{arch}.gguf"));
     common::tiny_gguf(
         &p,
         &common::TinyGguf {
@@ -36,7 +40,7 @@ fn tiny_lm(dir: &Path) -> LanguageModel {
             tied: true,
             template: None,
             pre: "smollm",
-            arch: "llama",
+            arch,
             context_length: 256,
             add_bos: Some(false),
             sliding_window: 512,
@@ -295,6 +299,50 @@ fn merged_model_equals_the_adapter_model_within_quantisation() {
         );
         assert!(max_diff(&got, &plain) > 0.5, "the merge changed nothing");
         assert_eq!(merged.tokenizer.vocab_size(), lm.tokenizer.vocab_size());
+    }
+}
+
+#[test]
+fn other_families_export_in_hugging_face_row_order_and_merge_exactly() {
+    // Qwen and Gemma GGUFs keep the Hugging Face q/k row order (NEOX RoPE):
+    // PEFT gets the rows as trained, llama.cpp's adapter names the base's
+    // architecture, and the merged GGUF keeps biases, norms and metadata.
+    for arch in ["qwen2", "qwen3", "gemma3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lm = tiny_lm_of(dir.path(), arch);
+        let cfg = with_random_adapter(&mut lm, 4);
+        let tensors = lm.model.lora_tensors();
+        let ours: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+        let mc = lm.model.config().clone();
+        let peft = dir.path().join("peft");
+        write_peft(&peft, &cfg, &tensors, &mc, "example/base", TensorDtype::F32).unwrap();
+        let loaded =
+            candle_core::safetensors::load(peft.join(PEFT_WEIGHTS_FILE), &Device::Cpu).unwrap();
+        let qb = "base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight";
+        assert!(
+            max_diff(&loaded[qb], &ours["blk.1.attn_q.weight.lora_b"]) < 1e-6,
+            "{arch}: q rows must stay in the file's (Hugging Face) order"
+        );
+        let back = read_peft(&peft, &mc, &Device::Cpu).unwrap();
+        for (n, t) in &ours {
+            assert!(max_diff(&back.tensors[n], t) < 1e-6, "{arch}: {n}");
+        }
+        let g = dir.path().join("a.gguf");
+        write_gguf_adapter(&g, arch, &cfg, &tensors, TensorDtype::F32).unwrap();
+        let mut f = std::fs::File::open(&g).unwrap();
+        let c = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+        assert!(
+            matches!(&c.metadata["general.architecture"], GgufValue::String(s) if s == arch),
+            "{arch}"
+        );
+        let ids: Vec<u32> = (3..40).collect();
+        let want = logits(&lm.model, &ids);
+        let p = dir.path().join("merged.gguf");
+        write_merged_gguf(lm.path(), &lm.model, &p, GgmlDType::F32, None).unwrap();
+        let merged = lm::load(&p, &Device::Cpu).unwrap();
+        assert_eq!(merged.model.config().arch, mc.arch);
+        let d = max_diff(&logits(&merged.model, &ids), &want);
+        assert!(d < 1e-3, "{arch}: merged vs adapter logits differ by {d}");
     }
 }
 
