@@ -1186,6 +1186,25 @@ fn generate_cli_runs_on_a_gguf_and_rejects_bad_models() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["completion_tokens"].as_u64().unwrap() <= 5);
     assert!(v["prompt_tokens"].as_u64().unwrap() > 5);
+    // --raw: the text alone, no template (this file adds no BOS)
+    let raw = std::process::Command::new(crate::common::bin())
+        .args(["generate", "--model", p.to_str().unwrap(), "--raw"])
+        .args(["--prompt", "the", "--max-tokens", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let want = lm::load(&p, &Device::Cpu)
+        .unwrap()
+        .tokenizer
+        .encode("the")
+        .unwrap()
+        .len();
+    assert_eq!(v["prompt_tokens"].as_u64().unwrap() as usize, want);
     // With an adapter directory (merged for generation): same as the adapter model.
     let mut lm = lm::load(&p, &Device::Cpu).unwrap();
     lm.model
