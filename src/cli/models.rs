@@ -11,8 +11,8 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use crate::ml::models::{
-    check_entry, default_base_model, default_fetch_set, dir_flag, fetch_entry, find, CatalogEntry,
-    FetchConfig, FetchOutcome, FileCheck, FileStatus, Role, CATALOG,
+    catalog, check_entry, default_base_model, default_fetch_set, dir_flag, fetch_entry, find,
+    CatalogEntry, FetchConfig, FetchOutcome, FileCheck, FileStatus, Role,
 };
 use crate::util::{self, usage};
 
@@ -69,7 +69,11 @@ pub fn select(ids: &[String]) -> anyhow::Result<Vec<&'static CatalogEntry>> {
             find(id).ok_or_else(|| {
                 usage(format!(
                     "unknown model id '{id}' (known: {})",
-                    CATALOG.iter().map(|e| e.id).collect::<Vec<_>>().join(", ")
+                    catalog()
+                        .iter()
+                        .map(|e| e.id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
         })
@@ -105,7 +109,7 @@ fn run_fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.ids.is_empty() {
-        for e in CATALOG.iter().filter(|e| e.optional) {
+        for e in catalog().iter().filter(|e| e.optional && e.fetchable()) {
             println!(
                 "{}: optional, not fetched (fetch it by name: `slmforge models fetch {}{}`; licence: {})",
                 e.id,
@@ -132,6 +136,13 @@ struct ListRow<'a> {
     default: bool,
     /// Fetched only when named.
     optional: bool,
+    /// slmforge can download it (else the user brings the file).
+    fetchable: bool,
+    family: &'a str,
+    params: u64,
+    context_length: usize,
+    quant: &'a str,
+    tools_template: bool,
     licence: &'a str,
     licence_url: &'a str,
     description: &'a str,
@@ -145,7 +156,7 @@ struct ListRow<'a> {
 
 fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(util::models_dir);
-    let checks = CATALOG
+    let checks = catalog()
         .iter()
         .map(|e| check_entry(e, &dir, !args.no_verify))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -156,6 +167,12 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
             role: c.entry.role,
             default: c.entry.id == default_base_model(),
             optional: c.entry.optional,
+            fetchable: c.entry.fetchable(),
+            family: c.entry.family,
+            params: c.entry.params,
+            context_length: c.entry.context_length,
+            quant: c.entry.quant,
+            tools_template: c.entry.tools_template,
             licence: c.entry.licence,
             licence_url: c.entry.licence_url,
             description: c.entry.description,
@@ -189,6 +206,8 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
                     r.role.as_str(),
                     if r.default {
                         " (default)"
+                    } else if !r.fetchable {
+                        " (bring your own)"
                     } else if r.optional {
                         " (optional)"
                     } else {
@@ -232,7 +251,10 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     // Optional models are fetched only by name.
-    for c in checks.iter().filter(|c| c.entry.optional) {
+    for c in checks
+        .iter()
+        .filter(|c| c.entry.optional && c.entry.fetchable())
+    {
         let e = c.entry;
         if c.present() == "no" {
             writeln!(
@@ -252,6 +274,18 @@ fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 e.id
             )?;
         }
+    }
+    let own: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.entry.fetchable() && c.present() == "no")
+        .map(|c| c.entry.id)
+        .collect();
+    if !own.is_empty() {
+        writeln!(
+            out,
+            "\nbring your own: {} (put the GGUF at the path shown, or pass --model PATH)",
+            own.join(", ")
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

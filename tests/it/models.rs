@@ -37,12 +37,12 @@ fn list_json(dir: &Path) -> serde_json::Value {
 fn catalogue_is_well_formed() {
     let mut ids = std::collections::HashSet::new();
     let mut dirs = std::collections::HashSet::new();
-    for e in models::CATALOG {
+    for e in models::catalog() {
         assert!(ids.insert(e.id), "duplicate id {}", e.id);
         assert!(dirs.insert(e.dir), "duplicate dir {}", e.dir);
         assert!(!e.files.is_empty(), "{} has no files", e.id);
         assert!(
-            e.version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            !e.fetchable() || e.version.split('.').all(|p| p.parse::<u32>().is_ok()),
             "{}: pinned version",
             e.id
         );
@@ -58,8 +58,13 @@ fn catalogue_is_well_formed() {
             if let Some(sha) = f.sha256 {
                 assert!(is_sha(sha), "{}: {}: {sha}", e.id, f.dest);
             }
-            // A file comes either whole from the entry's wheel or in parts.
-            assert_eq!(f.in_wheel.is_empty(), !f.parts.is_empty(), "{}", f.dest);
+            // A file comes either whole from the entry's wheel or in parts
+            // (or, for a model the user brings, from neither).
+            if e.fetchable() {
+                assert_eq!(f.in_wheel.is_empty(), !f.parts.is_empty(), "{}", f.dest);
+            } else {
+                assert!(f.in_wheel.is_empty() && f.parts.is_empty(), "{}", f.dest);
+            }
             for p in f.parts {
                 assert!(!p.in_wheel.is_empty() && !p.package.is_empty());
                 assert!(p.sha256.is_none_or(is_sha), "{}", p.in_wheel);
@@ -70,9 +75,10 @@ fn catalogue_is_well_formed() {
                 f.dest
             );
         }
-        // The main file is what stages load; it must be pinned by hash.
+        // The main file is what stages load; a downloaded one must be
+        // pinned by hash.
         assert!(
-            e.main_file().sha256.is_some(),
+            !e.fetchable() || e.main_file().sha256.is_some(),
             "{}: main file without checksum",
             e.id
         );
@@ -141,7 +147,7 @@ fn gemma3_270m_is_an_optional_base_model_in_four_parts() {
     assert!(!default.contains(&"gemma3-270m"), "{default:?}");
     assert_eq!(
         default,
-        models::CATALOG
+        models::catalog()
             .iter()
             .filter(|e| !e.optional)
             .map(|e| e.id)
@@ -164,7 +170,7 @@ fn list_on_empty_dir_shows_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let (ok, table, _) = run_bin(&["models", "list", "--dir", tmp.path().to_str().unwrap()]);
     assert!(ok);
-    for e in models::CATALOG {
+    for e in models::catalog() {
         let line = table
             .lines()
             .find(|l| l.starts_with(e.id))
@@ -175,7 +181,7 @@ fn list_on_empty_dir_shows_missing() {
     assert!(table.contains("slmforge models fetch"), "{table}");
     let rows = list_json(tmp.path());
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), models::CATALOG.len());
+    assert_eq!(rows.len(), models::catalog().len());
     for r in rows {
         assert_eq!(r["present"], "no");
         assert_eq!(r["checksum"], "missing");
@@ -312,6 +318,18 @@ fn fake_entry(main: &[u8]) -> &'static CatalogEntry {
         optional: false,
         licence: "Apache-2.0",
         licence_url: "https://www.apache.org/licenses/LICENSE-2.0",
+        family: "llama",
+        params: 1000,
+        context_length: 2048,
+        layers: 2,
+        hidden: 64,
+        intermediate: 128,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        tools_template: false,
+        quant: "f32",
+        bytes_per_param: &[("f32", 4.0)],
     }))
 }
 
@@ -360,6 +378,18 @@ fn split_entry(pieces: &[&[u8]], pin_parts: bool) -> &'static CatalogEntry {
         optional: true,
         licence: "Test Terms",
         licence_url: "https://example.com/terms",
+        family: "llama",
+        params: 1000,
+        context_length: 2048,
+        layers: 2,
+        hidden: 64,
+        intermediate: 128,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        tools_template: false,
+        quant: "f32",
+        bytes_per_param: &[("f32", 4.0)],
     }))
 }
 
@@ -815,4 +845,62 @@ fn a_closed_stdout_ends_the_command_quietly() {
         "{:?}",
         out.status
     );
+}
+
+#[test]
+fn the_catalogue_is_pipelines_models_toml() {
+    // what models list, tune and select read: the file in the repository
+    let on_disk = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/models.toml"),
+    )
+    .unwrap();
+    assert_eq!(on_disk, models::CATALOG_TOML);
+    let cat = models::catalog();
+    assert_eq!(cat[0].id, models::default_base_model());
+    for id in [
+        "smollm2-135m",
+        "gemma3-270m",
+        "smollm2-360m",
+        "smollm2-1.7b",
+        "qwen2.5-0.5b",
+        "qwen2.5-1.5b",
+        "qwen3-0.6b",
+        "qwen3-1.7b",
+        "llama-3.2-1b",
+        "gemma3-1b",
+        "phi-3.5-mini",
+    ] {
+        let e = models::find(id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(e.role, Role::BaseSlm, "{id}");
+        assert!(
+            e.params > 0 && e.context_length >= 2048 && e.layers > 0,
+            "{id}"
+        );
+        assert!(e.bytes_per_param_of(e.quant).is_some(), "{id}: {}", e.quant);
+    }
+    assert!(models::find("smollm2-135m").unwrap().fetchable());
+    assert!(models::find("gemma3-270m").unwrap().fetchable());
+    let qwen = models::find("qwen2.5-0.5b").unwrap();
+    assert!(!qwen.fetchable() && qwen.optional && qwen.tools_template);
+    assert_eq!(qwen.family, "qwen2");
+    // a model the user brings is not downloaded: the error says where to put it
+    let tmp = tempfile::tempdir().unwrap();
+    let err = models::fetch_entry(qwen, &FetchConfig::new(tmp.path().to_path_buf()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not downloadable") && err.contains("qwen2.5-0.5b-instruct-q8_0.gguf"),
+        "{err}"
+    );
+    // a bad catalogue is refused with its reason
+    let dup = format!(
+        "{0}\n{1}",
+        models::CATALOG_TOML,
+        &models::CATALOG_TOML[models::CATALOG_TOML.find("[[model]]").unwrap()..]
+    );
+    let err = format!("{:#}", models::parse_catalog(&dup).unwrap_err());
+    assert!(err.contains("listed twice"), "{err}");
+    let bad = models::CATALOG_TOML.replacen("sha256 = \"b179", "sha256 = \"B179", 1);
+    let err = format!("{:#}", models::parse_catalog(&bad).unwrap_err());
+    assert!(err.contains("not 64 lower-case hex"), "{err}");
 }
