@@ -11,6 +11,7 @@ pub mod generate;
 pub mod ingest;
 pub mod models;
 pub mod route;
+pub mod select;
 pub mod synth;
 pub mod tune;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Generate a reply with a causal LM (GGUF), optionally with a LoRA adapter.
     Generate(generate::GenerateArgs),
+    /// Choose a base model per cluster (measured on validation calls), plan where they run and what that saves → DIR/plan.json.
+    Select(select::SelectArgs),
     /// Fine-tune a LoRA adapter per cluster on the LLM's own answers, and evaluate it against the base model.
     Tune(tune::TuneArgs),
     /// Export tuned adapters for serving (PEFT, llama.cpp GGUF, merged model) and calibrate the routing table.
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             generate::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Select(args) => select::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Export(args) => export::run(args),
         Command::Route(args) => route::run(args),

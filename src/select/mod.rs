@@ -6,6 +6,9 @@
 //! issue grows it into a measured choice per cluster and a serving plan
 //! written to `plan.json` ([`crate::artifact::plan`]).
 
+pub mod choose;
+pub mod serving;
+
 use std::collections::HashMap;
 use std::path::Path;
 

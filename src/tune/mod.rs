@@ -206,7 +206,7 @@ impl TuneConfig {
     }
 
     /// Fields that change what training produces (for checkpoint checks).
-    fn training_fingerprint(&self) -> serde_json::Value {
+    pub fn training_fingerprint(&self) -> serde_json::Value {
         serde_json::json!({
             "lora": self.lora, "lr": self.lr, "warmup": self.warmup_steps,
             "schedule": self.schedule, "min_lr_ratio": self.min_lr_ratio,

@@ -12,6 +12,8 @@ mod lm;
 mod models;
 mod pii_eval;
 mod redact;
+mod select;
+mod serving;
 mod synth;
 mod template;
 mod tidy;
