@@ -38,6 +38,10 @@ pub struct SelectArgs {
     /// Model catalogue (default: the built-in pipelines/models.toml).
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Only these clusters (repeatable; default: all). The plan then holds
+    /// only them.
+    #[arg(long = "cluster", value_name = "ID", allow_negative_numbers = true)]
+    pub clusters: Vec<i32>,
     /// Only these candidates (catalogue ids, comma-separated; default: every
     /// base model of the catalogue).
     #[arg(long, value_delimiter = ',')]
@@ -147,6 +151,17 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
     let mut members: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for a in read_assignment_rows(&args.dataset)? {
         members.entry(a.cluster).or_default().push(a.call_id);
+    }
+    if !args.clusters.is_empty() {
+        for k in &args.clusters {
+            if !members.contains_key(k) {
+                return Err(usage(format!(
+                    "unknown cluster id {k} (clusters: {})",
+                    members.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        members.retain(|k, _| args.clusters.contains(k));
     }
     let mut measurer = TuneMeasurer {
         tune: tcfg.clone(),
