@@ -157,7 +157,11 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
             if !members.contains_key(k) {
                 return Err(usage(format!(
                     "unknown cluster id {k} (clusters: {})",
-                    members.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                    members
+                        .keys()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -207,6 +211,19 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
     };
     write_plan(&args.dataset, &plan)?;
     print_table(&choices, &cfg);
+    print_serving(&serving, &cost);
+    eprintln!(
+        "select: wrote {} ({} of {} clusters to tune); `slmforge tune {} --out adapters/RUN` follows it",
+        args.dataset.join(PLAN_FILE).display(),
+        plan.clusters.iter().filter(|c| c.decision == "tune").count(),
+        plan.clusters.len(),
+        args.dataset.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The devices in use, what does not fit, and the monthly cost figures.
+fn print_serving(serving: &ServingPlan, cost: &CostSummary) {
     for d in serving.devices.iter().filter(|d| d.in_use) {
         println!(
             "device {}: {} ({:.1} of {:.1} GiB)",
@@ -229,14 +246,6 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
         cost.hardware_monthly_usd,
         cost.savings_monthly_usd
     );
-    eprintln!(
-        "select: wrote {} ({} of {} clusters to tune); `slmforge tune {} --out adapters/RUN` follows it",
-        args.dataset.join(PLAN_FILE).display(),
-        plan.clusters.iter().filter(|c| c.decision == "tune").count(),
-        plan.clusters.len(),
-        args.dataset.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A cluster's plan entry. The base is named by its catalogue id when the
