@@ -38,6 +38,10 @@ pub struct CandidateResult {
     pub score: Option<f64>,
     /// Taken from `select_cache/` (measured by an earlier run).
     pub cached: bool,
+    /// USD per million generated tokens on the planned hardware's first
+    /// device at full batched decode capacity (`select::serving`).
+    #[serde(default)]
+    pub serving_usd_per_mtok: Option<f64>,
 }
 
 /// The select stage's decision for one cluster.

@@ -181,6 +181,8 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
         None => HardwareConfig::default(),
     };
     let devices = parse_hardware(&args.hardware, &hw)?;
+    let mut choices = choices;
+    price_candidates(&mut choices, &entries, &devices, &args.serve_quant);
     let (serving, cost, notes) = serving_and_cost(
         &choices,
         &entries,
@@ -296,7 +298,12 @@ fn print_table(choices: &[ClusterChoice], cfg: &ChooseConfig) {
         let scores = c
             .candidates
             .iter()
-            .filter_map(|r| r.score.map(|s| format!("{} {:.0}%", r.model, 100.0 * s)))
+            .filter_map(|r| {
+                r.score.map(|s| match r.serving_usd_per_mtok {
+                    Some(usd) => format!("{} {:.0}% (${usd:.2}/Mtok)", r.model, 100.0 * s),
+                    None => format!("{} {:.0}%", r.model, 100.0 * s),
+                })
+            })
             .collect::<Vec<_>>()
             .join(", ");
         println!(
@@ -388,18 +395,7 @@ fn serving_and_cost(
         requests
             .entry(model.clone())
             .or_insert_with(|| ServingRequest {
-                base: ModelSpec {
-                    id: e.id.to_string(),
-                    params: e.params,
-                    layers: e.layers as u64,
-                    heads: e.heads as u64,
-                    kv_heads: e.kv_heads as u64,
-                    head_dim: e.head_dim as u64,
-                    hidden: e.hidden as u64,
-                    intermediate: e.intermediate as u64,
-                    context_length: e.context_length as u64,
-                    bytes_per_param: bpp,
-                },
+                base: model_spec(e, bpp),
                 clusters: Vec::new(),
             })
             .clusters
@@ -599,4 +595,43 @@ fn measure_cluster(
         pilot_steps: steps,
         pilot_capped: capped,
     })
+}
+
+/// The serving shape of a catalogue entry at `bytes_per_param`.
+fn model_spec(e: &CatalogEntry, bytes_per_param: f64) -> ModelSpec {
+    ModelSpec {
+        id: e.id.to_string(),
+        params: e.params,
+        layers: e.layers as u64,
+        heads: e.heads as u64,
+        kv_heads: e.kv_heads as u64,
+        head_dim: e.head_dim as u64,
+        hidden: e.hidden as u64,
+        intermediate: e.intermediate as u64,
+        context_length: e.context_length as u64,
+        bytes_per_param,
+    }
+}
+
+/// Each candidate's serving cost per million generated tokens on the first
+/// device of the spec, at its full batched decode capacity.
+fn price_candidates(
+    choices: &mut [ClusterChoice],
+    entries: &[CatalogEntry],
+    devices: &[Device],
+    quant: &str,
+) {
+    let Some(dev) = devices.first() else { return };
+    for r in choices.iter_mut().flat_map(|c| c.candidates.iter_mut()) {
+        let Some(e) = entries.iter().find(|e| e.id == r.model) else {
+            continue;
+        };
+        let Some(bpp) = e.bytes_per_param_of(quant) else {
+            continue;
+        };
+        let tps = dev.decode_capacity_tokens_per_sec(&model_spec(e, bpp));
+        if tps > 0.0 {
+            r.serving_usd_per_mtok = Some(dev.hourly_usd / (tps * 3600.0) * 1e6);
+        }
+    }
 }

@@ -328,6 +328,7 @@ pub fn choose(
                 pilot_capped: false,
                 score: None,
                 cached: false,
+                serving_usd_per_mtok: None,
             });
             if skipped.is_none() {
                 todo.push(i);

@@ -27,6 +27,7 @@ fn result(model: &str, params: u64, score: Option<f64>) -> CandidateResult {
         pilot_capped: false,
         score,
         cached: false,
+        serving_usd_per_mtok: None,
     }
 }
 
@@ -389,6 +390,13 @@ dest = "model.gguf"
             .candidates
             .iter()
             .all(|r| r.zero_shot.is_some() && !r.cached));
+        // the larger model costs more per generated token on the same device
+        let usd: Vec<f64> = c
+            .candidates
+            .iter()
+            .map(|r| r.serving_usd_per_mtok.unwrap())
+            .collect();
+        assert!(usd[0] > 0.0 && usd[1] > usd[0], "{usd:?}");
     }
     let serving = plan.serving.as_ref().unwrap();
     assert_eq!(
