@@ -331,24 +331,12 @@ fn every_family_trains_like_llama() {
             },
         ];
         let batch = TrainBatch::new(&ex, 2, &Device::Cpu).unwrap();
-        let ga = m
-            .loss(
-                &batch,
-                HeadPositions::Answer,
-                Some(&mut ChaCha8Rng::seed_from_u64(1)),
-            )
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gb = composite
-            .loss(
-                &batch,
-                HeadPositions::Answer,
-                Some(&mut ChaCha8Rng::seed_from_u64(1)),
-            )
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = |model: &lm::CausalLm| {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let loss = model.loss(&batch, HeadPositions::Answer, Some(&mut rng));
+            loss.unwrap().backward().unwrap()
+        };
+        let (ga, gb) = (grads(&m), grads(&composite));
         let vars = m.lora_named_vars();
         assert_eq!(vars.len(), crate::common::TINY_LAYERS * 7 * 2, "{arch}");
         for (name, v) in vars {
