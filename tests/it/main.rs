@@ -7,6 +7,7 @@ mod common;
 mod embed;
 mod export;
 mod families;
+mod guide;
 mod ingest;
 mod lm;
 mod models;

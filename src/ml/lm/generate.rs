@@ -1,5 +1,7 @@
 //! Text generation: greedy or temperature/top-p sampling with a seed, stop
-//! tokens, batched left-padded prompts over a KV cache, timing. (The
+//! tokens, batched left-padded prompts over a KV cache, timing, and an
+//! optional per-row [`TokenConstraint`] (schema-guided decoding, see
+//! [`super::guide`]) that masks the logits before each pick. (The
 //! `slmforge generate` command is `cli::generate`.)
 
 use std::time::Instant;
@@ -127,6 +129,20 @@ impl GenerationStats {
     }
 }
 
+/// A per-row constraint on what may be generated next (one state per row,
+/// so batched rows advance independently).
+pub trait TokenConstraint: Send {
+    /// Sets the logits of tokens that may not come next to `-inf`. A stop
+    /// token stays allowed only where the output may end here. When nothing
+    /// at all is allowed the constraint is broken; the row then stops.
+    fn mask_logits(&mut self, logits: &mut [f32], stop_ids: &[u32]) -> Result<()>;
+    /// Advances past the picked (non-stop) token.
+    fn accept(&mut self, token: u32) -> Result<()>;
+}
+
+/// One row's constraint, if any.
+pub type RowConstraint = Option<Box<dyn TokenConstraint>>;
+
 /// Picks the next token from `logits` (one row).
 fn pick(logits: &[f32], s: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
     if s.temperature <= 0.0 {
@@ -143,6 +159,7 @@ fn pick(logits: &[f32], s: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
         .iter()
         .enumerate()
         .map(|(i, &v)| (i as u32, ((v as f64 - max) / s.temperature).exp()))
+        .filter(|p| p.1 > 0.0)
         .collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
     if s.top_p < 1.0 {
@@ -179,6 +196,29 @@ pub fn generate_tokens(
     pad_id: u32,
     opts: &GenerateOptions,
 ) -> Result<(Vec<Completion>, GenerationStats)> {
+    generate_constrained(model, prompts, Vec::new(), stop_ids, pad_id, opts)
+}
+
+/// [`generate_tokens`] with a constraint per prompt (`constraints[i]` for
+/// `prompts[i]`; an empty vector means none at all).
+pub fn generate_constrained(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    mut constraints: Vec<RowConstraint>,
+    stop_ids: &[u32],
+    pad_id: u32,
+    opts: &GenerateOptions,
+) -> Result<(Vec<Completion>, GenerationStats)> {
+    if constraints.is_empty() {
+        constraints.resize_with(prompts.len(), || None);
+    }
+    if constraints.len() != prompts.len() {
+        bail!(
+            "{} constraints for {} prompts",
+            constraints.len(),
+            prompts.len()
+        )
+    }
     let s = &opts.sampling;
     s.validate()?;
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
@@ -231,17 +271,28 @@ pub fn generate_tokens(
 
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done: Vec<Option<FinishReason>> = vec![None; b];
+        let mut guides: Vec<RowConstraint> = chunk.iter().map(|&i| constraints[i].take()).collect();
         loop {
-            let rows_logits: Vec<Vec<f32>> = logits.to_vec2()?;
+            let mut rows_logits: Vec<Vec<f32>> = logits.to_vec2()?;
             let mut next = vec![pad_id; b];
             for r in 0..b {
                 if done[r].is_some() {
                     continue;
                 }
+                if let Some(g) = guides[r].as_mut() {
+                    g.mask_logits(&mut rows_logits[r], stop_ids)?;
+                    if rows_logits[r].iter().all(|v| *v == f32::NEG_INFINITY) {
+                        done[r] = Some(FinishReason::Stop);
+                        continue;
+                    }
+                }
                 let tok = pick(&rows_logits[r], s, &mut rngs[r]);
                 if stop_ids.contains(&tok) {
                     done[r] = Some(FinishReason::Stop);
                     continue;
+                }
+                if let Some(g) = guides[r].as_mut() {
+                    g.accept(tok)?;
                 }
                 out[r].push(tok);
                 stats.generated_tokens += 1;

@@ -9,6 +9,7 @@
 //! * [`lora`]: LoRA config and adapter files.
 //! * [`tokenizer`], [`chat`]: text to ids, conversations to text, tool calls.
 //! * [`generate`]: batched greedy/sampled generation.
+//! * [`guide`]: schema-guided decoding (tool calls and JSON that follow their schemas).
 //! * [`template`]: the chat template to ship for serving (tool convention in Jinja).
 //!
 //! Invariants: the base weights are never trainable (only LoRA tensors are
@@ -19,6 +20,7 @@ pub mod chat;
 pub mod export;
 pub mod generate;
 pub mod gguf;
+pub mod guide;
 pub mod lora;
 pub mod model;
 pub mod ops;
@@ -48,6 +50,7 @@ pub struct LanguageModel {
     pub chat: ChatTemplate,
     path: PathBuf,
     sha256: OnceLock<String>,
+    guide: OnceLock<guide::Guide>,
 }
 
 /// What [`LanguageModel::generate`] returns.
@@ -79,6 +82,7 @@ pub fn load(path: &Path, device: &Device) -> Result<LanguageModel> {
         chat,
         path: path.to_path_buf(),
         sha256: OnceLock::new(),
+        guide: OnceLock::new(),
     })
 }
 
@@ -135,6 +139,40 @@ impl LanguageModel {
         let mut v = vec![self.tokenizer.eos_id(), self.chat.eot_id()];
         v.dedup();
         v
+    }
+
+    /// The guided-decoding machinery for this tokenizer (built on first use).
+    pub fn guide(&self) -> Result<&guide::Guide> {
+        if let Some(g) = self.guide.get() {
+            return Ok(g);
+        }
+        let g = guide::Guide::new(&self.tokenizer)?;
+        Ok(self.guide.get_or_init(|| g))
+    }
+
+    /// Constraints for `constraints` (one per prompt, `None` = free): a
+    /// constraint that cannot be compiled leaves its prompt free and is
+    /// reported in the second value as (prompt index, reason).
+    pub fn row_guides(
+        &self,
+        constraints: &[Option<guide::Constraint>],
+    ) -> Result<(Vec<generate::RowConstraint>, Vec<(usize, String)>)> {
+        let mut rows: Vec<generate::RowConstraint> = Vec::with_capacity(constraints.len());
+        let mut fallbacks = Vec::new();
+        for (i, c) in constraints.iter().enumerate() {
+            let Some(c) = c else {
+                rows.push(None);
+                continue;
+            };
+            match self.guide()?.start(c) {
+                Ok(g) => rows.push(Some(Box::new(g))),
+                Err(e) => {
+                    fallbacks.push((i, format!("{e:#}")));
+                    rows.push(None);
+                }
+            }
+        }
+        Ok((rows, fallbacks))
     }
 
     /// Generates for token prompts and decodes the results.

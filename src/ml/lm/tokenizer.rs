@@ -60,6 +60,8 @@ pub struct LmTokenizer {
     pad: Option<u32>,
     add_bos: bool,
     special_ids: Vec<u32>,
+    /// Byte-level BPE (GPT-2 byte alphabet) rather than SentencePiece.
+    byte_level: bool,
 }
 
 fn tk_err(e: tokenizers::Error) -> anyhow::Error {
@@ -74,6 +76,7 @@ impl LmTokenizer {
             .into_iter()
             .map(str::to_string)
             .collect();
+        let byte_level = model == "gpt2";
         let inner = match model {
             "gpt2" => byte_level_bpe(md, &tokens)?,
             "llama" => sentencepiece_bpe(md, &tokens)?,
@@ -81,13 +84,14 @@ impl LmTokenizer {
                 "unsupported tokenizer model {other:?}: supported are byte-level BPE (gpt2) and SentencePiece with scores (llama)"
             ),
         };
-        LmTokenizer::finish(md, inner, tokens)
+        LmTokenizer::finish(md, inner, tokens, byte_level)
     }
 
     fn finish(
         md: &HashMap<String, Value>,
         mut inner: Tokenizer,
         tokens: Vec<String>,
+        byte_level: bool,
     ) -> Result<LmTokenizer> {
         let types: Vec<u32> = match md_array(md, "tokenizer.ggml.token_type") {
             Ok(a) => a.iter().map(|v| value_u32(v).unwrap_or(1)).collect(),
@@ -136,6 +140,7 @@ impl LmTokenizer {
             inner,
             tokens,
             special_ids,
+            byte_level,
         })
     }
 
@@ -191,10 +196,64 @@ impl LmTokenizer {
         self.special_ids.contains(&id)
     }
 
+    /// The bytes each token id stands for in generated text, for masks over
+    /// the vocabulary (schema-guided decoding): byte-level tokens through the
+    /// GPT-2 byte alphabet, SentencePiece pieces with `▁` as a space and
+    /// `<0xNN>` as byte NN. Control tokens are `0xFF` + their name, so no text
+    /// ever matches them (the `toktrie` convention).
+    pub fn token_bytes(&self) -> Vec<Vec<u8>> {
+        let unicode_to_byte = gpt2_unicode_to_byte();
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if self.is_special(i as u32) {
+                    let mut b = vec![0xFF];
+                    b.extend_from_slice(t.as_bytes());
+                    return b;
+                }
+                if self.byte_level {
+                    let mut b = Vec::with_capacity(t.len());
+                    for c in t.chars() {
+                        match unicode_to_byte.get(&c) {
+                            Some(&x) => b.push(x),
+                            None => b.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                        }
+                    }
+                    return b;
+                }
+                if let Some(hex) = t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
+                    if let Ok(x) = u8::from_str_radix(hex, 16) {
+                        return vec![x];
+                    }
+                }
+                t.replace('\u{2581}', " ").into_bytes()
+            })
+            .collect()
+    }
+
     /// The underlying `tokenizers::Tokenizer`.
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
     }
+}
+
+/// GPT-2's byte alphabet, inverted: printable Latin-1 bytes stand for
+/// themselves, the other 68 bytes for U+0100 onwards in byte order.
+fn gpt2_unicode_to_byte() -> HashMap<char, u8> {
+    let mut map = HashMap::with_capacity(256);
+    let mut extra = 0u32;
+    for b in 0u32..256 {
+        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+        let c = if printable {
+            char::from_u32(b)
+        } else {
+            extra += 1;
+            char::from_u32(255 + extra)
+        };
+        map.insert(c.expect("valid code point"), b as u8);
+    }
+    map
 }
 
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer

@@ -1,0 +1,389 @@
+//! Schema-guided decoding (src/ml/lm/guide.rs): a random tiny model, guided,
+//! only ever produces calls and JSON that follow their schemas; text stays
+//! possible where allowed; schemas the grammar compiler refuses fall back.
+
+use candle_core::Device;
+use serde_json::{json, Value};
+use slmforge::ml::lm::chat::parse_reply;
+use slmforge::ml::lm::generate::{GenerateOptions, SamplingConfig};
+use slmforge::ml::lm::guide::{close_objects, infer_schema, schema_valid, Constraint, ToolChoice};
+use slmforge::ml::lm::{self, LanguageModel};
+
+use crate::lm::{tiny_gguf, TinyOpts};
+
+fn tiny(dir: &std::path::Path) -> LanguageModel {
+    let p = tiny_gguf(dir, "tiny.gguf", 11, &TinyOpts::default());
+    lm::load(&p, &Device::Cpu).unwrap()
+}
+
+/// A tool with every kind the issue names: enum, integer, nested object,
+/// array, required keys (bounded so a random model finishes in the cap).
+fn booking_tool() -> (String, Value) {
+    (
+        "book_room".into(),
+        json!({
+            "type": "object",
+            "properties": {
+                "room": {"type": "string", "enum": ["alpha", "beta", "gamma"]},
+                "people": {"type": "integer", "minimum": 1, "maximum": 40},
+                "slot": {
+                    "type": "object",
+                    "properties": {
+                        "day": {"type": "string", "maxLength": 6},
+                        "hour": {"type": "integer", "minimum": 0, "maximum": 23}
+                    },
+                    "required": ["day", "hour"]
+                },
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 3},
+                "note": {"type": "string", "maxLength": 5}
+            },
+            "required": ["room", "people", "slot"]
+        }),
+    )
+}
+
+fn cancel_tool() -> (String, Value) {
+    (
+        "cancel".into(),
+        json!({"type": "object", "properties": {"id": {"type": "integer", "minimum": 0, "maximum": 999}}, "required": ["id"]}),
+    )
+}
+
+fn prompts(lm: &LanguageModel, n: usize) -> Vec<Vec<u32>> {
+    (0..n)
+        .map(|i| {
+            lm.tokenizer
+                .encode(&format!(
+                    "<|im_start|>user\nbook {i}<|im_end|>\n<|im_start|>assistant\n"
+                ))
+                .unwrap()
+        })
+        .collect()
+}
+
+fn sampled(max_new_tokens: usize, batch_size: usize) -> GenerateOptions {
+    GenerateOptions {
+        sampling: SamplingConfig {
+            max_new_tokens,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 5,
+        },
+        batch_size,
+        ..Default::default()
+    }
+}
+
+/// Every call of a reply names an offered tool and its arguments validate
+/// against that tool's (closed) schema.
+fn calls_valid(text: &str, tools: &[(String, Value)]) -> bool {
+    let parsed = parse_reply(text);
+    !parsed.tool_calls.is_empty()
+        && parsed.issues.is_empty()
+        && parsed.tool_calls.iter().all(|c| {
+            c.arguments_valid
+                && tools.iter().any(|(name, params)| {
+                    *name == c.name
+                        && schema_valid(&close_objects(params), &c.arguments) == Some(true)
+                })
+        })
+}
+
+#[test]
+fn guided_tool_calls_always_follow_the_schema_even_from_a_random_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let tools = vec![booking_tool(), cancel_tool()];
+    let ps = prompts(&lm, 16);
+    let c = Constraint::Tools {
+        tools: tools.clone(),
+        choice: ToolChoice::Required,
+        text: false,
+    };
+    let (rows, fallbacks) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
+    assert!(fallbacks.is_empty(), "{fallbacks:?}");
+    let opts = sampled(230, 8);
+    let (comps, _) = lm::generate::generate_constrained(
+        &lm.model,
+        &ps,
+        rows,
+        &lm.stop_ids(),
+        lm.tokenizer.pad_id(),
+        &opts,
+    )
+    .unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for c in &comps {
+        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
+        assert_eq!(c.finish, lm::FinishReason::Stop, "unfinished: {text}");
+        assert!(calls_valid(&text, &tools), "invalid guided call: {text}");
+        for call in parse_reply(&text).tool_calls {
+            names.insert(call.name);
+        }
+    }
+    // The random model still chooses: both tools come up.
+    assert_eq!(names.len(), 2, "{names:?}");
+    // The same model unguided produces no valid call at all.
+    let free = lm.generate(&ps, &sampled(60, 8)).unwrap();
+    assert!(free.texts.iter().all(|t| !calls_valid(t, &tools)));
+}
+
+#[test]
+fn a_named_tool_choice_calls_only_that_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let tools = vec![booking_tool(), cancel_tool()];
+    let ps = prompts(&lm, 6);
+    let c = Constraint::Tools {
+        tools: tools.clone(),
+        choice: ToolChoice::Function("cancel".into()),
+        text: true,
+    };
+    let (rows, _) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
+    let (comps, _) = lm::generate::generate_constrained(
+        &lm.model,
+        &ps,
+        rows,
+        &lm.stop_ids(),
+        lm.tokenizer.pad_id(),
+        &sampled(200, 6),
+    )
+    .unwrap();
+    for c in &comps {
+        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
+        let calls = parse_reply(&text).tool_calls;
+        assert!(calls_valid(&text, &tools), "{text}");
+        assert!(calls.iter().all(|c| c.name == "cancel"), "{text}");
+    }
+}
+
+#[test]
+fn text_stays_possible_where_allowed_and_calls_cannot_hide_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let tools = vec![booking_tool(), cancel_tool()];
+    let guide = lm.guide().unwrap();
+    let accepts = |c: &Constraint, text: &str| -> bool {
+        let mut g = guide.start(c).unwrap();
+        let ids = lm.tokenizer.encode(text).unwrap();
+        g.consume(&ids).is_ok() && g.is_accepting()
+    };
+    let auto = Constraint::Tools {
+        tools: tools.clone(),
+        choice: ToolChoice::Auto,
+        text: true,
+    };
+    let required = Constraint::Tools {
+        tools: tools.clone(),
+        choice: ToolChoice::Required,
+        text: true,
+    };
+    let call = r#"<tool_call>{"name":"cancel","arguments":{"id":42}}</tool_call>"#;
+    let two = format!("{call}\n{call}");
+    let text = "Which room would you like?\nI can book alpha or beta.";
+    let text_then_call = format!("Sure, cancelling it.\n{call}");
+    for (what, s) in [
+        ("call", call),
+        ("two calls", &two),
+        ("text", text),
+        ("text then call", &text_then_call),
+    ] {
+        assert!(accepts(&auto, s), "auto should accept the {what}: {s}");
+    }
+    assert!(accepts(&required, call) && accepts(&required, &two));
+    assert!(
+        !accepts(&required, text),
+        "required: text alone is not an answer"
+    );
+    // Broken or off-schema calls are refused, in text or not.
+    let bad = [
+        r#"<tool_call>{"name":"cancel","arguments":{"id":"42"}}</tool_call>"#,
+        r#"<tool_call>{"name":"cancel","arguments":{"id":42,"why":"x"}}</tool_call>"#,
+        r#"<tool_call>{"name":"refund","arguments":{"id":42}}</tool_call>"#,
+        r#"<tool_call>{"name":"cancel","arguments":{}}</tool_call>"#,
+        r#"<tool_call>{"name":"book_room","arguments":{"room":"delta","people":2,"slot":{"day":"mon","hour":9}}}</tool_call>"#,
+        r#"<tool_call>{"name":"cancel","arguments":{"id":42}</tool_call>"#,
+        r#"Here it is: <tool_call>{"name":"cancel","arguments":{"id":42}}</tool_call>"#,
+        "Done.\n<tool_call>{\"name\":\"cancel\"}",
+    ];
+    for s in bad {
+        assert!(!accepts(&auto, s), "should refuse: {s}");
+    }
+    // A complete call admits only the end (or another call).
+    let mut g = guide.start(&auto).unwrap();
+    g.consume(&lm.tokenizer.encode(call).unwrap()).unwrap();
+    let mut logits = vec![0.0f32; lm.model.config().vocab_size];
+    use slmforge::ml::lm::generate::TokenConstraint;
+    g.mask_logits(&mut logits, &lm.stop_ids()).unwrap();
+    let allowed: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i] > f32::NEG_INFINITY)
+        .collect();
+    let newline = lm.tokenizer.encode("\n").unwrap();
+    for i in &allowed {
+        let i = *i as u32;
+        assert!(
+            lm.stop_ids().contains(&i)
+                || newline.contains(&i)
+                || lm.tokenizer.decode(&[i], false).unwrap().starts_with('\n'),
+            "token {i} allowed after a complete call"
+        );
+    }
+    assert!(lm
+        .stop_ids()
+        .iter()
+        .all(|s| allowed.contains(&(*s as usize))));
+}
+
+#[test]
+fn unsupported_schemas_fall_back_to_free_decoding_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let good = Constraint::Tools {
+        tools: vec![cancel_tool()],
+        choice: ToolChoice::Required,
+        text: false,
+    };
+    let bad_type = Constraint::Json {
+        schema: json!({"type": "not-a-type"}),
+        compact: true,
+    };
+    let impossible = Constraint::Json {
+        schema: json!({"type": "integer", "minimum": 5, "maximum": 1}),
+        compact: true,
+    };
+    let no_tool = Constraint::Tools {
+        tools: vec![cancel_tool()],
+        choice: ToolChoice::Function("refund".into()),
+        text: false,
+    };
+    let cs = vec![
+        Some(good),
+        Some(bad_type),
+        None,
+        Some(impossible),
+        Some(no_tool),
+    ];
+    let (rows, fallbacks) = lm.row_guides(&cs).unwrap();
+    let fell: Vec<usize> = fallbacks.iter().map(|f| f.0).collect();
+    assert_eq!(fell, vec![1, 3, 4], "{fallbacks:?}");
+    assert!(fallbacks.iter().all(|f| !f.1.is_empty()));
+    assert!(rows[0].is_some() && rows[1].is_none() && rows[2].is_none());
+    // Generation goes on for every row.
+    let ps = prompts(&lm, cs.len());
+    let (comps, _) = lm::generate::generate_constrained(
+        &lm.model,
+        &ps,
+        rows,
+        &lm.stop_ids(),
+        lm.tokenizer.pad_id(),
+        &sampled(80, 5),
+    )
+    .unwrap();
+    assert_eq!(comps.len(), cs.len());
+    let first = lm.tokenizer.decode(&comps[0].tokens, true).unwrap();
+    assert!(calls_valid(&first, &[cancel_tool()]), "{first}");
+}
+
+#[test]
+fn json_answers_follow_the_schema_inferred_from_training_answers() {
+    let answers: Vec<Value> = vec![
+        json!({"label": "billing", "priority": 2, "tags": ["refund"], "meta": {"lang": "en"}}),
+        json!({"label": "bug", "priority": 1, "tags": [], "meta": {"lang": "de", "tz": null}}),
+        json!({"label": "other", "priority": 3, "tags": ["a", "b"], "meta": {"lang": "fr"}, "note": "x"}),
+    ];
+    let refs: Vec<&Value> = answers.iter().collect();
+    let schema = infer_schema(&refs);
+    assert_eq!(
+        schema,
+        json!({
+            "type": "object",
+            "properties": {
+                "label": {"type": "string"},
+                "priority": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "meta": {
+                    "type": "object",
+                    "properties": {"lang": {"type": "string"}, "tz": {"type": "null"}},
+                    "required": ["lang"],
+                    "additionalProperties": false
+                },
+                "note": {"type": "string"}
+            },
+            "required": ["label", "priority", "tags", "meta"],
+            "additionalProperties": false
+        })
+    );
+    for a in &answers {
+        assert_eq!(schema_valid(&schema, a), Some(true), "{a}");
+    }
+    assert_eq!(schema_valid(&schema, &json!({"label": "x"})), Some(false));
+    assert_eq!(schema_valid(&json!({"type": 12}), &json!(1)), None);
+    assert_eq!(
+        infer_schema(&[&json!(1), &json!(2.5), &json!("x")]),
+        json!({"anyOf": [{"type": "number"}, {"type": "string"}]})
+    );
+
+    // Guided generation from the random model, under a bounded version.
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let bounded = json!({
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "maxLength": 6},
+            "priority": {"type": "integer", "minimum": 1, "maximum": 3},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}
+        },
+        "required": ["label", "priority"],
+        "additionalProperties": false
+    });
+    let c = Constraint::Json {
+        schema: bounded.clone(),
+        compact: true,
+    };
+    let ps = prompts(&lm, 8);
+    let (rows, fallbacks) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
+    assert!(fallbacks.is_empty());
+    let (comps, _) = lm::generate::generate_constrained(
+        &lm.model,
+        &ps,
+        rows,
+        &lm.stop_ids(),
+        lm.tokenizer.pad_id(),
+        &sampled(200, 4),
+    )
+    .unwrap();
+    for c in &comps {
+        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(schema_valid(&bounded, &v), Some(true), "{text}");
+        assert_eq!(text, v.to_string(), "compact JSON");
+    }
+}
+
+#[test]
+fn objects_close_unless_the_schema_says_otherwise() {
+    let s = json!({
+        "type": "object",
+        "properties": {
+            "a": {"type": "object", "properties": {"b": {"type": "integer"}}},
+            "open": {"type": "object", "properties": {}, "additionalProperties": true},
+            "list": {"type": "array", "items": {"type": "object", "properties": {"c": {}}}}
+        }
+    });
+    let c = close_objects(&s);
+    assert_eq!(c["additionalProperties"], json!(false));
+    assert_eq!(c["properties"]["a"]["additionalProperties"], json!(false));
+    assert_eq!(c["properties"]["open"]["additionalProperties"], json!(true));
+    assert_eq!(
+        c["properties"]["list"]["items"]["additionalProperties"],
+        json!(false)
+    );
+    assert_eq!(
+        schema_valid(&c, &json!({"a": {"b": 1, "x": 2}})),
+        Some(false)
+    );
+    assert_eq!(
+        schema_valid(&s, &json!({"a": {"b": 1, "x": 2}})),
+        Some(true)
+    );
+}
