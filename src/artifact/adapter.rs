@@ -48,6 +48,10 @@ pub struct ClusterPrompt {
     /// same rule must be applied before every generation with the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<crate::ml::lm::prune::PruneRule>,
+    /// What the training answers look like (kinds, the JSON answers'
+    /// schema), for schema-guided decoding; absent in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<crate::ml::lm::guide::AnswerShape>,
 }
 
 /// One repeated piece of a cluster's prompts.
@@ -266,6 +270,9 @@ pub struct ModelMetrics {
     pub tool_name_accuracy: Rate,
     pub tool_call_accuracy: Rate,
     pub tool_args_valid: Rate,
+    /// Calls naming an offered tool with arguments that follow its schema.
+    #[serde(default)]
+    pub tool_schema_valid: Rate,
     /// Replies cut by the `max_new_tokens` cap.
     pub hit_max_tokens: usize,
     /// Mean negative log-likelihood of the LLM's answer tokens.
@@ -296,8 +303,30 @@ pub struct EvalReport {
     pub batch_size: usize,
     pub base: ModelMetrics,
     pub tuned: ModelMetrics,
+    /// The same with schema-guided decoding (absent when the workload has
+    /// no schema to follow, or it was switched off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided: Option<GuidedEval>,
     /// Where the comparison rules are documented.
     pub rules: String,
+}
+
+/// Base and tuned under schema-guided decoding ([`crate::ml::lm::guide`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuidedEval {
+    /// Test calls that had a constraint (tool calls or a JSON schema).
+    pub constrained_calls: usize,
+    /// Calls whose constraint could not be compiled, decoded free.
+    pub fallbacks: Vec<GuideFallback>,
+    pub base: ModelMetrics,
+    pub tuned: ModelMetrics,
+}
+
+/// A call decoded free because its schema was not supported.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuideFallback {
+    pub call_id: String,
+    pub reason: String,
 }
 
 /// What later stages need from a run's `tune_config.json` (read loosely:
@@ -354,6 +383,9 @@ pub fn read_results(run_dir: &Path) -> Result<Vec<ClusterResult>> {
 pub struct EvalSample {
     pub call_id: String,
     pub tuned_score: crate::ml::lm::score::CallScore,
+    /// The tuned model's score under schema-guided decoding (when evaluated).
+    #[serde(default)]
+    pub tuned_guided_score: Option<crate::ml::lm::score::CallScore>,
 }
 
 /// Reads a cluster's `eval_samples.jsonl` (empty when there is none).

@@ -39,6 +39,11 @@ pub enum RouteTarget {
         /// request before generating with it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prune: Option<crate::ml::lm::prune::PruneRule>,
+        /// Serve with schema-guided decoding under this answer shape (tool
+        /// calls under the request's tool schemas, JSON under the schema);
+        /// calibration judged the adapter that way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guide: Option<crate::ml::lm::guide::AnswerShape>,
     },
     /// Back to the LLM, with the reason.
     Llm { reason: String },

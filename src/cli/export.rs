@@ -48,6 +48,11 @@ pub struct ExportArgs {
     /// Do not build the routing table.
     #[arg(long)]
     pub no_route: bool,
+    /// Calibrate the routes on free decoding. By default each adapter is
+    /// judged, and marked in routing.json to be served, with schema-guided
+    /// decoding (tool calls and JSON constrained to their schemas).
+    #[arg(long)]
+    pub unguided: bool,
     /// Routing calibration target: routed accuracy at least this.
     #[arg(long, default_value_t = CalibrationConfig::default().accuracy_target)]
     pub accuracy_target: f64,
@@ -111,6 +116,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let ccfg = (!args.no_route).then(|| CalibrationConfig {
         accuracy_target: args.accuracy_target,
         min_routed_calls: args.min_routed_calls,
+        guided: !args.unguided,
         ..Default::default()
     });
     let ok = export_and_route(&cfg, ccfg.as_ref(), &args.run, &dataset, &out)?;

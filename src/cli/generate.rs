@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::artifact::adapter::{read_prompt, PROMPT_FILE};
-use crate::call::{Message, Role};
+use crate::call::{Message, Role, ToolDef};
+use crate::ml::lm::guide::{AnswerShape, Constraint, ToolChoice};
 use crate::ml::lm::{self, GenerateOptions, SamplingConfig};
 use crate::ml::models::resolve_model;
 use crate::ml::runtime::{device_from_name, init_runtime};
@@ -49,6 +50,19 @@ pub struct GenerateArgs {
     /// and how greedy output is compared with llama.cpp's).
     #[arg(long, conflicts_with_all = ["system", "adapter"])]
     pub raw: bool,
+    /// Schema-guided decoding: with an adapter directory, the answer follows
+    /// the cluster's shape (tool calls under the offered tools' schemas,
+    /// text only where the cluster also answers in text; JSON under the
+    /// schema inferred from its training answers).
+    #[arg(long)]
+    pub guided: bool,
+    /// Guide the answer to this JSON Schema (a file); implies --guided.
+    #[arg(long, conflicts_with = "raw")]
+    pub schema: Option<PathBuf>,
+    /// With --guided and tools: `auto` (text or calls, as the cluster
+    /// answers), `required` (at least one call) or a function name.
+    #[arg(long)]
+    pub tool_choice: Option<String>,
     /// Print one JSON object (text, parsed reply, counts, timing) instead of the text.
     #[arg(long)]
     pub json: bool,
@@ -83,8 +97,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         .map(|a| a.join(PROMPT_FILE))
         .filter(|p| args.system.is_none() && !args.no_cluster_prompt && p.is_file());
     let mut system = args.system.clone();
+    let mut shape = None;
     if let Some(p) = cluster_prompt {
         let cp = read_prompt(&p)?;
+        shape = cp.answers.clone();
         eprintln!(
             "slmforge: using the cluster's system prompt and {} tools from {} (--system or --no-cluster-prompt to change)",
             cp.tools.len(),
@@ -124,7 +140,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         batch_size: 1,
         ..Default::default()
     };
-    let out = lm.generate(&[prompt], &opts)?;
+    let constraint = guided_constraint(&args, shape.as_ref(), &tools)?;
+    let (rows, fallbacks) = lm.row_guides(std::slice::from_ref(&constraint))?;
+    if let Some((_, why)) = fallbacks.first() {
+        eprintln!(
+            "slmforge: the schema is not supported by guided decoding ({why}); decoding free"
+        );
+    }
+    let out = lm.generate_guided(&[prompt], rows, &opts)?;
     let text = &out.texts[0];
     let c = &out.completions[0];
     let st = &out.stats;
@@ -138,6 +161,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "response": resp,
             "issues": parsed.issues.iter().map(|i| serde_json::json!({"index": i.index, "kind": format!("{:?}", i.kind)})).collect::<Vec<_>>(),
             "finish_reason": c.finish.as_str(),
+            "guided": constraint.is_some() && fallbacks.is_empty(),
             "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.tokens.len(),
             "load_secs": load_secs,
@@ -158,4 +182,72 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         load_secs
     );
     Ok(())
+}
+
+/// The constraint `generate` decodes under (`None`: free).
+fn guided_constraint(
+    args: &GenerateArgs,
+    shape: Option<&AnswerShape>,
+    tools: &[ToolDef],
+) -> Result<Option<Constraint>> {
+    if let Some(path) = &args.schema {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--schema {}: {e}", path.display())))?;
+        let schema: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("--schema {}: not JSON: {e}", path.display())))?;
+        return Ok(Some(Constraint::Json {
+            schema,
+            compact: true,
+        }));
+    }
+    if !args.guided {
+        if args.tool_choice.is_some() {
+            return Err(usage("--tool-choice needs --guided"));
+        }
+        return Ok(None);
+    }
+    let pairs: Vec<(String, serde_json::Value)> = tools
+        .iter()
+        .map(|t| (t.name.clone(), t.parameters.clone()))
+        .collect();
+    let mut c = match shape {
+        Some(s) => s.constraint(&pairs),
+        None if !pairs.is_empty() => Some(Constraint::Tools {
+            tools: pairs.clone(),
+            choice: ToolChoice::Auto,
+            text: true,
+        }),
+        None => None,
+    };
+    if let Some(choice) = &args.tool_choice {
+        let choice = match choice.as_str() {
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            name if pairs.iter().any(|p| p.0 == name) => ToolChoice::Function(name.to_string()),
+            other => {
+                return Err(usage(format!(
+                    "--tool-choice {other}: not auto, required or an offered tool"
+                )))
+            }
+        };
+        c = match c {
+            Some(Constraint::Tools { tools, text, .. }) => Some(Constraint::Tools {
+                tools,
+                choice,
+                text,
+            }),
+            None if !pairs.is_empty() => Some(Constraint::Tools {
+                tools: pairs,
+                choice,
+                text: true,
+            }),
+            _ => return Err(usage(
+                "--tool-choice needs tools (an adapter directory whose prompt.json offers some)",
+            )),
+        };
+    }
+    if c.is_none() {
+        eprintln!("slmforge: --guided: no tools and no JSON schema to follow; decoding free");
+    }
+    Ok(c)
 }

@@ -61,6 +61,10 @@ pub struct SelectArgs {
     /// predicts who reaches the target.
     #[arg(long, default_value_t = 0)]
     pub pilot_steps: usize,
+    /// Score free decoding instead of schema-guided decoding (guided is what
+    /// a deployment serves: tool calls and JSON constrained to their schemas).
+    #[arg(long)]
+    pub free: bool,
     /// Wall-clock cap on each pilot run in seconds (a safety cap; the step
     /// count decides). Given alone, it enables a 10-step pilot.
     #[arg(long, value_name = "SECONDS")]
@@ -138,6 +142,7 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
             "split": tcfg.split,
             "seed": tcfg.seed,
             "prune": tcfg.prune,
+            "guided": !args.free,
         }),
     };
     if args.pilot.is_some() && args.pilot_steps == 0 {
@@ -171,6 +176,7 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
         tune: tcfg.clone(),
         device,
         dataset: args.dataset.clone(),
+        guided: !args.free,
     };
     let choices = choose::choose(&cfg, &args.dataset, &members, &by_id, &cands, &mut measurer)?;
 
@@ -459,6 +465,7 @@ struct TuneMeasurer {
     tune: TuneConfig,
     device: candle_core::Device,
     dataset: PathBuf,
+    guided: bool,
 }
 
 impl Measurer for TuneMeasurer {
@@ -495,19 +502,28 @@ impl Measurer for TuneMeasurer {
                     " zero-shot".into()
                 }
             );
-            out.push(measure_cluster(cfg, &tcfg, &mut lm, &p.data)?);
+            let shape = p.prompt.answers.clone().filter(|_| self.guided);
+            out.push(measure_cluster(
+                cfg,
+                &tcfg,
+                &mut lm,
+                &p.data,
+                shape.as_ref(),
+            )?);
         }
         Ok(out)
     }
 }
 
 /// Zero-shot (and pilot) scores of one cluster's validation sample (the
-/// calls whose prompt and answer fit the model's positions).
+/// calls whose prompt and answer fit the model's positions), guided by the
+/// cluster's answer shape when given.
 fn measure_cluster(
     cfg: &ChooseConfig,
     tcfg: &TuneConfig,
     lm: &mut crate::ml::lm::LanguageModel,
     data: &tune::data::ClusterData,
+    shape: Option<&crate::ml::lm::guide::AnswerShape>,
 ) -> Result<Measured> {
     let max_new = data
         .examples
@@ -524,12 +540,14 @@ fn measure_cluster(
         .take(cfg.val_calls)
         .collect();
     let flag = std::sync::atomic::AtomicBool::new(false);
+    let constraints = shape.map(|s| tune::eval::constraints_for(&val, s));
     let score =
         |lm: &crate::ml::lm::LanguageModel| -> Result<crate::artifact::adapter::ModelMetrics> {
             let gen = tune::eval::generate_all(
                 lm,
                 &lm.model,
                 &val,
+                constraints.as_deref(),
                 max_new,
                 tcfg.eval.batch_size,
                 &flag,

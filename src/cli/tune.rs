@@ -132,6 +132,10 @@ pub struct TuneOpts {
     pub eval_max_new_tokens: Option<usize>,
     #[arg(long, default_value_t = TuneConfig::default().eval.batch_size)]
     pub eval_batch_size: usize,
+    /// Skip the schema-guided evaluation passes (by default base and tuned
+    /// are also scored with tool calls and JSON constrained to their schemas).
+    #[arg(long)]
+    pub no_guided_eval: bool,
     /// Test calls evaluated per cluster.
     #[arg(long, default_value_t = TuneConfig::default().eval.max_test_calls)]
     pub max_test_calls: usize,
@@ -196,6 +200,7 @@ impl TuneOpts {
                 max_new_tokens: self.eval_max_new_tokens,
                 batch_size: self.eval_batch_size,
                 max_test_calls: self.max_test_calls,
+                guided: !self.no_guided_eval,
                 ..d.eval.clone()
             },
             keep_checkpoints: self.keep_checkpoints,

@@ -38,7 +38,8 @@ use crate::artifact::split::{split_of, Split};
 use crate::artifact::OUTLIER;
 use crate::call::RedactedCall;
 use crate::ml::embed::TextEmbedder;
-use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use crate::ml::lm::generate::{generate_constrained, GenerateOptions, SamplingConfig};
+use crate::ml::lm::guide::AnswerShape;
 use crate::ml::lm::prune::PruneRule;
 use crate::ml::lm::score::score_reply;
 use crate::ml::lm::{self, LanguageModel};
@@ -56,6 +57,9 @@ pub struct CalibrationConfig {
     pub exemplars: usize,
     /// Utterances per route in `router.json`.
     pub utterances: usize,
+    /// Judge the tuned models with schema-guided decoding (how a route
+    /// serves: tool calls and JSON constrained to their schemas).
+    pub guided: bool,
 }
 
 impl Default for CalibrationConfig {
@@ -66,6 +70,7 @@ impl Default for CalibrationConfig {
             batch_size: 16,
             exemplars: 5,
             utterances: 10,
+            guided: true,
         }
     }
 }
@@ -103,6 +108,7 @@ fn judge(
     model: &lm::CausalLm,
     calls: &[&RedactedCall],
     prune: Option<&PruneRule>,
+    shape: Option<&AnswerShape>,
     max_len: usize,
     max_new: usize,
     batch: usize,
@@ -141,7 +147,31 @@ fn judge(
     let mut ok = vec![false; calls.len()];
     for chunk in order.chunks(batch.max(1)) {
         let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
-        let (comps, _) = generate_tokens(model, &ps, &lm.stop_ids(), lm.tokenizer.pad_id(), &opts)?;
+        let rows = match shape {
+            Some(shape) => {
+                let cs: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let tools: Vec<(String, serde_json::Value)> = calls[i]
+                            .tools
+                            .iter()
+                            .map(|t| (t.name.clone(), t.parameters.clone()))
+                            .collect();
+                        shape.constraint(&tools)
+                    })
+                    .collect();
+                lm.row_guides(&cs)?.0
+            }
+            None => Vec::new(),
+        };
+        let (comps, _) = generate_constrained(
+            model,
+            &ps,
+            rows,
+            &lm.stop_ids(),
+            lm.tokenizer.pad_id(),
+            &opts,
+        )?;
         for (comp, &i) in comps.iter().zip(chunk) {
             let text = lm.tokenizer.decode(&comp.tokens, true)?;
             let c = calls[i];
@@ -189,6 +219,17 @@ fn prune_of(run_dir: &Path, c: i32) -> Option<PruneRule> {
         .and_then(|p| p.prune)
 }
 
+/// The answer shape a cluster's adapter is guided by (`None` when the run
+/// predates it or guidance is off).
+fn shape_of(run_dir: &Path, c: i32, guided: bool) -> Option<AnswerShape> {
+    if !guided {
+        return None;
+    }
+    read_prompt(&cluster_dir(run_dir, c).join(PROMPT_FILE))
+        .ok()
+        .and_then(|p| p.answers)
+}
+
 /// The decode cap for a cluster: its longest training answer + 16 tokens.
 fn max_new_of(results: &[crate::artifact::adapter::ClusterResult], c: i32) -> usize {
     results
@@ -233,6 +274,11 @@ pub fn calibrate(
     let pos: HashMap<usize, usize> = held.iter().enumerate().map(|(p, &i)| (i, p)).collect();
 
     let mut routes = build_routes(cfg, &summary, &manifest, &data)?;
+    for r in routes.iter_mut() {
+        if let RouteTarget::Adapter { guide, .. } = &mut r.target {
+            *guide = shape_of(run_dir, r.cluster, cfg.guided);
+        }
+    }
     let mut table = RoutingTable {
         format: ROUTING_FORMAT.to_string(),
         embedder: summary.embedder.clone(),
@@ -267,11 +313,13 @@ pub fn calibrate(
             .collect();
         let refs: Vec<&RedactedCall> = own.iter().map(|&i| &data.calls[i]).collect();
         let prune = prune_of(run_dir, c);
+        let shape = shape_of(run_dir, c, cfg.guided);
         let ok = judge(
             &lm,
             &merged,
             &refs,
             prune.as_ref(),
+            shape.as_ref(),
             settings.max_len,
             max_new,
             cfg.batch_size,
@@ -348,6 +396,7 @@ fn build_routes(
                         .map(|f| (f.format.clone(), f.path.clone()))
                         .collect(),
                     prune: a.prune.clone(),
+                    guide: None,
                 },
                 (None, _) => RouteTarget::Llm {
                     reason: "no tuned adapter for this workload".into(),
@@ -513,7 +562,13 @@ fn test_report(
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 read_eval_samples(&cluster_dir(run_dir, c))?
                     .into_iter()
-                    .map(|s| (s.call_id, s.tuned_score.exact_match))
+                    .map(|s| {
+                        let score = match (&s.tuned_guided_score, cfg.guided) {
+                            (Some(g), true) => g,
+                            _ => &s.tuned_score,
+                        };
+                        (s.call_id, score.exact_match)
+                    })
                     .collect(),
             ),
         };
@@ -529,11 +584,13 @@ fn test_report(
         let model = lm.model.merge_lora()?;
         let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
         let prune = prune_of(run_dir, c);
+        let shape = shape_of(run_dir, c, cfg.guided);
         judged.extend(judge(
             lm,
             &model,
             &refs,
             prune.as_ref(),
+            shape.as_ref(),
             ctx.settings.max_len,
             max_new_of(ctx.results, c),
             cfg.batch_size,

@@ -11,7 +11,8 @@ use anyhow::Result;
 
 use super::data::{BatchLimits, Example};
 use crate::artifact::adapter::{ModelMetrics, Rate};
-use crate::ml::lm::generate::{generate_tokens, GenerateOptions, SamplingConfig};
+use crate::ml::lm::generate::{generate_constrained, GenerateOptions, SamplingConfig};
+use crate::ml::lm::guide::{AnswerShape, Constraint, Fallbacks};
 use crate::ml::lm::score::{score_reply, CallScore};
 use crate::ml::lm::{CausalLm, FinishReason, LanguageModel};
 
@@ -28,6 +29,7 @@ pub fn aggregate(scores: &[CallScore]) -> ModelMetrics {
         tool_name_accuracy: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_name)),
         tool_call_accuracy: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_call)),
         tool_args_valid: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_args_valid)),
+        tool_schema_valid: Rate::of_outcomes(scores.iter().filter_map(|s| s.tool_schema_valid)),
         ..Default::default()
     }
 }
@@ -40,15 +42,19 @@ pub struct Generated {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Examples that had a constraint which could not be compiled (decoded
+    /// free): (example index, reason).
+    pub fallbacks: Fallbacks,
 }
 
 /// Greedy generation for each example's prompt, in chunks of the batch size
-/// (longest first), checking `interrupt` between chunks. `None` when
-/// interrupted.
+/// (longest first), checking `interrupt` between chunks; guided by
+/// `constraints[i]` for example `i` when given. `None` when interrupted.
 pub fn generate_all(
     lm: &LanguageModel,
     model: &CausalLm,
     examples: &[&Example],
+    constraints: Option<&[Option<Constraint>]>,
     max_new_tokens: usize,
     batch_size: usize,
     interrupt: &AtomicBool,
@@ -69,6 +75,7 @@ pub fn generate_all(
         generated_tokens: 0,
         prefill_secs: 0.0,
         decode_secs: 0.0,
+        fallbacks: Vec::new(),
     };
     let stop = lm.stop_ids();
     for chunk in order.chunks(batch_size.max(1)) {
@@ -79,7 +86,18 @@ pub fn generate_all(
             .iter()
             .map(|&i| examples[i].prompt_ids().to_vec())
             .collect();
-        let (comps, st) = generate_tokens(model, &prompts, &stop, lm.tokenizer.pad_id(), &opts)?;
+        let rows = match constraints {
+            Some(cs) => {
+                let mine: Vec<Option<Constraint>> = chunk.iter().map(|&i| cs[i].clone()).collect();
+                let (rows, fallbacks) = lm.row_guides(&mine)?;
+                out.fallbacks
+                    .extend(fallbacks.into_iter().map(|(r, why)| (chunk[r], why)));
+                rows
+            }
+            None => Vec::new(),
+        };
+        let (comps, st) =
+            generate_constrained(model, &prompts, rows, &stop, lm.tokenizer.pad_id(), &opts)?;
         out.prompt_tokens += st.prompt_tokens;
         out.generated_tokens += st.generated_tokens;
         out.prefill_secs += st.prefill_secs;
@@ -89,9 +107,26 @@ pub fn generate_all(
             finish[i] = c.finish;
         }
     }
+    out.fallbacks.sort_by_key(|f| f.0);
     out.texts = texts;
     out.finish = finish;
     Ok(Some(out))
+}
+
+/// Each example's constraint under the workload's answer shape (`None`:
+/// free text), from the tools its call offers.
+pub fn constraints_for(examples: &[&Example], shape: &AnswerShape) -> Vec<Option<Constraint>> {
+    examples
+        .iter()
+        .map(|e| {
+            let tools: Vec<(String, serde_json::Value)> = e
+                .tool_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            shape.constraint(&tools)
+        })
+        .collect()
 }
 
 /// Scores and timing figures of one model.

@@ -41,12 +41,14 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::adapter::{
-    cluster_dir, ClusterPrompt, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, EVAL_FORMAT,
-    PROMPT_FILE, SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE, TUNE_FILE,
+    cluster_dir, ClusterPrompt, ClusterResult, ClusterStatus, EvalReport, GuideFallback,
+    GuidedEval, EVAL_FILE, EVAL_FORMAT, PROMPT_FILE, SAMPLES_FILE, SUMMARY_JSON, TUNE_CONFIG_FILE,
+    TUNE_FILE,
 };
 use crate::artifact::plan::TuneTarget;
 use crate::artifact::split::{self, Split, SplitFractions};
-use crate::call::RedactedCall;
+use crate::call::{RedactedCall, Response};
+use crate::ml::lm::guide::{AnswerShape, Constraint};
 use crate::ml::lm::{CausalLm, LanguageModel, LoraConfig, LoraTarget};
 use crate::ml::models::default_base_model;
 use crate::util::usage;
@@ -65,6 +67,14 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// At most this many test calls (the first by split position).
     pub max_test_calls: usize,
+    /// Also evaluate schema-guided decoding (base and tuned): tool calls
+    /// and JSON answers constrained to their schemas, as a deployment serves.
+    #[serde(default = "yes")]
+    pub guided: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for EvalConfig {
@@ -74,6 +84,7 @@ impl Default for EvalConfig {
             new_tokens_margin: 16,
             batch_size: 16,
             max_test_calls: 50,
+            guided: true,
         }
     }
 }
@@ -324,6 +335,8 @@ fn encode(
     );
     cd.counts.missing_calls = ids.len() - calls.len();
     cd.counts.calls = ids.len();
+    let train_answers: Vec<&Response> = cd.split(Split::Train).iter().map(|e| &e.answer).collect();
+    prompt.answers = Some(AnswerShape::from_answers(&train_answers));
     (prompt, cd)
 }
 
@@ -588,19 +601,60 @@ fn evaluate(
     let base_loss = train::mean_loss(base, &test_set, pad, limits)?;
     let merged = lm.model.merge_lora()?;
     let flag = interrupt_flag();
-    let Some(gen_tuned) =
-        eval::generate_all(lm, &merged, &test_set, max_new, cfg.eval.batch_size, flag)?
-    else {
+    let bs = cfg.eval.batch_size;
+    let pass = |m: &CausalLm, c: Option<&[Option<Constraint>]>| {
+        eval::generate_all(lm, m, &test_set, c, max_new, bs, flag)
+    };
+    let train_answers: Vec<&Response> = cd.split(Split::Train).iter().map(|e| &e.answer).collect();
+    let shape = AnswerShape::from_answers(&train_answers);
+    let constraints = eval::constraints_for(&test_set, &shape);
+    let guided = cfg.eval.guided && constraints.iter().any(Option::is_some);
+    let Some(gen_tuned) = pass(&merged, None)? else {
         return Ok(None);
     };
+    let gen_tuned_guided = match guided {
+        true => match pass(&merged, Some(&constraints))? {
+            Some(g) => Some(g),
+            None => return Ok(None),
+        },
+        false => None,
+    };
     drop(merged);
-    let Some(gen_base) =
-        eval::generate_all(lm, base, &test_set, max_new, cfg.eval.batch_size, flag)?
-    else {
+    let Some(gen_base) = pass(base, None)? else {
         return Ok(None);
+    };
+    let gen_base_guided = match guided {
+        true => match pass(base, Some(&constraints))? {
+            Some(g) => Some(g),
+            None => return Ok(None),
+        },
+        false => None,
     };
     let (tuned_m, tuned_scores) = eval::model_metrics(lm, &test_set, &gen_tuned, tuned_loss);
     let (base_m, base_scores) = eval::model_metrics(lm, &test_set, &gen_base, base_loss);
+    let guided_scores = match (&gen_tuned_guided, &gen_base_guided) {
+        (Some(t), Some(b)) => Some((
+            eval::model_metrics(lm, &test_set, t, tuned_loss),
+            eval::model_metrics(lm, &test_set, b, base_loss),
+        )),
+        _ => None,
+    };
+    let guided_eval = match (&gen_tuned_guided, &guided_scores) {
+        (Some(t), Some((tg, bg))) => Some(GuidedEval {
+            constrained_calls: constraints.iter().filter(|c| c.is_some()).count(),
+            fallbacks: t
+                .fallbacks
+                .iter()
+                .map(|(i, why)| GuideFallback {
+                    call_id: test_set[*i].call_id.clone(),
+                    reason: why.clone(),
+                })
+                .collect(),
+            tuned: tg.0.clone(),
+            base: bg.0.clone(),
+        }),
+        _ => None,
+    };
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for e in &test_set {
         *kinds.entry(e.kind.to_string()).or_default() += 1;
@@ -615,6 +669,7 @@ fn evaluate(
         batch_size: cfg.eval.batch_size,
         base: base_m,
         tuned: tuned_m,
+        guided: guided_eval,
         rules: "see the module docs of src/tune/eval.rs (README: tune evaluation rules)".into(),
     };
     // Per-call samples for people to inspect (redacted data only).
@@ -626,6 +681,15 @@ fn evaluate(
             "tuned": gen_tuned.texts[i], "tuned_score": tuned_scores[i],
             "base": gen_base.texts[i], "base_score": base_scores[i],
         });
+        let mut line = line;
+        if let (Some(t), Some(b), Some((tg, bg))) =
+            (&gen_tuned_guided, &gen_base_guided, &guided_scores)
+        {
+            line["tuned_guided"] = t.texts[i].clone().into();
+            line["tuned_guided_score"] = serde_json::to_value(&tg.1[i])?;
+            line["base_guided"] = b.texts[i].clone().into();
+            line["base_guided_score"] = serde_json::to_value(&bg.1[i])?;
+        }
         samples.push_str(&serde_json::to_string(&line)?);
         samples.push('\n');
     }
@@ -641,6 +705,18 @@ fn evaluate(
         report.tuned.exact_match.count,
         report.tuned.exact_match.of,
     );
+    if let Some(g) = &report.guided {
+        eprintln!(
+            "tune: cluster {} guided ({} constrained calls, {} fell back): exact match base {}/{} -> tuned {}/{}",
+            result.cluster,
+            g.constrained_calls,
+            g.fallbacks.len(),
+            g.base.exact_match.count,
+            g.base.exact_match.of,
+            g.tuned.exact_match.count,
+            g.tuned.exact_match.of,
+        );
+    }
     Ok(Some(report))
 }
 

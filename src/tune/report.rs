@@ -53,9 +53,9 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
         s.push_str("**Interrupted**: run the same command with `--resume` to finish.\n\n");
     }
     s.push_str(
-        "| cluster | label | status | examples (train/val/test) | pruned / truncated / dropped | steps | epochs | train time | tok/s | exact match base → tuned | tool call base → tuned | JSON valid base → tuned | loss base → tuned |\n",
+        "| cluster | label | status | examples (train/val/test) | pruned / truncated / dropped | steps | epochs | train time | tok/s | exact match base → tuned | guided: base → tuned | tool call base → tuned | JSON valid base → tuned | loss base → tuned |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in results {
         let label = r
             .label_terms
@@ -73,6 +73,14 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
                 format!("{:.0}", t.tokens_per_sec),
             ),
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let guided = match r.eval.as_ref().and_then(|e| e.guided.as_ref()) {
+            Some(g) => format!(
+                "{} → {}",
+                rate(&g.base.exact_match),
+                rate(&g.tuned.exact_match)
+            ),
+            None => "-".into(),
         };
         let (em, tc, jv, loss) = match &r.eval {
             Some(e) => (
@@ -108,7 +116,7 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {}/{}/{} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}/{}/{} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.cluster,
             label,
             status(r),
@@ -123,13 +131,14 @@ pub fn markdown(results: &[ClusterResult], outcome: Outcome) -> String {
             secs,
             tps,
             em,
+            guided,
             tc,
             jv,
             loss
         );
     }
     s.push_str(
-        "\nExact match: parsed JSON for JSON answers, full tool call (name + arguments) for tool calls, trimmed text otherwise; rules in `src/ml/lm/score.rs`. Counts are of the evaluated test calls, which no training step saw. Pruned: calls whose static system prompt or tools were replaced by markers (see each cluster's prompt.json); truncated: calls that lost earlier turns to fit --max-len; dropped: calls left out (too long even without earlier turns, answer too long, empty, unrenderable).\n",
+        "\nExact match: parsed JSON for JSON answers, full tool call (name + arguments) for tool calls, trimmed text otherwise; rules in `src/ml/lm/score.rs`. Guided: the same with schema-guided decoding (tool calls under the offered tools' schemas, JSON under the schema inferred from the training answers), what a deployment serves; `-` where the cluster has no schema to follow. Counts are of the evaluated test calls, which no training step saw. Pruned: calls whose static system prompt or tools were replaced by markers (see each cluster's prompt.json); truncated: calls that lost earlier turns to fit --max-len; dropped: calls left out (too long even without earlier turns, answer too long, empty, unrenderable).\n",
     );
     s
 }
@@ -146,6 +155,14 @@ pub fn summary_text(out: &TuneOutput) -> String {
                 rate(&e.base.exact_match),
                 rate(&e.tuned.exact_match)
             );
+            if let Some(g) = &e.guided {
+                let _ = write!(
+                    s,
+                    ", guided {} -> {}",
+                    rate(&g.base.exact_match),
+                    rate(&g.tuned.exact_match)
+                );
+            }
         }
         if let Some(why) = &r.skip_reason {
             let _ = write!(s, " ({why})");

@@ -5,7 +5,7 @@
 use candle_core::Device;
 use serde_json::{json, Value};
 use slmforge::ml::lm::chat::parse_reply;
-use slmforge::ml::lm::generate::{GenerateOptions, SamplingConfig};
+use slmforge::ml::lm::generate::{GenerateOptions, SamplingConfig, TokenConstraint};
 use slmforge::ml::lm::guide::{close_objects, infer_schema, schema_valid, Constraint, ToolChoice};
 use slmforge::ml::lm::{self, LanguageModel};
 
@@ -213,7 +213,6 @@ fn text_stays_possible_where_allowed_and_calls_cannot_hide_in_it() {
     let mut g = guide.start(&auto).unwrap();
     g.consume(&lm.tokenizer.encode(call).unwrap()).unwrap();
     let mut logits = vec![0.0f32; lm.model.config().vocab_size];
-    use slmforge::ml::lm::generate::TokenConstraint;
     g.mask_logits(&mut logits, &lm.stop_ids()).unwrap();
     let allowed: Vec<usize> = (0..logits.len())
         .filter(|&i| logits[i] > f32::NEG_INFINITY)
@@ -386,4 +385,60 @@ fn objects_close_unless_the_schema_says_otherwise() {
         schema_valid(&s, &json!({"a": {"b": 1, "x": 2}})),
         Some(true)
     );
+}
+
+/// Masks at every step (never the greedy shortcut).
+struct AlwaysMask(Box<dyn TokenConstraint>);
+
+impl TokenConstraint for AlwaysMask {
+    fn mask_logits(&mut self, logits: &mut [f32], stop_ids: &[u32]) -> anyhow::Result<()> {
+        self.0.mask_logits(logits, stop_ids)
+    }
+    fn allows(&mut self, _token: u32, _is_stop: bool) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    fn accept(&mut self, token: u32) -> anyhow::Result<()> {
+        self.0.accept(token)
+    }
+}
+
+#[test]
+fn greedy_guided_decoding_checks_the_best_token_first_and_picks_what_the_mask_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny(dir.path());
+    let tools = vec![booking_tool(), cancel_tool()];
+    let ps = prompts(&lm, 6);
+    let c = Constraint::Tools {
+        tools,
+        choice: ToolChoice::Auto,
+        text: true,
+    };
+    let opts = GenerateOptions {
+        sampling: SamplingConfig::greedy(120),
+        batch_size: 3,
+        ..Default::default()
+    };
+    let run = |wrap: bool| {
+        let (rows, _) = lm.row_guides(&vec![Some(c.clone()); ps.len()]).unwrap();
+        let rows = rows
+            .into_iter()
+            .map(|r| match (r, wrap) {
+                (Some(g), true) => Some(Box::new(AlwaysMask(g)) as Box<dyn TokenConstraint>),
+                (r, _) => r,
+            })
+            .collect();
+        lm::generate::generate_constrained(
+            &lm.model,
+            &ps,
+            rows,
+            &lm.stop_ids(),
+            lm.tokenizer.pad_id(),
+            &opts,
+        )
+        .unwrap()
+    };
+    let (fast, fast_stats) = run(false);
+    let (masked, masked_stats) = run(true);
+    assert_eq!(fast, masked);
+    assert!(fast_stats.guide_secs > 0.0 && masked_stats.guide_secs > 0.0);
 }

@@ -117,6 +117,9 @@ pub struct GenerationStats {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Of `decode_secs`, the time spent computing constraint masks and
+    /// advancing the constraints (schema-guided decoding).
+    pub guide_secs: f64,
 }
 
 impl GenerationStats {
@@ -136,6 +139,11 @@ pub trait TokenConstraint: Send {
     /// token stays allowed only where the output may end here. When nothing
     /// at all is allowed the constraint is broken; the row then stops.
     fn mask_logits(&mut self, logits: &mut [f32], stop_ids: &[u32]) -> Result<()>;
+    /// Whether `token` may come next (a stop token: whether the output may
+    /// end here); much cheaper than a whole mask. Greedy decoding tries the
+    /// unconstrained best token first and masks only when it is refused,
+    /// which picks the same token.
+    fn allows(&mut self, token: u32, is_stop: bool) -> Result<bool>;
     /// Advances past the picked (non-stop) token.
     fn accept(&mut self, token: u32) -> Result<()>;
 }
@@ -184,6 +192,29 @@ fn pick(logits: &[f32], s: &SamplingConfig, rng: &mut ChaCha8Rng) -> u32 {
         }
     }
     probs.last().map(|p| p.0).unwrap_or(0)
+}
+
+/// Picks the next token of a constrained row: greedy tries the best token
+/// first and masks only when the constraint refuses it (the same pick, far
+/// cheaper); sampling always masks. `None` when nothing is allowed.
+fn guided_pick(
+    g: &mut dyn TokenConstraint,
+    logits: &mut [f32],
+    stop_ids: &[u32],
+    s: &SamplingConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Option<u32>> {
+    if s.temperature <= 0.0 {
+        let best = pick(logits, s, rng);
+        if g.allows(best, stop_ids.contains(&best))? {
+            return Ok(Some(best));
+        }
+    }
+    g.mask_logits(logits, stop_ids)?;
+    if logits.iter().all(|v| *v == f32::NEG_INFINITY) {
+        return Ok(None);
+    }
+    Ok(Some(pick(logits, s, rng)))
 }
 
 /// Generates a continuation for each prompt. Prompts are processed in
@@ -279,20 +310,35 @@ pub fn generate_constrained(
                 if done[r].is_some() {
                     continue;
                 }
-                if let Some(g) = guides[r].as_mut() {
-                    g.mask_logits(&mut rows_logits[r], stop_ids)?;
-                    if rows_logits[r].iter().all(|v| *v == f32::NEG_INFINITY) {
-                        done[r] = Some(FinishReason::Stop);
-                        continue;
+                let tok = match guides[r].as_mut() {
+                    None => pick(&rows_logits[r], s, &mut rngs[r]),
+                    Some(g) => {
+                        let tg = Instant::now();
+                        let tok = guided_pick(
+                            g.as_mut(),
+                            &mut rows_logits[r],
+                            stop_ids,
+                            s,
+                            &mut rngs[r],
+                        )?;
+                        stats.guide_secs += tg.elapsed().as_secs_f64();
+                        match tok {
+                            Some(t) => t,
+                            None => {
+                                done[r] = Some(FinishReason::Stop);
+                                continue;
+                            }
+                        }
                     }
-                }
-                let tok = pick(&rows_logits[r], s, &mut rngs[r]);
+                };
                 if stop_ids.contains(&tok) {
                     done[r] = Some(FinishReason::Stop);
                     continue;
                 }
                 if let Some(g) = guides[r].as_mut() {
+                    let tg = Instant::now();
                     g.accept(tok)?;
+                    stats.guide_secs += tg.elapsed().as_secs_f64();
                 }
                 out[r].push(tok);
                 stats.generated_tokens += 1;

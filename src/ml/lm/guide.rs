@@ -70,6 +70,10 @@ pub enum Constraint {
     },
 }
 
+/// Requests decoded free because their constraint could not be compiled:
+/// (index, reason).
+pub type Fallbacks = Vec<(usize, String)>;
+
 /// The guided-decoding machinery for one tokenizer (built once per model).
 pub struct Guide {
     factory: ParserFactory,
@@ -179,6 +183,16 @@ impl TokenConstraint for RowGuide {
         Ok(())
     }
 
+    fn allows(&mut self, token: u32, is_stop: bool) -> Result<bool> {
+        if is_stop {
+            return Ok(self.matcher.is_stopped() || self.is_accepting());
+        }
+        if token as usize >= self.vocab || self.matcher.is_stopped() {
+            return Ok(false);
+        }
+        Ok(self.matcher.validate_tokens(&[token]).unwrap_or(0) == 1)
+    }
+
     fn accept(&mut self, token: u32) -> Result<()> {
         self.matcher
             .consume_token(token)
@@ -225,9 +239,9 @@ pub fn close_objects(schema: &Value) -> Value {
     Value::Object(out)
 }
 
-/// The arguments schema of a tool: closed, and an object of any keys when
-/// the log carries none.
-fn arguments_schema(params: &Value) -> Value {
+/// The arguments schema of a tool as guidance and evaluation read it:
+/// closed, and an object of any keys when the log carries none.
+pub fn arguments_schema(params: &Value) -> Value {
     match params {
         Value::Object(m) if !m.is_empty() => close_objects(params),
         _ => json!({"type": "object"}),
@@ -365,5 +379,73 @@ fn infer_kind(kind: usize, vs: &[&Value]) -> Value {
             }
             json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
         }
+    }
+}
+
+/// What a workload's answers look like, from its training answers: stored
+/// with the adapter (`prompt.json`) so that evaluation, `generate --guided`
+/// and serving constrain its requests the same way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnswerShape {
+    pub text_answers: usize,
+    pub tool_call_answers: usize,
+    pub json_answers: usize,
+    /// The JSON answers' shared schema ([`infer_schema`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
+    /// Every JSON answer was written compactly (no whitespace between tokens).
+    #[serde(default)]
+    pub json_compact: bool,
+}
+
+impl AnswerShape {
+    /// Counts the answers' kinds and infers the JSON answers' schema.
+    pub fn from_answers(answers: &[&crate::call::Response]) -> AnswerShape {
+        let mut shape = AnswerShape::default();
+        let mut json_values: Vec<(Value, bool)> = Vec::new();
+        for a in answers {
+            match a.kind() {
+                "tool_call" => shape.tool_call_answers += 1,
+                "json" => {
+                    shape.json_answers += 1;
+                    let text = a.content.as_deref().unwrap_or("").trim();
+                    if let Ok(v) = serde_json::from_str::<Value>(text) {
+                        let compact = v.to_string() == text;
+                        json_values.push((v, compact));
+                    }
+                }
+                _ => shape.text_answers += 1,
+            }
+        }
+        if !json_values.is_empty() {
+            let refs: Vec<&Value> = json_values.iter().map(|v| &v.0).collect();
+            shape.json_schema = Some(infer_schema(&refs));
+            shape.json_compact = json_values.iter().all(|v| v.1);
+        }
+        shape
+    }
+
+    /// The constraint for one request of this workload offering `tools`
+    /// (name, parameters): calls under the tools' schemas where the workload
+    /// calls tools (text allowed where it also answers otherwise); its JSON
+    /// schema where it answers only in JSON; `None` (free text) otherwise.
+    pub fn constraint(&self, tools: &[(String, Value)]) -> Option<Constraint> {
+        if self.tool_call_answers > 0 && !tools.is_empty() {
+            let mut tools = tools.to_vec();
+            tools.sort_by(|a, b| a.0.cmp(&b.0));
+            tools.dedup_by(|a, b| a.0 == b.0);
+            return Some(Constraint::Tools {
+                tools,
+                choice: ToolChoice::Auto,
+                text: self.text_answers + self.json_answers > 0,
+            });
+        }
+        if self.json_answers > 0 && self.text_answers == 0 && self.tool_call_answers == 0 {
+            return self.json_schema.as_ref().map(|s| Constraint::Json {
+                schema: s.clone(),
+                compact: self.json_compact,
+            });
+        }
+        None
     }
 }

@@ -156,7 +156,7 @@ impl LanguageModel {
     pub fn row_guides(
         &self,
         constraints: &[Option<guide::Constraint>],
-    ) -> Result<(Vec<generate::RowConstraint>, Vec<(usize, String)>)> {
+    ) -> Result<(Vec<generate::RowConstraint>, guide::Fallbacks)> {
         let mut rows: Vec<generate::RowConstraint> = Vec::with_capacity(constraints.len());
         let mut fallbacks = Vec::new();
         for (i, c) in constraints.iter().enumerate() {
@@ -177,9 +177,21 @@ impl LanguageModel {
 
     /// Generates for token prompts and decodes the results.
     pub fn generate(&self, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<GenerateOutput> {
-        let (completions, stats) = generate::generate_tokens(
+        self.generate_guided(prompts, Vec::new(), opts)
+    }
+
+    /// [`LanguageModel::generate`] with a constraint per prompt (see
+    /// [`LanguageModel::row_guides`]; empty: none).
+    pub fn generate_guided(
+        &self,
+        prompts: &[Vec<u32>],
+        constraints: Vec<generate::RowConstraint>,
+        opts: &GenerateOptions,
+    ) -> Result<GenerateOutput> {
+        let (completions, stats) = generate::generate_constrained(
             &self.model,
             prompts,
+            constraints,
             &self.stop_ids(),
             self.tokenizer.pad_id(),
             opts,

@@ -15,7 +15,10 @@
 //!   equal names and equal arguments (order of parallel calls is ignored);
 //!   `exact_match` uses the full-call rule; text content next to tool calls
 //!   is not compared. `tool_args_valid` when the reply holds at least one
-//!   call and every call is well-formed JSON.
+//!   call and every call is well-formed JSON; `tool_schema_valid` when, in
+//!   addition, every call names an offered tool and its arguments follow
+//!   that tool's JSON Schema with objects closed (a key the schema does not
+//!   list is invalid unless it says `additionalProperties`).
 //! * **Values** (arguments and JSON answers): objects compare key by key,
 //!   ignoring key order; numbers compare by value (`1 == 1.0`, `2e1 == 20`);
 //!   strings are equal after trimming surrounding whitespace, case
@@ -166,6 +169,10 @@ pub struct CallScore {
     pub tool_name: Option<bool>,
     pub tool_call: Option<bool>,
     pub tool_args_valid: Option<bool>,
+    /// Every call names an offered tool and its arguments follow that
+    /// tool's schema, objects closed ([`super::guide::arguments_schema`]).
+    #[serde(default)]
+    pub tool_schema_valid: Option<bool>,
 }
 
 /// Scores a generated reply against the expected answer. `kind` is the
@@ -192,7 +199,19 @@ pub fn score_reply(
                 && parsed.tool_calls.iter().all(|c| c.arguments_valid);
             let names = names_match(&expected.tool_calls, &parsed.tool_calls);
             let full = calls_match(&expected.tool_calls, &parsed.tool_calls, schema_of);
+            let schema_ok = valid
+                && parsed.tool_calls.iter().all(|c| match schema_of(&c.name) {
+                    // A schema the validator cannot compile: well-formed is all we can check.
+                    Some(p) => {
+                        super::guide::schema_valid(
+                            &super::guide::arguments_schema(&p),
+                            &c.arguments,
+                        ) != Some(false)
+                    }
+                    None => false,
+                });
             s.tool_args_valid = Some(valid);
+            s.tool_schema_valid = Some(schema_ok);
             s.tool_name = Some(names);
             s.tool_call = Some(full);
             s.exact_match = full;
