@@ -43,7 +43,7 @@ pub enum RouteTarget {
         /// calls under the request's tool schemas, JSON under the schema);
         /// calibration judged the adapter that way.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        guide: Option<crate::ml::lm::guide::AnswerShape>,
+        guide: Option<Box<crate::ml::lm::guide::AnswerShape>>,
     },
     /// Back to the LLM, with the reason.
     Llm { reason: String },

@@ -107,8 +107,7 @@ fn judge(
     lm: &LanguageModel,
     model: &lm::CausalLm,
     calls: &[&RedactedCall],
-    prune: Option<&PruneRule>,
-    shape: Option<&AnswerShape>,
+    (prune, shape): (Option<&PruneRule>, Option<&AnswerShape>),
     max_len: usize,
     max_new: usize,
     batch: usize,
@@ -276,7 +275,7 @@ pub fn calibrate(
     let mut routes = build_routes(cfg, &summary, &manifest, &data)?;
     for r in routes.iter_mut() {
         if let RouteTarget::Adapter { guide, .. } = &mut r.target {
-            *guide = shape_of(run_dir, r.cluster, cfg.guided);
+            *guide = shape_of(run_dir, r.cluster, cfg.guided).map(Box::new);
         }
     }
     let mut table = RoutingTable {
@@ -318,8 +317,7 @@ pub fn calibrate(
             &lm,
             &merged,
             &refs,
-            prune.as_ref(),
-            shape.as_ref(),
+            (prune.as_ref(), shape.as_ref()),
             settings.max_len,
             max_new,
             cfg.batch_size,
@@ -589,8 +587,7 @@ fn test_report(
             lm,
             &model,
             &refs,
-            prune.as_ref(),
-            shape.as_ref(),
+            (prune.as_ref(), shape.as_ref()),
             ctx.settings.max_len,
             max_new_of(ctx.results, c),
             cfg.batch_size,

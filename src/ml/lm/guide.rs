@@ -410,7 +410,7 @@ impl AnswerShape {
                     shape.json_answers += 1;
                     let text = a.content.as_deref().unwrap_or("").trim();
                     if let Ok(v) = serde_json::from_str::<Value>(text) {
-                        let compact = v.to_string() == text;
+                        let compact = serde_json::to_string(&v).is_ok_and(|c| c == text);
                         json_values.push((v, compact));
                     }
                 }
