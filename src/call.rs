@@ -217,6 +217,91 @@ pub struct Call {
     pub usage: Usage,
     /// Free-form metadata kept from the source (user ids, tags...). Redacted.
     pub metadata: serde_json::Map<String, Value>,
+    /// What the request demanded of the answer (`tool_choice`,
+    /// `response_format`), where the log says.
+    pub demands: Demands,
+}
+
+/// What a request demanded of the answer: OpenAI's `tool_choice` (legacy
+/// `function_call`) and `response_format`, Anthropic's `tool_choice`.
+/// Schema-guided decoding follows them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Demands {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// The answer's JSON Schema (`response_format.json_schema.schema`;
+    /// `{"type": "object"}` for `json_object`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<Value>,
+}
+
+impl Demands {
+    pub fn is_empty(&self) -> bool {
+        self.tool_choice.is_none() && self.response_schema.is_none()
+    }
+
+    /// Reads OpenAI (`tool_choice`, `function_call`, `response_format`) and
+    /// Anthropic (`tool_choice: {type: auto|any|tool|none, name}`) request
+    /// fields; anything else is ignored.
+    pub fn from_request(req: &Value) -> Demands {
+        let name_of = |v: &Value| {
+            v.get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| v.get("name"))
+                .and_then(Value::as_str)
+                .map(|n| ToolChoice::Function(n.to_string()))
+        };
+        let choice = |v: &Value| -> Option<ToolChoice> {
+            match v {
+                Value::String(s) => match s.as_str() {
+                    "none" => Some(ToolChoice::None),
+                    "auto" => Some(ToolChoice::Auto),
+                    "required" | "any" => Some(ToolChoice::Required),
+                    _ => None,
+                },
+                Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+                    Some("auto") => Some(ToolChoice::Auto),
+                    Some("any") | Some("required") => Some(ToolChoice::Required),
+                    Some("none") => Some(ToolChoice::None),
+                    _ => name_of(v),
+                },
+                _ => None,
+            }
+        };
+        let tool_choice = req
+            .get("tool_choice")
+            .and_then(choice)
+            .or_else(|| req.get("function_call").and_then(choice));
+        let response_schema = req.get("response_format").and_then(|rf| {
+            match rf.get("type").and_then(Value::as_str) {
+                Some("json_schema") => rf
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .filter(|s| s.is_object())
+                    .cloned(),
+                Some("json_object") => Some(serde_json::json!({"type": "object"})),
+                _ => None,
+            }
+        });
+        Demands {
+            tool_choice,
+            response_schema,
+        }
+    }
+}
+
+/// What a request allows or demands of tool use (OpenAI's `tool_choice`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// No tool calls.
+    None,
+    /// Text or calls.
+    Auto,
+    /// At least one call.
+    Required,
+    /// Calls of this function only.
+    Function(String),
 }
 
 impl Call {
@@ -240,6 +325,9 @@ impl Call {
         }
         for tc in &mut self.response.tool_calls {
             visit_value(&mut tc.arguments, f);
+        }
+        if let Some(schema) = &mut self.demands.response_schema {
+            visit_value(schema, f);
         }
         if let Some(c) = &mut self.client_id {
             f(c);

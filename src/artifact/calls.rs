@@ -50,6 +50,10 @@ pub const COLUMNS: &[&str] = &[
     "metadata_json",
 ];
 
+/// Columns added after version 1 was fixed: written always, read when
+/// present (a dataset without them reads as before).
+const OPTIONAL_COLUMNS: [&str; 1] = ["demands_json"];
+
 /// One row of `calls.parquet`, already serialised.
 #[derive(Clone, Debug, Default)]
 pub struct CallRow {
@@ -77,6 +81,8 @@ pub struct CallRow {
     pub completion_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub metadata_json: String,
+    /// `{}` when the request demanded nothing.
+    pub demands_json: String,
 }
 
 impl CallRow {
@@ -130,6 +136,7 @@ impl CallRow {
             completion_tokens: c.usage.completion_tokens,
             total_tokens: c.usage.total_tokens,
             metadata_json: serde_json::to_string(&c.metadata).expect("metadata serialise"),
+            demands_json: serde_json::to_string(&c.demands).expect("demands serialise"),
         }
     }
 
@@ -141,6 +148,10 @@ impl CallRow {
         let tool_calls: Vec<ToolCall> = serde_json::from_str(&self.response_tool_calls_json)
             .context("response_tool_calls_json")?;
         let metadata = serde_json::from_str(&self.metadata_json).context("metadata_json")?;
+        let demands = match self.demands_json.as_str() {
+            "" => Default::default(),
+            j => serde_json::from_str(j).context("demands_json")?,
+        };
         Ok(RedactedCall(Call {
             source_format: SourceFormat::parse(&self.source_format),
             origin: Origin {
@@ -166,6 +177,7 @@ impl CallRow {
                 total_tokens: self.total_tokens,
             },
             metadata,
+            demands,
         }))
     }
 }
@@ -207,6 +219,7 @@ fn rows_to_frame(rows: &[CallRow]) -> PolarsResult<DataFrame> {
             col!("completion_tokens", |r: &CallRow| r.completion_tokens),
             col!("total_tokens", |r: &CallRow| r.total_tokens),
             col!("metadata_json", |r: &CallRow| r.metadata_json.as_str()),
+            col!("demands_json", |r: &CallRow| r.demands_json.as_str()),
         ],
     )
 }
@@ -359,6 +372,10 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
     let completion_tokens = u64s("completion_tokens")?;
     let total_tokens = u64s("total_tokens")?;
     let metadata_json = s("metadata_json")?;
+    let demands_json = match names.iter().any(|n| n == OPTIONAL_COLUMNS[0]) {
+        true => s(OPTIONAL_COLUMNS[0])?,
+        false => vec![None; df.height()],
+    };
     let rows = (0..df.height())
         .map(|i| CallRow {
             call_id: call_id[i].clone().unwrap_or_default(),
@@ -387,6 +404,7 @@ pub fn read_rows(dir: &Path) -> anyhow::Result<Vec<CallRow>> {
             completion_tokens: completion_tokens[i],
             total_tokens: total_tokens[i],
             metadata_json: metadata_json[i].clone().unwrap_or_else(|| "{}".into()),
+            demands_json: demands_json[i].clone().unwrap_or_default(),
         })
         .collect();
     Ok(rows)

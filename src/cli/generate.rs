@@ -211,7 +211,7 @@ fn guided_constraint(
         .map(|t| (t.name.clone(), t.parameters.clone()))
         .collect();
     let mut c = match shape {
-        Some(s) => s.constraint(&pairs),
+        Some(s) => s.constraint(&pairs, &crate::call::Demands::default()),
         None if !pairs.is_empty() => Some(Constraint::Tools {
             tools: pairs.clone(),
             choice: ToolChoice::Auto,

@@ -156,7 +156,7 @@ fn judge(
                             .iter()
                             .map(|t| (t.name.clone(), t.parameters.clone()))
                             .collect();
-                        shape.constraint(&tools)
+                        shape.constraint(&tools, &calls[i].demands)
                     })
                     .collect();
                 lm.row_guides(&cs)?.0

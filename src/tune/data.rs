@@ -48,6 +48,8 @@ pub struct Example {
     pub kind: &'static str,
     /// Tool schemas of the call by name (for the optional-argument rule).
     pub tool_params: HashMap<String, Value>,
+    /// What the request demanded of the answer (guided decoding follows it).
+    pub demands: crate::call::Demands,
 }
 
 impl Example {
@@ -148,6 +150,7 @@ pub fn encode_cluster(
             answer,
             kind,
             tool_params,
+            demands: call.demands.clone(),
         });
     }
     counts.examples = examples.len();

@@ -124,7 +124,7 @@ pub fn constraints_for(examples: &[&Example], shape: &AnswerShape) -> Vec<Option
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            shape.constraint(&tools)
+            shape.constraint(&tools, &e.demands)
         })
         .collect()
 }

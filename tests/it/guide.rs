@@ -442,3 +442,114 @@ fn greedy_guided_decoding_checks_the_best_token_first_and_picks_what_the_mask_wo
     assert_eq!(fast, masked);
     assert!(fast_stats.guide_secs > 0.0 && masked_stats.guide_secs > 0.0);
 }
+
+#[test]
+fn request_demands_come_from_the_logs_and_decide_the_constraint() {
+    use slmforge::call::Demands;
+    use slmforge::ml::lm::guide::AnswerShape;
+    use std::io::Write;
+    // OpenAI pair records and an Anthropic one, through ingest to calls.parquet.
+    let tool =
+        json!({"type": "function", "function": {"name": "cancel", "parameters": cancel_tool().1}});
+    let answer = json!({"choices": [{"message": {"role": "assistant", "content": null,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "cancel", "arguments": "{\"id\":7}"}}]},
+        "finish_reason": "tool_calls"}], "model": "gpt-4o"});
+    let schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    let lines = [
+        json!({"request": {"model": "gpt-4o", "messages": [{"role": "user", "content": "cancel 7"}],
+            "tools": [tool], "tool_choice": "required"}, "response": answer}),
+        json!({"request": {"model": "gpt-4o", "messages": [{"role": "user", "content": "cancel 8 please"}],
+            "tools": [tool], "tool_choice": {"type": "function", "function": {"name": "cancel"}}}, "response": answer}),
+        json!({"request": {"model": "gpt-4o", "messages": [{"role": "user", "content": "is it ok?"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}},
+            "response": {"choices": [{"message": {"role": "assistant", "content": "{\"ok\":true}"}, "finish_reason": "stop"}]}}),
+        json!({"request": {"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "cancel 9"}],
+            "tools": [{"name": "cancel", "input_schema": cancel_tool().1}], "tool_choice": {"type": "any"}},
+            "response": {"type": "message", "role": "assistant", "model": "claude", "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "t1", "name": "cancel", "input": {"id": 9}}],
+            "usage": {"input_tokens": 5, "output_tokens": 5}}}),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
+    let mut cfg = slmforge::ingest::IngestConfig::new(
+        slmforge::redact::RedactKey::from_bytes(b"slmforge-test-key-0123456789").unwrap(),
+        slmforge::ingest::KeySource::File,
+    );
+    cfg.progress = false;
+    let out = dir.path().join("ds");
+    slmforge::ingest::run(&cfg, &[input], &out).unwrap();
+    let calls = slmforge::artifact::calls::read_calls(&out).unwrap();
+    let by_user = |needle: &str| {
+        calls
+            .iter()
+            .find(|c| {
+                c.messages
+                    .iter()
+                    .any(|m| m.content.as_deref().is_some_and(|t| t.contains(needle)))
+            })
+            .unwrap_or_else(|| panic!("no call with {needle}"))
+            .demands
+            .clone()
+    };
+    assert_eq!(by_user("cancel 7").tool_choice, Some(ToolChoice::Required));
+    assert_eq!(
+        by_user("cancel 8").tool_choice,
+        Some(ToolChoice::Function("cancel".into()))
+    );
+    assert_eq!(by_user("is it ok").response_schema, Some(schema.clone()));
+    assert_eq!(by_user("cancel 9").tool_choice, Some(ToolChoice::Required));
+
+    // A workload that answers in text and calls: auto allows text; a demand does not.
+    let shape = AnswerShape {
+        text_answers: 3,
+        tool_call_answers: 5,
+        ..Default::default()
+    };
+    let tools = vec![cancel_tool(), booking_tool()];
+    let auto = shape.constraint(&tools, &Demands::default()).unwrap();
+    assert!(matches!(
+        auto,
+        Constraint::Tools {
+            text: true,
+            choice: ToolChoice::Auto,
+            ..
+        }
+    ));
+    let required = Demands {
+        tool_choice: Some(ToolChoice::Required),
+        ..Default::default()
+    };
+    assert!(matches!(
+        shape.constraint(&tools, &required),
+        Some(Constraint::Tools {
+            text: false,
+            choice: ToolChoice::Required,
+            ..
+        })
+    ));
+    let none = Demands {
+        tool_choice: Some(ToolChoice::None),
+        ..Default::default()
+    };
+    assert_eq!(shape.constraint(&tools, &none), None);
+    let json_demand = Demands {
+        response_schema: Some(schema.clone()),
+        tool_choice: Some(ToolChoice::None),
+    };
+    assert!(matches!(
+        shape.constraint(&tools, &json_demand),
+        Some(Constraint::Json { .. })
+    ));
+    // A text-only workload stays free.
+    let text_only = AnswerShape {
+        text_answers: 4,
+        ..Default::default()
+    };
+    assert_eq!(text_only.constraint(&tools, &Demands::default()), None);
+}

@@ -291,6 +291,7 @@ pub fn call_from(req: &Value, req_path: &str, resp: &Value, resp_path: &str) -> 
         response,
         usage,
         metadata,
+        demands: crate::call::Demands::from_request(req),
         ..Default::default()
     })
 }
@@ -316,6 +317,7 @@ pub fn parse_record(v: &Value) -> Item {
                         model,
                         messages,
                         tools,
+                        demands: crate::call::Demands::from_request(params),
                         ..Default::default()
                     }),
                 },

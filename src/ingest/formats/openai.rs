@@ -565,6 +565,7 @@ pub fn call_from(req: &Value, req_path: &str, resp: &Value, resp_path: &str) -> 
         response: c.response,
         usage: c.usage,
         metadata,
+        demands: crate::call::Demands::from_request(req),
         ..Default::default()
     })
 }
@@ -648,6 +649,7 @@ pub fn parse_batch_line(v: &Value) -> Item {
                     messages,
                     tools,
                     metadata,
+                    demands: crate::call::Demands::from_request(body),
                     ..Default::default()
                 };
                 Item::BatchRequest {

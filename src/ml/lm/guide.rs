@@ -41,17 +41,7 @@ use serde_json::{json, Map, Value};
 use super::generate::TokenConstraint;
 use super::tokenizer::LmTokenizer;
 
-/// What a request demands of tool use (OpenAI's `tool_choice`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolChoice {
-    /// Text or calls (text only where allowed).
-    Auto,
-    /// At least one call.
-    Required,
-    /// Calls of this function only.
-    Function(String),
-}
+pub use crate::call::ToolChoice;
 
 /// A grammar for one request's answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -266,6 +256,7 @@ pub fn lark_grammar(c: &Constraint) -> Result<String> {
         } => {
             let offered: Vec<&(String, Value)> = match choice {
                 ToolChoice::Function(f) => tools.iter().filter(|t| &t.0 == f).collect(),
+                ToolChoice::None => bail!("tool_choice none: no call to guide"),
                 _ => tools.iter().collect(),
             };
             if offered.is_empty() {
@@ -426,24 +417,54 @@ impl AnswerShape {
     }
 
     /// The constraint for one request of this workload offering `tools`
-    /// (name, parameters): calls under the tools' schemas where the workload
-    /// calls tools (text allowed where it also answers otherwise); its JSON
-    /// schema where it answers only in JSON; `None` (free text) otherwise.
-    pub fn constraint(&self, tools: &[(String, Value)]) -> Option<Constraint> {
-        if self.tool_call_answers > 0 && !tools.is_empty() {
-            let mut tools = tools.to_vec();
-            tools.sort_by(|a, b| a.0.cmp(&b.0));
-            tools.dedup_by(|a, b| a.0 == b.0);
-            return Some(Constraint::Tools {
-                tools,
-                choice: ToolChoice::Auto,
-                text: self.text_answers + self.json_answers > 0,
+    /// (name, parameters) with the request's `demands`:
+    /// * a request that demands a call (`required`, a named function) gets
+    ///   calls only;
+    /// * where the workload calls tools, calls under the tools' schemas, with
+    ///   text allowed where it also answers otherwise (`tool_choice: none`
+    ///   leaves tools out);
+    /// * the request's `response_format` schema, else the workload's JSON
+    ///   schema where it answers only in JSON;
+    /// * `None` (free text) otherwise.
+    pub fn constraint(
+        &self,
+        tools: &[(String, Value)],
+        demands: &crate::call::Demands,
+    ) -> Option<Constraint> {
+        let choice = demands.tool_choice.clone().unwrap_or(ToolChoice::Auto);
+        let mut tools = tools.to_vec();
+        tools.sort_by(|a, b| a.0.cmp(&b.0));
+        tools.dedup_by(|a, b| a.0 == b.0);
+        if !tools.is_empty() {
+            match &choice {
+                ToolChoice::Required | ToolChoice::Function(_) => {
+                    return Some(Constraint::Tools {
+                        tools,
+                        choice,
+                        text: false,
+                    })
+                }
+                ToolChoice::Auto if self.tool_call_answers > 0 => {
+                    return Some(Constraint::Tools {
+                        tools,
+                        choice,
+                        text: self.text_answers + self.json_answers > 0,
+                    })
+                }
+                _ => {}
+            }
+        }
+        let compact = self.json_answers == 0 || self.json_compact;
+        if let Some(schema) = &demands.response_schema {
+            return Some(Constraint::Json {
+                schema: schema.clone(),
+                compact,
             });
         }
         if self.json_answers > 0 && self.text_answers == 0 && self.tool_call_answers == 0 {
             return self.json_schema.as_ref().map(|s| Constraint::Json {
                 schema: s.clone(),
-                compact: self.json_compact,
+                compact,
             });
         }
         None
