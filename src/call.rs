@@ -233,11 +233,16 @@ pub struct Demands {
     /// `{"type": "object"}` for `json_object`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_schema: Option<Value>,
+    /// OpenAI's `parallel_tool_calls` (`false`: at most one call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 impl Demands {
     pub fn is_empty(&self) -> bool {
-        self.tool_choice.is_none() && self.response_schema.is_none()
+        self.tool_choice.is_none()
+            && self.response_schema.is_none()
+            && self.parallel_tool_calls.is_none()
     }
 
     /// Reads OpenAI (`tool_choice`, `function_call`, `response_format`) and
@@ -286,6 +291,7 @@ impl Demands {
         Demands {
             tool_choice,
             response_schema,
+            parallel_tool_calls: req.get("parallel_tool_calls").and_then(Value::as_bool),
         }
     }
 }

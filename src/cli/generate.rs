@@ -57,10 +57,10 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub guided: bool,
     /// Guide the answer to this JSON Schema (a file); implies --guided.
-    #[arg(long, conflicts_with = "raw")]
+    #[arg(long)]
     pub schema: Option<PathBuf>,
     /// With --guided and tools: `auto` (text or calls, as the cluster
-    /// answers), `required` (at least one call) or a function name.
+    /// answers), `required` (at least one call), `none`, or a function name.
     #[arg(long)]
     pub tool_choice: Option<String>,
     /// Print one JSON object (text, parsed reply, counts, timing) instead of the text.
@@ -210,42 +210,46 @@ fn guided_constraint(
         .iter()
         .map(|t| (t.name.clone(), t.parameters.clone()))
         .collect();
-    let mut c = match shape {
-        Some(s) => s.constraint(&pairs, &crate::call::Demands::default()),
-        None if !pairs.is_empty() => Some(Constraint::Tools {
-            tools: pairs.clone(),
-            choice: ToolChoice::Auto,
-            text: true,
-        }),
+    let tool_choice = match args.tool_choice.as_deref() {
+        None => None,
+        Some("auto") => Some(ToolChoice::Auto),
+        Some("required") => Some(ToolChoice::Required),
+        Some("none") => Some(ToolChoice::None),
+        Some(name) if pairs.iter().any(|p| p.0 == name) => {
+            Some(ToolChoice::Function(name.to_string()))
+        }
+        Some(other) => {
+            return Err(usage(format!(
+                "--tool-choice {other}: not auto, required, none or an offered tool ({})",
+                pairs
+                    .iter()
+                    .map(|p| p.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    if tool_choice.is_some() && pairs.is_empty() {
+        return Err(usage(
+            "--tool-choice needs tools (an adapter directory whose prompt.json offers some)",
+        ));
+    }
+    let demands = crate::call::Demands {
+        tool_choice: tool_choice.clone(),
+        ..Default::default()
+    };
+    let c = match shape {
+        Some(s) => s.constraint(&pairs, &demands),
+        None if !pairs.is_empty() && tool_choice != Some(ToolChoice::None) => {
+            Some(Constraint::Tools {
+                tools: pairs,
+                choice: tool_choice.unwrap_or(ToolChoice::Auto),
+                text: true,
+                max_calls: None,
+            })
+        }
         None => None,
     };
-    if let Some(choice) = &args.tool_choice {
-        let choice = match choice.as_str() {
-            "auto" => ToolChoice::Auto,
-            "required" => ToolChoice::Required,
-            name if pairs.iter().any(|p| p.0 == name) => ToolChoice::Function(name.to_string()),
-            other => {
-                return Err(usage(format!(
-                    "--tool-choice {other}: not auto, required or an offered tool"
-                )))
-            }
-        };
-        c = match c {
-            Some(Constraint::Tools { tools, text, .. }) => Some(Constraint::Tools {
-                tools,
-                choice,
-                text,
-            }),
-            None if !pairs.is_empty() => Some(Constraint::Tools {
-                tools: pairs,
-                choice,
-                text: true,
-            }),
-            _ => return Err(usage(
-                "--tool-choice needs tools (an adapter directory whose prompt.json offers some)",
-            )),
-        };
-    }
     if c.is_none() {
         eprintln!("slmforge: --guided: no tools and no JSON schema to follow; decoding free");
     }

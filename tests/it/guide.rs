@@ -99,6 +99,7 @@ fn guided_tool_calls_always_follow_the_schema_even_from_a_random_model() {
         tools: tools.clone(),
         choice: ToolChoice::Required,
         text: false,
+        max_calls: None,
     };
     let (rows, fallbacks) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
     assert!(fallbacks.is_empty(), "{fallbacks:?}");
@@ -138,6 +139,7 @@ fn a_named_tool_choice_calls_only_that_function() {
         tools: tools.clone(),
         choice: ToolChoice::Function("cancel".into()),
         text: true,
+        max_calls: None,
     };
     let (rows, _) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
     let (comps, _) = lm::generate::generate_constrained(
@@ -172,11 +174,13 @@ fn text_stays_possible_where_allowed_and_calls_cannot_hide_in_it() {
         tools: tools.clone(),
         choice: ToolChoice::Auto,
         text: true,
+        max_calls: None,
     };
     let required = Constraint::Tools {
         tools: tools.clone(),
         choice: ToolChoice::Required,
         text: true,
+        max_calls: None,
     };
     let call = r#"<tool_call>{"name":"cancel","arguments":{"id":42}}</tool_call>"#;
     let two = format!("{call}\n{call}");
@@ -191,6 +195,16 @@ fn text_stays_possible_where_allowed_and_calls_cannot_hide_in_it() {
         assert!(accepts(&auto, s), "auto should accept the {what}: {s}");
     }
     assert!(accepts(&required, call) && accepts(&required, &two));
+    let single = Constraint::Tools {
+        tools: tools.clone(),
+        choice: ToolChoice::Required,
+        text: false,
+        max_calls: Some(1),
+    };
+    assert!(
+        accepts(&single, call) && !accepts(&single, &two),
+        "one call at most"
+    );
     assert!(
         !accepts(&required, text),
         "required: text alone is not an answer"
@@ -241,6 +255,7 @@ fn unsupported_schemas_fall_back_to_free_decoding_and_are_counted() {
         tools: vec![cancel_tool()],
         choice: ToolChoice::Required,
         text: false,
+        max_calls: None,
     };
     let bad_type = Constraint::Json {
         schema: json!({"type": "not-a-type"}),
@@ -254,6 +269,7 @@ fn unsupported_schemas_fall_back_to_free_decoding_and_are_counted() {
         tools: vec![cancel_tool()],
         choice: ToolChoice::Function("refund".into()),
         text: false,
+        max_calls: None,
     };
     let cs = vec![
         Some(good),
@@ -412,6 +428,7 @@ fn greedy_guided_decoding_checks_the_best_token_first_and_picks_what_the_mask_wo
         tools,
         choice: ToolChoice::Auto,
         text: true,
+        max_calls: None,
     };
     let opts = GenerateOptions {
         sampling: SamplingConfig::greedy(120),
@@ -541,7 +558,32 @@ fn request_demands_come_from_the_logs_and_decide_the_constraint() {
     let json_demand = Demands {
         response_schema: Some(schema.clone()),
         tool_choice: Some(ToolChoice::None),
+        ..Default::default()
     };
+    // Parallel calls: as many as the workload made, one when the request says so.
+    let parallel = AnswerShape {
+        tool_call_answers: 5,
+        max_calls: 2,
+        ..Default::default()
+    };
+    assert!(matches!(
+        parallel.constraint(&tools, &Demands::default()),
+        Some(Constraint::Tools {
+            max_calls: Some(2),
+            ..
+        })
+    ));
+    let serial = Demands {
+        parallel_tool_calls: Some(false),
+        ..Default::default()
+    };
+    assert!(matches!(
+        parallel.constraint(&tools, &serial),
+        Some(Constraint::Tools {
+            max_calls: Some(1),
+            ..
+        })
+    ));
     assert!(matches!(
         shape.constraint(&tools, &json_demand),
         Some(Constraint::Json { .. })
@@ -552,4 +594,103 @@ fn request_demands_come_from_the_logs_and_decide_the_constraint() {
         ..Default::default()
     };
     assert_eq!(text_only.constraint(&tools, &Demands::default()), None);
+}
+
+/// The real models (when present): a guided tool call and a guided JSON
+/// answer, both valid, on each family's own tokenizer (byte-level BPE for
+/// SmolLM2, SentencePiece for Gemma 3).
+#[test]
+fn real_models_answer_valid_calls_and_json_under_guidance() {
+    use slmforge::call::{Message, Role, ToolDef};
+    for (rel, name) in [
+        (
+            "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "smollm2",
+        ),
+        ("gemma3-270m/gemma-3-270m-q4_k_m.gguf", "gemma3"),
+    ] {
+        let Some(path) = crate::common::real_file(
+            rel,
+            &format!("real_models_answer_valid_calls_and_json_under_guidance ({name})"),
+        ) else {
+            continue;
+        };
+        let lm = lm::load(&path, &Device::Cpu).unwrap();
+        let tools = vec![booking_tool(), cancel_tool()];
+        let defs: Vec<ToolDef> = tools
+            .iter()
+            .map(|(n, p)| ToolDef {
+                name: n.clone(),
+                description: None,
+                parameters: p.clone(),
+            })
+            .collect();
+        let msgs = vec![Message::text(
+            Role::User,
+            "Book room beta for 4 people on Monday at 10.".to_string(),
+        )];
+        let prompt = lm.prompt_ids(&msgs, &defs).unwrap();
+        let json_prompt = lm
+            .prompt_ids(
+                &[Message::text(
+                    Role::User,
+                    "Give the weather in Oslo for 2 days as JSON.".to_string(),
+                )],
+                &[],
+            )
+            .unwrap();
+        let weather = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+            "days": {"type": "integer", "minimum": 1, "maximum": 14}}, "required": ["city", "days"]});
+        let cs = vec![
+            Some(Constraint::Tools {
+                tools: tools.clone(),
+                choice: ToolChoice::Required,
+                text: false,
+                max_calls: Some(1),
+            }),
+            Some(Constraint::Json {
+                schema: weather.clone(),
+                compact: true,
+            }),
+        ];
+        let (rows, fallbacks) = lm.row_guides(&cs).unwrap();
+        assert!(fallbacks.is_empty(), "{name}: {fallbacks:?}");
+        let out = lm
+            .generate_guided(
+                &[prompt, json_prompt],
+                rows,
+                &GenerateOptions {
+                    sampling: SamplingConfig::greedy(120),
+                    batch_size: 2,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            out.completions[0].finish,
+            lm::FinishReason::Stop,
+            "{name}: {}",
+            out.texts[0]
+        );
+        assert!(
+            calls_valid(&out.texts[0], &tools),
+            "{name}: {}",
+            out.texts[0]
+        );
+        assert_eq!(
+            out.completions[1].finish,
+            lm::FinishReason::Stop,
+            "{name}: {}",
+            out.texts[1]
+        );
+        let v: Value = serde_json::from_str(&out.texts[1])
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", out.texts[1]));
+        assert_eq!(
+            schema_valid(&close_objects(&weather), &v),
+            Some(true),
+            "{name}: {}",
+            out.texts[1]
+        );
+        eprintln!("{name}: {} | {}", out.texts[0], out.texts[1]);
+    }
 }

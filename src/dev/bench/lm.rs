@@ -194,6 +194,7 @@ fn bench_tool_constraint() -> crate::ml::lm::guide::Constraint {
         ],
         choice: crate::ml::lm::guide::ToolChoice::Required,
         text: false,
+        max_calls: Some(1),
     }
 }
 

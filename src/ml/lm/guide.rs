@@ -6,7 +6,8 @@
 //!
 //! * **Tool calls** ([`Constraint::Tools`]): one or more
 //!   `<tool_call>{"name":…,"arguments":…}</tool_call>` elements separated by
-//!   newlines (the convention of [`super::chat`], compact JSON), where `name`
+//!   newlines (the convention of [`super::chat`], compact JSON; at most as
+//!   many as the workload ever made at once), where `name`
 //!   is one of the offered tools and `arguments` follows that tool's JSON
 //!   Schema with objects **closed**: an object schema that lists
 //!   `properties` and says nothing of `additionalProperties` admits no other
@@ -18,7 +19,8 @@
 //!   [`ToolChoice::Function`] demand calls (of that function).
 //! * **JSON** ([`Constraint::Json`]): one value under the given schema
 //!   (the cluster's inferred schema, see [`infer_schema`], or a request's
-//!   `response_format`), compact or with free whitespace.
+//!   `response_format`), objects closed as above, compact or with free
+//!   whitespace.
 //!
 //! After a complete answer only a stop token (EOS or end of turn) may follow.
 //!
@@ -52,6 +54,8 @@ pub enum Constraint {
         choice: ToolChoice,
         /// Whether a plain-text answer is allowed (with `Auto`).
         text: bool,
+        /// At most this many calls in one answer (`None`: any number).
+        max_calls: Option<usize>,
     },
     Json {
         schema: Value,
@@ -242,7 +246,7 @@ pub fn arguments_schema(params: &Value) -> Value {
 pub fn lark_grammar(c: &Constraint) -> Result<String> {
     match c {
         Constraint::Json { schema, compact } => {
-            let mut s = schema.clone();
+            let mut s = close_objects(schema);
             let Value::Object(m) = &mut s else {
                 bail!("a JSON answer schema must be an object")
             };
@@ -253,6 +257,7 @@ pub fn lark_grammar(c: &Constraint) -> Result<String> {
             tools,
             choice,
             text,
+            max_calls,
         } => {
             let offered: Vec<&(String, Value)> = match choice {
                 ToolChoice::Function(f) => tools.iter().filter(|t| &t.0 == f).collect(),
@@ -274,7 +279,16 @@ pub fn lark_grammar(c: &Constraint) -> Result<String> {
             } else {
                 g.push_str("start: calls\n");
             }
-            g.push_str("calls: call (\"\\n\" call)*\n");
+            match max_calls {
+                None => g.push_str("calls: call (\"\\n\" call)*\n"),
+                Some(k) => {
+                    g.push_str("calls: call");
+                    for _ in 1..(*k).max(1) {
+                        g.push_str(" (\"\\n\" call)?");
+                    }
+                    g.push('\n');
+                }
+            }
             g.push_str("call: \"<tool_call>\" body \"</tool_call>\"\n");
             let names: Vec<String> = (0..offered.len()).map(|i| format!("f{i}")).collect();
             g.push_str(&format!("body: {}\n", names.join(" | ")));
@@ -381,6 +395,9 @@ pub struct AnswerShape {
     pub text_answers: usize,
     pub tool_call_answers: usize,
     pub json_answers: usize,
+    /// The most tool calls in one answer (parallel calls).
+    #[serde(default)]
+    pub max_calls: usize,
     /// The JSON answers' shared schema ([`infer_schema`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<Value>,
@@ -396,7 +413,10 @@ impl AnswerShape {
         let mut json_values: Vec<(Value, bool)> = Vec::new();
         for a in answers {
             match a.kind() {
-                "tool_call" => shape.tool_call_answers += 1,
+                "tool_call" => {
+                    shape.tool_call_answers += 1;
+                    shape.max_calls = shape.max_calls.max(a.tool_calls.len());
+                }
                 "json" => {
                     shape.json_answers += 1;
                     let text = a.content.as_deref().unwrap_or("").trim();
@@ -432,6 +452,12 @@ impl AnswerShape {
         demands: &crate::call::Demands,
     ) -> Option<Constraint> {
         let choice = demands.tool_choice.clone().unwrap_or(ToolChoice::Auto);
+        // As many calls as the workload ever made at once (one when the
+        // request forbids parallel calls); any number when it never called.
+        let max_calls = match demands.parallel_tool_calls {
+            Some(false) => Some(1),
+            _ => (self.max_calls > 0).then_some(self.max_calls),
+        };
         let mut tools = tools.to_vec();
         tools.sort_by(|a, b| a.0.cmp(&b.0));
         tools.dedup_by(|a, b| a.0 == b.0);
@@ -442,6 +468,7 @@ impl AnswerShape {
                         tools,
                         choice,
                         text: false,
+                        max_calls,
                     })
                 }
                 ToolChoice::Auto if self.tool_call_answers > 0 => {
@@ -449,6 +476,7 @@ impl AnswerShape {
                         tools,
                         choice,
                         text: self.text_answers + self.json_answers > 0,
+                        max_calls,
                     })
                 }
                 _ => {}
