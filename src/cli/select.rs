@@ -69,9 +69,11 @@ pub struct SelectArgs {
     /// count decides). Given alone, it enables a 10-step pilot.
     #[arg(long, value_name = "SECONDS")]
     pub pilot: Option<f64>,
-    /// Serving hardware, e.g. `2xL4-24GB,1xA100-80GB` or `cpu:16`.
-    #[arg(long, default_value = "cpu:16")]
-    pub hardware: String,
+    /// Serving hardware, e.g. `2xL4-24GB,1xA100-80GB` or `cpu:16`
+    /// (default: `available` in the hardware config, `cpu:16` in the
+    /// built-in one).
+    #[arg(long)]
+    pub hardware: Option<String>,
     /// Device kinds, throughput and prices (default: the built-in
     /// pipelines/hardware.toml).
     #[arg(long, value_name = "FILE")]
@@ -172,6 +174,8 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
         }
         members.retain(|k, _| args.clusters.contains(k));
     }
+    // The hardware first: a bad spec fails before the (slow) measurements.
+    let (hw, hardware, devices) = serving_hardware(&args)?;
     let mut measurer = TuneMeasurer {
         tune: tcfg.clone(),
         device,
@@ -180,13 +184,6 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
     };
     let choices = choose::choose(&cfg, &args.dataset, &members, &by_id, &cands, &mut measurer)?;
 
-    let hw = match &args.hardware_config {
-        Some(p) => HardwareConfig::from_toml(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )?,
-        None => HardwareConfig::default(),
-    };
-    let devices = parse_hardware(&args.hardware, &hw)?;
     let mut choices = choices;
     price_candidates(&mut choices, &entries, &devices, &args.serve_quant);
     let (serving, cost, notes) = serving_and_cost(
@@ -208,7 +205,7 @@ pub fn run(args: SelectArgs) -> Result<ExitCode> {
             "pilot_steps": cfg.pilot_steps,
             "pilot_secs_cap": cfg.pilot_secs,
             "candidates": cands.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            "hardware": args.hardware,
+            "hardware": hardware,
             "serve_quant": args.serve_quant,
             "seed": args.seed,
             "notes": notes,
@@ -461,6 +458,28 @@ fn peak_per_minute(ts: &mut [i64]) -> usize {
 /// Measures candidates the way `tune` evaluates: the cluster's calls
 /// encoded as for training, greedy generation on the validation sample,
 /// tune's metrics; the pilot is tune's training loop for a few steps.
+/// The hardware config, the spec planned on (`--hardware`, else the
+/// config's `available`) and its devices.
+fn serving_hardware(args: &SelectArgs) -> Result<(HardwareConfig, String, Vec<Device>)> {
+    let hw = match &args.hardware_config {
+        Some(p) => HardwareConfig::from_toml(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
+        None => HardwareConfig::default(),
+    };
+    let hardware = match (&args.hardware, &hw.available) {
+        (Some(h), _) => h.clone(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => {
+            return Err(usage(
+                "no serving hardware: pass --hardware (e.g. `cpu:16` or `2xL4-24GB`) or set `available` in the hardware config",
+            ))
+        }
+    };
+    let devices = parse_hardware(&hardware, &hw)?;
+    Ok((hw, hardware, devices))
+}
+
 struct TuneMeasurer {
     tune: TuneConfig,
     device: candle_core::Device,

@@ -110,6 +110,9 @@ pub struct Overhead {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareConfig {
+    /// The hardware to plan on when none is given (`available = "cpu:16"`).
+    #[serde(default)]
+    pub available: Option<String>,
     /// Device kinds, `[[device]]`.
     #[serde(rename = "device")]
     pub devices: Vec<DeviceKind>,

@@ -353,11 +353,20 @@ dest = "model.gguf"
         ),
     )
     .unwrap();
+    // No --hardware: the hardware config's `available` decides.
+    let hw_config = f.root.join("hardware.toml");
+    std::fs::write(
+        &hw_config,
+        slmforge::select::serving::DEFAULT_HARDWARE_TOML
+            .replace("available = \"cpu:16\"", "available = \"cpu:4\""),
+    )
+    .unwrap();
     let select = || {
         std::process::Command::new(common::bin())
             .args(["select", f.dataset.to_str().unwrap(), "--catalog"])
             .arg(&catalog)
-            .args(["--val-calls", "3", "--hardware", "cpu:4"])
+            .args(["--val-calls", "3", "--hardware-config"])
+            .arg(&hw_config)
             .env("SLMFORGE_MODELS", &models)
             .env("SLMFORGE_NO_PROGRESS", "1")
             .output()
@@ -372,6 +381,7 @@ dest = "model.gguf"
     let first = std::fs::read(f.dataset.join("plan.json")).unwrap();
     let plan: PlanFile = serde_json::from_slice(&first).unwrap();
     assert_eq!(plan.format, PLAN_FORMAT);
+    assert_eq!(plan.settings["hardware"], "cpu:4");
     assert_eq!(plan.clusters.len(), 2);
     for c in &plan.clusters {
         assert_eq!(c.decision, "tune", "{c:?}");

@@ -107,6 +107,8 @@ fn is_usage(e: &anyhow::Error) -> bool {
 #[test]
 fn serving_hardware_specs_parse() {
     let cfg = HardwareConfig::default();
+    // what select plans on without --hardware
+    assert_eq!(cfg.available.as_deref(), Some("cpu:16"));
     let d = parse_hardware("2xL4-24GB, 1xA100-80GB", &cfg).unwrap();
     let ids: Vec<&str> = d.iter().map(|x| x.id.as_str()).collect();
     assert_eq!(ids, ["L4-24GB#0", "L4-24GB#1", "A100-80GB#0"]);
