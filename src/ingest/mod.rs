@@ -57,6 +57,9 @@ pub enum KeySource {
     /// Generated for this run and not stored: pseudonyms are consistent
     /// within the run only.
     Random,
+    /// The demo's fixed, public key for the bundled synthetic sample, so
+    /// that demo runs are reproducible. Never for real data.
+    Demo,
 }
 
 /// Resolved ingest settings.

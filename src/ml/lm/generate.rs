@@ -144,7 +144,9 @@ pub trait TokenConstraint: Send {
     /// unconstrained best token first and masks only when it is refused,
     /// which picks the same token.
     fn allows(&mut self, token: u32, is_stop: bool) -> Result<bool>;
-    /// Advances past the picked (non-stop) token.
+    /// Advances past the picked (non-stop) token. A constraint that cannot
+    /// follow (a broken state) should end its row through `mask_logits`
+    /// rather than fail: `Err` aborts the whole generation.
     fn accept(&mut self, token: u32) -> Result<()>;
 }
 

@@ -127,6 +127,7 @@ impl Guide {
             matcher,
             eos: self.factory.tok_env().tok_trie().eos_token(),
             vocab: self.vocab,
+            broken: false,
         })
     }
 }
@@ -136,6 +137,9 @@ pub struct RowGuide {
     matcher: Matcher,
     eos: u32,
     vocab: usize,
+    /// The matcher refused a token it had allowed (it should not): the row
+    /// ends rather than the whole generation failing.
+    broken: bool,
 }
 
 impl RowGuide {
@@ -147,7 +151,9 @@ impl RowGuide {
     /// Advances over `tokens`; `Err` at the first token the grammar refuses.
     pub fn consume(&mut self, tokens: &[u32]) -> Result<()> {
         for &t in tokens {
-            self.accept(t)?;
+            self.matcher
+                .consume_token(t)
+                .map_err(|e| anyhow!("guided decoding: token {t} refused: {e}"))?;
         }
         Ok(())
     }
@@ -155,6 +161,10 @@ impl RowGuide {
 
 impl TokenConstraint for RowGuide {
     fn mask_logits(&mut self, logits: &mut [f32], stop_ids: &[u32]) -> Result<()> {
+        if self.broken {
+            logits.fill(f32::NEG_INFINITY);
+            return Ok(());
+        }
         let mask = match self.matcher.compute_mask_or_eos() {
             Ok(m) => m,
             Err(_) => {
@@ -178,6 +188,9 @@ impl TokenConstraint for RowGuide {
     }
 
     fn allows(&mut self, token: u32, is_stop: bool) -> Result<bool> {
+        if self.broken {
+            return Ok(false);
+        }
         if is_stop {
             return Ok(self.matcher.is_stopped() || self.is_accepting());
         }
@@ -188,9 +201,10 @@ impl TokenConstraint for RowGuide {
     }
 
     fn accept(&mut self, token: u32) -> Result<()> {
-        self.matcher
-            .consume_token(token)
-            .map_err(|e| anyhow!("guided decoding: token {token} refused: {e}"))
+        if self.matcher.consume_token(token).is_err() {
+            self.broken = true;
+        }
+        Ok(())
     }
 }
 
