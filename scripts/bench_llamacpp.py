@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""llama.cpp on the same GGUF as `slmforge bench lm-infer`, side by side.
+
+Measures llama.cpp (through llama-cpp-python) on one GGUF: prompt processing
+of N tokens and greedy decode at batch 1, on the same number of threads, then
+(with --slmforge) runs `slmforge bench lm-infer` on the same file and prints
+both with the ratios, so the comparison is taken in one run on one machine.
+
+    python3 -m venv /tmp/llvenv && /tmp/llvenv/bin/pip install llama-cpp-python
+    /tmp/llvenv/bin/python scripts/bench_llamacpp.py \
+        --model ~/.cache/slmforge/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --slmforge target/release/slmforge
+
+The prompt is random token ids (speed does not depend on which); the decode
+runs a fixed number of tokens without stopping. JSON on stdout.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+
+def llama_cpp_figures(model, prompt_len, decode_tokens, threads, repeats):
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=model,
+        n_ctx=max(512, prompt_len + decode_tokens + 64),
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_batch=max(512, prompt_len),
+        logits_all=False,
+        verbose=False,
+    )
+    rng = random.Random(0)
+    vocab = llm.n_vocab()
+    # Skip the first ids (control tokens in most vocabularies).
+    prompt = [rng.randrange(16, vocab) for _ in range(prompt_len)]
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(prompt)
+        best = min(best, time.perf_counter() - t)
+    # Decode at batch 1: greedy, fixed length, after a short prompt (as ours: 32 tokens).
+    llm.reset()
+    llm.eval(prompt[:32])
+    t = time.perf_counter()
+    for _ in range(decode_tokens):
+        tok = llm.sample(temp=0.0)
+        llm.eval([tok])
+    decode_secs = time.perf_counter() - t
+    return {
+        "engine": "llama.cpp (llama-cpp-python)",
+        "threads": threads,
+        "prompt_len": prompt_len,
+        "prompt_secs": best,
+        "prompt_tokens_per_sec": prompt_len / best,
+        "decode_batch1_tokens": decode_tokens,
+        "decode_batch1_secs": decode_secs,
+        "decode_batch1_tokens_per_sec": decode_tokens / decode_secs,
+    }
+
+
+def slmforge_figures(binary, model, prompt_len, decode_tokens, batch):
+    out = subprocess.run(
+        [binary, "bench", "lm-infer", "--model", model, "--prompt-len", str(prompt_len),
+         "--decode-tokens", str(decode_tokens), "--batch", str(batch)],
+        check=True, capture_output=True, text=True,
+        env={**os.environ, "SLMFORGE_NO_PROGRESS": "1"},
+    )
+    return json.loads(out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="GGUF file")
+    ap.add_argument("--slmforge", help="slmforge binary: also run its bench and print ratios")
+    ap.add_argument("--prompt-len", type=int, default=256)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16, help="slmforge's batched decode rows")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+
+    ref = llama_cpp_figures(a.model, a.prompt_len, a.decode_tokens, a.threads, a.repeats)
+    print(f"llama.cpp: prompt {ref['prompt_tokens_per_sec']:.1f} tok/s, "
+          f"decode batch 1 {ref['decode_batch1_tokens_per_sec']:.1f} tok/s", file=sys.stderr)
+    result = {"model": a.model, "llama_cpp": ref}
+    if a.slmforge:
+        ours = slmforge_figures(a.slmforge, a.model, a.prompt_len, a.decode_tokens, a.batch)
+        d1 = next(d for d in ours["decode"] if d["batch"] == 1)
+        dn = next(d for d in ours["decode"] if d["batch"] == a.batch)
+        ratios = {
+            "prompt_vs_llama_cpp": ours["prompt_tokens_per_sec"] / ref["prompt_tokens_per_sec"],
+            "decode_batch1_vs_llama_cpp": d1["tokens_per_sec"] / ref["decode_batch1_tokens_per_sec"],
+            f"decode_batch{a.batch}_vs_our_batch1": dn["tokens_per_sec"] / d1["tokens_per_sec"],
+        }
+        result["slmforge"] = ours
+        result["ratios"] = ratios
+        print(f"slmforge: prompt {ours['prompt_tokens_per_sec']:.1f} tok/s, decode batch 1 "
+              f"{d1['tokens_per_sec']:.1f}, batch {a.batch} {dn['tokens_per_sec']:.1f} tok/s", file=sys.stderr)
+        for k, v in ratios.items():
+            print(f"  {k}: {v:.2f}x", file=sys.stderr)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
