@@ -107,6 +107,9 @@ pub enum BenchTarget {
         /// Use only candle primitives (no fused kernels, plain matmul).
         #[arg(long)]
         composite: bool,
+        /// Decode with quantized weights: `q8_0`, `q4_0` or `q4_k` (default f32).
+        #[arg(long)]
+        quant: Option<String>,
     },
     /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
     LmTrain {
@@ -232,6 +235,7 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             batch,
             repeats,
             composite,
+            quant,
         } => lm::run_infer(LmInferBench {
             model,
             prompt_len,
@@ -239,6 +243,7 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             batch,
             repeats,
             composite,
+            quant,
         }),
         BenchTarget::LmTrain {
             model,

@@ -1453,3 +1453,96 @@ fn gguf_hf_row_permutation_matches_the_two_rope_layouts() {
     let h_flat = h.transpose(2, 3).unwrap().reshape((heads * d, 5)).unwrap();
     assert!(max_abs_diff(&g_as_hf, &h_flat) < 1e-5);
 }
+
+/// Greedy decoding at batch 1 with Q8_0 weights (`CausalLm::quantized`)
+/// against the f32 weights: the same tokens on the tiny model's prompts,
+/// the logits close (also on the real SmolLM2 when present); products over
+/// several rows keep the f32 weights exactly.
+#[test]
+fn q8_0_decode_matches_the_f32_model() {
+    use candle_core::quantized::GgmlDType;
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = tiny_model(dir.path());
+    let mut models = vec![("tiny", tiny)];
+    if let Some(p) = common::real_file(REAL_MODEL, "q8_0_decode_matches_the_f32_model (real)") {
+        models.push(("smollm2", lm::load(&p, &Device::Cpu).unwrap()));
+    }
+    for (name, lm) in models {
+        let q = lm.model.quantized(GgmlDType::Q8_0).unwrap();
+        assert!(q.is_quantized() && !lm.model.is_quantized());
+        let texts = [
+            "The weather in Paris is",
+            "user: cancel my order 42",
+            "assistant: sure, the total is",
+            "Hello there, how are",
+            "{\"name\": \"create_ticket\", \"arguments\":",
+            "one two three four",
+        ];
+        let mut same = 0;
+        for t in texts {
+            let ids = lm.tokenizer.encode(t).unwrap();
+            let opts = GenerateOptions {
+                sampling: SamplingConfig::greedy(24),
+                batch_size: 1,
+                ..Default::default()
+            };
+            let (a, _) = generate_tokens(
+                &lm.model,
+                std::slice::from_ref(&ids),
+                &[],
+                lm.tokenizer.pad_id(),
+                &opts,
+            )
+            .unwrap();
+            let (b, _) = generate_tokens(
+                &q,
+                std::slice::from_ref(&ids),
+                &[],
+                lm.tokenizer.pad_id(),
+                &opts,
+            )
+            .unwrap();
+            same += usize::from(a[0].tokens == b[0].tokens);
+            // one step's logits
+            let x = ids_tensor(&ids[..1]);
+            let mut c1 = lm.model.new_cache(vec![0], 4).unwrap();
+            let mut c2 = q.new_cache(vec![0], 4).unwrap();
+            let l1 = lm.model.forward_cached(&x, &mut c1).unwrap();
+            let l2 = q.forward_cached(&x, &mut c2).unwrap();
+            let scale = l1
+                .abs()
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0];
+            let d = max_abs_diff(&l1, &l2);
+            assert!(
+                d < 0.05 * scale.max(1.0),
+                "{name}: logits differ by {d} (scale {scale})"
+            );
+        }
+        // The random tiny model's greedy path is stable; the real base model
+        // on free text has near-ties that Q8_0 rounding flips (reported; the
+        // parity that matters is on tuned answers, still to be measured).
+        eprintln!(
+            "{name}: {same}/{} greedy continuations of 24 tokens equal",
+            texts.len()
+        );
+        if name == "tiny" {
+            assert!(
+                same >= texts.len() - 1,
+                "{name}: {same}/{} equal",
+                texts.len()
+            );
+        }
+        // several rows (logits at every position of a prompt): the f32 weights, exactly
+        let ids = lm.tokenizer.encode(texts[0]).unwrap();
+        let x = ids_tensor(&ids);
+        let l1 = lm.model.forward(&x, &[0]).unwrap();
+        let l2 = q.forward(&x, &[0]).unwrap();
+        assert_eq!(max_abs_diff(&l1, &l2), 0.0, "{name}: prompt logits");
+    }
+}

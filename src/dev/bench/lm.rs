@@ -33,6 +33,8 @@ pub struct LmInferBench {
     pub repeats: usize,
     /// Use only candle primitives (no fused kernels, plain matmul).
     pub composite: bool,
+    /// Multiply with quantized weights (`q8_0`, `q4_0`...) instead of f32.
+    pub quant: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +64,7 @@ impl Default for LmInferBench {
             batch: 8,
             repeats: 3,
             composite: false,
+            quant: None,
         }
     }
 }
@@ -96,6 +99,15 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
     let mut lm = crate::ml::lm::load(&path, &Device::Cpu)?;
     if a.composite {
         lm.model.set_kernels(Kernels::composite());
+    }
+    if let Some(q) = &a.quant {
+        let dtype = match q.as_str() {
+            "q8_0" => candle_core::quantized::GgmlDType::Q8_0,
+            "q4_0" => candle_core::quantized::GgmlDType::Q4_0,
+            "q4k" | "q4_k" => candle_core::quantized::GgmlDType::Q4K,
+            other => anyhow::bail!("--quant {other}: use q8_0, q4_0 or q4_k"),
+        };
+        lm.model = lm.model.quantized(dtype)?;
     }
     let load_secs = t0.elapsed().as_secs_f64();
     let m = &lm.model;
@@ -192,6 +204,7 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
         "bench": "lm-infer",
         "model": path.display().to_string(),
         "kernels": if a.composite { "composite" } else { "fused" },
+        "weights": a.quant.as_deref().unwrap_or("f32"),
         "threads": rayon::current_num_threads(),
         "load_secs": load_secs,
         "prompt_len": a.prompt_len,
