@@ -159,7 +159,14 @@ fn judge(
                         shape.constraint(&tools, &calls[i].demands)
                     })
                     .collect();
-                lm.row_guides(&cs)?.0
+                let (rows, fallbacks) = lm.row_guides(&cs)?;
+                for (r, why) in &fallbacks {
+                    eprintln!(
+                        "route: call {} decoded free: its schema is not supported by guided decoding ({why})",
+                        calls[chunk[*r]].id()
+                    );
+                }
+                rows
             }
             None => Vec::new(),
         };
