@@ -206,10 +206,7 @@ fn guided_constraint(
         }
         return Ok(None);
     }
-    let pairs: Vec<(String, serde_json::Value)> = tools
-        .iter()
-        .map(|t| (t.name.clone(), t.parameters.clone()))
-        .collect();
+    let pairs = crate::ml::lm::guide::tool_pairs(tools);
     let tool_choice = match args.tool_choice.as_deref() {
         None => None,
         Some("auto") => Some(ToolChoice::Auto),

@@ -39,7 +39,7 @@ use crate::artifact::OUTLIER;
 use crate::call::RedactedCall;
 use crate::ml::embed::TextEmbedder;
 use crate::ml::lm::generate::{generate_constrained, GenerateOptions, SamplingConfig};
-use crate::ml::lm::guide::AnswerShape;
+use crate::ml::lm::guide::{tool_pairs, AnswerShape};
 use crate::ml::lm::prune::PruneRule;
 use crate::ml::lm::score::score_reply;
 use crate::ml::lm::{self, LanguageModel};
@@ -150,14 +150,7 @@ fn judge(
             Some(shape) => {
                 let cs: Vec<_> = chunk
                     .iter()
-                    .map(|&i| {
-                        let tools: Vec<(String, serde_json::Value)> = calls[i]
-                            .tools
-                            .iter()
-                            .map(|t| (t.name.clone(), t.parameters.clone()))
-                            .collect();
-                        shape.constraint(&tools, &calls[i].demands)
-                    })
+                    .map(|&i| shape.constraint(&tool_pairs(&calls[i].tools), &calls[i].demands))
                     .collect();
                 let (rows, fallbacks) = lm.row_guides(&cs)?;
                 for (r, why) in &fallbacks {

@@ -104,21 +104,13 @@ fn guided_tool_calls_always_follow_the_schema_even_from_a_random_model() {
     let (rows, fallbacks) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
     assert!(fallbacks.is_empty(), "{fallbacks:?}");
     let opts = sampled(230, 8);
-    let (comps, _) = lm::generate::generate_constrained(
-        &lm.model,
-        &ps,
-        rows,
-        &lm.stop_ids(),
-        lm.tokenizer.pad_id(),
-        &opts,
-    )
-    .unwrap();
+    let out = lm.generate_guided(&ps, rows, &opts).unwrap();
+    let comps = &out.completions;
     let mut names = std::collections::BTreeSet::new();
-    for c in &comps {
-        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
+    for (c, text) in comps.iter().zip(&out.texts) {
         assert_eq!(c.finish, lm::FinishReason::Stop, "unfinished: {text}");
-        assert!(calls_valid(&text, &tools), "invalid guided call: {text}");
-        for call in parse_reply(&text).tool_calls {
+        assert!(calls_valid(text, &tools), "invalid guided call: {text}");
+        for call in parse_reply(text).tool_calls {
             names.insert(call.name);
         }
     }
@@ -142,19 +134,10 @@ fn a_named_tool_choice_calls_only_that_function() {
         max_calls: None,
     };
     let (rows, _) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
-    let (comps, _) = lm::generate::generate_constrained(
-        &lm.model,
-        &ps,
-        rows,
-        &lm.stop_ids(),
-        lm.tokenizer.pad_id(),
-        &sampled(200, 6),
-    )
-    .unwrap();
-    for c in &comps {
-        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
-        let calls = parse_reply(&text).tool_calls;
-        assert!(calls_valid(&text, &tools), "{text}");
+    let out = lm.generate_guided(&ps, rows, &sampled(200, 6)).unwrap();
+    for text in &out.texts {
+        let calls = parse_reply(text).tool_calls;
+        assert!(calls_valid(text, &tools), "{text}");
         assert!(calls.iter().all(|c| c.name == "cancel"), "{text}");
     }
 }
@@ -285,18 +268,11 @@ fn unsupported_schemas_fall_back_to_free_decoding_and_are_counted() {
     assert!(rows[0].is_some() && rows[1].is_none() && rows[2].is_none());
     // Generation goes on for every row.
     let ps = prompts(&lm, cs.len());
-    let (comps, _) = lm::generate::generate_constrained(
-        &lm.model,
-        &ps,
-        rows,
-        &lm.stop_ids(),
-        lm.tokenizer.pad_id(),
-        &sampled(80, 5),
-    )
-    .unwrap();
+    let out = lm.generate_guided(&ps, rows, &sampled(80, 5)).unwrap();
+    let comps = &out.completions;
     assert_eq!(comps.len(), cs.len());
-    let first = lm.tokenizer.decode(&comps[0].tokens, true).unwrap();
-    assert!(calls_valid(&first, &[cancel_tool()]), "{first}");
+    let first = &out.texts[0];
+    assert!(calls_valid(first, &[cancel_tool()]), "{first}");
 }
 
 #[test]
@@ -358,20 +334,11 @@ fn json_answers_follow_the_schema_inferred_from_training_answers() {
     let ps = prompts(&lm, 8);
     let (rows, fallbacks) = lm.row_guides(&vec![Some(c); ps.len()]).unwrap();
     assert!(fallbacks.is_empty());
-    let (comps, _) = lm::generate::generate_constrained(
-        &lm.model,
-        &ps,
-        rows,
-        &lm.stop_ids(),
-        lm.tokenizer.pad_id(),
-        &sampled(200, 4),
-    )
-    .unwrap();
-    for c in &comps {
-        let text = lm.tokenizer.decode(&c.tokens, true).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let out = lm.generate_guided(&ps, rows, &sampled(200, 4)).unwrap();
+    for text in &out.texts {
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
         assert_eq!(schema_valid(&bounded, &v), Some(true), "{text}");
-        assert_eq!(text, v.to_string(), "compact JSON");
+        assert_eq!(*text, v.to_string(), "compact JSON");
     }
 }
 

@@ -247,6 +247,15 @@ pub fn close_objects(schema: &Value) -> Value {
     Value::Object(out)
 }
 
+/// (name, parameters) of each tool definition: what [`Constraint::Tools`]
+/// and [`AnswerShape::constraint`] take.
+pub fn tool_pairs(tools: &[crate::call::ToolDef]) -> Vec<(String, Value)> {
+    tools
+        .iter()
+        .map(|t| (t.name.clone(), t.parameters.clone()))
+        .collect()
+}
+
 /// The arguments schema of a tool as guidance and evaluation read it:
 /// closed, and an object of any keys when the log carries none.
 pub fn arguments_schema(params: &Value) -> Value {
