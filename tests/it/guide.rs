@@ -661,3 +661,44 @@ fn real_models_answer_valid_calls_and_json_under_guidance() {
         eprintln!("{name}: {} | {}", out.texts[0], out.texts[1]);
     }
 }
+
+#[test]
+fn generate_refuses_a_schema_file_that_is_not_json_and_an_unknown_tool_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(dir.path(), "tiny.gguf", 11, &TinyOpts::default());
+    let bad = dir.path().join("schema.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(crate::common::bin())
+            .args(["generate", "--model"])
+            .arg(&model)
+            .args(["--prompt", "hi"])
+            .args(extra)
+            .env("SLMFORGE_NO_PROGRESS", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--schema", bad.to_str().unwrap(), "--max-tokens", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--schema") && err.contains("not JSON"),
+        "{err}"
+    );
+    let out = run(&["--guided", "--tool-choice", "refund"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--tool-choice"), "{err}");
+    // a good schema file guides the answer
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"type":"object","properties":{"n":{"type":"integer","minimum":0,"maximum":9}},"required":["n"]}"#).unwrap();
+    let out = run(&["--schema", good.to_str().unwrap(), "--max-tokens", "40"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(v["n"].is_u64(), "{text}");
+}
