@@ -22,6 +22,7 @@ pub mod export;
 pub mod ingest;
 pub mod ml;
 pub mod redact;
+pub mod report;
 pub mod route;
 pub mod select;
 pub mod tune;

@@ -22,6 +22,7 @@ pub mod clusters;
 pub mod export;
 pub mod plan;
 pub mod routing;
+pub mod run;
 pub mod split;
 
 /// The calls of a dataset (`calls.parquet`).

@@ -68,7 +68,7 @@ pub const DEMO_STEPS: usize = 60;
 /// The bundled sample is synthetic, so its redaction key can be fixed and
 /// public: the demo's dataset, and so its results, are the same on every
 /// run for a seed. (Real logs get a random or user-supplied key.)
-fn demo_key(seed: u64) -> anyhow::Result<crate::redact::RedactKey> {
+pub(crate) fn demo_key(seed: u64) -> anyhow::Result<crate::redact::RedactKey> {
     crate::redact::RedactKey::from_bytes(format!("slmforge-demo-sample-key-{seed:016x}").as_bytes())
 }
 
@@ -227,7 +227,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         let ok = super::export::export_and_route(
             &ExportConfig::default(),
-            Some(&CalibrationConfig::default()),
+            Some((&CalibrationConfig::default(), &embedder)),
             &run_dir,
             &dataset,
             &export_dir,

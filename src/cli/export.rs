@@ -12,7 +12,7 @@ use crate::artifact::adapter::read_run_settings;
 use crate::artifact::export::{DEPLOY_FILE, EXPORT_DIR};
 use crate::artifact::routing::ROUTING_FILE;
 use crate::export::{self, ExportConfig, Format};
-use crate::ml::embed::LazyEmbedder;
+use crate::ml::embed::{LazyEmbedder, TextEmbedder};
 use crate::ml::lm::export::{parse_quant, TensorDtype};
 use crate::ml::models::embedder_dir;
 use crate::ml::runtime::init_runtime;
@@ -119,7 +119,18 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         guided: !args.unguided,
         ..Default::default()
     });
-    let ok = export_and_route(&cfg, ccfg.as_ref(), &args.run, &dataset, &out)?;
+    let embedder = ccfg
+        .is_some()
+        .then(|| LazyEmbedder::new(&embedder_dir()))
+        .transpose()?;
+    let ok = export_and_route(
+        &cfg,
+        ccfg.as_ref()
+            .zip(embedder.as_ref().map(|e| e as &dyn TextEmbedder)),
+        &args.run,
+        &dataset,
+        &out,
+    )?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -132,7 +143,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 /// verification failed.
 pub fn export_and_route(
     cfg: &ExportConfig,
-    calibration: Option<&CalibrationConfig>,
+    calibration: Option<(&CalibrationConfig, &dyn TextEmbedder)>,
     run_dir: &Path,
     dataset: &Path,
     out: &Path,
@@ -146,10 +157,9 @@ pub fn export_and_route(
         out.display()
     );
     print!("{}", export_summary(&res));
-    if let Some(ccfg) = calibration {
-        let embedder = LazyEmbedder::new(&embedder_dir())?;
+    if let Some((ccfg, embedder)) = calibration {
         let t1 = Instant::now();
-        let table = route::calibrate(ccfg, dataset, run_dir, out, &embedder)?;
+        let table = route::calibrate(ccfg, dataset, run_dir, out, embedder)?;
         eprintln!(
             "routing table calibrated in {:.0} s",
             t1.elapsed().as_secs_f64()

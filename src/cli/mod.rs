@@ -11,6 +11,7 @@ pub mod generate;
 pub mod ingest;
 pub mod models;
 pub mod route;
+pub mod run;
 pub mod select;
 pub mod synth;
 pub mod tune;
@@ -36,6 +37,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the pipeline end to end on the bundled sample (the README's first command).
     Demo(demo::DemoArgs),
+    /// Run a pipeline file (pipelines/NAME.toml): every stage, incremental, gated, with a report.
+    Run(run::RunArgs),
+    /// Gather the outputs of jobs emitted by `run --emit`, then gate, export and report.
+    Collect(run::CollectArgs),
     /// Ingest LLM call logs: parse, normalise, redact, dedup → DIR/calls.parquet.
     Ingest(ingest::IngestArgs),
     /// Find the workloads: cluster DIR/calls.parquet → DIR/clusters.parquet, clusters.json, clusters.svg.
@@ -95,6 +100,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Collect(args) => run::collect(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Models { command } => models::run(command),

@@ -201,29 +201,50 @@ pub fn assign_with(
     call: &Call,
     embedder: &dyn TextEmbedder,
 ) -> anyhow::Result<Option<i32>> {
+    let placed = assign_batch(summary, &[call], embedder, &ProgressBar::hidden())?;
+    Ok(placed[0].0)
+}
+
+/// Places many calls at once (each distinct text embedded once): per call
+/// the nearest cluster within its radius (`None`: beyond every radius)
+/// and the distance to the nearest centroid.
+pub fn assign_batch(
+    summary: &ClustersJson,
+    calls: &[&Call],
+    embedder: &dyn TextEmbedder,
+    pb: &ProgressBar,
+) -> anyhow::Result<Vec<(Option<i32>, f32)>> {
     anyhow::ensure!(
         embedder.checksum() == summary.embedder.checksum,
         "the clusters were made with embedder {}, not the one loaded",
         summary.embedder.checksum
     );
     let spec = &summary.features;
-    let f = featurise(spec, &[call], embedder, &ProgressBar::hidden())?;
-    let row = &f.rows[0];
-    let full = f.facts[0].has_response();
-    let best = summary
-        .clusters
+    let f = featurise(spec, calls, embedder, pb)?;
+    Ok(f.rows
         .iter()
-        .map(|c| {
-            let d = if full {
-                full_distance(row, &c.centroid)
-            } else {
-                spec.request_distance(row, &c.centroid)
-            };
-            (c, d)
+        .zip(&f.facts)
+        .map(|(row, facts)| {
+            let full = facts.has_response();
+            let best = summary
+                .clusters
+                .iter()
+                .map(|c| {
+                    let d = if full {
+                        full_distance(row, &c.centroid)
+                    } else {
+                        spec.request_distance(row, &c.centroid)
+                    };
+                    (c, d)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+            match best {
+                Some((c, d)) => {
+                    let radius = if full { c.radius } else { c.request_radius };
+                    ((d <= radius).then_some(c.id), d)
+                }
+                None => (None, f32::INFINITY),
+            }
         })
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
-    Ok(best.and_then(|(c, d)| {
-        let radius = if full { c.radius } else { c.request_radius };
-        (d <= radius).then_some(c.id)
-    }))
+        .collect())
 }

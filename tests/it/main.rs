@@ -13,6 +13,7 @@ mod lm;
 mod models;
 mod pii_eval;
 mod redact;
+mod run;
 mod select;
 mod serving;
 mod synth;

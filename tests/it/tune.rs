@@ -37,7 +37,7 @@ const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['r
 
 /// A random 2-layer Llama (hidden 64) with a byte-level vocabulary and a
 /// few merges, ChatML template, context 2048.
-fn tiny_gguf(path: &Path, seed: u64) {
+pub(crate) fn tiny_gguf(path: &Path, seed: u64) {
     common::tiny_gguf(
         path,
         &common::TinyGguf {
@@ -71,7 +71,7 @@ const CITIES: [&str; 8] = [
     "Lisbon", "Oslo", "Rome", "Quito", "Lima", "Paris", "Porto", "Kyiv",
 ];
 
-fn review_line(i: usize) -> Value {
+pub(crate) fn review_line(i: usize) -> Value {
     let w = WORDS[i % WORDS.len()];
     let label = if i % WORDS.len() < 4 {
         "positive"
@@ -84,7 +84,7 @@ fn review_line(i: usize) -> Value {
         "response": {"choices": [{"message": {"role": "assistant", "content": label}, "finish_reason": "stop"}]}})
 }
 
-fn weather_line(i: usize) -> Value {
+pub(crate) fn weather_line(i: usize) -> Value {
     let c = CITIES[i % CITIES.len()];
     let args = json!({"city": c, "days": 1 + i % 3}).to_string();
     json!({"request": {"messages": [
