@@ -135,7 +135,8 @@ pub fn exact_match_bars(ts: &[ClusterTuning]) -> anyhow::Result<String> {
             .y_desc("% exact")
             .draw()
             .map_err(err)?;
-        let series: [(&str, RGBColor, Box<dyn Fn(&ClusterTuning) -> Option<f64>>); 3] = [
+        type Get = Box<dyn Fn(&ClusterTuning) -> Option<f64>>;
+        let series: [(&str, RGBColor, Get); 3] = [
             ("base", BASE, Box::new(|t| t.base.exact_match)),
             ("tuned", TUNED, Box::new(|t| t.tuned.exact_match)),
             (

@@ -424,7 +424,10 @@ fn plan_view(v: &serde_json::Value) -> PlanView {
 }
 
 /// Loss and validation-loss points of a cluster's `train_log.jsonl`.
-fn curves(dir: &Path) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+/// (step, value) points.
+type Points = Vec<(f64, f64)>;
+
+fn curves(dir: &Path) -> (Points, Points) {
     let mut loss = Vec::new();
     let mut val = Vec::new();
     if let Ok(text) = std::fs::read_to_string(dir.join("train_log.jsonl")) {

@@ -213,6 +213,11 @@ fn a_pipeline_file_with_an_unknown_key_is_refused_with_its_name() {
         parse(&format!("{good}[export]\nformats = [\"onnx\"]\n")).unwrap_err()
     );
     assert!(e.contains("onnx"), "{e}");
+    // The shipped pipeline files stay valid.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in ["pipelines/demo.toml", "examples/ci/prod.toml"] {
+        slmforge::cli::run::config::load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e:#}"));
+    }
     // On the command line: exit 2, the file and the key named.
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");

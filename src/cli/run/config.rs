@@ -81,7 +81,7 @@ fn yes() -> bool {
 }
 
 /// `[cluster]`: how workloads are found, and when they are found again.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSection {
     /// Number of clusters (absent: chosen by silhouette).
@@ -100,18 +100,6 @@ pub struct ClusterSection {
     pub truth: Option<PathBuf>,
     #[serde(default)]
     pub drift: DriftSection,
-}
-
-impl Default for ClusterSection {
-    fn default() -> Self {
-        ClusterSection {
-            k: None,
-            min_cluster_size: None,
-            embedder: None,
-            truth: None,
-            drift: DriftSection::default(),
-        }
-    }
 }
 
 /// `[cluster.drift]`: new calls join the existing clusters unless their

@@ -195,6 +195,38 @@ fn write_deployed_summary(ctx: &Ctx) -> anyhow::Result<()> {
     read_results(&deployed).map(|_| ())
 }
 
+/// After clustering again: clusters that no longer exist lose their tuning
+/// record and their deployed adapter (their calls went to other clusters,
+/// whose changed membership gets them tuned again).
+pub fn retire_missing(ctx: &mut Ctx, ids: &std::collections::HashSet<i32>) -> anyhow::Result<()> {
+    ctx.state.tuned.retain(|id, _| ids.contains(id));
+    let gone: Vec<i32> = ctx
+        .state
+        .promoted
+        .keys()
+        .filter(|id| !ids.contains(id))
+        .copied()
+        .collect();
+    let deployed = ctx.work.join(DEPLOYED_DIR);
+    for id in &gone {
+        ctx.state.promoted.remove(id);
+        let dir = cluster_dir(&deployed, *id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        eprintln!("run: cluster {id} no longer exists after clustering again: its deployed adapter is retired");
+    }
+    if !gone.is_empty() {
+        if ctx.state.promoted.is_empty() {
+            let _ = std::fs::remove_file(deployed.join(SUMMARY_JSON));
+            let _ = std::fs::remove_dir_all(deployed.join(crate::artifact::export::EXPORT_DIR));
+        } else {
+            write_deployed_summary(ctx)?;
+        }
+    }
+    Ok(())
+}
+
 /// `--promote RUN_ID`: promotes the adapters that run held, then exports.
 pub fn promote_held(ctx: &mut Ctx, held_run: &str) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();

@@ -276,6 +276,8 @@ pub fn cluster(ctx: &mut Ctx, embedder: &LazyEmbedder, t0: Instant) -> anyhow::R
     };
     let out = crate::cluster::run(&ccfg, &ctx.dataset, embedder)?;
     eprint!("{}", super::super::cluster::summary_text(&out));
+    let ids: HashSet<i32> = out.summary.clusters.iter().map(|c| c.id).collect();
+    super::gate::retire_missing(ctx, &ids)?;
     ctx.record.changes.reclustered = Some(why.clone());
     ctx.state.record("cluster", key, &ctx.run_id);
     ctx.state.record("cluster-settings", settings, &ctx.run_id);
@@ -490,11 +492,11 @@ pub fn tune_settings_key(c: &TuneConfig) -> String {
     ])
 }
 
+/// Cluster id → its member call ids, sorted.
+pub type Members = BTreeMap<i32, Vec<String>>;
+
 /// Which clusters to tune in this run and why (the others and why not).
-pub fn tune_plan(
-    ctx: &Ctx,
-    tcfg: &TuneConfig,
-) -> anyhow::Result<(Vec<TuneDecision>, BTreeMap<i32, Vec<String>>)> {
+pub fn tune_plan(ctx: &Ctx, tcfg: &TuneConfig) -> anyhow::Result<(Vec<TuneDecision>, Members)> {
     let settings = tune_settings_key(tcfg);
     let mut members: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for a in read_assignment_rows(&ctx.dataset)? {
