@@ -536,18 +536,37 @@ fn emitted_jobs_are_gathered_by_collect_which_refuses_missing_or_mismatched_outp
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(&cfg_path, good).unwrap();
-    let out = collect(&[]);
+    // Promotion left to a person: collected and gated, but held.
+    let out = collect(&["--no-promote"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let held = run_record(&s, "e1-collect");
+    let decisions: Vec<&str> = held["gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["held", "held"]);
+    assert!(!s.work.join("deployed/cluster-0").exists());
+    // The person promotes the held run: deployed, exported, reported.
+    let (code, err) = run(&s, &["--promote", "e1-collect", "--run-id", "p1"]);
+    assert_eq!(code, 0, "{err}");
     for c in 0..2 {
         assert!(s
             .work
             .join(format!("deployed/cluster-{c}/adapter.safetensors"))
             .exists());
     }
+    let p1 = run_record(&s, "p1");
+    assert_eq!(p1["gate"][0]["decision"], "promoted");
+    assert_eq!(
+        p1["gate"][0]["run_id"], "e1",
+        "the adapter comes from the run that tuned it"
+    );
     assert!(s.work.join("deployed/export/routing.json").exists());
-    assert!(s.root.join("reports/e1-collect/index.html").exists());
+    assert!(s.root.join("reports/p1/index.html").exists());
 }

@@ -243,13 +243,16 @@ pub fn promote_held(ctx: &mut Ctx, held_run: &str) -> anyhow::Result<()> {
         )));
     }
     for g in held {
-        let out = dir.join(adapters_of(&dir, g.cluster));
+        // The adapter lives in the run that tuned it (a `collect` run holds
+        // the adapters its jobs tuned under the emitting run).
+        let tuned_in = ctx.work.join(RUNS_DIR).join(&g.run_id);
+        let out = tuned_in.join(adapters_of(&tuned_in, g.cluster));
         install(&ctx.work, &out, g.cluster)?;
         let (score, evaluated) = (g.score.unwrap_or(0.0), g.evaluated);
         let inc = ctx.state.promoted.insert(
             g.cluster,
             Promoted {
-                run_id: held_run.into(),
+                run_id: g.run_id.clone(),
                 score,
                 evaluated,
             },
