@@ -226,6 +226,26 @@ fn a_pipeline_file_with_an_unknown_key_is_refused_with_its_name() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stpes") && err.contains("p.toml"), "{err}");
+
+    // A work directory belongs to one pipeline, and to one run at a time.
+    let work = dir.path().join("w");
+    std::fs::create_dir_all(&work).unwrap();
+    let state = json!({"format": "slmforge-run-state-v1", "pipeline": "other", "stages": {},
+        "ingested_files": {}, "tuned": {}, "promoted": {}, "runs": []});
+    std::fs::write(work.join("state.json"), state.to_string()).unwrap();
+    let body = format!(
+        "[pipeline]\nname = \"x\"\nwork = {:?}\n[ingest]\ninputs = [\"logs\"]\n",
+        work.display().to_string()
+    );
+    std::fs::write(&p, &body).unwrap();
+    let out = slmforge(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to pipeline \"other\""));
+    std::fs::remove_file(work.join("state.json")).unwrap();
+    std::fs::write(work.join(".run.lock"), format!("{}\n", std::process::id())).unwrap();
+    let out = slmforge(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another"));
 }
 
 /// Which cluster holds the weather calls (the tool-calling one).
