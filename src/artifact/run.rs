@@ -35,6 +35,9 @@ pub struct RunRecord {
     pub gate: Vec<GateDecision>,
     /// The process exit code the run ended with.
     pub exit_code: u8,
+    /// The error that ended the run, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One stage of one run.

@@ -88,12 +88,21 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(u) = e.downcast_ref::<UsageError>() {
                 eprintln!("slmforge: {u}");
-                ExitCode::from(2)
             } else {
                 eprintln!("slmforge: error: {e:#}");
-                ExitCode::from(2)
             }
+            ExitCode::from(exit_code_of(&e))
         }
+    }
+}
+
+/// The exit code of an error: 74 for a failure to write outputs
+/// ([`crate::util::IoFailure`]), otherwise 2.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<crate::util::IoFailure>().is_some() {
+        crate::util::EXIT_IO_ERROR
+    } else {
+        2
     }
 }
 

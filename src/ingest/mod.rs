@@ -282,6 +282,26 @@ impl<'a> PathNames<'a> {
     }
 }
 
+/// The log files [`run`] would read from `inputs` (the same discovery;
+/// `skip` is never walked), each with its path as given and as shown
+/// (redacted as `ingest.json` shows it), for callers that decide which
+/// files to ingest.
+pub fn discover_inputs(
+    cfg: &IngestConfig,
+    inputs: &[PathBuf],
+    skip: Option<&Path>,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let redactor = Redactor::new(cfg.redact.clone()).map_err(|e| usage(format!("{e:#}")))?;
+    let mut names = PathNames::new(&redactor);
+    let skip_id = skip.and_then(|p| std::fs::metadata(p).ok().map(|m| source::NodeId::of(p, &m)));
+    let found = source::discover(inputs, skip_id.as_ref(), &mut |p| names.show(p))?;
+    Ok(found
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.display))
+        .collect())
+}
+
 /// Closes the outputs (sealed temporaries, not yet in place) and completes
 /// the report: the sinks' counts (which add up: `read = written +
 /// duplicates + quarantined`), redaction figures, the key's source and

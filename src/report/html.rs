@@ -71,6 +71,13 @@ pub fn render(r: &Report) -> String {
         code = r.exit_code,
         prev = r.previous_run.as_ref().map_or(String::new(), |p| format!(" · previous run {}", esc(p))),
     );
+    if let Some(e) = &r.error {
+        let _ = write!(
+            s,
+            "<section id=error><h2 class=bad>The run stopped with an error</h2><p><code>{}</code></p></section>",
+            esc(e)
+        );
+    }
     headline(&mut s, r);
     changes(&mut s, r);
     ingest(&mut s, r);

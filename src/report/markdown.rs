@@ -22,6 +22,9 @@ pub fn render(r: &Report) -> String {
             .as_ref()
             .map_or(String::new(), |p| format!(" · previous run {p}"))
     );
+    if let Some(e) = &r.error {
+        let _ = writeln!(s, "**The run stopped with an error:** {}\n", cell(e));
+    }
     let _ = writeln!(
         s,
         "- **{}** calls ({} new), **{}** workloads, **{}** adapter(s) deployed",
@@ -62,12 +65,12 @@ pub fn render(r: &Report) -> String {
             if d.crossed.is_empty() {
                 String::new()
             } else {
-                format!(" — crossed: {}", d.crossed.join("; "))
+                format!(" — crossed: {}", cell(&d.crossed.join("; ")))
             }
         );
     }
     if let Some(w) = &c.reclustered {
-        let _ = writeln!(s, "Clustered from scratch: {w}.");
+        let _ = writeln!(s, "Clustered from scratch: {}.", cell(w));
     }
     for t in &c.tuned {
         let _ = writeln!(
@@ -75,7 +78,7 @@ pub fn render(r: &Report) -> String {
             "- cluster {}: {} ({})",
             t.cluster,
             if t.tuned { "tuned" } else { "kept" },
-            t.reason
+            cell(&t.reason)
         );
     }
     if !r.gate.is_empty() {

@@ -41,6 +41,8 @@ pub struct Report {
     pub started: String,
     pub secs: f64,
     pub exit_code: u8,
+    /// The error that ended the run, when one did.
+    pub error: Option<String>,
     pub previous_run: Option<String>,
     pub headline: Headline,
     pub stages: Vec<StageLog>,
@@ -233,6 +235,7 @@ pub fn build(work: &Path, run_id: &str) -> anyhow::Result<Report> {
         started: rec.started.clone(),
         secs: rec.secs,
         exit_code: rec.exit_code,
+        error: rec.error.clone(),
         previous_run: rec.previous_run.clone(),
         headline,
         stages: rec.stages.clone(),

@@ -242,10 +242,13 @@ fn a_pipeline_file_with_an_unknown_key_is_refused_with_its_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to pipeline \"other\""));
     std::fs::remove_file(work.join("state.json")).unwrap();
-    std::fs::write(work.join(".run.lock"), format!("{}\n", std::process::id())).unwrap();
+    // A running `run` holds an advisory lock on WORK/.run.lock.
+    let lock = std::fs::File::create(work.join(".run.lock")).unwrap();
+    lock.try_lock().unwrap();
     let out = slmforge(&["run", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another"));
+    drop(lock);
 }
 
 /// Which cluster holds the weather calls (the tool-calling one).
@@ -414,6 +417,65 @@ fn runs_are_incremental_gated_drift_aware_and_reported() {
         .as_str()
         .unwrap()
         .contains("new tool names: book_flight"));
+
+    // A stage that fails still leaves a run record and a report, with the
+    // error and the exit code.
+    let bad = s.root.join("bad.toml");
+    let text = std::fs::read_to_string(&s.toml).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("clusters = \"all\"", "clusters = \"99\""),
+    )
+    .unwrap();
+    let out = slmforge(&["run", bad.to_str().unwrap(), "--run-id", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let rb = run_record(&s, "bad");
+    assert_eq!(rb["exit_code"], 2);
+    assert!(
+        rb["error"].as_str().unwrap().contains("no cluster 99"),
+        "{rb}"
+    );
+    let html = std::fs::read_to_string(s.root.join("reports/bad/index.html")).unwrap();
+    assert!(html.contains("<section id=error>") && html.contains("no cluster 99"));
+
+    // Clustering again retires a deployed adapter whose cluster no longer
+    // holds the calls it was tuned on (here its record says it was tuned on
+    // calls the dataset does not have, as after a renumbering).
+    let mut state = read_json(&state_path);
+    let victim: String = state["promoted"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let bogus: Vec<String> = (0..10).map(|i| format!("{i:016x}")).collect();
+    state["tuned"][&victim]["calls"] = json!(bogus);
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let (code, err) = run(&s, &["--only", "cluster", "--force", "--run-id", "r7"]);
+    assert_eq!(code, 0, "{err}");
+    let r7 = run_record(&s, "r7");
+    let retired: Vec<String> = r7["gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["decision"] == "retired")
+        .map(|g| g["cluster"].to_string())
+        .collect();
+    assert_eq!(retired, [victim.clone()], "{}", r7["gate"]);
+    assert!(!deployed.join(format!("cluster-{victim}")).exists());
+    let state = read_json(&state_path);
+    assert!(state["promoted"].get(&victim).is_none() && state["tuned"].get(&victim).is_none());
+
+    // A new redaction key means rebuilding the dataset from the log files;
+    // with a file gone from the inputs that would drop its calls: refused.
+    std::fs::write(s.root.join("key"), "another-test-redaction-key-98765").unwrap();
+    std::fs::remove_file(s.logs.join("logs-4.jsonl")).unwrap();
+    let (code, err) = run(&s, &["--run-id", "r8"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no longer among the inputs"), "{err}");
+    let rows = slmforge::artifact::calls::read_rows(&s.work.join("dataset")).unwrap();
+    assert_eq!(rows.len(), 126, "the dataset is untouched");
 }
 
 /// Renders the report in headless chromium: the DOM it builds holds every

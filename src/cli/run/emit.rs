@@ -77,7 +77,15 @@ pub struct Job {
     pub out: PathBuf,
     /// Whether the serving plan puts this cluster on a GPU.
     pub gpu: bool,
+    /// sha256 of the cluster's member call ids when the job was emitted:
+    /// `collect` refuses the output if the cluster changed since.
+    pub members: String,
     pub argv: Vec<String>,
+}
+
+fn members_key(calls: &[String]) -> String {
+    let parts: Vec<&[u8]> = calls.iter().map(|c| c.as_bytes()).collect();
+    super::state::key_of(&parts)
 }
 
 fn abs(p: &Path) -> anyhow::Result<PathBuf> {
@@ -175,7 +183,7 @@ fn shell_quote(s: &str) -> String {
 /// Writes the jobs for the clusters this run would tune.
 pub fn emit(ctx: &mut Ctx, kind: Kind, dir: &Path) -> anyhow::Result<()> {
     let tcfg = tune_config(&ctx.file);
-    let (decisions, _) = tune_plan(ctx, &tcfg)?;
+    let (decisions, members) = tune_plan(ctx, &tcfg)?;
     ctx.record.changes.tuned = decisions.clone();
     let dataset = abs(&ctx.dataset)?;
     let parts = abs(&ctx.run_dir)?.join(PARTS_DIR);
@@ -191,6 +199,7 @@ pub fn emit(ctx: &mut Ctx, kind: Kind, dir: &Path) -> anyhow::Result<()> {
                 argv: tune_argv(&tcfg, &dataset, d.cluster, &out, gpu),
                 out,
                 gpu,
+                members: members_key(members.get(&d.cluster).map_or(&[][..], |v| v.as_slice())),
             }
         })
         .collect();
@@ -313,7 +322,7 @@ pub fn collect(ctx: &mut Ctx, run: &str, t0: Instant) -> anyhow::Result<()> {
             "the pipeline's tune settings changed since run {run} emitted its jobs"
         )));
     }
-    let assigned = crate::artifact::clusters::read_assignment_rows(&ctx.dataset)?;
+    let (_, members) = tune_plan(ctx, &tune_config(&ctx.file))?;
     let mut parts = Vec::new();
     for j in &jobs.jobs {
         let out = run_dir
@@ -347,19 +356,17 @@ pub fn collect(ctx: &mut Ctx, run: &str, t0: Instant) -> anyhow::Result<()> {
                 out.display()
             )));
         }
-        parts.push((j.cluster, out, results));
+        let now = members.get(&j.cluster).cloned().unwrap_or_default();
+        if members_key(&now) != j.members {
+            return Err(usage(format!(
+                "cluster {}: its calls changed since run {run} emitted the jobs (new calls or clustering again): run the pipeline again instead",
+                j.cluster
+            )));
+        }
+        parts.push((j.cluster, out, results, now));
     }
     let mut changes = Vec::new();
-    for (cluster, out, results) in parts {
-        let calls: Vec<String> = {
-            let mut v: Vec<String> = assigned
-                .iter()
-                .filter(|a| a.cluster == cluster)
-                .map(|a| a.call_id.clone())
-                .collect();
-            v.sort();
-            v
-        };
+    for (cluster, out, results, calls) in parts {
         ctx.state.tuned.insert(
             cluster,
             TunedRecord {

@@ -19,10 +19,13 @@ use anyhow::Context;
 
 use super::state::Promoted;
 use super::Ctx;
+use std::collections::{HashMap, HashSet};
+
 use crate::artifact::adapter::{
-    cluster_dir, read_results, ClusterResult, ClusterStatus, EvalReport, EVAL_FILE, SUMMARY_FORMAT,
-    SUMMARY_JSON, SUMMARY_MD, TUNE_CONFIG_FILE, TUNE_FILE,
+    cluster_dir, read_results, read_run_settings, ClusterResult, ClusterStatus, EvalReport,
+    EVAL_FILE, SUMMARY_FORMAT, SUMMARY_JSON, SUMMARY_MD, TUNE_CONFIG_FILE, TUNE_FILE,
 };
+use crate::artifact::clusters::read_assignment_rows;
 use crate::artifact::run::{read_run, GateDecision, DEPLOYED_DIR, RUNS_DIR};
 
 /// The gate's score of an adapter directory: (exact-match rate, calls).
@@ -84,6 +87,8 @@ pub fn verdict(
 /// Gates every adapter `tune` produced in `out` and promotes those that pass.
 pub fn decide(ctx: &mut Ctx, out: &Path, results: &[ClusterResult]) -> anyhow::Result<()> {
     let run_id = out_run_id(ctx, out);
+    let base = base_key(out)?;
+    let mut promoted_any = false;
     for r in results.iter().filter(|r| r.status == ClusterStatus::Tuned) {
         let cand = score(&cluster_dir(out, r.cluster));
         let inc = ctx.state.promoted.get(&r.cluster).cloned();
@@ -96,10 +101,12 @@ pub fn decide(ctx: &mut Ctx, out: &Path, results: &[ClusterResult]) -> anyhow::R
                 r.cluster,
                 Promoted {
                     run_id: run_id.clone(),
+                    base: base.clone(),
                     score,
                     evaluated,
                 },
             );
+            promoted_any = true;
         }
         ctx.record.gate.push(GateDecision {
             cluster: r.cluster,
@@ -113,7 +120,27 @@ pub fn decide(ctx: &mut Ctx, out: &Path, results: &[ClusterResult]) -> anyhow::R
             reason,
         });
     }
-    write_deployed_summary(ctx)
+    if promoted_any {
+        retire_other_bases(ctx, &base)?;
+    }
+    refresh_deployed(ctx)
+}
+
+/// Deployed adapters must share one base model (and max_len, split) to be
+/// exported and served together: once an adapter on a new base is
+/// promoted, those on another base are retired.
+fn retire_other_bases(ctx: &mut Ctx, base: &str) -> anyhow::Result<()> {
+    let other: Vec<i32> = ctx
+        .state
+        .promoted
+        .iter()
+        .filter(|(_, p)| p.base != base)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in other {
+        retire(ctx, id, "an adapter on another base model (or max_len, split) was deployed; tune this cluster again on it".into())?;
+    }
+    Ok(())
 }
 
 /// The run an adapter directory belongs to (`WORK/runs/RUN_ID/...`).
@@ -195,36 +222,99 @@ fn write_deployed_summary(ctx: &Ctx) -> anyhow::Result<()> {
     read_results(&deployed).map(|_| ())
 }
 
-/// After clustering again: clusters that no longer exist lose their tuning
-/// record and their deployed adapter (their calls went to other clusters,
-/// whose changed membership gets them tuned again).
-pub fn retire_missing(ctx: &mut Ctx, ids: &std::collections::HashSet<i32>) -> anyhow::Result<()> {
-    ctx.state.tuned.retain(|id, _| ids.contains(id));
-    let gone: Vec<i32> = ctx
+/// Hash of what all deployed adapters must share (base model, max_len,
+/// split), from an adapter run's `tune_config.json`.
+fn base_key(run_dir: &Path) -> anyhow::Result<String> {
+    let s = read_run_settings(run_dir)?;
+    Ok(super::state::key_of(&[
+        s.base_model.as_bytes(),
+        &s.max_len.to_le_bytes(),
+        serde_json::to_string(&s.split)?.as_bytes(),
+    ]))
+}
+
+/// Takes a cluster's adapter out of `deployed/` and says why in the run record.
+fn retire(ctx: &mut Ctx, id: i32, why: String) -> anyhow::Result<()> {
+    let Some(p) = ctx.state.promoted.remove(&id) else {
+        return Ok(());
+    };
+    let dir = cluster_dir(&ctx.work.join(DEPLOYED_DIR), id);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    eprintln!("run: gate: cluster {id}: deployed adapter retired: {why}");
+    ctx.record.gate.push(GateDecision {
+        cluster: id,
+        run_id: p.run_id.clone(),
+        score: Some(p.score),
+        evaluated: p.evaluated,
+        incumbent_run: Some(p.run_id),
+        incumbent_score: Some(p.score),
+        incumbent_evaluated: Some(p.evaluated),
+        decision: "retired".into(),
+        reason: why,
+    });
+    Ok(())
+}
+
+/// After any clustering (from scratch, or new calls joining): a cluster
+/// that no longer exists, or that now holds less than half of the calls its
+/// adapter was tuned on (renumbered, re-formed, or every call id changed
+/// with the redaction key), loses its tuning record and its deployed
+/// adapter; it is tuned afresh when chosen.
+pub fn reconcile(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let mut members: HashMap<i32, HashSet<String>> = HashMap::new();
+    for a in read_assignment_rows(&ctx.dataset)? {
+        members.entry(a.cluster).or_default().insert(a.call_id);
+    }
+    let mut stale: Vec<(i32, String)> = Vec::new();
+    for (id, t) in &ctx.state.tuned {
+        let why = match members.get(id) {
+            None => Some("the cluster no longer exists".to_string()),
+            Some(m) => {
+                let kept = t.calls.iter().filter(|c| m.contains(*c)).count();
+                let share = kept as f64 / t.calls.len().max(1) as f64;
+                (share < 0.5).then(|| {
+                    format!(
+                        "the cluster holds only {:.0}% of the calls its adapter was tuned on",
+                        100.0 * share
+                    )
+                })
+            }
+        };
+        if let Some(w) = why {
+            stale.push((*id, w));
+        }
+    }
+    let orphans: Vec<i32> = ctx
         .state
         .promoted
         .keys()
-        .filter(|id| !ids.contains(id))
+        .filter(|id| !members.contains_key(id) && !stale.iter().any(|s| s.0 == **id))
         .copied()
         .collect();
+    stale.extend(
+        orphans
+            .into_iter()
+            .map(|id| (id, "the cluster no longer exists".to_string())),
+    );
+    for (id, why) in stale {
+        ctx.state.tuned.remove(&id);
+        retire(ctx, id, why)?;
+    }
+    refresh_deployed(ctx)
+}
+
+/// Rewrites deployed/summary.json, or clears deployed/ when nothing is left.
+fn refresh_deployed(ctx: &Ctx) -> anyhow::Result<()> {
     let deployed = ctx.work.join(DEPLOYED_DIR);
-    for id in &gone {
-        ctx.state.promoted.remove(id);
-        let dir = cluster_dir(&deployed, *id);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-        eprintln!("run: cluster {id} no longer exists after clustering again: its deployed adapter is retired");
+    if ctx.state.promoted.is_empty() {
+        let _ = std::fs::remove_file(deployed.join(SUMMARY_JSON));
+        let _ = std::fs::remove_dir_all(deployed.join(crate::artifact::export::EXPORT_DIR));
+        Ok(())
+    } else {
+        write_deployed_summary(ctx)
     }
-    if !gone.is_empty() {
-        if ctx.state.promoted.is_empty() {
-            let _ = std::fs::remove_file(deployed.join(SUMMARY_JSON));
-            let _ = std::fs::remove_dir_all(deployed.join(crate::artifact::export::EXPORT_DIR));
-        } else {
-            write_deployed_summary(ctx)?;
-        }
-    }
-    Ok(())
 }
 
 /// `--promote RUN_ID`: promotes the adapters that run held, then exports.
@@ -242,31 +332,55 @@ pub fn promote_held(ctx: &mut Ctx, held_run: &str) -> anyhow::Result<()> {
             "--promote {held_run}: that run held no adapter"
         )));
     }
+    let clusters: HashSet<i32> = read_assignment_rows(&ctx.dataset)?
+        .iter()
+        .map(|a| a.cluster)
+        .collect();
+    // Refuse a held adapter that the pipeline has moved past.
+    for g in &held {
+        let now = ctx.state.promoted.get(&g.cluster).map(|p| p.run_id.clone());
+        if !clusters.contains(&g.cluster)
+            || ctx
+                .state
+                .tuned
+                .get(&g.cluster)
+                .is_none_or(|t| t.run_id != g.run_id)
+        {
+            return Err(crate::util::usage(format!(
+                "--promote {held_run}: cluster {} was clustered or tuned again since; its held adapter is stale",
+                g.cluster
+            )));
+        }
+        if now != g.incumbent_run {
+            return Err(crate::util::usage(format!(
+                "--promote {held_run}: cluster {} has had another adapter deployed since (run {})",
+                g.cluster,
+                now.unwrap_or_default()
+            )));
+        }
+    }
     for g in held {
         // The adapter lives in the run that tuned it (a `collect` run holds
         // the adapters its jobs tuned under the emitting run).
         let tuned_in = ctx.work.join(RUNS_DIR).join(&g.run_id);
         let out = tuned_in.join(adapters_of(&tuned_in, g.cluster));
+        let base = base_key(&out)?;
         install(&ctx.work, &out, g.cluster)?;
-        let (score, evaluated) = (g.score.unwrap_or(0.0), g.evaluated);
-        let inc = ctx.state.promoted.insert(
-            g.cluster,
-            Promoted {
-                run_id: g.run_id.clone(),
-                score,
-                evaluated,
-            },
-        );
+        let p = Promoted {
+            run_id: g.run_id.clone(),
+            base: base.clone(),
+            score: g.score.unwrap_or(0.0),
+            evaluated: g.evaluated,
+        };
+        ctx.state.promoted.insert(g.cluster, p);
         ctx.record.gate.push(GateDecision {
             decision: "promoted".into(),
             reason: "promoted by hand (--promote)".into(),
-            incumbent_run: inc.as_ref().map(|i| i.run_id.clone()),
-            incumbent_score: inc.as_ref().map(|i| i.score),
-            incumbent_evaluated: inc.as_ref().map(|i| i.evaluated),
             ..g.clone()
         });
+        retire_other_bases(ctx, &base)?;
     }
-    write_deployed_summary(ctx)?;
+    refresh_deployed(ctx)?;
     ctx.save_state()?;
     ctx.log(
         super::Stage::Tune,

@@ -29,8 +29,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::artifact::run::{
     write_run, Changes, RunRecord, StageLog, DATASET_DIR, RUNS_DIR, RUN_FORMAT,
 };
@@ -129,7 +127,6 @@ pub(crate) struct Ctx {
 impl Ctx {
     fn new(file: PipelineFile, run_id: Option<String>, force: bool) -> anyhow::Result<Ctx> {
         let work = file.pipeline.work.clone();
-        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let state = State::load(&work, &file.pipeline.name)?;
         let run_id = match run_id {
             Some(id) => {
@@ -161,6 +158,17 @@ impl Ctx {
             record,
             export_failed: false,
         })
+    }
+
+    /// The exit code of a run that finished its stages.
+    fn exit_code(&self) -> u8 {
+        if self.record.gate.iter().any(|g| g.decision == "blocked") {
+            EXIT_GATE_BLOCKED
+        } else if self.export_failed {
+            1
+        } else {
+            0
+        }
     }
 
     /// Notes a stage's outcome (and prints it).
@@ -223,33 +231,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let file = config::load(&args.pipeline)?;
     let emit_to = emit::parse_emit(&args.emit)?;
+    // The lock first: the state is read under it.
+    let _lock = stages::lock_work(&file.pipeline.work)?;
     let mut ctx = Ctx::new(file, args.run_id.clone(), args.force)?;
     if args.no_promote {
         ctx.promote = false;
     }
-    let _lock = stages::lock_work(&ctx.work)?;
     eprintln!(
         "run {}: pipeline {:?}, work {}",
         ctx.run_id,
         ctx.file.pipeline.name,
         ctx.work.display()
     );
-    if let Some(held) = &args.promote {
-        gate::promote_held(&mut ctx, held)?;
-    } else {
-        let code = run_stages(&mut ctx, &args, emit_to.as_ref())?;
-        if let Some(code) = code {
-            return finish(&mut ctx, started, code);
-        }
-    }
-    let code = if ctx.record.gate.iter().any(|g| g.decision == "blocked") {
-        EXIT_GATE_BLOCKED
-    } else if ctx.export_failed {
-        1
-    } else {
-        0
+    let outcome = match &args.promote {
+        Some(held) => gate::promote_held(&mut ctx, held).map(|()| None),
+        None => run_stages(&mut ctx, &args, emit_to.as_ref()),
     };
-    finish(&mut ctx, started, code)
+    match outcome {
+        Ok(code) => {
+            let code = code.unwrap_or_else(|| ctx.exit_code());
+            finish(&mut ctx, started, code)
+        }
+        Err(e) => fail(&mut ctx, started, e),
+    }
+}
+
+/// A stage failed: the error is printed, and the run record and report are
+/// still written (with the error and its exit code), so a scheduled job
+/// always has a report to show.
+fn fail(ctx: &mut Ctx, started: Instant, e: anyhow::Error) -> anyhow::Result<ExitCode> {
+    let code = super::exit_code_of(&e);
+    eprintln!("slmforge: error: {e:#}");
+    ctx.record.error = Some(format!("{e:#}"));
+    if let Err(e2) = finish(ctx, started, code) {
+        eprintln!("slmforge: the run record and report could not be written: {e2:#}");
+    }
+    Ok(ExitCode::from(code))
 }
 
 /// The stages of a normal run; `Some(code)` ends the run early.
@@ -299,6 +316,13 @@ fn run_stages(
         ctx.log(Stage::Export, "not_selected", "--only/--from".into(), t0);
     }
     ctx.save_state()?;
+    if crate::tune::interrupt_flag().load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "run {}: interrupted (Ctrl-C); run again to continue",
+            ctx.run_id
+        );
+        return Ok(Some(130));
+    }
     Ok(None)
 }
 
@@ -333,23 +357,22 @@ pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     init_runtime();
     let started = Instant::now();
     let file = config::load(&args.pipeline)?;
+    let _lock = stages::lock_work(&file.pipeline.work)?;
     let mut ctx = Ctx::new(file, Some(format!("{}-collect", args.run)), false)?;
     if args.no_promote {
         ctx.promote = false;
     }
-    let _lock = stages::lock_work(&ctx.work)?;
     let t0 = Instant::now();
     emit::collect(&mut ctx, &args.run, t0)?;
-    ctx.save_state()?;
-    let embedder = stages::embedder(&ctx.file)?;
-    let t0 = Instant::now();
-    stages::export(&mut ctx, &embedder, t0)?;
-    let code = if ctx.record.gate.iter().any(|g| g.decision == "blocked") {
-        EXIT_GATE_BLOCKED
-    } else if ctx.export_failed {
-        1
-    } else {
-        0
-    };
-    finish(&mut ctx, started, code)
+    let gathered = ctx.save_state().and_then(|()| {
+        let embedder = stages::embedder(&ctx.file)?;
+        stages::export(&mut ctx, &embedder, Instant::now())
+    });
+    match gathered {
+        Ok(()) => {
+            let code = ctx.exit_code();
+            finish(&mut ctx, started, code)
+        }
+        Err(e) => fail(&mut ctx, started, e),
+    }
 }

@@ -33,47 +33,32 @@ use crate::route::CalibrationConfig;
 use crate::tune::{self, Outcome, Session, TuneConfig};
 use crate::util::usage;
 
-/// The work directory's lock: a second `run` on the same work directory
-/// exits 2 instead of mixing two runs' artifacts.
-pub struct WorkLock(PathBuf);
-
-impl Drop for WorkLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+/// The work directory's lock (an advisory file lock on `WORK/.run.lock`,
+/// released by the operating system when the process ends, however it
+/// ends): a second `run` on the same work directory exits 2 instead of
+/// mixing two runs' artifacts.
+pub struct WorkLock(#[allow(dead_code)] std::fs::File);
 
 pub fn lock_work(work: &Path) -> anyhow::Result<WorkLock> {
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     let path = work.join(".run.lock");
-    for _ in 0..2 {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                use std::io::Write;
-                writeln!(f, "{}", std::process::id())?;
-                return Ok(WorkLock(path));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let pid = std::fs::read_to_string(&path).unwrap_or_default();
-                let pid = pid.trim();
-                let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
-                if alive || !Path::new("/proc").exists() {
-                    return Err(usage(format!(
-                        "{} is in use by another `slmforge run` (pid {pid}); if none is running, remove {}",
-                        work.display(),
-                        path.display()
-                    )));
-                }
-                // A stale lock of a run that died: take it over.
-                let _ = std::fs::remove_file(&path);
-            }
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(WorkLock(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(usage(format!(
+            "{} is in use by another `slmforge run` (it holds {})",
+            work.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
-    Err(usage(format!("cannot lock {}", work.display())))
 }
 
 pub fn embedder(file: &PipelineFile) -> anyhow::Result<LazyEmbedder> {
@@ -122,15 +107,40 @@ fn redact_key(ctx: &Ctx) -> anyhow::Result<(RedactKey, KeySource)> {
 }
 
 /// Ingest: new log files (by content) into `RUN/ingest/`, merged into the
-/// dataset by call id. Settings or key changed, `--force`, or no dataset
-/// yet: every input file is read and the dataset rebuilt.
+/// dataset by call id. A change of the redaction settings or key (or
+/// `--force`, or no dataset yet) reads every input file again and rebuilds
+/// the dataset from them; that is refused when files ingested earlier are
+/// no longer among the inputs (their calls would leave the dataset),
+/// unless `--force`.
 pub fn ingest(ctx: &mut Ctx, t0: Instant) -> anyhow::Result<()> {
     let (key, source) = redact_key(ctx)?;
     let f = ctx.file.ingest.clone();
-    let settings = key_of(&[&json_bytes(&f), key.fingerprint().as_bytes()]);
-    let files = input_files(&f.inputs, &ctx.work)?;
+    let settings = key_of(&[
+        &json_bytes(&(&f.allow_values, &f.allow_regexes, f.detect_names)),
+        key.fingerprint().as_bytes(),
+    ]);
+    let mut icfg = IngestConfig::new(key, source);
+    icfg.redact.allow_values = f.allow_values.clone();
+    icfg.redact.allow_regexes = f.allow_regexes.clone();
+    icfg.redact.detect_names = f.detect_names;
+    let files = input_files(&icfg, &f.inputs, &ctx.work)?;
     let have = ctx.dataset.join(CALLS_FILE).exists();
-    let rebuild = ctx.force || !have || !ctx.state.unchanged("ingest", &settings);
+    let changed = have && !ctx.state.unchanged("ingest", &settings);
+    let rebuild = ctx.force || !have || changed;
+    if changed && !ctx.force {
+        let present: HashSet<&String> = files.iter().map(|(_, h)| h).collect();
+        let gone = ctx
+            .state
+            .ingested_files
+            .keys()
+            .filter(|h| !present.contains(h))
+            .count();
+        if gone > 0 {
+            return Err(usage(format!(
+                "the redaction settings or key changed, so the dataset must be rebuilt from the log files, but {gone} file(s) ingested earlier are no longer among the inputs: their calls would leave the dataset. Put them back, restore the key, or run with --force to rebuild from the files present"
+            )));
+        }
+    }
     let todo: Vec<&(PathBuf, String)> = files
         .iter()
         .filter(|(_, h)| rebuild || !ctx.state.ingested_files.contains_key(h))
@@ -147,17 +157,21 @@ pub fn ingest(ctx: &mut Ctx, t0: Instant) -> anyhow::Result<()> {
         return Ok(());
     }
     let staging = ctx.run_dir.join("ingest");
-    let mut icfg = IngestConfig::new(key, source);
-    icfg.redact.allow_values = f.allow_values.clone();
-    icfg.redact.allow_regexes = f.allow_regexes.clone();
-    icfg.redact.detect_names = f.detect_names;
     let paths: Vec<PathBuf> = todo.iter().map(|(p, _)| p.clone()).collect();
     let out = ingest::run(&icfg, &paths, &staging)?;
     eprint!("{}", super::super::ingest::summary(&out));
     std::fs::create_dir_all(&ctx.dataset)?;
     let added = if rebuild {
-        for name in [CALLS_FILE, QUARANTINE_FILE, INGEST_REPORT_FILE] {
-            let bytes = std::fs::read(staging.join(name)).unwrap_or_default();
+        if !staging.join(CALLS_FILE).exists() {
+            return Err(usage(format!(
+                "no call could be read from the {} input file(s) (see {}): the dataset was left as it was",
+                todo.len(),
+                staging.join(QUARANTINE_FILE).display()
+            )));
+        }
+        for name in [QUARANTINE_FILE, INGEST_REPORT_FILE, CALLS_FILE] {
+            let bytes = std::fs::read(staging.join(name))
+                .with_context(|| format!("reading {}", staging.join(name).display()))?;
             crate::util::write_atomic(&ctx.dataset.join(name), &bytes)?;
         }
         ctx.state.ingested_files.clear();
@@ -176,13 +190,15 @@ pub fn ingest(ctx: &mut Ctx, t0: Instant) -> anyhow::Result<()> {
     c.dataset_calls = read_rows(&ctx.dataset)?.len();
     c.ingest_dir = Some(staging);
     let how = if rebuild { "ran" } else { "incremental" };
-    let why = if rebuild {
+    let why = if !rebuild {
+        format!("{} new file(s): {added} new calls", todo.len())
+    } else if changed {
+        format!("redaction settings or key changed: {} file(s) read again, dataset rebuilt: {added} calls", todo.len())
+    } else {
         format!(
             "{} file(s) read, dataset rebuilt: {added} calls",
             todo.len()
         )
-    } else {
-        format!("{} new file(s): {added} new calls", todo.len())
     };
     ctx.log(Stage::Ingest, how, why, t0);
     Ok(())
@@ -250,6 +266,7 @@ pub fn cluster(ctx: &mut Ctx, embedder: &LazyEmbedder, t0: Instant) -> anyhow::R
             Ok(drift) => {
                 let n = drift.new_calls;
                 ctx.record.changes.drift = Some(drift);
+                super::gate::reconcile(ctx)?;
                 ctx.state.record("cluster", key, &ctx.run_id);
                 ctx.log(
                     Stage::Cluster,
@@ -276,8 +293,7 @@ pub fn cluster(ctx: &mut Ctx, embedder: &LazyEmbedder, t0: Instant) -> anyhow::R
     };
     let out = crate::cluster::run(&ccfg, &ctx.dataset, embedder)?;
     eprint!("{}", super::super::cluster::summary_text(&out));
-    let ids: HashSet<i32> = out.summary.clusters.iter().map(|c| c.id).collect();
-    super::gate::retire_missing(ctx, &ids)?;
+    super::gate::reconcile(ctx)?;
     ctx.record.changes.reclustered = Some(why.clone());
     ctx.state.record("cluster", key, &ctx.run_id);
     ctx.state.record("cluster-settings", settings, &ctx.run_id);
@@ -695,7 +711,11 @@ pub fn export(ctx: &mut Ctx, embedder: &LazyEmbedder, t0: Instant) -> anyhow::Re
         &out,
     )?;
     ctx.export_failed = !ok;
-    ctx.state.record("export", key, &ctx.run_id);
+    if ok {
+        // A failed export is exported again by the next run (and fails it
+        // again) rather than skipped.
+        ctx.state.record("export", key, &ctx.run_id);
+    }
     let why = if ok {
         "exported and verified"
     } else {

@@ -54,6 +54,10 @@ pub struct TunedRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Promoted {
     pub run_id: String,
+    /// Hash of what every deployed adapter must share to be exported and
+    /// served together: base model, max_len, split.
+    #[serde(default)]
+    pub base: String,
     /// The gate's score: held-out exact-match rate (guided when evaluated).
     pub score: f64,
     pub evaluated: usize,
@@ -130,19 +134,18 @@ pub fn file_key(path: &Path) -> anyhow::Result<String> {
 
 /// The log files `ingest` would read from the inputs (its own discovery:
 /// sorted walk, each file once, the work directory never walked), with
-/// their content sha256.
-pub fn input_files(inputs: &[PathBuf], work: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    use crate::ingest::source::{discover, NodeId};
-    let skip = std::fs::metadata(work).ok().map(|m| NodeId::of(work, &m));
-    let found = discover(inputs, skip.as_ref(), &mut |p: &Path| {
-        p.display().to_string()
-    })?;
-    found
-        .files
+/// their content sha256. Messages show paths redacted, as ingest does.
+pub fn input_files(
+    cfg: &crate::ingest::IngestConfig,
+    inputs: &[PathBuf],
+    work: &Path,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    crate::ingest::discover_inputs(cfg, inputs, Some(work))?
         .into_iter()
-        .map(|f| {
-            let h = crate::util::sha256_file(&f.path)?;
-            Ok((f.path, h))
+        .map(|(path, shown)| {
+            let h = crate::util::sha256_file(&path)
+                .map_err(|_| crate::util::usage(format!("cannot read input {shown}")))?;
+            Ok((path, h))
         })
         .collect()
 }
