@@ -227,31 +227,30 @@ pub fn count_bars(title: &str, items: &[(String, u64)]) -> anyhow::Result<String
     Ok(buf)
 }
 
-/// The serving plan: per device in use, its memory with each deployment's
-/// share as a segment.
+/// The serving plan: per device in use, its memory (0–100%) with each
+/// deployment's share as a segment, labelled to the right.
 pub fn packing(devices: &[DeviceView]) -> anyhow::Result<String> {
     let mut buf = String::new();
     {
-        let h = 70 + 46 * devices.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut buf, (720, h)).into_drawing_area();
+        let h = 80 + 52 * devices.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut buf, (760, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let xmax = devices
-            .iter()
-            .map(|d| d.capacity_gib)
-            .fold(1.0f64, f64::max);
         let n = devices.len().max(1) as f64;
-        let names: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+        let names: Vec<String> = devices
+            .iter()
+            .map(|d| format!("{} ({:.0} GiB)", d.id, d.capacity_gib))
+            .collect();
         let mut chart = ChartBuilder::on(&root)
-            .caption("serving plan: memory per device", (FONT, 15))
-            .margin(8)
+            .caption("serving plan: share of each device's memory", (FONT, 15))
+            .margin(10)
             .x_label_area_size(30)
-            .y_label_area_size(110)
-            .build_cartesian_2d(0f64..xmax, -0.5f64..n - 0.5)
+            .y_label_area_size(150)
+            .build_cartesian_2d(0f64..100f64, -0.5f64..n - 0.5)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .x_desc("GiB")
+            .x_desc("% of device memory")
             .y_labels(devices.len().max(1))
             .y_label_formatter(&|y| {
                 let i = y.round();
@@ -267,25 +266,29 @@ pub fn packing(devices: &[DeviceView]) -> anyhow::Result<String> {
         let mut texts = Vec::new();
         for (i, d) in devices.iter().enumerate() {
             let y = i as f64;
+            let cap = d.capacity_gib.max(1e-9);
             shapes.push(Rectangle::new(
-                [(0.0, y - 0.38), (d.capacity_gib, y + 0.38)],
+                [(0.0, y - 0.3), (100.0, y + 0.3)],
                 BLACK.mix(0.5).stroke_width(1),
             ));
             let mut x = 0.0;
+            let mut label = Vec::new();
             for (k, (id, clusters, gib)) in d.deployments.iter().enumerate() {
                 let c = PALETTE[k % PALETTE.len()];
+                let w = (100.0 * gib / cap).max(0.6);
                 shapes.push(Rectangle::new(
-                    [(x, y - 0.3), (x + gib, y + 0.3)],
-                    c.mix(0.8).filled(),
+                    [(x, y - 0.3), (x + w, y + 0.3)],
+                    c.mix(0.85).filled(),
                 ));
+                x += w;
                 let cl: Vec<String> = clusters.iter().map(|c| c.to_string()).collect();
-                texts.push(Text::new(
-                    format!("{id} [{}] {gib:.2} GiB", cl.join(",")),
-                    (x + 0.01 * xmax, y + 0.12),
-                    (FONT, 11).into_font(),
-                ));
-                x += gib;
+                label.push(format!("{id}: clusters {} ({gib:.2} GiB)", cl.join(",")));
             }
+            texts.push(Text::new(
+                label.join("; "),
+                (x.min(60.0) + 1.0, y + 0.12),
+                (FONT, 11).into_font(),
+            ));
         }
         chart.draw_series(shapes).map_err(err)?;
         chart.draw_series(texts).map_err(err)?;

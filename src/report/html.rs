@@ -49,6 +49,15 @@ fn chart(r: anyhow::Result<String>) -> String {
     })
 }
 
+/// `$123`, `-$45`, or "–".
+fn money(x: Option<f64>) -> String {
+    match x {
+        None => "–".to_string(),
+        Some(x) if x < 0.0 => format!("-${:.0}", -x),
+        Some(x) => format!("${x:.0}"),
+    }
+}
+
 fn decision_class(d: &str) -> &'static str {
     match d {
         "promoted" | "deployed" => "ok",
@@ -94,7 +103,6 @@ fn headline(s: &mut String, r: &Report) {
     let h = &r.headline;
     let card =
         |v: String, what: &str| format!("<div class=card><b>{}</b>{}</div>", esc(&v), esc(what));
-    let money = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("${x:.0}"));
     let ms = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.0} ms"));
     let _ = write!(
         s,
@@ -112,10 +120,17 @@ fn headline(s: &mut String, r: &Report) {
         card(pct(h.routed_accuracy), "of routed calls answered exactly"),
         card(
             money(h.savings_monthly_usd),
-            &format!(
-                "projected monthly saving (LLM {}/month)",
-                money(h.llm_monthly_usd)
-            )
+            &if h.savings_monthly_usd.is_some_and(|x| x < 0.0) {
+                format!(
+                    "projected monthly saving: the hardware costs more than this traffic's LLM bill ({}/month)",
+                    money(h.llm_monthly_usd)
+                )
+            } else {
+                format!(
+                    "projected monthly saving (LLM {}/month)",
+                    money(h.llm_monthly_usd)
+                )
+            }
         ),
         card(
             ms(h.slm_latency_ms),
@@ -352,7 +367,6 @@ fn plan(s: &mut String, r: &Report) {
             chart(charts::packing(&p.devices))
         );
     }
-    let money = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("${x:.0}"));
     let _ = write!(
         s,
         "<p>LLM cost of this traffic: {} per month; hardware: {} per month; saving: {} per month.</p>",
