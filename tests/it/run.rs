@@ -462,7 +462,7 @@ fn runs_are_incremental_gated_drift_aware_and_reported() {
         .filter(|g| g["decision"] == "retired")
         .map(|g| g["cluster"].to_string())
         .collect();
-    assert_eq!(retired, [victim.clone()], "{}", r7["gate"]);
+    assert_eq!(retired, std::slice::from_ref(&victim), "{}", r7["gate"]);
     assert!(!deployed.join(format!("cluster-{victim}")).exists());
     let state = read_json(&state_path);
     assert!(state["promoted"].get(&victim).is_none() && state["tuned"].get(&victim).is_none());
