@@ -87,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUN_ID")]
     pub promote: Option<String>,
     /// Instead of tuning here, write per-cluster jobs for a scheduler
-    /// (`slurm` or `k8s`) into DIR and stop after clustering; gather their
+    /// (`slurm` or `k8s`) into DIR and stop before tuning; gather their
     /// outputs with `slmforge collect`.
     #[arg(long, num_args = 2, value_names = ["KIND", "DIR"])]
     pub emit: Vec<String>,
