@@ -16,6 +16,9 @@ pub const RUNS_DIR: &str = "runs";
 /// `WORK/deployed/`: the promoted adapters (an adapter run directory that
 /// `export` reads) and their export in `deployed/export/`.
 pub const DEPLOYED_DIR: &str = "deployed";
+/// The key of `deployed/summary.json` mapping each deployed cluster id to
+/// the run its adapter comes from.
+pub const DEPLOYED_FROM: &str = "deployed_from";
 /// `WORK/dataset/`.
 pub const DATASET_DIR: &str = "dataset";
 

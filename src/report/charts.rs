@@ -22,6 +22,17 @@ const PALETTE: [RGBColor; 8] = [
 ];
 const FONT: &str = "sans-serif";
 
+/// The name of the category drawn at integer coordinate `v` (bars sit at
+/// 0, 1, 2, ...), or nothing between them.
+fn category(names: &[String], v: f64) -> String {
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+        names[i as usize].clone()
+    } else {
+        String::new()
+    }
+}
+
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e:?}")
 }
@@ -124,14 +135,7 @@ pub fn exact_match_bars(ts: &[ClusterTuning]) -> anyhow::Result<String> {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(ts.len().max(1))
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                    labels[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| category(labels.as_slice(), *x))
             .y_desc("% exact")
             .draw()
             .map_err(err)?;
@@ -197,14 +201,7 @@ pub fn count_bars(title: &str, items: &[(String, u64)]) -> anyhow::Result<String
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(items.len().max(1))
-            .y_label_formatter(&|y| {
-                let i = y.round();
-                if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                    names[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| category(names.as_slice(), *y))
             .draw()
             .map_err(err)?;
         chart
@@ -252,14 +249,7 @@ pub fn packing(devices: &[DeviceView]) -> anyhow::Result<String> {
             .disable_y_mesh()
             .x_desc("% of device memory")
             .y_labels(devices.len().max(1))
-            .y_label_formatter(&|y| {
-                let i = y.round();
-                if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                    names[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| category(names.as_slice(), *y))
             .draw()
             .map_err(err)?;
         let mut shapes = Vec::new();

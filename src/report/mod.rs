@@ -18,12 +18,12 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::artifact::adapter::{cluster_dir, EvalReport, ModelMetrics, EVAL_FILE};
+use crate::artifact::adapter::{cluster_dir, EvalReport, ModelMetrics, EVAL_FILE, SUMMARY_JSON};
 use crate::artifact::clusters::{read_assignment_rows, read_summary};
 use crate::artifact::export::EXPORT_DIR;
 use crate::artifact::routing::{read_table, RouteTarget, ROUTING_FILE};
 use crate::artifact::run::{
-    read_run, GateDecision, RunRecord, StageLog, DATASET_DIR, DEPLOYED_DIR, RUNS_DIR,
+    read_run, GateDecision, RunRecord, StageLog, DATASET_DIR, DEPLOYED_DIR, DEPLOYED_FROM, RUNS_DIR,
 };
 use crate::artifact::{INGEST_REPORT_FILE, OUTLIER, PLAN_FILE, PLOT_FILE, QUARANTINE_FILE};
 
@@ -471,11 +471,11 @@ fn tuning_of(dir: &Path, cluster: i32, run_id: &str, status: &str) -> Option<Clu
 fn tuning(work: &Path, rec: &RunRecord) -> Vec<ClusterTuning> {
     let deployed = work.join(DEPLOYED_DIR);
     let mut out = Vec::new();
-    let promoted: BTreeMap<i32, String> = read_json(&work.join("state.json"))
-        .and_then(|s| s["promoted"].as_object().cloned())
+    let promoted: BTreeMap<i32, String> = read_json(&deployed.join(SUMMARY_JSON))
+        .and_then(|s| s[DEPLOYED_FROM].as_object().cloned())
         .map(|o| {
             o.iter()
-                .filter_map(|(k, v)| Some((k.parse().ok()?, v["run_id"].as_str()?.to_string())))
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
                 .collect()
         })
         .unwrap_or_default();

@@ -26,7 +26,7 @@ use crate::artifact::adapter::{
     EVAL_FILE, SUMMARY_FORMAT, SUMMARY_JSON, SUMMARY_MD, TUNE_CONFIG_FILE, TUNE_FILE,
 };
 use crate::artifact::clusters::read_assignment_rows;
-use crate::artifact::run::{read_run, GateDecision, DEPLOYED_DIR, RUNS_DIR};
+use crate::artifact::run::{read_run, GateDecision, DEPLOYED_DIR, DEPLOYED_FROM, RUNS_DIR};
 
 /// The gate's score of an adapter directory: (exact-match rate, calls).
 pub fn score(dir: &Path) -> Option<(f64, usize)> {
@@ -215,7 +215,12 @@ fn write_deployed_summary(ctx: &Ctx) -> anyhow::Result<()> {
     }
     crate::util::write_json(
         &deployed.join(SUMMARY_JSON),
-        &serde_json::json!({"format": SUMMARY_FORMAT, "clusters": results}),
+        &serde_json::json!({
+            "format": SUMMARY_FORMAT,
+            "clusters": results,
+            // cluster id -> the run whose adapter is deployed (the report reads it)
+            DEPLOYED_FROM: ctx.state.promoted.iter().map(|(id, p)| (id.to_string(), p.run_id.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        }),
     )?;
     crate::util::write_atomic(&deployed.join(SUMMARY_MD), md.as_bytes())?;
     // The summary must read back as a run.
