@@ -98,18 +98,18 @@ pub enum BenchTarget {
         /// Tokens generated per row in the decode measurements.
         #[arg(long, default_value_t = LmInferBench::default().decode_tokens)]
         decode_tokens: usize,
-        /// Batch size of the batched decode measurement.
-        #[arg(long, default_value_t = LmInferBench::default().batch)]
-        batch: usize,
+        /// Batch sizes of the decode measurements.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,16")]
+        batches: Vec<usize>,
         /// Repetitions of the prompt-processing measurement (best is reported).
         #[arg(long, default_value_t = LmInferBench::default().repeats)]
         repeats: usize,
         /// Use only candle primitives (no fused kernels, plain matmul).
         #[arg(long)]
         composite: bool,
-        /// Decode with quantized weights: `q8_0`, `q4_0` or `q4_k` (default f32).
+        /// Decode on the f32 weights (default: the quantized decoder).
         #[arg(long)]
-        quant: Option<String>,
+        f32_decode: bool,
     },
     /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
     LmTrain {
@@ -232,18 +232,18 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             model,
             prompt_len,
             decode_tokens,
-            batch,
+            batches,
             repeats,
             composite,
-            quant,
+            f32_decode,
         } => lm::run_infer(LmInferBench {
             model,
             prompt_len,
             decode_tokens,
-            batch,
+            batches,
             repeats,
             composite,
-            quant,
+            f32_decode,
         }),
         BenchTarget::LmTrain {
             model,

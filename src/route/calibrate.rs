@@ -305,7 +305,7 @@ pub fn calibrate(
         let c = routes[r].cluster;
         lm.model = base.clone();
         lm.apply_adapter(&cluster_dir(run_dir, c))?;
-        let merged = lm.model.merge_lora()?;
+        let merged = lm.model.for_inference()?;
         let max_new = max_new_of(&results, c);
         let own: Vec<usize> = (0..data.calls.len())
             .filter(|&i| data.split[i] == Split::Val && data.label[i] == c)
@@ -579,7 +579,7 @@ fn test_report(
     for (c, idx) in to_generate {
         lm.model = ctx.base.clone();
         lm.apply_adapter(&cluster_dir(run_dir, c))?;
-        let model = lm.model.merge_lora()?;
+        let model = lm.model.for_inference()?;
         let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
         let prune = prune_of(run_dir, c);
         let shape = shape_of(run_dir, c, cfg.guided);

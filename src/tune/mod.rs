@@ -599,7 +599,7 @@ fn evaluate(
     let pad = lm.tokenizer.pad_id();
     let tuned_loss = train::mean_loss(&lm.model, &test_set, pad, limits)?;
     let base_loss = train::mean_loss(base, &test_set, pad, limits)?;
-    let merged = lm.model.merge_lora()?;
+    let merged = lm.model.for_inference()?;
     let flag = interrupt_flag();
     let bs = cfg.eval.batch_size;
     let pass = |m: &CausalLm, c: Option<&[Option<Constraint>]>| {

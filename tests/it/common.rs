@@ -246,3 +246,28 @@ pub fn write_gguf(path: &Path, md: &[(String, Value)], tensors: &[(String, Tenso
     let mut f = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
+
+/// Copies a GGUF with its 2-D tensors stored as `dtype` blocks (the other
+/// tensors and the metadata as they are).
+pub fn requantized_gguf(src: &Path, dst: &Path, dtype: GgmlDType) {
+    let mut r = std::io::BufReader::new(std::fs::File::open(src).unwrap());
+    let c = gguf_file::Content::read(&mut r).unwrap();
+    let mut names: Vec<String> = c.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let tensors: Vec<(String, QTensor)> = names
+        .into_iter()
+        .map(|n| {
+            let t = c.tensor(&mut r, &n, &Device::Cpu).unwrap();
+            let t = if t.shape().rank() == 2 {
+                QTensor::quantize(&t.dequantize(&Device::Cpu).unwrap(), dtype).unwrap()
+            } else {
+                t
+            };
+            (n, t)
+        })
+        .collect();
+    let md_refs: Vec<(&str, &Value)> = c.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(dst).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}

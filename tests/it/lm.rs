@@ -1454,95 +1454,117 @@ fn gguf_hf_row_permutation_matches_the_two_rope_layouts() {
     assert!(max_abs_diff(&g_as_hf, &h_flat) < 1e-5);
 }
 
-/// Greedy decoding at batch 1 with Q8_0 weights (`CausalLm::quantized`)
-/// against the f32 weights: the same tokens on the tiny model's prompts,
-/// the logits close (also on the real SmolLM2 when present); products over
-/// several rows keep the f32 weights exactly.
+/// Greedy tokens and the first decoded step's logits of `prompts` (one batch,
+/// left-padded), on the quantized decoder or the f32 path.
+fn decode_both(
+    lm: &mut LanguageModel,
+    prompts: &[Vec<u32>],
+    n: usize,
+) -> [(Vec<Vec<u32>>, Vec<f32>); 2] {
+    [true, false].map(|quantized| {
+        lm.model.set_quantized_decode(quantized);
+        let opts = GenerateOptions {
+            sampling: SamplingConfig::greedy(n),
+            batch_size: prompts.len(),
+            ..Default::default()
+        };
+        let (c, _) =
+            generate_tokens(&lm.model, prompts, &[], lm.tokenizer.pad_id(), &opts).unwrap();
+        // one decoded step by hand: prompt through the f32 path, then a token
+        let (ids, pads) =
+            lm::model::left_padded(prompts, lm.tokenizer.pad_id(), &Device::Cpu).unwrap();
+        let (b, len) = ids.dims2().unwrap();
+        let mut cache = lm.model.new_cache(pads, len + 2).unwrap();
+        lm.model.forward_cached(&ids, &mut cache).unwrap();
+        let next: Vec<u32> = (0..b as u32).map(|r| 40 + r).collect();
+        let logits: Vec<f32> = match lm.model.decoder().unwrap() {
+            Some(d) => {
+                let mut dc = d.cache_from(cache).unwrap();
+                d.step(&mut dc, &(0..b).collect::<Vec<_>>(), &next).unwrap()
+            }
+            None => {
+                let t = Tensor::from_vec(next, (b, 1), &Device::Cpu).unwrap();
+                lm.model
+                    .forward_cached(&t, &mut cache)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            }
+        };
+        (c.into_iter().map(|c| c.tokens).collect(), logits)
+    })
+}
+
+/// The quantized decoder against the f32 path, in every family, with an
+/// unmerged adapter on all seven projections, three left-padded rows:
+/// * on a GGUF of Q4_1 blocks (decoded on those very blocks) and on an F32
+///   GGUF (decoded on the f32 weights) the greedy tokens are the same and a
+///   step's logits agree to float rounding;
+/// * the same on the real SmolLM2 (Q4_1 and a Q8_0 head), when present.
 #[test]
-fn q8_0_decode_matches_the_f32_model() {
-    use candle_core::quantized::GgmlDType;
+fn quantized_decoder_matches_the_f32_path() {
     let dir = tempfile::tempdir().unwrap();
-    let tiny = tiny_model(dir.path());
-    let mut models = vec![("tiny", tiny)];
-    if let Some(p) = common::real_file(REAL_MODEL, "q8_0_decode_matches_the_f32_model (real)") {
-        models.push(("smollm2", lm::load(&p, &Device::Cpu).unwrap()));
-    }
-    for (name, lm) in models {
-        let q = lm.model.quantized(GgmlDType::Q8_0).unwrap();
-        assert!(q.is_quantized() && !lm.model.is_quantized());
-        let texts = [
-            "The weather in Paris is",
-            "user: cancel my order 42",
-            "assistant: sure, the total is",
-            "Hello there, how are",
-            "{\"name\": \"create_ticket\", \"arguments\":",
-            "one two three four",
-        ];
-        let mut same = 0;
-        for t in texts {
-            let ids = lm.tokenizer.encode(t).unwrap();
-            let opts = GenerateOptions {
-                sampling: SamplingConfig::greedy(24),
-                batch_size: 1,
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![1, 40, 77, 260, 5, 90, 150, 33, 2, 1, 200],
+        vec![7, 8, 9],
+        vec![100, 101, 102, 103, 104, 105],
+    ];
+    for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
+        let f32_path = tiny_gguf(
+            dir.path(),
+            &format!("{arch}.gguf"),
+            11,
+            &TinyOpts {
+                arch,
+                ..Default::default()
+            },
+        );
+        let q4_path = dir.path().join(format!("{arch}-q4_1.gguf"));
+        common::requantized_gguf(&f32_path, &q4_path, GgmlDType::Q4_1);
+        for (path, kind) in [(&q4_path, "Q4"), (&f32_path, "F32")] {
+            let mut lm = lm::load(path, &Device::Cpu).unwrap();
+            let w = lm.model.decode_weights().expect("decode weights");
+            assert_eq!(w.kinds(), vec![kind], "{arch}");
+            let cfg = LoraConfig {
+                rank: 4,
+                alpha: 8.0,
                 ..Default::default()
             };
-            let (a, _) = generate_tokens(
-                &lm.model,
-                std::slice::from_ref(&ids),
-                &[],
-                lm.tokenizer.pad_id(),
-                &opts,
-            )
-            .unwrap();
-            let (b, _) = generate_tokens(
-                &q,
-                std::slice::from_ref(&ids),
-                &[],
-                lm.tokenizer.pad_id(),
-                &opts,
-            )
-            .unwrap();
-            same += usize::from(a[0].tokens == b[0].tokens);
-            // one step's logits
-            let x = ids_tensor(&ids[..1]);
-            let mut c1 = lm.model.new_cache(vec![0], 4).unwrap();
-            let mut c2 = q.new_cache(vec![0], 4).unwrap();
-            let l1 = lm.model.forward_cached(&x, &mut c1).unwrap();
-            let l2 = q.forward_cached(&x, &mut c2).unwrap();
-            let scale = l1
-                .abs()
-                .unwrap()
-                .max_keepdim(1)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()[0];
-            let d = max_abs_diff(&l1, &l2);
+            lm.model.add_lora(&cfg, 3).unwrap();
+            randomize_lora_b(&lm.model, 5, 0.05);
+            let [(qt, ql), (ft, fl)] = decode_both(&mut lm, &prompts, 12);
+            let scale = fl.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = ql
+                .iter()
+                .zip(&fl)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
             assert!(
-                d < 0.05 * scale.max(1.0),
-                "{name}: logits differ by {d} (scale {scale})"
+                d <= 1e-4 * scale.max(1.0),
+                "{arch} {kind}: logits differ by {d} (scale {scale})"
             );
+            assert_eq!(qt, ft, "{arch} {kind}: greedy tokens");
         }
-        // The random tiny model's greedy path is stable; the real base model
-        // on free text has near-ties that Q8_0 rounding flips (reported; the
-        // parity that matters is on tuned answers, still to be measured).
-        eprintln!(
-            "{name}: {same}/{} greedy continuations of 24 tokens equal",
-            texts.len()
+    }
+    if let Some(p) = common::real_file(REAL_MODEL, "quantized_decoder_matches_the_f32_path (real)")
+    {
+        let mut lm = lm::load(&p, &Device::Cpu).unwrap();
+        let texts = ["The weather in Paris is", "user: cancel my order 42 please"];
+        let prompts: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| lm.tokenizer.encode(t).unwrap())
+            .collect();
+        let [(qt, ql), (ft, fl)] = decode_both(&mut lm, &prompts, 16);
+        let scale = fl.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = ql
+            .iter()
+            .zip(&fl)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(
+            d < 1e-3 * scale,
+            "smollm2: logits differ by {d} (scale {scale})"
         );
-        if name == "tiny" {
-            assert!(
-                same >= texts.len() - 1,
-                "{name}: {same}/{} equal",
-                texts.len()
-            );
-        }
-        // several rows (logits at every position of a prompt): the f32 weights, exactly
-        let ids = lm.tokenizer.encode(texts[0]).unwrap();
-        let x = ids_tensor(&ids);
-        let l1 = lm.model.forward(&x, &[0]).unwrap();
-        let l2 = q.forward(&x, &[0]).unwrap();
-        assert_eq!(max_abs_diff(&l1, &l2), 0.0, "{name}: prompt logits");
+        assert_eq!(qt, ft, "smollm2: greedy tokens");
     }
 }

@@ -27,14 +27,14 @@ pub struct LmInferBench {
     pub prompt_len: usize,
     /// Tokens generated per row in the decode measurements.
     pub decode_tokens: usize,
-    /// Batch size of the batched decode measurement.
-    pub batch: usize,
+    /// Batch sizes of the decode measurements.
+    pub batches: Vec<usize>,
     /// Repetitions of the prompt-processing measurement (best is reported).
     pub repeats: usize,
     /// Use only candle primitives (no fused kernels, plain matmul).
     pub composite: bool,
-    /// Multiply with quantized weights (`q8_0`, `q4_0`...) instead of f32.
-    pub quant: Option<String>,
+    /// Decode on the f32 weights instead of the quantized decoder.
+    pub f32_decode: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -61,10 +61,10 @@ impl Default for LmInferBench {
             model: "smollm2-135m".into(),
             prompt_len: 256,
             decode_tokens: 64,
-            batch: 8,
+            batches: vec![1, 8, 16],
             repeats: 3,
             composite: false,
-            quant: None,
+            f32_decode: false,
         }
     }
 }
@@ -100,15 +100,19 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
     if a.composite {
         lm.model.set_kernels(Kernels::composite());
     }
-    if let Some(q) = &a.quant {
-        let dtype = match q.as_str() {
-            "q8_0" => candle_core::quantized::GgmlDType::Q8_0,
-            "q4_0" => candle_core::quantized::GgmlDType::Q4_0,
-            "q4k" | "q4_k" => candle_core::quantized::GgmlDType::Q4K,
-            other => anyhow::bail!("--quant {other}: use q8_0, q4_0 or q4_k"),
-        };
-        lm.model = lm.model.quantized(dtype)?;
+    if a.f32_decode {
+        lm.model.set_quantized_decode(false);
     }
+    let weights = match (a.f32_decode, lm.model.decode_weights()) {
+        (false, Some(w)) if !a.composite => format!(
+            "quantized {} ({:.0} MB), {} kernels",
+            w.kinds().join("+"),
+            w.size_bytes() as f64 / 1e6,
+            crate::ml::lm::qmat::Kernel::detect().name()
+        ),
+        _ => "f32".to_string(),
+    };
+    eprintln!("decode weights: {weights}");
     let load_secs = t0.elapsed().as_secs_f64();
     let m = &lm.model;
     let vocab = m.config().vocab_size;
@@ -133,7 +137,7 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
 
     // Decode at batch 1 and batch N (no stop tokens: every row runs to the end).
     let mut decode = Vec::new();
-    for b in [1, a.batch] {
+    for &b in &a.batches {
         let prompts: Vec<Vec<u32>> = (0..b).map(|_| random_ids(&mut rng, 32, vocab)).collect();
         let opts = GenerateOptions {
             sampling: SamplingConfig::greedy(a.decode_tokens),
@@ -204,7 +208,7 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
         "bench": "lm-infer",
         "model": path.display().to_string(),
         "kernels": if a.composite { "composite" } else { "fused" },
-        "weights": a.quant.as_deref().unwrap_or("f32"),
+        "decode_weights": weights,
         "threads": rayon::current_num_threads(),
         "load_secs": load_secs,
         "prompt_len": a.prompt_len,

@@ -219,6 +219,56 @@ fn guided_pick(
     Ok(Some(pick(logits, s, rng)))
 }
 
+/// One generating row's state at a step.
+struct RowState<'a> {
+    logits: &'a mut [f32],
+    guide: &'a mut RowConstraint,
+    rng: &'a mut ChaCha8Rng,
+    out: &'a mut Vec<u32>,
+    done: &'a mut Option<FinishReason>,
+}
+
+/// Picks a row's next token from its logits (under its constraint, if
+/// any), records it, and says whether the row goes on: `Some(token)` to
+/// feed next, `None` when it stopped.
+fn advance_row(
+    row: RowState<'_>,
+    stop_ids: &[u32],
+    s: &SamplingConfig,
+    stats: &mut GenerationStats,
+) -> Result<Option<u32>> {
+    let tok = match row.guide.as_mut() {
+        None => pick(row.logits, s, row.rng),
+        Some(g) => {
+            let tg = Instant::now();
+            let tok = guided_pick(g.as_mut(), row.logits, stop_ids, s, row.rng)?;
+            stats.guide_secs += tg.elapsed().as_secs_f64();
+            match tok {
+                Some(t) => t,
+                None => {
+                    *row.done = Some(FinishReason::Stop);
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    if stop_ids.contains(&tok) {
+        *row.done = Some(FinishReason::Stop);
+        return Ok(None);
+    }
+    if let Some(g) = row.guide.as_mut() {
+        let tg = Instant::now();
+        g.accept(tok)?;
+        stats.guide_secs += tg.elapsed().as_secs_f64();
+    }
+    row.out.push(tok);
+    stats.generated_tokens += 1;
+    if row.out.len() >= s.max_new_tokens {
+        *row.done = Some(FinishReason::Length);
+    }
+    Ok(Some(tok))
+}
+
 /// Generates a continuation for each prompt. Prompts are processed in
 /// batches of similar length (left-padded); results come back in the order
 /// of `prompts`. Generation of a row stops at any of `stop_ids`.
@@ -265,6 +315,7 @@ pub fn generate_constrained(
         ..Default::default()
     };
     let device = model.device().clone();
+    let decoder = model.decoder()?;
     for chunk in order.chunks(opts.batch_size.max(1)) {
         let rows: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
         let (ids, pads) = left_padded(&rows, pad_id, &device)?;
@@ -289,6 +340,7 @@ pub fn generate_constrained(
             .collect();
 
         let t0 = Instant::now();
+        let mut slow = None;
         let mut cache = model.new_cache(pads, capacity)?;
         let step = opts.prefill_chunk.max(1);
         let mut logits = None;
@@ -298,62 +350,59 @@ pub fn generate_constrained(
             logits = Some(model.forward_cached(&ids.narrow(1, start, n)?, &mut cache)?);
             start += n;
         }
-        let mut logits = logits.context("empty batch")?;
+        let logits = logits.context("empty batch")?;
         let t1 = Instant::now();
         stats.prefill_secs += (t1 - t0).as_secs_f64();
 
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done: Vec<Option<FinishReason>> = vec![None; b];
         let mut guides: Vec<RowConstraint> = chunk.iter().map(|&i| constraints[i].take()).collect();
+        // the quantized decoder takes over the cache after the prompt
+        let mut fast = match &decoder {
+            Some(d) => Some(d.cache_from(cache)?),
+            None => {
+                slow = Some(cache);
+                None
+            }
+        };
+        let mut rows_logits: Vec<Vec<f32>> = logits.to_vec2()?;
         loop {
-            let mut rows_logits: Vec<Vec<f32>> = logits.to_vec2()?;
             let mut next = vec![pad_id; b];
             for r in 0..b {
                 if done[r].is_some() {
                     continue;
                 }
-                let tok = match guides[r].as_mut() {
-                    None => pick(&rows_logits[r], s, &mut rngs[r]),
-                    Some(g) => {
-                        let tg = Instant::now();
-                        let tok = guided_pick(
-                            g.as_mut(),
-                            &mut rows_logits[r],
-                            stop_ids,
-                            s,
-                            &mut rngs[r],
-                        )?;
-                        stats.guide_secs += tg.elapsed().as_secs_f64();
-                        match tok {
-                            Some(t) => t,
-                            None => {
-                                done[r] = Some(FinishReason::Stop);
-                                continue;
-                            }
-                        }
-                    }
+                let row = RowState {
+                    logits: &mut rows_logits[r],
+                    guide: &mut guides[r],
+                    rng: &mut rngs[r],
+                    out: &mut out[r],
+                    done: &mut done[r],
                 };
-                if stop_ids.contains(&tok) {
-                    done[r] = Some(FinishReason::Stop);
-                    continue;
-                }
-                if let Some(g) = guides[r].as_mut() {
-                    let tg = Instant::now();
-                    g.accept(tok)?;
-                    stats.guide_secs += tg.elapsed().as_secs_f64();
-                }
-                out[r].push(tok);
-                stats.generated_tokens += 1;
-                next[r] = tok;
-                if out[r].len() >= s.max_new_tokens {
-                    done[r] = Some(FinishReason::Length);
+                if let Some(tok) = advance_row(row, stop_ids, s, &mut stats)? {
+                    next[r] = tok;
                 }
             }
             if done.iter().all(Option::is_some) {
                 break;
             }
-            let next = Tensor::from_vec(next, (b, 1), &device)?;
-            logits = model.forward_cached(&next, &mut cache)?;
+            match (&decoder, fast.as_mut(), slow.as_mut()) {
+                (Some(d), Some(c), _) => {
+                    // only the rows still generating
+                    let active: Vec<usize> = (0..b).filter(|&r| done[r].is_none()).collect();
+                    let toks: Vec<u32> = active.iter().map(|&r| next[r]).collect();
+                    let flat = d.step(c, &active, &toks)?;
+                    let vocab = flat.len() / active.len();
+                    for (i, &r) in active.iter().enumerate() {
+                        rows_logits[r].copy_from_slice(&flat[i * vocab..(i + 1) * vocab]);
+                    }
+                }
+                (_, _, Some(c)) => {
+                    let next = Tensor::from_vec(next, (b, 1), &device)?;
+                    rows_logits = model.forward_cached(&next, c)?.to_vec2()?;
+                }
+                _ => bail!("generation lost its KV cache"),
+            }
         }
         stats.decode_secs += t1.elapsed().as_secs_f64();
         for (r, &i) in chunk.iter().enumerate() {

@@ -64,6 +64,15 @@ impl GgufFile {
         v.into_iter().map(|(n, _)| n.clone()).collect()
     }
 
+    /// A tensor's dimensions in candle's `[out, in]` order, without reading it.
+    pub fn tensor_dims(&self, name: &str) -> Result<Vec<usize>> {
+        let info =
+            self.content.tensor_infos.get(name).with_context(|| {
+                format!("tensor {name} is missing from {}", self.path.display())
+            })?;
+        Ok(info.shape.dims().to_vec())
+    }
+
     /// A tensor as stored (quantized blocks kept).
     pub fn qtensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         self.content

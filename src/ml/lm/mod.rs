@@ -9,6 +9,8 @@
 //! * [`lora`]: LoRA config and adapter files.
 //! * [`tokenizer`], [`chat`]: text to ids, conversations to text, tool calls.
 //! * [`generate`]: batched greedy/sampled generation.
+//! * [`decode`], [`qmat`]: the quantized decoder generation steps on
+//!   (quantized weight blocks, matrix-vector kernels, unmerged LoRA).
 //! * [`guide`]: schema-guided decoding (tool calls and JSON that follow their schemas).
 //! * [`template`]: the chat template to ship for serving (tool convention in Jinja).
 //!
@@ -17,6 +19,7 @@
 //! generation starts from; results are deterministic for a given seed.
 
 pub mod chat;
+pub mod decode;
 pub mod export;
 pub mod generate;
 pub mod gguf;
@@ -25,6 +28,7 @@ pub mod lora;
 pub mod model;
 pub mod ops;
 pub mod prune;
+pub mod qmat;
 pub mod score;
 pub mod template;
 pub mod tokenizer;

@@ -22,14 +22,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, IndexOp, Module, Tensor, Var};
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::decode::GroupSource;
 use super::gguf::{md_str, md_u32, GgufFile};
 use super::lora::{LoraConfig, LoraTarget};
 use super::ops::{self, AttnMask, Kernels, RopeTables};
+use super::qmat::QMat;
 
 /// Rotary tables are precomputed up to this many positions at most.
 const MAX_ROPE_POSITIONS: usize = 16384;
@@ -241,57 +242,57 @@ pub struct LoraPair {
 }
 
 #[derive(Clone, Debug)]
-struct Block {
-    attn_norm: Tensor,
-    ffn_norm: Tensor,
+pub(super) struct Block {
+    pub(super) attn_norm: Tensor,
+    pub(super) ffn_norm: Tensor,
     /// Norms of the attention and feed-forward outputs (Gemma).
-    post_attn_norm: Option<Tensor>,
-    post_ffn_norm: Option<Tensor>,
+    pub(super) post_attn_norm: Option<Tensor>,
+    pub(super) post_ffn_norm: Option<Tensor>,
     /// Per-head RMSNorm weights `[head_dim]` of q and k (Qwen 3, Gemma 3).
-    q_norm: Option<Tensor>,
-    k_norm: Option<Tensor>,
+    pub(super) q_norm: Option<Tensor>,
+    pub(super) k_norm: Option<Tensor>,
     /// `[q_dim + 2·kv_dim]` biases of q, k, v (Qwen 2), frozen.
-    bqkv: Option<Tensor>,
+    pub(super) bqkv: Option<Tensor>,
     /// Sliding window of this layer (`None`: global attention).
-    window: Option<usize>,
+    pub(super) window: Option<usize>,
     /// `[q_dim + 2·kv_dim, hidden]`: q rows, then k, then v.
-    wqkv: Tensor,
+    pub(super) wqkv: Tensor,
     /// `[hidden, q_dim]`.
-    wo: Tensor,
+    pub(super) wo: Tensor,
     /// `[2·ffn, hidden]`: gate rows, then up.
-    wgu: Tensor,
+    pub(super) wgu: Tensor,
     /// `[hidden, ffn]`.
-    wdown: Tensor,
+    pub(super) wdown: Tensor,
     /// Indexed by [`LoraTarget::index`].
-    lora: [Option<LoraPair>; 7],
-    /// Quantized copies of wqkv, wo, wgu, wdown for inference
-    /// ([`CausalLm::quantized`]); the f32 weights stay for training.
-    quant: Option<Arc<[QMatMul; 4]>>,
+    pub(super) lora: [Option<LoraPair>; 7],
 }
 
 /// The model. Cloning is cheap (tensors are shared); a clone shares the
 /// LoRA variables too.
 #[derive(Clone, Debug)]
 pub struct CausalLm {
-    cfg: LmConfig,
-    device: Device,
-    kernels: Kernels,
-    embed: Tensor,
-    lm_head: Tensor,
-    norm: Tensor,
-    blocks: Vec<Block>,
-    rope: RopeTables,
+    pub(super) cfg: LmConfig,
+    pub(super) device: Device,
+    pub(super) kernels: Kernels,
+    pub(super) embed: Tensor,
+    pub(super) lm_head: Tensor,
+    pub(super) norm: Tensor,
+    pub(super) blocks: Vec<Block>,
+    pub(super) rope: RopeTables,
     /// RoPE tables of the sliding-window layers, when their base differs.
-    rope_local: Option<RopeTables>,
-    lora_cfg: Option<LoraConfig>,
-    /// Quantized LM head for inference ([`CausalLm::quantized`]).
-    quant_head: Option<Arc<QMatMul>>,
+    pub(super) rope_local: Option<RopeTables>,
+    pub(super) lora_cfg: Option<LoraConfig>,
+    /// Quantized weights for decoding ([`super::decode`]); `None` after
+    /// a merge or where a width does not fit the blocks.
+    pub(super) qdec: Option<Arc<super::decode::DecodeWeights>>,
+    /// Whether generation decodes on `qdec` (on by default).
+    pub(super) quantized_decode: bool,
 }
 
 /// Per-layer key/value cache for generation: `[batch, kv_heads, capacity, head_dim]`,
 /// filled up to `len`. Row `b` of the batch is left-padded by `pad_left[b]`.
 pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
+    pub(super) layers: Vec<(Tensor, Tensor)>,
     len: usize,
     capacity: usize,
     pad_left: Arc<Vec<usize>>,
@@ -419,91 +420,28 @@ impl CausalLm {
     /// Loads the model from an opened GGUF file onto `device`.
     pub fn load(f: &mut GgufFile, device: &Device) -> Result<CausalLm> {
         let cfg = LmConfig::from_gguf(f)?;
-        let (h, ff, qd, kvd) = (
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            cfg.q_dim(),
-            cfg.kv_dim(),
-        );
-        let embed = f.tensor_f32("token_embd.weight", device)?;
-        let vocab = embed.dim(0)?;
-        check_shape(&embed, &[vocab, h], "token_embd.weight")?;
-        let lm_head = if f.has_tensor("output.weight") {
-            let t = f.tensor_f32("output.weight", device)?;
-            check_shape(&t, &[vocab, h], "output.weight")?;
-            t
+        let h = cfg.hidden_size;
+        let read =
+            |f: &mut GgufFile, name: &str, dims: &[usize]| read_weight(f, name, dims, device);
+        let vocab = f
+            .tensor_dims("token_embd.weight")?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let (embed, embed_q) = read(f, "token_embd.weight", &[vocab, h])?;
+        let (lm_head, head_q) = if f.has_tensor("output.weight") {
+            read(f, "output.weight", &[vocab, h])?
         } else {
-            embed.clone()
+            (embed.clone(), embed_q)
         };
         let norm = f.tensor_f32("output_norm.weight", device)?;
         check_shape(&norm, &[h], "output_norm.weight")?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
+        let mut qparts = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
-            let mut get = |n: &str, dims: &[usize]| -> Result<Tensor> {
-                let name = format!("blk.{i}.{n}.weight");
-                let t = f.tensor_f32(&name, device)?;
-                check_shape(&t, dims, &name)?;
-                Ok(t)
-            };
-            let q = get("attn_q", &[qd, h])?;
-            let k = get("attn_k", &[kvd, h])?;
-            let v = get("attn_v", &[kvd, h])?;
-            let wo = get("attn_output", &[h, qd])?;
-            let gate = get("ffn_gate", &[ff, h])?;
-            let up = get("ffn_up", &[ff, h])?;
-            let wdown = get("ffn_down", &[h, ff])?;
-            let attn_norm = get("attn_norm", &[h])?;
-            let ffn_norm = get("ffn_norm", &[h])?;
-            let hd = cfg.head_dim;
-            let mut opt = |n: &str, dims: &[usize]| -> Result<Option<Tensor>> {
-                let name = format!("blk.{i}.{n}");
-                if !f.has_tensor(&name) {
-                    return Ok(None);
-                }
-                let t = f.tensor_f32(&name, device)?;
-                check_shape(&t, dims, &name)?;
-                Ok(Some(t))
-            };
-            let q_norm = opt("attn_q_norm.weight", &[hd])?;
-            let k_norm = opt("attn_k_norm.weight", &[hd])?;
-            let post_attn_norm = opt("post_attention_norm.weight", &[h])?;
-            let post_ffn_norm = opt("post_ffw_norm.weight", &[h])?;
-            let biases = [
-                opt("attn_q.bias", &[qd])?,
-                opt("attn_k.bias", &[kvd])?,
-                opt("attn_v.bias", &[kvd])?,
-            ];
-            let bqkv = match biases {
-                [None, None, None] => None,
-                [Some(bq), Some(bk), Some(bv)] => Some(Tensor::cat(&[bq, bk, bv], 0)?),
-                _ => bail!("layer {i}: biases on some of q/k/v but not all"),
-            };
-            let needs_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
-            if needs_qk_norm && (q_norm.is_none() || k_norm.is_none()) {
-                bail!(
-                    "layer {i}: {} needs attn_q_norm and attn_k_norm",
-                    cfg.arch.gguf_name()
-                )
-            }
-            if cfg.arch == Arch::Gemma3 && (post_attn_norm.is_none() || post_ffn_norm.is_none()) {
-                bail!("layer {i}: gemma3 needs post_attention_norm and post_ffw_norm")
-            }
-            blocks.push(Block {
-                attn_norm,
-                ffn_norm,
-                post_attn_norm,
-                post_ffn_norm,
-                q_norm,
-                k_norm,
-                bqkv,
-                window: cfg.layer_window(i),
-                wqkv: Tensor::cat(&[q, k, v], 0)?,
-                wo,
-                wgu: Tensor::cat(&[gate, up], 0)?,
-                wdown,
-                lora: Default::default(),
-                quant: None,
-            });
+            let (blk, own) = load_block(f, i, &cfg, device)?;
+            blocks.push(blk);
+            qparts.push(own);
         }
         let half = cfg.head_dim / 2;
         let freqs = |theta: f32| -> Vec<f32> {
@@ -545,6 +483,13 @@ impl CausalLm {
             vocab_size: vocab,
             ..cfg
         };
+        let qdec = if device.is_cpu() {
+            Some(Arc::new(decode_weights(
+                qparts, &blocks, head_q, &lm_head, &cfg,
+            )?))
+        } else {
+            None
+        };
         Ok(CausalLm {
             cfg,
             device: device.clone(),
@@ -556,48 +501,27 @@ impl CausalLm {
             rope,
             rope_local,
             lora_cfg: None,
-            quant_head: None,
+            qdec,
+            quantized_decode: std::env::var_os("SLMFORGE_F32_DECODE").is_none(),
         })
     }
 
-    /// A copy for inference whose projections and LM head multiply
-    /// single rows (decode at batch 1) with `dtype` blocks (e.g. Q8_0:
-    /// about a quarter of the f32 weights' memory traffic per decoded
-    /// token); products over more rows keep the f32 weights. LoRA adapters still add their
-    /// f32 delta; merge one first to serve it at the same cost. Training
-    /// must use the f32 model.
-    pub fn quantized(&self, dtype: GgmlDType) -> Result<CausalLm> {
-        let q = |w: &Tensor| -> Result<QMatMul> {
-            Ok(QMatMul::from_qtensor(QTensor::quantize(w, dtype)?)?)
-        };
-        let mut out = self.clone();
-        for blk in out.blocks.iter_mut() {
-            blk.quant = Some(Arc::new([
-                q(&blk.wqkv)?,
-                q(&blk.wo)?,
-                q(&blk.wgu)?,
-                q(&blk.wdown)?,
-            ]));
-        }
-        out.quant_head = Some(Arc::new(q(&self.lm_head)?));
-        Ok(out)
-    }
-
-    /// Whether [`CausalLm::quantized`] made this model.
-    pub fn is_quantized(&self) -> bool {
-        self.quant_head.is_some()
-    }
-
-    /// `x · Wᵀ` with weight `i` of block `blk` (0 qkv, 1 o, 2 gate-up, 3
-    /// down): its quantized copy when there is one.
+    /// `x · Wᵀ` with weight `i` of block `blk` (0 qkv, 1 o, 2 gate-up, 3 down).
     fn proj(&self, blk: &Block, i: usize, x: &Tensor) -> Result<Tensor> {
-        match &blk.quant {
-            Some(q) if few_rows(x) => Ok(q[i].forward(x)?),
-            _ => {
-                let w = [&blk.wqkv, &blk.wo, &blk.wgu, &blk.wdown][i];
-                Ok(ops::linear(x, w, self.kernels)?)
-            }
-        }
+        let w = [&blk.wqkv, &blk.wo, &blk.wgu, &blk.wdown][i];
+        Ok(ops::linear(x, w, self.kernels)?)
+    }
+
+    /// Whether generation decodes on quantized weights (the default when
+    /// the model has them: see [`super::decode`]); off, every step runs
+    /// the f32 path.
+    pub fn set_quantized_decode(&mut self, on: bool) {
+        self.quantized_decode = on;
+    }
+
+    /// The quantized decode weights, when there are any.
+    pub fn decode_weights(&self) -> Option<&super::decode::DecodeWeights> {
+        self.qdec.as_deref()
     }
 
     pub fn config(&self) -> &LmConfig {
@@ -800,11 +724,23 @@ impl CausalLm {
             blk.wgu = Tensor::cat(&[m(LoraTarget::Gate)?, m(LoraTarget::Up)?], 0)?;
             blk.wdown = m(LoraTarget::Down)?;
             blk.lora = Default::default();
-            // quantized copies of the old weights would be stale
-            blk.quant = None;
         }
+        // the quantized base would not hold the merged adapters
+        out.qdec = None;
         out.lora_cfg = None;
         Ok(out)
+    }
+
+    /// The model to generate with: this one, adapters unmerged, when it
+    /// decodes on quantized weights (one base serves every adapter, and
+    /// quantized decoding is faster than the merged f32 weights); else a
+    /// copy with the adapters merged.
+    pub fn for_inference(&self) -> Result<CausalLm> {
+        let decodes = self.qdec.is_some() && self.quantized_decode && self.device.is_cpu();
+        if self.lora_cfg.is_none() || (decodes && self.kernels.fused) {
+            return Ok(self.clone());
+        }
+        self.merge_lora()
     }
 
     fn lora_delta(
@@ -1006,10 +942,7 @@ impl CausalLm {
 
     /// The LM head on hidden states `[.., hidden]`, giving `[.., vocab]`.
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        match &self.quant_head {
-            Some(q) if few_rows(hidden) => Ok(q.forward(hidden)?),
-            _ => Ok(ops::linear(hidden, &self.lm_head, self.kernels)?),
-        }
+        Ok(ops::linear(hidden, &self.lm_head, self.kernels)?)
     }
 
     /// Logits at every position, `[batch, seq, vocab]` (inference, no graph).
@@ -1113,14 +1046,144 @@ impl CausalLm {
     }
 }
 
-/// Whether a product with `x` is matrix-vector work (one row), where the
-/// quantized weights win (less memory traffic: 1.6x on SmolLM2 decode at
-/// batch 1 here); with more rows candle's quantized matmul is slower than
-/// the f32 kernel (2.4x at 16 rows, 5x on a 256-token prompt), so those
-/// keep the f32 weights.
-fn few_rows(x: &Tensor) -> bool {
-    let last = x.dims().last().copied().unwrap_or(1).max(1);
-    x.elem_count() / last <= 1
+/// A tensor as f32 and, where its blocks suit the decoder, as those blocks.
+fn read_weight(
+    f: &mut GgufFile,
+    name: &str,
+    dims: &[usize],
+    device: &Device,
+) -> Result<(Tensor, Option<QMat>)> {
+    let q = f.qtensor(name, device)?;
+    let t = q
+        .dequantize(device)
+        .with_context(|| format!("dequantizing tensor {name}"))?;
+    check_shape(&t, dims, name)?;
+    let own = if t.rank() == 2 && device.is_cpu() {
+        QMat::from_qtensor(&q)?
+    } else {
+        None
+    };
+    Ok((t, own))
+}
+
+/// Block `i` of the file, with the own blocks of its projections (q/k/v,
+/// o, gate/up, down) for the decoder.
+#[allow(clippy::type_complexity)]
+fn load_block(
+    f: &mut GgufFile,
+    i: usize,
+    cfg: &LmConfig,
+    device: &Device,
+) -> Result<(Block, [Vec<Option<QMat>>; 4])> {
+    let (h, ff, qd, kvd) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+    );
+    let mut getq =
+        |n: &str, dims: &[usize]| read_weight(f, &format!("blk.{i}.{n}.weight"), dims, device);
+    let (q, qq) = getq("attn_q", &[qd, h])?;
+    let (k, kq) = getq("attn_k", &[kvd, h])?;
+    let (v, vq) = getq("attn_v", &[kvd, h])?;
+    let (wo, oq) = getq("attn_output", &[h, qd])?;
+    let (gate, gq) = getq("ffn_gate", &[ff, h])?;
+    let (up, uq) = getq("ffn_up", &[ff, h])?;
+    let (wdown, dq) = getq("ffn_down", &[h, ff])?;
+    let mut get = |n: &str, dims: &[usize]| -> Result<Tensor> {
+        let name = format!("blk.{i}.{n}.weight");
+        let t = f.tensor_f32(&name, device)?;
+        check_shape(&t, dims, &name)?;
+        Ok(t)
+    };
+    let attn_norm = get("attn_norm", &[h])?;
+    let ffn_norm = get("ffn_norm", &[h])?;
+    let hd = cfg.head_dim;
+    let mut opt = |n: &str, dims: &[usize]| -> Result<Option<Tensor>> {
+        let name = format!("blk.{i}.{n}");
+        if !f.has_tensor(&name) {
+            return Ok(None);
+        }
+        let t = f.tensor_f32(&name, device)?;
+        check_shape(&t, dims, &name)?;
+        Ok(Some(t))
+    };
+    let q_norm = opt("attn_q_norm.weight", &[hd])?;
+    let k_norm = opt("attn_k_norm.weight", &[hd])?;
+    let post_attn_norm = opt("post_attention_norm.weight", &[h])?;
+    let post_ffn_norm = opt("post_ffw_norm.weight", &[h])?;
+    let biases = [
+        opt("attn_q.bias", &[qd])?,
+        opt("attn_k.bias", &[kvd])?,
+        opt("attn_v.bias", &[kvd])?,
+    ];
+    let bqkv = match biases {
+        [None, None, None] => None,
+        [Some(bq), Some(bk), Some(bv)] => Some(Tensor::cat(&[bq, bk, bv], 0)?),
+        _ => bail!("layer {i}: biases on some of q/k/v but not all"),
+    };
+    let needs_qk_norm = matches!(cfg.arch, Arch::Qwen3 | Arch::Gemma3);
+    if needs_qk_norm && (q_norm.is_none() || k_norm.is_none()) {
+        bail!(
+            "layer {i}: {} needs attn_q_norm and attn_k_norm",
+            cfg.arch.gguf_name()
+        )
+    }
+    if cfg.arch == Arch::Gemma3 && (post_attn_norm.is_none() || post_ffn_norm.is_none()) {
+        bail!("layer {i}: gemma3 needs post_attention_norm and post_ffw_norm")
+    }
+    let blk = Block {
+        attn_norm,
+        ffn_norm,
+        post_attn_norm,
+        post_ffn_norm,
+        q_norm,
+        k_norm,
+        bqkv,
+        window: cfg.layer_window(i),
+        wqkv: Tensor::cat(&[q, k, v], 0)?,
+        wo,
+        wgu: Tensor::cat(&[gate, up], 0)?,
+        wdown,
+        lora: Default::default(),
+    };
+    Ok((blk, [vec![qq, kq, vq], vec![oq], vec![gq, uq], vec![dq]]))
+}
+
+/// The decoder's weights from the file's own blocks of each projection
+/// (`own`: q/k/v, o, gate/up, down per layer) and the blocks' f32 weights.
+fn decode_weights(
+    own: Vec<[Vec<Option<QMat>>; 4]>,
+    blocks: &[Block],
+    head: Option<QMat>,
+    lm_head: &Tensor,
+    cfg: &LmConfig,
+) -> Result<super::decode::DecodeWeights> {
+    let (h, ff, qd, kvd) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+    );
+    let group = |own: Vec<Option<QMat>>, rows: Vec<usize>, f32w: &Tensor| GroupSource {
+        own,
+        rows,
+        f32w: f32w.clone(),
+    };
+    let layers = own
+        .into_iter()
+        .zip(blocks)
+        .map(|([qkv, o, gu, down], b)| {
+            [
+                group(qkv, vec![qd, kvd, kvd], &b.wqkv),
+                group(o, vec![h], &b.wo),
+                group(gu, vec![ff, ff], &b.wgu),
+                group(down, vec![h], &b.wdown),
+            ]
+        })
+        .collect();
+    let head = group(vec![head], vec![cfg.vocab_size], lm_head);
+    super::decode::build_weights(layers, head)
 }
 
 fn normalize_pad(pad_left: &[usize], b: usize, s: usize) -> Result<Vec<usize>> {

@@ -114,7 +114,7 @@ const LANES: usize = 16;
 
 /// Dot product with four independent accumulator chains (FMA latency hiding).
 #[inline]
-fn dot1(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot1(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [[0f32; LANES]; 4];
     let n4 = a.len() / (4 * LANES) * (4 * LANES);
     for (x, y) in a[..n4]
@@ -374,11 +374,7 @@ impl CustomOp1 for RmsNormOp {
             .zip(x.par_chunks(h))
             .with_min_len(MIN_ROWS)
             .for_each(|(o, x)| {
-                let ss: f32 = x.iter().map(|v| v * v).sum();
-                let r = 1.0 / (ss / h as f32 + eps).sqrt();
-                for ((o, x), w) in o.iter_mut().zip(x).zip(&w) {
-                    *o = x * r * w;
-                }
+                rms_norm_row(x, &w, eps, o);
             });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -431,6 +427,15 @@ impl CustomOp2 for RmsNormBwd {
 }
 
 /// RMS norm over the last dimension with a frozen weight.
+/// RMSNorm of one row: `out = x / rms(x) · w` (the fused kernel's arithmetic).
+pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f32 = x.iter().map(|v| v * v).sum();
+    let r = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for ((o, x), w) in out.iter_mut().zip(x).zip(w) {
+        *o = x * r * w;
+    }
+}
+
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
     if use_fused(k, x) {
         return x.contiguous()?.apply_op1(RmsNormOp {
@@ -487,6 +492,21 @@ impl RopeTables {
 
     pub fn max_positions(&self) -> usize {
         self.cos_v.len() / self.half.max(1)
+    }
+
+    /// Rotates one head vector `x` (`2·half` values) in place to position
+    /// `pos` (the fused kernel's arithmetic; `neox` as in [`rope`]).
+    pub fn rotate(&self, x: &mut [f32], pos: usize, neox: bool) {
+        let half = self.half;
+        let c = &self.cos_v[pos * half..(pos + 1) * half];
+        let sn = &self.sin_v[pos * half..(pos + 1) * half];
+        let (stride, off) = if neox { (1, half) } else { (2, 1) };
+        for j in 0..half {
+            let (a, b) = (stride * j, stride * j + off);
+            let (x0, x1) = (x[a], x[b]);
+            x[a] = x0 * c[j] - x1 * sn[j];
+            x[b] = x0 * sn[j] + x1 * c[j];
+        }
     }
 }
 
@@ -775,6 +795,15 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, mask: &AttnMask, k: Kernels) 
 // Gated feed-forward activations on the packed gate|up projection:
 // SwiGLU (`silu(gate) * up`, Llama, Qwen) and GeGLU with the tanh-approximated
 // GELU (`gelu_tanh(gate) * up`, Gemma).
+
+/// The gated activation of one feed-forward row: `out = act(gate) · up`
+/// with `gu = [gate | up]`.
+pub fn gated_row(gu: &[f32], gelu: bool, out: &mut [f32]) {
+    let (g, u) = gu.split_at(gu.len() / 2);
+    for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
+        *o = gate_act(gelu, *g).0 * u;
+    }
+}
 
 /// Activation and derivative of the gate.
 fn gate_act(gelu: bool, g: f32) -> (f32, f32) {

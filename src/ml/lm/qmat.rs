@@ -1,0 +1,561 @@
+//! Quantized weight matrices for decoding: 4-bit blocks (GGUF Q4_0, Q4_1)
+//! and 8-bit blocks (Q8_0, or any other weight re-quantized once), multiplied
+//! with f32 activations by matrix-vector kernels (AVX2 + FMA when the CPU
+//! has them, found at run time; portable code otherwise).
+//!
+//! The activations stay f32 (llama.cpp quantizes them to 8 bits): a product
+//! with a GGUF's own blocks then equals the product with the same weights
+//! dequantized to f32 up to the order of the additions, so the quantized
+//! decoder picks the same tokens as the f32 path.
+//!
+//! Layout: each 32-weight block keeps its quants (16 bytes of nibbles, or 32
+//! signed bytes) and its scale (and offset) as f32, row after row. A block
+//! of 4-bit weights is `q · d + m` with `q` in `0..16` (Q4_0's `(q − 8) · d`
+//! is `m = −8d`); an 8-bit one is `q · d`. Weights of other types (F32,
+//! F16, k-quants, for which there is no kernel here yet) are multiplied as
+//! the f32 tensor the model already holds ([`QKind::F32`], no copy), so the
+//! decoder stays exact for every file.
+
+use anyhow::{bail, Result};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// Weights per block.
+pub const BLOCK: usize = 32;
+
+/// Activation rows multiplied per pass over a weight row (8 or 4).
+const GROUP_MAX: usize = 4;
+
+/// How a [`QMat`]'s blocks are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QKind {
+    /// 16 bytes of nibbles (element `j` low, `j + 16` high), `d`, `m`.
+    Q4,
+    /// 32 signed bytes, `d`.
+    Q8,
+    /// The model's f32 weights (shared with the f32 path).
+    F32,
+}
+
+/// A `[rows, cols]` weight matrix in blocks of [`BLOCK`] along `cols`.
+#[derive(Clone, Debug)]
+pub struct QMat {
+    kind: QKind,
+    rows: usize,
+    cols: usize,
+    qs: Vec<u8>,
+    d: Vec<f32>,
+    /// Offsets of 4-bit blocks (empty for 8-bit).
+    m: Vec<f32>,
+    /// The weights of [`QKind::F32`].
+    f32w: Option<Tensor>,
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+impl QMat {
+    pub fn kind(&self) -> QKind {
+        self.kind
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes read per product (quants and scales, or f32 weights).
+    pub fn size_bytes(&self) -> usize {
+        match self.kind {
+            QKind::F32 => 4 * self.rows * self.cols,
+            _ => self.qs.len() + 4 * (self.d.len() + self.m.len()),
+        }
+    }
+
+    /// Multiplies with a contiguous f32 CPU tensor `[rows, cols]` as it is
+    /// (`None` for another dtype, device or layout).
+    pub fn from_f32(t: &Tensor) -> Result<Option<QMat>> {
+        let (rows, cols) = t.dims2()?;
+        if t.dtype() != DType::F32 || !t.device().is_cpu() || !t.is_contiguous() {
+            return Ok(None);
+        }
+        Ok(Some(QMat {
+            kind: QKind::F32,
+            rows,
+            cols,
+            qs: Vec::new(),
+            d: Vec::new(),
+            m: Vec::new(),
+            f32w: Some(t.clone()),
+        }))
+    }
+
+    /// The GGUF tensor's own blocks when they are Q4_0, Q4_1 or Q8_0 (`None`
+    /// for other types, which [`QMat::quantize_q8`] can re-quantize).
+    pub fn from_qtensor(t: &QTensor) -> Result<Option<QMat>> {
+        let (rows, cols) = t.shape().dims2()?;
+        if !cols.is_multiple_of(BLOCK) {
+            return Ok(None);
+        }
+        let (bytes, kind) = match t.dtype() {
+            GgmlDType::Q4_0 => (18, QKind::Q4),
+            GgmlDType::Q4_1 => (20, QKind::Q4),
+            GgmlDType::Q8_0 => (34, QKind::Q8),
+            _ => return Ok(None),
+        };
+        let data = t.data()?;
+        let nb = rows * cols / BLOCK;
+        if data.len() != nb * bytes {
+            bail!(
+                "quantized tensor holds {} bytes, expected {}",
+                data.len(),
+                nb * bytes
+            )
+        }
+        let qlen = if kind == QKind::Q4 { 16 } else { 32 };
+        let mut out = QMat {
+            kind,
+            rows,
+            cols,
+            qs: Vec::with_capacity(nb * qlen),
+            d: Vec::with_capacity(nb),
+            m: Vec::new(),
+            f32w: None,
+        };
+        for blk in data.chunks_exact(bytes) {
+            let d = f16_at(blk, 0);
+            out.d.push(d);
+            match t.dtype() {
+                GgmlDType::Q4_0 => {
+                    out.m.push(-8.0 * d);
+                    out.qs.extend_from_slice(&blk[2..18]);
+                }
+                GgmlDType::Q4_1 => {
+                    out.m.push(f16_at(blk, 2));
+                    out.qs.extend_from_slice(&blk[4..20]);
+                }
+                _ => out.qs.extend_from_slice(&blk[2..34]),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Re-quantizes f32 weights `[rows, cols]` to 8-bit blocks (as ggml's
+    /// Q8_0, with the scale kept in f32). `None` when `cols` is not a
+    /// multiple of [`BLOCK`].
+    pub fn quantize_q8(w: &[f32], rows: usize, cols: usize) -> Option<QMat> {
+        if !cols.is_multiple_of(BLOCK) || w.len() != rows * cols {
+            return None;
+        }
+        let nb = w.len() / BLOCK;
+        let mut qs = Vec::with_capacity(w.len());
+        let mut d = Vec::with_capacity(nb);
+        for blk in w.chunks_exact(BLOCK) {
+            let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let s = amax / 127.0;
+            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+            d.push(s);
+            qs.extend(blk.iter().map(|v| (v * inv).round() as i8 as u8));
+        }
+        Some(QMat {
+            kind: QKind::Q8,
+            rows,
+            cols,
+            qs,
+            d,
+            m: Vec::new(),
+            f32w: None,
+        })
+    }
+
+    /// Stacks matrices with the same kind and width along the rows (`None`
+    /// when they differ).
+    pub fn stack(parts: &[&QMat]) -> Option<QMat> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.kind != first.kind || p.cols != first.cols || p.kind == QKind::F32)
+        {
+            return None;
+        }
+        let mut out = QMat {
+            kind: first.kind,
+            rows: 0,
+            cols: first.cols,
+            qs: Vec::new(),
+            d: Vec::new(),
+            m: Vec::new(),
+            f32w: None,
+        };
+        for p in parts {
+            out.rows += p.rows;
+            out.qs.extend_from_slice(&p.qs);
+            out.d.extend_from_slice(&p.d);
+            out.m.extend_from_slice(&p.m);
+        }
+        Some(out)
+    }
+
+    /// The f32 values of row `r` (tests and the embedding of tied heads).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let nb = self.cols / BLOCK;
+        for k in 0..nb {
+            let b = r * nb + k;
+            let o = &mut out[k * BLOCK..(k + 1) * BLOCK];
+            match self.kind {
+                QKind::Q4 => {
+                    let q = &self.qs[b * 16..(b + 1) * 16];
+                    for j in 0..16 {
+                        o[j] = (q[j] & 0x0F) as f32 * self.d[b] + self.m[b];
+                        o[j + 16] = (q[j] >> 4) as f32 * self.d[b] + self.m[b];
+                    }
+                }
+                QKind::Q8 => {
+                    let q = &self.qs[b * 32..(b + 1) * 32];
+                    for j in 0..32 {
+                        o[j] = q[j] as i8 as f32 * self.d[b];
+                    }
+                }
+                QKind::F32 => {
+                    let w = self.f32w.as_ref().expect("f32 weights");
+                    let row = w.get(r).and_then(|t| t.to_vec1::<f32>());
+                    out.copy_from_slice(&row.expect("f32 weight row"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `x · Wᵀ` for `n` rows of activations `x: [n, cols]`: returns `[n, rows]`.
+    /// Output rows are split between the threads; each weight block is read
+    /// once for all `n` activation rows.
+    pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.matmul_with(Kernel::detect(), x, n)
+    }
+
+    /// [`QMat::matmul`] with the given kernels (tests compare them).
+    pub fn matmul_with(&self, kern: Kernel, x: &[f32], n: usize) -> Vec<f32> {
+        assert_eq!(x.len(), n * self.cols, "qmat: activation shape");
+        if let Some(w) = &self.f32w {
+            let (st, l) = w.storage_and_layout();
+            let Storage::Cpu(CpuStorage::F32(v)) = &*st else {
+                unreachable!("QMat::from_f32 checks for f32 CPU weights")
+            };
+            let w = &v[l.start_offset()..l.start_offset() + self.rows * self.cols];
+            return super::ops::small_m_matmul(x, w, n, self.rows, self.cols);
+        }
+        let nb = self.cols / BLOCK;
+        // per-block sums of the activations (the offset term of 4-bit blocks)
+        let xsum: Vec<f32> = if self.kind == QKind::Q4 {
+            x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect()
+        } else {
+            Vec::new()
+        };
+        let rows: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
+        let sums: Vec<&[f32]> = if xsum.is_empty() {
+            vec![&[][..]; n]
+        } else {
+            xsum.chunks_exact(nb).collect()
+        };
+        let mut t = vec![0f32; n * self.rows];
+        t.par_chunks_mut(n)
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(r, o)| self.row_dot(kern, r, &rows, &sums, o));
+        if n == 1 {
+            return t;
+        }
+        let mut out = vec![0f32; n * self.rows];
+        for (r, v) in t.chunks_exact(n).enumerate() {
+            for (b, v) in v.iter().enumerate() {
+                out[b * self.rows + r] = *v;
+            }
+        }
+        out
+    }
+
+    /// Weight row `r` against every activation row, in groups of 8, 4, 2, 1.
+    fn row_dot(&self, kern: Kernel, r: usize, x: &[&[f32]], xsum: &[&[f32]], out: &mut [f32]) {
+        let mut b = 0;
+        while b < x.len() {
+            let left = x.len() - b;
+            let g = if left >= GROUP_MAX {
+                GROUP_MAX
+            } else if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
+            };
+            let (xs, ss, o) = (&x[b..b + g], &xsum[b..b + g], &mut out[b..b + g]);
+            match g {
+                8 => self.group::<8>(kern, r, xs, ss, o),
+                4 => self.group::<4>(kern, r, xs, ss, o),
+                2 => self.group::<2>(kern, r, xs, ss, o),
+                _ => self.group::<1>(kern, r, xs, ss, o),
+            }
+            b += g;
+        }
+    }
+
+    fn group<const N: usize>(
+        &self,
+        kern: Kernel,
+        r: usize,
+        x: &[&[f32]],
+        xsum: &[&[f32]],
+        out: &mut [f32],
+    ) {
+        let nb = self.cols / BLOCK;
+        let x: [&[f32]; N] = std::array::from_fn(|i| x[i]);
+        let d = &self.d[r * nb..(r + 1) * nb];
+        let res: [f32; N] = match self.kind {
+            QKind::Q4 => {
+                let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
+                let m = &self.m[r * nb..(r + 1) * nb];
+                let s: [&[f32]; N] = std::array::from_fn(|i| xsum[i]);
+                match kern {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `Kernel::Avx2` is only chosen when the CPU has AVX2 and FMA;
+                    // the slices hold `nb` blocks (checked by the asserts inside).
+                    Kernel::Avx2 => unsafe { avx2::q4_dot::<N>(qs, d, m, &x, &s) },
+                    Kernel::Portable => q4_dot_portable::<N>(qs, d, m, &x, &s),
+                }
+            }
+            QKind::Q8 => {
+                let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
+                match kern {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, &x) },
+                    Kernel::Portable => q8_dot_portable::<N>(qs, d, &x),
+                }
+            }
+            QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
+        };
+        out.copy_from_slice(&res);
+    }
+}
+
+/// Matrices stacked along the rows (e.g. q, k and v), multiplied as one:
+/// parts of one kind are merged into one matrix; parts of different kinds
+/// stay apart and their outputs are placed side by side.
+#[derive(Clone, Debug)]
+pub struct QStack {
+    parts: Vec<QMat>,
+    rows: usize,
+}
+
+impl QStack {
+    pub fn new(parts: Vec<QMat>) -> QStack {
+        let merged = QMat::stack(&parts.iter().collect::<Vec<_>>());
+        let rows = parts.iter().map(|p| p.rows).sum();
+        QStack {
+            parts: merged.map(|m| vec![m]).unwrap_or(parts),
+            rows,
+        }
+    }
+
+    pub fn parts(&self) -> &[QMat] {
+        &self.parts
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.parts.iter().map(QMat::size_bytes).sum()
+    }
+
+    /// `x · Wᵀ` for `x: [n, cols]`: `[n, rows]`.
+    pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        if let [one] = self.parts.as_slice() {
+            return one.matmul(x, n);
+        }
+        let mut out = vec![0f32; n * self.rows];
+        let mut col = 0;
+        for p in &self.parts {
+            let y = p.matmul(x, n);
+            for (o, y) in out.chunks_exact_mut(self.rows).zip(y.chunks_exact(p.rows)) {
+                o[col..col + p.rows].copy_from_slice(y);
+            }
+            col += p.rows;
+        }
+        out
+    }
+}
+
+/// Which kernels this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    /// The best kernels this CPU has (checked once).
+    pub fn detect() -> Kernel {
+        static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *K.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    return Kernel::Avx2;
+                }
+            }
+            Kernel::Portable
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2+fma",
+            Kernel::Portable => "portable",
+        }
+    }
+}
+
+fn q4_dot_portable<const N: usize>(
+    qs: &[u8],
+    d: &[f32],
+    m: &[f32],
+    x: &[&[f32]; N],
+    xsum: &[&[f32]; N],
+) -> [f32; N] {
+    let mut out = [0f32; N];
+    let mut w = [0f32; BLOCK];
+    for k in 0..d.len() {
+        let q = &qs[k * 16..(k + 1) * 16];
+        for j in 0..16 {
+            w[j] = (q[j] & 0x0F) as f32;
+            w[j + 16] = (q[j] >> 4) as f32;
+        }
+        for r in 0..N {
+            let xb = &x[r][k * BLOCK..(k + 1) * BLOCK];
+            let dot: f32 = w.iter().zip(xb).map(|(a, b)| a * b).sum();
+            out[r] += d[k] * dot + m[k] * xsum[r][k];
+        }
+    }
+    out
+}
+
+fn q8_dot_portable<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
+    let mut out = [0f32; N];
+    let mut w = [0f32; BLOCK];
+    for k in 0..d.len() {
+        for (w, q) in w.iter_mut().zip(&qs[k * 32..(k + 1) * 32]) {
+            *w = *q as i8 as f32;
+        }
+        for r in 0..N {
+            let xb = &x[r][k * BLOCK..(k + 1) * BLOCK];
+            let dot: f32 = w.iter().zip(xb).map(|(a, b)| a * b).sum();
+            out[r] += d[k] * dot;
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Σ over blocks of `d·(q·x) + m·Σx` for `N` activation rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn q4_dot<const N: usize>(
+        qs: &[u8],
+        d: &[f32],
+        m: &[f32],
+        x: &[&[f32]; N],
+        xsum: &[&[f32]; N],
+    ) -> [f32; N] {
+        let nb = d.len();
+        assert!(qs.len() >= nb * 16 && m.len() >= nb);
+        for r in 0..N {
+            assert!(x[r].len() >= nb * BLOCK && xsum[r].len() >= nb);
+        }
+        let mask = _mm_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut macc = [0f32; N];
+        for k in 0..nb {
+            let raw = _mm_loadu_si128(qs.as_ptr().add(k * 16) as *const __m128i);
+            let lo = _mm_and_si128(raw, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+            let w0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+            let w1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+            let w2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+            let w3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+            let dk = _mm256_set1_ps(*d.get_unchecked(k));
+            let mk = *m.get_unchecked(k);
+            for r in 0..N {
+                let xp = x[r].as_ptr().add(k * BLOCK);
+                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(xp));
+                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), t);
+                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xp.add(16)), t);
+                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xp.add(24)), t);
+                acc[r] = _mm256_fmadd_ps(dk, t, acc[r]);
+                macc[r] = mk.mul_add(*xsum[r].get_unchecked(k), macc[r]);
+            }
+        }
+        let mut out = [0f32; N];
+        for r in 0..N {
+            out[r] = hsum(acc[r]) + macc[r];
+        }
+        out
+    }
+
+    /// Σ over blocks of `d·(q·x)` for `N` activation rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn q8_dot<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
+        let nb = d.len();
+        assert!(qs.len() >= nb * 32);
+        for xr in x {
+            assert!(xr.len() >= nb * BLOCK);
+        }
+        let mut acc = [_mm256_setzero_ps(); N];
+        for k in 0..nb {
+            let p = qs.as_ptr().add(k * 32);
+            let w = |o: usize| {
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    p.add(o) as *const __m128i
+                )))
+            };
+            let (w0, w1, w2, w3) = (w(0), w(8), w(16), w(24));
+            let dk = _mm256_set1_ps(*d.get_unchecked(k));
+            for r in 0..N {
+                let xp = x[r].as_ptr().add(k * BLOCK);
+                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(xp));
+                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), t);
+                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xp.add(16)), t);
+                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xp.add(24)), t);
+                acc[r] = _mm256_fmadd_ps(dk, t, acc[r]);
+            }
+        }
+        let mut out = [0f32; N];
+        for r in 0..N {
+            out[r] = hsum(acc[r]);
+        }
+        out
+    }
+}
