@@ -111,6 +111,25 @@ pub enum BenchTarget {
         #[arg(long)]
         f32_decode: bool,
     },
+    /// Whether the quantized decoder answers as the f32 path: each tuned
+    /// adapter of a run answers its cluster's held-out calls (free and
+    /// guided) both ways; JSON with the share of identical answers and the
+    /// ids of the others.
+    DecodeParity {
+        /// The dataset directory (ingested and clustered).
+        dataset: PathBuf,
+        /// A `slmforge tune` output directory (or a run's `deployed/`).
+        run: PathBuf,
+        /// Which held-out split: `test` or `val`.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Calls per cluster at most.
+        #[arg(long, default_value_t = 50)]
+        max_calls: usize,
+        /// Prompts decoded together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+    },
     /// One LoRA training step of the causal LM: time, trained tokens/s, peak RSS.
     LmTrain {
         /// GGUF path or catalogue id.
@@ -245,6 +264,27 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             composite,
             f32_decode,
         }),
+        BenchTarget::DecodeParity {
+            dataset,
+            run,
+            split,
+            max_calls,
+            batch,
+        } => {
+            let split = match split.as_str() {
+                "test" => crate::artifact::split::Split::Test,
+                "val" => crate::artifact::split::Split::Val,
+                other => {
+                    return Err(
+                        crate::util::usage(format!("--split {other}: use test or val")).into(),
+                    )
+                }
+            };
+            crate::ml::runtime::init_runtime();
+            let v = crate::route::decode_parity(&dataset, &run, split, max_calls, batch)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
         BenchTarget::LmTrain {
             model,
             batch,

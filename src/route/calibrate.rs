@@ -107,11 +107,41 @@ fn judge(
     lm: &LanguageModel,
     model: &lm::CausalLm,
     calls: &[&RedactedCall],
-    (prune, shape): (Option<&PruneRule>, Option<&AnswerShape>),
+    rules: (Option<&PruneRule>, Option<&AnswerShape>),
     max_len: usize,
     max_new: usize,
     batch: usize,
 ) -> Result<Vec<bool>> {
+    let texts = answers(lm, model, calls, rules, max_len, max_new, batch)?;
+    let mut ok = vec![false; calls.len()];
+    for (i, text) in texts.iter().enumerate() {
+        let Some(text) = text else { continue };
+        let c = calls[i];
+        let schema_of = |name: &str| {
+            c.tools
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.parameters.clone())
+        };
+        let rendered = lm.chat.render_answer(&c.response);
+        ok[i] =
+            score_reply(&c.response, c.response.kind(), &rendered, text, &schema_of).exact_match;
+    }
+    Ok(ok)
+}
+
+/// Greedy answers of `model` to calls (training prompts, pruned by the
+/// adapter's rule; guided by `shape` when given): `None` for a call whose
+/// prompt cannot be rendered.
+fn answers(
+    lm: &LanguageModel,
+    model: &lm::CausalLm,
+    calls: &[&RedactedCall],
+    (prune, shape): (Option<&PruneRule>, Option<&AnswerShape>),
+    max_len: usize,
+    max_new: usize,
+    batch: usize,
+) -> Result<Vec<Option<String>>> {
     // A call whose prompt cannot be rendered is scored wrong (empty prompt).
     let mut prompts = Vec::with_capacity(calls.len());
     for c in calls {
@@ -143,7 +173,7 @@ fn judge(
         batch_size: batch.max(1),
         ..Default::default()
     };
-    let mut ok = vec![false; calls.len()];
+    let mut out = vec![None; calls.len()];
     for chunk in order.chunks(batch.max(1)) {
         let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
         let rows = match shape {
@@ -172,20 +202,89 @@ fn judge(
             &opts,
         )?;
         for (comp, &i) in comps.iter().zip(chunk) {
-            let text = lm.tokenizer.decode(&comp.tokens, true)?;
-            let c = calls[i];
-            let schema_of = |name: &str| {
-                c.tools
-                    .iter()
-                    .find(|t| t.name == name)
-                    .map(|t| t.parameters.clone())
-            };
-            let rendered = lm.chat.render_answer(&c.response);
-            ok[i] = score_reply(&c.response, c.response.kind(), &rendered, &text, &schema_of)
-                .exact_match;
+            out[i] = Some(lm.tokenizer.decode(&comp.tokens, true)?);
         }
     }
-    Ok(ok)
+    Ok(out)
+}
+
+/// Whether the quantized decoder answers as the f32 path does: each tuned
+/// adapter of `run_dir` answers its cluster's calls of `split` (the first
+/// `max_calls`) greedily, free and guided, on the quantized decoder and
+/// on the f32 weights (adapter merged). JSON: per cluster the calls
+/// compared, how many answers are the same, and the ids of the others.
+pub fn decode_parity(
+    dataset_dir: &Path,
+    run_dir: &Path,
+    split: Split,
+    max_calls: usize,
+    batch: usize,
+) -> Result<serde_json::Value> {
+    let settings = read_run_settings(run_dir)?;
+    let results = read_results(run_dir)?;
+    let data = read_data(dataset_dir, &settings)?;
+    let path = crate::ml::models::resolve_model(&settings.base_model)?;
+    let mut lm = lm::load(&path, &candle_core::Device::Cpu)?;
+    let base = lm.model.clone();
+    let mut out = Vec::new();
+    let (mut total, mut same_total) = (0, 0);
+    for r in results.iter().filter(|r| {
+        cluster_dir(run_dir, r.cluster)
+            .join("adapter.safetensors")
+            .exists()
+    }) {
+        let c = r.cluster;
+        let idx: Vec<usize> = (0..data.calls.len())
+            .filter(|&i| data.split[i] == split && data.label[i] == c)
+            .take(max_calls)
+            .collect();
+        let refs: Vec<&RedactedCall> = idx.iter().map(|&i| &data.calls[i]).collect();
+        let prune = prune_of(run_dir, c);
+        let max_new = max_new_of(&results, c);
+        let mut passes = serde_json::Map::new();
+        for (name, shape) in [("free", None), ("guided", shape_of(run_dir, c, true))] {
+            if name == "guided" && shape.is_none() {
+                continue;
+            }
+            let mut texts = Vec::new();
+            for quantized in [true, false] {
+                lm.model = base.clone();
+                lm.model.set_quantized_decode(quantized);
+                lm.apply_adapter(&cluster_dir(run_dir, c))?;
+                let model = lm.model.for_inference()?;
+                let t0 = std::time::Instant::now();
+                let a = answers(
+                    &lm,
+                    &model,
+                    &refs,
+                    (prune.as_ref(), shape.as_ref()),
+                    settings.max_len,
+                    max_new,
+                    batch,
+                )?;
+                texts.push((a, t0.elapsed().as_secs_f64()));
+            }
+            let differ: Vec<String> = (0..refs.len())
+                .filter(|&i| texts[0].0[i] != texts[1].0[i])
+                .map(|i| refs[i].id())
+                .collect();
+            total += refs.len();
+            same_total += refs.len() - differ.len();
+            passes.insert(
+                name.into(),
+                serde_json::json!({
+                    "calls": refs.len(), "same": refs.len() - differ.len(), "differ": differ,
+                    "quantized_secs": texts[0].1, "f32_secs": texts[1].1,
+                }),
+            );
+        }
+        out.push(serde_json::json!({"cluster": c, "passes": passes}));
+    }
+    Ok(serde_json::json!({
+        "bench": "decode-parity", "split": format!("{split:?}").to_lowercase(),
+        "answers": total, "same": same_total,
+        "share_same": same_total as f64 / total.max(1) as f64, "clusters": out,
+    }))
 }
 
 /// The loosest threshold whose cumulative accuracy meets the target.

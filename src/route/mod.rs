@@ -27,7 +27,7 @@ use crate::call::Call;
 use crate::ml::embed::{Embedder, TextEmbedder};
 use crate::ml::features::{full_distance, CallFacts, FeatureSpec};
 
-pub use calibrate::{calibrate, table_summary, CalibrationConfig};
+pub use calibrate::{calibrate, decode_parity, table_summary, CalibrationConfig};
 
 /// Feature rows of calls (request and response blocks as far as the call
 /// has them), and the unit embedding of each call's user text.
