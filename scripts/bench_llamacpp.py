@@ -66,10 +66,10 @@ def llama_cpp_figures(model, prompt_len, decode_tokens, threads, repeats):
     }
 
 
-def slmforge_figures(binary, model, prompt_len, decode_tokens, batch):
+def slmforge_figures(binary, model, prompt_len, decode_tokens, batches):
     out = subprocess.run(
         [binary, "bench", "lm-infer", "--model", model, "--prompt-len", str(prompt_len),
-         "--decode-tokens", str(decode_tokens), "--batch", str(batch)],
+         "--decode-tokens", str(decode_tokens), "--batches", ",".join(map(str, batches))],
         check=True, capture_output=True, text=True,
         env={**os.environ, "SLMFORGE_NO_PROGRESS": "1"},
     )
@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--slmforge", help="slmforge binary: also run its bench and print ratios")
     ap.add_argument("--prompt-len", type=int, default=256)
     ap.add_argument("--decode-tokens", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16, help="slmforge's batched decode rows")
+    ap.add_argument("--batches", default="8,16", help="slmforge's batched decode rows (besides 1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
@@ -92,18 +92,19 @@ def main():
           f"decode batch 1 {ref['decode_batch1_tokens_per_sec']:.1f} tok/s", file=sys.stderr)
     result = {"model": a.model, "llama_cpp": ref}
     if a.slmforge:
-        ours = slmforge_figures(a.slmforge, a.model, a.prompt_len, a.decode_tokens, a.batch)
-        d1 = next(d for d in ours["decode"] if d["batch"] == 1)
-        dn = next(d for d in ours["decode"] if d["batch"] == a.batch)
+        batches = [1] + [int(b) for b in a.batches.split(",") if b and int(b) != 1]
+        ours = slmforge_figures(a.slmforge, a.model, a.prompt_len, a.decode_tokens, batches)
+        by = {d["batch"]: d["tokens_per_sec"] for d in ours["decode"]}
         ratios = {
             "prompt_vs_llama_cpp": ours["prompt_tokens_per_sec"] / ref["prompt_tokens_per_sec"],
-            "decode_batch1_vs_llama_cpp": d1["tokens_per_sec"] / ref["decode_batch1_tokens_per_sec"],
-            f"decode_batch{a.batch}_vs_our_batch1": dn["tokens_per_sec"] / d1["tokens_per_sec"],
+            "decode_batch1_vs_llama_cpp": by[1] / ref["decode_batch1_tokens_per_sec"],
         }
+        for b in batches[1:]:
+            ratios[f"decode_batch{b}_vs_our_batch1"] = by[b] / by[1]
         result["slmforge"] = ours
         result["ratios"] = ratios
-        print(f"slmforge: prompt {ours['prompt_tokens_per_sec']:.1f} tok/s, decode batch 1 "
-              f"{d1['tokens_per_sec']:.1f}, batch {a.batch} {dn['tokens_per_sec']:.1f} tok/s", file=sys.stderr)
+        print(f"slmforge ({ours.get('decode_weights', '')}): prompt {ours['prompt_tokens_per_sec']:.1f} tok/s, "
+              + ", ".join(f"decode batch {b} {by[b]:.1f}" for b in batches) + " tok/s", file=sys.stderr)
         for k, v in ratios.items():
             print(f"  {k}: {v:.2f}x", file=sys.stderr)
     print(json.dumps(result, indent=2))
