@@ -157,13 +157,17 @@ pub enum BenchTarget {
         #[arg(long)]
         no_fused: bool,
     },
-    /// Raw f32 matmul throughput on the causal LM's projection shapes.
+    /// Raw matmul throughput on the causal LM's projection shapes (f32, or
+    /// the quantized decoder's kernels with `--quantized`).
     LmGemm {
         /// Rows (tokens) of the activation matrix.
         #[arg(long, default_value_t = LmGemmBench::default().rows)]
         rows: usize,
         #[arg(long, default_value_t = LmGemmBench::default().repeats)]
         repeats: usize,
+        /// Q4_1 weights (the head Q8_0) through the decoder's kernels.
+        #[arg(long)]
+        quantized: bool,
     },
     /// Routing with a real table (`export` writes RUN/export/routing.json):
     /// requests/s for a batch (embedding included) and single-request latency.
@@ -275,9 +279,9 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
                 "test" => crate::artifact::split::Split::Test,
                 "val" => crate::artifact::split::Split::Val,
                 other => {
-                    return Err(
-                        crate::util::usage(format!("--split {other}: use test or val")).into(),
-                    )
+                    return Err(crate::util::usage(format!(
+                        "--split {other}: use test or val"
+                    )))
                 }
             };
             crate::ml::runtime::init_runtime();
@@ -306,7 +310,15 @@ pub fn run(target: BenchTarget) -> anyhow::Result<()> {
             no_frozen_op,
             no_fused,
         }),
-        BenchTarget::LmGemm { rows, repeats } => lm::run_gemm(LmGemmBench { rows, repeats }),
+        BenchTarget::LmGemm {
+            rows,
+            repeats,
+            quantized,
+        } => lm::run_gemm(LmGemmBench {
+            rows,
+            repeats,
+            quantized,
+        }),
         BenchTarget::Route {
             table,
             input,

@@ -112,7 +112,7 @@ fn judge(
     max_new: usize,
     batch: usize,
 ) -> Result<Vec<bool>> {
-    let texts = answers(lm, model, calls, rules, max_len, max_new, batch)?;
+    let (texts, _) = answers(lm, model, calls, rules, max_len, max_new, batch)?;
     let mut ok = vec![false; calls.len()];
     for (i, text) in texts.iter().enumerate() {
         let Some(text) = text else { continue };
@@ -132,7 +132,7 @@ fn judge(
 
 /// Greedy answers of `model` to calls (training prompts, pruned by the
 /// adapter's rule; guided by `shape` when given): `None` for a call whose
-/// prompt cannot be rendered.
+/// prompt cannot be rendered; and the generation's counts and times.
 fn answers(
     lm: &LanguageModel,
     model: &lm::CausalLm,
@@ -141,7 +141,7 @@ fn answers(
     max_len: usize,
     max_new: usize,
     batch: usize,
-) -> Result<Vec<Option<String>>> {
+) -> Result<(Vec<Option<String>>, lm::GenerationStats)> {
     // A call whose prompt cannot be rendered is scored wrong (empty prompt).
     let mut prompts = Vec::with_capacity(calls.len());
     for c in calls {
@@ -174,6 +174,7 @@ fn answers(
         ..Default::default()
     };
     let mut out = vec![None; calls.len()];
+    let mut stats = lm::GenerationStats::default();
     for chunk in order.chunks(batch.max(1)) {
         let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
         let rows = match shape {
@@ -193,7 +194,7 @@ fn answers(
             }
             None => Vec::new(),
         };
-        let (comps, _) = generate_constrained(
+        let (comps, st) = generate_constrained(
             model,
             &ps,
             rows,
@@ -201,11 +202,18 @@ fn answers(
             lm.tokenizer.pad_id(),
             &opts,
         )?;
+        stats.prompts += st.prompts;
+        stats.prompt_tokens += st.prompt_tokens;
+        stats.padded_prompt_tokens += st.padded_prompt_tokens;
+        stats.generated_tokens += st.generated_tokens;
+        stats.prefill_secs += st.prefill_secs;
+        stats.decode_secs += st.decode_secs;
+        stats.guide_secs += st.guide_secs;
         for (comp, &i) in comps.iter().zip(chunk) {
             out[i] = Some(lm.tokenizer.decode(&comp.tokens, true)?);
         }
     }
-    Ok(out)
+    Ok((out, stats))
 }
 
 /// Whether the quantized decoder answers as the f32 path does: each tuned
@@ -252,7 +260,6 @@ pub fn decode_parity(
                 lm.model.set_quantized_decode(quantized);
                 lm.apply_adapter(&cluster_dir(run_dir, c))?;
                 let model = lm.model.for_inference()?;
-                let t0 = std::time::Instant::now();
                 let a = answers(
                     &lm,
                     &model,
@@ -262,7 +269,7 @@ pub fn decode_parity(
                     max_new,
                     batch,
                 )?;
-                texts.push((a, t0.elapsed().as_secs_f64()));
+                texts.push(a);
             }
             let differ: Vec<String> = (0..refs.len())
                 .filter(|&i| texts[0].0[i] != texts[1].0[i])
@@ -270,11 +277,18 @@ pub fn decode_parity(
                 .collect();
             total += refs.len();
             same_total += refs.len() - differ.len();
+            let times = |st: &lm::GenerationStats| {
+                serde_json::json!({
+                    "prefill_secs": st.prefill_secs, "decode_secs": st.decode_secs,
+                    "generated_tokens": st.generated_tokens,
+                    "decode_tokens_per_sec": st.decode_tokens_per_sec(),
+                })
+            };
             passes.insert(
                 name.into(),
                 serde_json::json!({
                     "calls": refs.len(), "same": refs.len() - differ.len(), "differ": differ,
-                    "quantized_secs": texts[0].1, "f32_secs": texts[1].1,
+                    "quantized": times(&texts[0].1), "f32": times(&texts[1].1),
                 }),
             );
         }

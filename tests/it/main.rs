@@ -12,6 +12,7 @@ mod ingest;
 mod lm;
 mod models;
 mod pii_eval;
+mod qmat;
 mod redact;
 mod run;
 mod select;

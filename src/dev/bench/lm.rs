@@ -339,6 +339,9 @@ pub struct LmGemmBench {
     /// Rows (tokens) of the activation matrix.
     pub rows: usize,
     pub repeats: usize,
+    /// The quantized decoder's products instead (Q4_1 blocks, the head
+    /// Q8_0, as SmolLM2's GGUF) with f32 activations.
+    pub quantized: bool,
 }
 
 impl Default for LmGemmBench {
@@ -346,6 +349,7 @@ impl Default for LmGemmBench {
         LmGemmBench {
             rows: 1024,
             repeats: 5,
+            quantized: false,
         }
     }
 }
@@ -368,10 +372,30 @@ pub fn run_gemm(a: LmGemmBench) -> Result<()> {
         let x = candle_core::Tensor::randn(0f32, 1.0, (a.rows, inp), &dev)?;
         let w = candle_core::Tensor::randn(0f32, 1.0, (out, inp), &dev)?;
         let mut best = f64::MAX;
+        let q = if a.quantized {
+            use candle_core::quantized::{GgmlDType, QTensor};
+            let dt = if name == "lm_head" {
+                GgmlDType::Q8_0
+            } else {
+                GgmlDType::Q4_1
+            };
+            crate::ml::lm::qmat::QMat::from_qtensor(&QTensor::quantize(&w, dt)?)?
+        } else {
+            None
+        };
+        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
         for _ in 0..a.repeats.max(1) {
             let t = Instant::now();
-            let y = crate::ml::lm::ops::linear(&x, &w, Kernels::default())?;
-            let _ = y.dims();
+            match &q {
+                Some(q) => {
+                    let y = q.matmul(&xv, a.rows);
+                    std::hint::black_box(y);
+                }
+                None => {
+                    let y = crate::ml::lm::ops::linear(&x, &w, Kernels::default())?;
+                    let _ = y.dims();
+                }
+            }
             best = best.min(t.elapsed().as_secs_f64());
         }
         let gflops = 2.0 * (a.rows * inp * out) as f64 / best / 1e9;
@@ -385,7 +409,7 @@ pub fn run_gemm(a: LmGemmBench) -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(
-            &json!({"bench": "lm-gemm", "rows": a.rows, "threads": rayon::current_num_threads(), "shapes": rows})
+            &json!({"bench": "lm-gemm", "rows": a.rows, "quantized": a.quantized, "threads": rayon::current_num_threads(), "shapes": rows})
         )?
     );
     Ok(())

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 pub const BLOCK: usize = 32;
 
 /// Activation rows multiplied per pass over a weight row (8 or 4).
-const GROUP_MAX: usize = 4;
+const GROUP_MAX: usize = 8;
 
 /// How a [`QMat`]'s blocks are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,8 +251,9 @@ impl QMat {
             return super::ops::small_m_matmul(x, w, n, self.rows, self.cols);
         }
         let nb = self.cols / BLOCK;
-        // per-block sums of the activations (the offset term of 4-bit blocks)
-        let xsum: Vec<f32> = if self.kind == QKind::Q4 {
+        // per-block sums of the activations (the offset term of the portable
+        // 4-bit kernel; the vector kernel dequantizes the offset instead)
+        let xsum: Vec<f32> = if self.kind == QKind::Q4 && kern == Kernel::Portable {
             x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect()
         } else {
             Vec::new()
@@ -264,17 +265,30 @@ impl QMat {
             xsum.chunks_exact(nb).collect()
         };
         let mut t = vec![0f32; n * self.rows];
-        t.par_chunks_mut(n)
-            .enumerate()
-            .with_min_len(16)
-            .for_each(|(r, o)| self.row_dot(kern, r, &rows, &sums, o));
+        // one contiguous share of the weight rows per thread: fewer, larger
+        // tasks (a decoded token makes over a hundred of these calls)
+        let per = self
+            .rows
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(16);
+        t.par_chunks_mut(n * per).enumerate().for_each(|(c, o)| {
+            for (i, o) in o.chunks_exact_mut(n).enumerate() {
+                self.row_dot(kern, c * per + i, &rows, &sums, o);
+            }
+        });
         if n == 1 {
             return t;
         }
+        // [rows, n] -> [n, rows], in tiles of weight rows (contiguous writes)
         let mut out = vec![0f32; n * self.rows];
-        for (r, v) in t.chunks_exact(n).enumerate() {
-            for (b, v) in v.iter().enumerate() {
-                out[b * self.rows + r] = *v;
+        const TILE: usize = 64;
+        for r0 in (0..self.rows).step_by(TILE) {
+            let r1 = (r0 + TILE).min(self.rows);
+            for b in 0..n {
+                let dst = &mut out[b * self.rows + r0..b * self.rows + r1];
+                for (d, r) in dst.iter_mut().zip(r0..r1) {
+                    *d = t[r * n + b];
+                }
             }
         }
         out
@@ -467,6 +481,11 @@ fn q8_dot_portable<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f3
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    //! Each block's 32 weights are dequantized once into four vectors
+    //! (`q·d + m` with one rounding), then multiplied into every activation
+    //! row: four FMAs per row and block, no per-block scaling or offset
+    //! terms. Rows keep two accumulators (one with eight rows, for the
+    //! registers), so the FMA chains overlap.
     use std::arch::x86_64::*;
 
     use super::BLOCK;
@@ -481,51 +500,80 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// Σ over blocks of `d·(q·x) + m·Σx` for `N` activation rows.
+    /// The weights of one block times `N` activation rows, into `acc`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rows<const N: usize>(
+        w: [__m256; 4],
+        x: &[&[f32]; N],
+        off: usize,
+        acc: &mut [[__m256; 2]; N],
+    ) {
+        for r in 0..N {
+            let xp = x[r].as_ptr().add(off);
+            if N >= 8 {
+                let mut a = acc[r][0];
+                a = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xp), a);
+                a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xp.add(8)), a);
+                a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xp.add(16)), a);
+                acc[r][0] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xp.add(24)), a);
+            } else {
+                let (mut a, mut b) = (acc[r][0], acc[r][1]);
+                a = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xp), a);
+                b = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xp.add(8)), b);
+                a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xp.add(16)), a);
+                b = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xp.add(24)), b);
+                acc[r] = [a, b];
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn finish<const N: usize>(acc: [[__m256; 2]; N]) -> [f32; N] {
+        let mut out = [0f32; N];
+        for r in 0..N {
+            out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+        }
+        out
+    }
+
+    /// Σ over blocks of `(q·d + m)·x` for `N` activation rows (`xsum` unused:
+    /// the offset is in the dequantized weights).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn q4_dot<const N: usize>(
         qs: &[u8],
         d: &[f32],
         m: &[f32],
         x: &[&[f32]; N],
-        xsum: &[&[f32]; N],
+        _xsum: &[&[f32]; N],
     ) -> [f32; N] {
         let nb = d.len();
         assert!(qs.len() >= nb * 16 && m.len() >= nb);
-        for r in 0..N {
-            assert!(x[r].len() >= nb * BLOCK && xsum[r].len() >= nb);
+        for xr in x {
+            assert!(xr.len() >= nb * BLOCK);
         }
         let mask = _mm_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut macc = [0f32; N];
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
         for k in 0..nb {
             let raw = _mm_loadu_si128(qs.as_ptr().add(k * 16) as *const __m128i);
             let lo = _mm_and_si128(raw, mask);
             let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-            let w0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-            let w1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-            let w2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-            let w3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
             let dk = _mm256_set1_ps(*d.get_unchecked(k));
-            let mk = *m.get_unchecked(k);
-            for r in 0..N {
-                let xp = x[r].as_ptr().add(k * BLOCK);
-                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(xp));
-                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), t);
-                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xp.add(16)), t);
-                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xp.add(24)), t);
-                acc[r] = _mm256_fmadd_ps(dk, t, acc[r]);
-                macc[r] = mk.mul_add(*xsum[r].get_unchecked(k), macc[r]);
-            }
+            let mk = _mm256_set1_ps(*m.get_unchecked(k));
+            let f =
+                |v: __m128i| _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), dk, mk);
+            let w = [
+                f(lo),
+                f(_mm_srli_si128(lo, 8)),
+                f(hi),
+                f(_mm_srli_si128(hi, 8)),
+            ];
+            rows::<N>(w, x, k * BLOCK, &mut acc);
         }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum(acc[r]) + macc[r];
-        }
-        out
+        finish(acc)
     }
 
-    /// Σ over blocks of `d·(q·x)` for `N` activation rows.
+    /// Σ over blocks of `(q·d)·x` for `N` activation rows.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn q8_dot<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
         let nb = d.len();
@@ -533,29 +581,21 @@ mod avx2 {
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
         }
-        let mut acc = [_mm256_setzero_ps(); N];
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
         for k in 0..nb {
             let p = qs.as_ptr().add(k * 32);
-            let w = |o: usize| {
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                    p.add(o) as *const __m128i
-                )))
-            };
-            let (w0, w1, w2, w3) = (w(0), w(8), w(16), w(24));
             let dk = _mm256_set1_ps(*d.get_unchecked(k));
-            for r in 0..N {
-                let xp = x[r].as_ptr().add(k * BLOCK);
-                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(xp));
-                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), t);
-                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xp.add(16)), t);
-                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xp.add(24)), t);
-                acc[r] = _mm256_fmadd_ps(dk, t, acc[r]);
-            }
+            let f = |o: usize| {
+                _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        p.add(o) as *const __m128i
+                    ))),
+                    dk,
+                )
+            };
+            let w = [f(0), f(8), f(16), f(24)];
+            rows::<N>(w, x, k * BLOCK, &mut acc);
         }
-        let mut out = [0f32; N];
-        for r in 0..N {
-            out[r] = hsum(acc[r]);
-        }
-        out
+        finish(acc)
     }
 }

@@ -1,0 +1,124 @@
+//! The quantized decoder's weight blocks and kernels (src/ml/lm/qmat.rs):
+//! products against the same weights dequantized to f32, for every block
+//! type, activation-row count and both kernels; stacking.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use slmforge::ml::lm::qmat::{Kernel, QKind, QMat, QStack};
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
+fn dequantized(m: &QMat) -> Vec<f32> {
+    let mut out = vec![0f32; m.rows() * m.cols()];
+    for r in 0..m.rows() {
+        m.dequantize_row(r, &mut out[r * m.cols()..(r + 1) * m.cols()]);
+    }
+    out
+}
+
+#[test]
+fn quantized_products_match_the_dequantized_weights() {
+    let (rows, cols) = (37, 96);
+    let w = random(rows * cols, 1);
+    let wt = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu).unwrap();
+    let mut mats = Vec::new();
+    for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let q = QTensor::quantize(&wt, dt).unwrap();
+        let deq: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let m = QMat::from_qtensor(&q)
+            .unwrap()
+            .expect("a kernel for this type");
+        // the blocks read back as candle dequantizes them
+        let mine = dequantized(&m);
+        let err = mine
+            .iter()
+            .zip(&deq)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(err < 1e-6, "{dt:?}: {err}");
+        mats.push((format!("{dt:?}"), m, deq));
+    }
+    // types without a kernel are not taken
+    let k = QTensor::quantize(
+        &Tensor::from_vec(random(256 * 2, 4), (2, 256), &Device::Cpu).unwrap(),
+        GgmlDType::Q4K,
+    )
+    .unwrap();
+    assert!(QMat::from_qtensor(&k).unwrap().is_none());
+    // re-quantized to 8 bits: close to the originals
+    let q8 = QMat::quantize_q8(&w, rows, cols).unwrap();
+    let deq8 = dequantized(&q8);
+    let err = w
+        .iter()
+        .zip(&deq8)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(err < 1.0 / 200.0, "{err}");
+    mats.push(("q8 re-quantized".into(), q8, deq8));
+    // f32 weights, shared with the tensor
+    let f = QMat::from_f32(&wt).unwrap().unwrap();
+    assert_eq!(f.kind(), QKind::F32);
+    mats.push(("f32".into(), f, w.clone()));
+    for (name, m, deq) in &mats {
+        for n in [1, 2, 3, 5, 8, 13] {
+            let x = random(n * cols, 7 + n as u64);
+            for kern in [Kernel::detect(), Kernel::Portable] {
+                let got = m.matmul_with(kern, &x, n);
+                for b in 0..n {
+                    for r in 0..rows {
+                        let want: f32 =
+                            (0..cols).map(|c| x[b * cols + c] * deq[r * cols + c]).sum();
+                        let g = got[b * rows + r];
+                        assert!(
+                            (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{name} {kern:?} n={n} b={b} r={r}: {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn stacks_merge_one_kind_and_place_mixed_kinds_side_by_side() {
+    let a = QMat::quantize_q8(&random(2 * 32, 1), 2, 32).unwrap();
+    let b = QMat::quantize_q8(&random(3 * 32, 2), 3, 32).unwrap();
+    let s = QMat::stack(&[&a, &b]).unwrap();
+    assert_eq!(s.rows(), 5);
+    let (mut r0, mut r1) = (vec![0f32; 32], vec![0f32; 32]);
+    s.dequantize_row(3, &mut r0);
+    b.dequantize_row(1, &mut r1);
+    assert_eq!(r0, r1);
+    let t = Tensor::from_vec(random(64, 3), (2, 32), &Device::Cpu).unwrap();
+    let q4 = QMat::from_qtensor(&QTensor::quantize(&t, GgmlDType::Q4_1).unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(QMat::stack(&[&a, &q4]).is_none());
+    assert!(QMat::quantize_q8(&random(40, 1), 1, 40).is_none());
+    // a mixed stack: one product, each part's rows in place
+    let st = QStack::new(vec![a.clone(), q4.clone(), b.clone()]);
+    assert_eq!((st.parts().len(), st.rows()), (3, 7));
+    let merged = QStack::new(vec![a.clone(), b.clone()]);
+    assert_eq!(merged.parts().len(), 1);
+    let x = random(3 * 32, 9);
+    let y = st.matmul(&x, 3);
+    let parts = [a.matmul(&x, 3), q4.matmul(&x, 3), b.matmul(&x, 3)];
+    for row in 0..3 {
+        let want: Vec<f32> = parts
+            .iter()
+            .zip([2, 2, 3])
+            .flat_map(|(p, w)| p[row * w..(row + 1) * w].to_vec())
+            .collect();
+        assert_eq!(y[row * 7..(row + 1) * 7], want[..]);
+    }
+}
