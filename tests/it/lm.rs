@@ -1545,6 +1545,21 @@ fn quantized_decoder_matches_the_f32_path() {
                 "{arch} {kind}: logits differ by {d} (scale {scale})"
             );
             assert_eq!(qt, ft, "{arch} {kind}: greedy tokens");
+            // as tune and route generate: prompts on the merged copy, decoding unmerged
+            lm.model.set_quantized_decode(true);
+            let fi = lm.model.for_inference().unwrap();
+            assert!(
+                !std::ptr::eq(fi.prefill_model(), &fi),
+                "{arch}: a merged copy for prompts"
+            );
+            let opts = GenerateOptions {
+                sampling: SamplingConfig::greedy(12),
+                batch_size: prompts.len(),
+                ..Default::default()
+            };
+            let (c, _) = generate_tokens(&fi, &prompts, &[], lm.tokenizer.pad_id(), &opts).unwrap();
+            let it: Vec<Vec<u32>> = c.into_iter().map(|c| c.tokens).collect();
+            assert_eq!(it, ft, "{arch} {kind}: for_inference's greedy tokens");
         }
     }
     if let Some(p) = common::real_file(REAL_MODEL, "quantized_decoder_matches_the_f32_path (real)")

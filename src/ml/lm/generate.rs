@@ -341,13 +341,14 @@ pub fn generate_constrained(
 
         let t0 = Instant::now();
         let mut slow = None;
-        let mut cache = model.new_cache(pads, capacity)?;
+        let prefill = model.prefill_model();
+        let mut cache = prefill.new_cache(pads, capacity)?;
         let step = opts.prefill_chunk.max(1);
         let mut logits = None;
         let mut start = 0;
         while start < len {
             let n = step.min(len - start);
-            logits = Some(model.forward_cached(&ids.narrow(1, start, n)?, &mut cache)?);
+            logits = Some(prefill.forward_cached(&ids.narrow(1, start, n)?, &mut cache)?);
             start += n;
         }
         let logits = logits.context("empty batch")?;

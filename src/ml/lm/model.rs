@@ -287,6 +287,10 @@ pub struct CausalLm {
     pub(super) qdec: Option<Arc<super::decode::DecodeWeights>>,
     /// Whether generation decodes on `qdec` (on by default).
     pub(super) quantized_decode: bool,
+    /// The same model with its adapters merged, for prompt processing
+    /// (large products are faster on merged f32 weights than with the
+    /// adapters' extra products); decoding stays on the unmerged adapters.
+    pub(super) prefill: Option<Arc<CausalLm>>,
 }
 
 /// Per-layer key/value cache for generation: `[batch, kv_heads, capacity, head_dim]`,
@@ -503,6 +507,7 @@ impl CausalLm {
             lora_cfg: None,
             qdec,
             quantized_decode: std::env::var_os("SLMFORGE_F32_DECODE").is_none(),
+            prefill: None,
         })
     }
 
@@ -556,6 +561,7 @@ impl CausalLm {
     /// every target of every block, replacing any present.
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
         cfg.validate()?;
+        self.prefill = None;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let r = cfg.rank;
         for blk in &mut self.blocks {
@@ -586,6 +592,7 @@ impl CausalLm {
         tensors: &HashMap<String, Tensor>,
     ) -> Result<()> {
         cfg.validate()?;
+        self.prefill = None;
         let mut used = 0;
         let mut blocks = self.blocks.clone();
         for (i, blk) in blocks.iter_mut().enumerate() {
@@ -636,6 +643,7 @@ impl CausalLm {
 
     /// Drops all adapters.
     pub fn remove_lora(&mut self) {
+        self.prefill = None;
         for blk in &mut self.blocks {
             blk.lora = Default::default();
         }
@@ -727,20 +735,33 @@ impl CausalLm {
         }
         // the quantized base would not hold the merged adapters
         out.qdec = None;
+        out.prefill = None;
         out.lora_cfg = None;
         Ok(out)
     }
 
-    /// The model to generate with: this one, adapters unmerged, when it
-    /// decodes on quantized weights (one base serves every adapter, and
-    /// quantized decoding is faster than the merged f32 weights); else a
-    /// copy with the adapters merged.
+    /// The model to generate with. When it decodes on quantized weights:
+    /// this one, adapters unmerged for decoding (one base serves every
+    /// adapter, and quantized decoding is faster than merged f32 weights),
+    /// with a merged copy for prompt processing. Otherwise a copy with the
+    /// adapters merged.
     pub fn for_inference(&self) -> Result<CausalLm> {
         let decodes = self.qdec.is_some() && self.quantized_decode && self.device.is_cpu();
-        if self.lora_cfg.is_none() || (decodes && self.kernels.fused) {
+        if self.lora_cfg.is_none() {
             return Ok(self.clone());
         }
+        if decodes && self.kernels.fused {
+            let mut out = self.clone();
+            out.prefill = Some(Arc::new(self.merge_lora()?));
+            return Ok(out);
+        }
         self.merge_lora()
+    }
+
+    /// The model prompts are processed with: the merged copy
+    /// [`CausalLm::for_inference`] made, else this one.
+    pub fn prefill_model(&self) -> &CausalLm {
+        self.prefill.as_deref().unwrap_or(self)
     }
 
     fn lora_delta(
