@@ -59,30 +59,38 @@ impl DecodeWeights {
     }
 }
 
-/// A LoRA pair as f32 rows: `a: [rank, in]`, `b: [out, rank]`.
+/// A LoRA pair as f32 rows: `a: [rank, in]` and `bt = Bᵀ: [rank, out]`
+/// (so the up-projection adds `rank` contiguous rows).
 struct LoraRows {
     a: Vec<f32>,
-    b: Vec<f32>,
+    bt: Vec<f32>,
     rank: usize,
     scale: f32,
 }
 
 impl LoraRows {
+    fn new(a: &Tensor, b: &Tensor, scale: f32) -> Result<LoraRows> {
+        Ok(LoraRows {
+            rank: a.dim(0)?,
+            a: vec_of(a)?,
+            bt: vec_of(&b.t()?.contiguous()?)?,
+            scale,
+        })
+    }
+
     /// Adds `scale·B·(A·x)` for each of `n` rows of `x: [n, in]` into
     /// `out: [n, width]` at column `col`.
     fn add(&self, x: &[f32], n: usize, out: &mut [f32], width: usize, col: usize) {
         let inp = x.len() / n;
-        let outw = self.b.len() / self.rank;
+        let outw = self.bt.len() / self.rank;
         for r in 0..n {
             let xr = &x[r * inp..(r + 1) * inp];
-            let t: Vec<f32> = self
-                .a
-                .chunks_exact(inp)
-                .map(|a| dot1(a, xr) * self.scale)
-                .collect();
             let o = &mut out[r * width + col..r * width + col + outw];
-            for (o, b) in o.iter_mut().zip(self.b.chunks_exact(self.rank)) {
-                *o += dot1(b, &t);
+            for (a, b) in self.a.chunks_exact(inp).zip(self.bt.chunks_exact(outw)) {
+                let t = dot1(a, xr) * self.scale;
+                for (o, b) in o.iter_mut().zip(b) {
+                    *o = t.mul_add(*b, *o);
+                }
             }
         }
     }
@@ -148,13 +156,7 @@ impl<'a> Decoder<'a> {
             let mut lora: [Option<LoraRows>; 7] = Default::default();
             for t in LoraTarget::ALL {
                 if let Some(p) = &blk.lora[t.index()] {
-                    let a = p.a.as_tensor();
-                    lora[t.index()] = Some(LoraRows {
-                        rank: a.dim(0)?,
-                        a: vec_of(a)?,
-                        b: vec_of(p.b.as_tensor())?,
-                        scale,
-                    });
+                    lora[t.index()] = Some(LoraRows::new(p.a.as_tensor(), p.b.as_tensor(), scale)?);
                 }
             }
             layers.push(LayerPlan {
