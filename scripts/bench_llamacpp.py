@@ -66,6 +66,49 @@ def llama_cpp_figures(model, prompt_len, decode_tokens, threads, repeats):
     }
 
 
+PARITY_PROMPTS = [
+    "The weather in Paris is",
+    "user: cancel my order 42",
+    "{\"name\": \"create_ticket\", \"arguments\":",
+    "One, two, three, four,",
+    "The capital of Japan is",
+]
+
+
+def llama_cpp_greedy(model, threads, prompts, n):
+    """llama.cpp's greedy continuation (text) of each raw prompt."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=model, n_ctx=256, n_threads=threads, verbose=False)
+    out = []
+    for p in prompts:
+        llm.reset()
+        llm.eval(llm.tokenize(p.encode(), add_bos=False, special=False))
+        toks = []
+        for _ in range(n):
+            t = llm.sample(temp=0.0)
+            if t == llm.token_eos():
+                break
+            toks.append(t)
+            llm.eval([t])
+        out.append(llm.detokenize(toks).decode("utf-8", errors="replace"))
+    return out
+
+
+def slmforge_greedy(binary, model, prompts, n):
+    """Our greedy continuation (text) of each raw prompt, on the quantized decoder."""
+    out = []
+    for p in prompts:
+        r = subprocess.run(
+            [binary, "generate", "--model", model, "--raw", "--prompt", p,
+             "--max-tokens", str(n), "--json"],
+            check=True, capture_output=True, text=True,
+            env={**os.environ, "SLMFORGE_NO_PROGRESS": "1"},
+        )
+        out.append(json.loads(r.stdout)["text"])
+    return out
+
+
 def slmforge_figures(binary, model, prompt_len, decode_tokens, batches):
     out = subprocess.run(
         [binary, "bench", "lm-infer", "--model", model, "--prompt-len", str(prompt_len),
@@ -107,6 +150,14 @@ def main():
               + ", ".join(f"decode batch {b} {by[b]:.1f}" for b in batches) + " tok/s", file=sys.stderr)
         for k, v in ratios.items():
             print(f"  {k}: {v:.2f}x", file=sys.stderr)
+        # greedy parity with llama.cpp (which quantizes activations to 8 bits)
+        ref_t = llama_cpp_greedy(a.model, a.threads, PARITY_PROMPTS, 24)
+        our_t = slmforge_greedy(a.slmforge, a.model, PARITY_PROMPTS, 24)
+        same = [r == o for r, o in zip(ref_t, our_t)]
+        result["greedy_parity"] = {"tokens": 24, "prompts": len(same), "same": sum(same),
+                                   "pairs": [{"prompt": p, "llama_cpp": r, "slmforge": o}
+                                             for p, r, o in zip(PARITY_PROMPTS, ref_t, our_t)]}
+        print(f"greedy continuations equal to llama.cpp's: {sum(same)}/{len(same)}", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 
