@@ -250,26 +250,31 @@ pub fn decode_parity(
         let prune = prune_of(run_dir, c);
         let max_new = max_new_of(&results, c);
         let mut passes = serde_json::Map::new();
+        // the adapter read once; the quantized decoder's model and the f32 one
+        lm.model = base.clone();
+        lm.apply_adapter(&cluster_dir(run_dir, c))?;
+        let mut models = Vec::new();
+        for quantized in [true, false] {
+            let mut m = lm.model.clone();
+            m.set_quantized_decode(quantized);
+            models.push(m.for_inference()?);
+        }
         for (name, shape) in [("free", None), ("guided", shape_of(run_dir, c, true))] {
             if name == "guided" && shape.is_none() {
                 continue;
             }
             let mut texts = Vec::new();
-            for quantized in [true, false] {
-                lm.model = base.clone();
-                lm.model.set_quantized_decode(quantized);
-                lm.apply_adapter(&cluster_dir(run_dir, c))?;
-                let model = lm.model.for_inference()?;
-                let a = answers(
+            for model in &models {
+                let rules = (prune.as_ref(), shape.as_ref());
+                texts.push(answers(
                     &lm,
-                    &model,
+                    model,
                     &refs,
-                    (prune.as_ref(), shape.as_ref()),
+                    rules,
                     settings.max_len,
                     max_new,
                     batch,
-                )?;
-                texts.push(a);
+                )?);
             }
             let differ: Vec<String> = (0..refs.len())
                 .filter(|&i| texts[0].0[i] != texts[1].0[i])
@@ -418,7 +423,7 @@ pub fn calibrate(
         let c = routes[r].cluster;
         lm.model = base.clone();
         lm.apply_adapter(&cluster_dir(run_dir, c))?;
-        let merged = lm.model.for_inference()?;
+        let model = lm.model.for_inference()?;
         let max_new = max_new_of(&results, c);
         let own: Vec<usize> = (0..data.calls.len())
             .filter(|&i| data.split[i] == Split::Val && data.label[i] == c)
@@ -428,7 +433,7 @@ pub fn calibrate(
         let shape = shape_of(run_dir, c, cfg.guided);
         let ok = judge(
             &lm,
-            &merged,
+            &model,
             &refs,
             (prune.as_ref(), shape.as_ref()),
             settings.max_len,

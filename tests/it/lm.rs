@@ -1463,13 +1463,7 @@ fn decode_both(
 ) -> [(Vec<Vec<u32>>, Vec<f32>); 2] {
     [true, false].map(|quantized| {
         lm.model.set_quantized_decode(quantized);
-        let opts = GenerateOptions {
-            sampling: SamplingConfig::greedy(n),
-            batch_size: prompts.len(),
-            ..Default::default()
-        };
-        let (c, _) =
-            generate_tokens(&lm.model, prompts, &[], lm.tokenizer.pad_id(), &opts).unwrap();
+        let tokens = greedy_rows(&lm.model, prompts, lm.tokenizer.pad_id(), n);
         // one decoded step by hand: prompt through the f32 path, then a token
         let (ids, pads) =
             lm::model::left_padded(prompts, lm.tokenizer.pad_id(), &Device::Cpu).unwrap();
@@ -1493,8 +1487,30 @@ fn decode_both(
                     .unwrap()
             }
         };
-        (c.into_iter().map(|c| c.tokens).collect(), logits)
+        (tokens, logits)
     })
+}
+
+/// Greedy tokens of `prompts` decoded as one batch.
+fn greedy_rows(model: &lm::CausalLm, prompts: &[Vec<u32>], pad: u32, n: usize) -> Vec<Vec<u32>> {
+    let opts = GenerateOptions {
+        sampling: SamplingConfig::greedy(n),
+        batch_size: prompts.len(),
+        ..Default::default()
+    };
+    let (c, _) = generate_tokens(model, prompts, &[], pad, &opts).unwrap();
+    c.into_iter().map(|c| c.tokens).collect()
+}
+
+/// The largest difference between two logit vectors, and the largest
+/// magnitude of `want` (the scale a tolerance is relative to).
+fn diff_and_scale(got: &[f32], want: &[f32]) -> (f32, f32) {
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    (d, scale)
 }
 
 /// The quantized decoder against the f32 path, in every family, with an
@@ -1535,11 +1551,7 @@ fn quantized_decoder_matches_the_f32_path() {
             lm.model.add_lora(&cfg, 3).unwrap();
             randomize_lora_b(&lm.model, 5, 0.05);
             let [(qt, ql), (ft, fl)] = decode_both(&mut lm, &prompts, 12);
-            let scale = fl.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = ql
-                .iter()
-                .zip(&fl)
-                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            let (d, scale) = diff_and_scale(&ql, &fl);
             assert!(
                 d <= 1e-4 * scale.max(1.0),
                 "{arch} {kind}: logits differ by {d} (scale {scale})"
@@ -1552,13 +1564,7 @@ fn quantized_decoder_matches_the_f32_path() {
                 !std::ptr::eq(fi.prefill_model(), &fi),
                 "{arch}: a merged copy for prompts"
             );
-            let opts = GenerateOptions {
-                sampling: SamplingConfig::greedy(12),
-                batch_size: prompts.len(),
-                ..Default::default()
-            };
-            let (c, _) = generate_tokens(&fi, &prompts, &[], lm.tokenizer.pad_id(), &opts).unwrap();
-            let it: Vec<Vec<u32>> = c.into_iter().map(|c| c.tokens).collect();
+            let it = greedy_rows(&fi, &prompts, lm.tokenizer.pad_id(), 12);
             assert_eq!(it, ft, "{arch} {kind}: for_inference's greedy tokens");
         }
     }
@@ -1571,11 +1577,7 @@ fn quantized_decoder_matches_the_f32_path() {
             .map(|t| lm.tokenizer.encode(t).unwrap())
             .collect();
         let [(qt, ql), (ft, fl)] = decode_both(&mut lm, &prompts, 16);
-        let scale = fl.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let d = ql
-            .iter()
-            .zip(&fl)
-            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        let (d, scale) = diff_and_scale(&ql, &fl);
         assert!(
             d < 1e-3 * scale,
             "smollm2: logits differ by {d} (scale {scale})"

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::lora::LoraTarget;
 use super::model::{CausalLm, KvCache};
-use super::ops::{dot1, gated_row, rms_norm_row, RopeTables};
+use super::ops::{dot1, gated_row, rms_norm_row};
 use super::qmat::{QMat, QStack};
 
 /// The quantized projections of a model: per layer q/k/v stacked, o,
@@ -122,8 +122,8 @@ pub struct Decoder<'a> {
 pub struct DecodeCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
-    /// Tokens written per row (the same for every row; rows that stopped
-    /// keep a stale tail that nothing reads).
+    /// Tokens written per row (rows that stopped generating are no longer
+    /// advanced).
     len: Vec<usize>,
     capacity: usize,
     pad_left: Vec<usize>,
@@ -137,6 +137,22 @@ impl DecodeCache {
     /// Tokens the cache holds for `row`.
     pub fn len(&self, row: usize) -> usize {
         self.len[row]
+    }
+}
+
+/// `x += y`, with `y` first RMS-normalized row by row when the block has
+/// a post-norm (Gemma).
+fn add_residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, eps: f32, width: usize) {
+    let mut row = vec![0f32; width];
+    for (xr, yr) in x.chunks_exact_mut(width).zip(y.chunks_exact(width)) {
+        let yr = match post_norm {
+            Some(w) => {
+                rms_norm_row(yr, w, eps, &mut row);
+                &row[..]
+            }
+            None => yr,
+        };
+        xr.iter_mut().zip(yr).for_each(|(x, y)| *x += y);
     }
 }
 
@@ -360,10 +376,7 @@ impl<'a> Decoder<'a> {
                 l.add(&hn, n, &mut qkv, width, col);
             }
         }
-        let rope: &RopeTables = match (&self.model.rope_local, lp.window) {
-            (Some(local), Some(_)) => local,
-            _ => &self.model.rope,
-        };
+        let rope = self.model.rope_for(lp.window);
         let neox = !cfg.arch.interleaved_rope();
         let cap = cache.capacity;
         for (i, &r) in rows.iter().enumerate() {
@@ -399,10 +412,7 @@ impl<'a> Decoder<'a> {
         if let Some(l) = &lp.lora[LoraTarget::O.index()] {
             l.add(&o, n, &mut attn, h, 0);
         }
-        if let Some(w) = &lp.post_attn_norm {
-            attn = norm_rows(&attn, w, h);
-        }
-        x.iter_mut().zip(&attn).for_each(|(x, a)| *x += a);
+        add_residual(x, &attn, lp.post_attn_norm.as_deref(), eps, h);
 
         // feed-forward
         let hn = norm_rows(x, &lp.ffn_norm, h);
@@ -420,10 +430,7 @@ impl<'a> Decoder<'a> {
         if let Some(l) = &lp.lora[LoraTarget::Down.index()] {
             l.add(&act, n, &mut down, h, 0);
         }
-        if let Some(w) = &lp.post_ffn_norm {
-            down = norm_rows(&down, w, h);
-        }
-        x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+        add_residual(x, &down, lp.post_ffn_norm.as_deref(), eps, h);
         Ok(())
     }
 }

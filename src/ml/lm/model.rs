@@ -545,6 +545,14 @@ impl CausalLm {
         self.kernels = k;
     }
 
+    /// The rotary tables of a layer with this sliding window (`None`: global).
+    pub(super) fn rope_for(&self, window: Option<usize>) -> &RopeTables {
+        match (&self.rope_local, window) {
+            (Some(local), Some(_)) => local,
+            _ => &self.rope,
+        }
+    }
+
     /// Largest position the rotary tables cover.
     pub fn max_positions(&self) -> usize {
         self.rope.max_positions()
@@ -832,10 +840,7 @@ impl CausalLm {
         };
         let q = head_norm(q, &blk.q_norm)?;
         let kk = head_norm(kk, &blk.k_norm)?;
-        let rope = match (&self.rope_local, blk.window) {
-            (Some(local), Some(_)) => local,
-            _ => &self.rope,
-        };
+        let rope = self.rope_for(blk.window);
         let neox = !cfg.arch.interleaved_rope();
         let q = ops::rope(&q.transpose(1, 2)?, rope, &ctx.positions, neox, k)?;
         let kk = ops::rope(&kk.transpose(1, 2)?, rope, &ctx.positions, neox, k)?;

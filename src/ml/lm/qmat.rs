@@ -204,32 +204,52 @@ impl QMat {
 
     /// The f32 values of row `r` (tests and the embedding of tied heads).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        if let Some(w) = &self.f32w {
+            let row = w.get(r).and_then(|t| t.to_vec1::<f32>());
+            out.copy_from_slice(&row.expect("f32 weight row"));
+            return;
+        }
         let nb = self.cols / BLOCK;
-        for k in 0..nb {
-            let b = r * nb + k;
-            let o = &mut out[k * BLOCK..(k + 1) * BLOCK];
-            match self.kind {
-                QKind::Q4 => {
-                    let q = &self.qs[b * 16..(b + 1) * 16];
-                    for j in 0..16 {
-                        o[j] = (q[j] & 0x0F) as f32 * self.d[b] + self.m[b];
-                        o[j + 16] = (q[j] >> 4) as f32 * self.d[b] + self.m[b];
-                    }
-                }
-                QKind::Q8 => {
-                    let q = &self.qs[b * 32..(b + 1) * 32];
-                    for j in 0..32 {
-                        o[j] = q[j] as i8 as f32 * self.d[b];
-                    }
-                }
-                QKind::F32 => {
-                    let w = self.f32w.as_ref().expect("f32 weights");
-                    let row = w.get(r).and_then(|t| t.to_vec1::<f32>());
-                    out.copy_from_slice(&row.expect("f32 weight row"));
-                    return;
+        for (k, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+            self.block_values(r * nb + k, o);
+        }
+    }
+
+    /// The 32 values of block `b` (of a quantized kind): `q·d + m` or `q·d`,
+    /// rounded as candle dequantizes.
+    fn block_values(&self, b: usize, o: &mut [f32]) {
+        match self.kind {
+            QKind::Q4 => {
+                let q = &self.qs[b * 16..(b + 1) * 16];
+                for j in 0..16 {
+                    o[j] = (q[j] & 0x0F) as f32 * self.d[b] + self.m[b];
+                    o[j + 16] = (q[j] >> 4) as f32 * self.d[b] + self.m[b];
                 }
             }
+            QKind::Q8 => {
+                let q = &self.qs[b * 32..(b + 1) * 32];
+                for (o, q) in o.iter_mut().zip(q) {
+                    *o = *q as i8 as f32 * self.d[b];
+                }
+            }
+            QKind::F32 => unreachable!("f32 weights have no blocks"),
         }
+    }
+
+    /// The portable kernel: each block's values, then a plain dot product
+    /// with each of the `N` activation rows.
+    fn portable_dot<const N: usize>(&self, r: usize, x: &[&[f32]; N]) -> [f32; N] {
+        let nb = self.cols / BLOCK;
+        let mut out = [0f32; N];
+        let mut w = [0f32; BLOCK];
+        for k in 0..nb {
+            self.block_values(r * nb + k, &mut w);
+            for (o, xr) in out.iter_mut().zip(x) {
+                let xb = &xr[k * BLOCK..(k + 1) * BLOCK];
+                *o += w.iter().zip(xb).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+        out
     }
 
     /// `x · Wᵀ` for `n` rows of activations `x: [n, cols]`: returns `[n, rows]`.
@@ -250,20 +270,7 @@ impl QMat {
             let w = &v[l.start_offset()..l.start_offset() + self.rows * self.cols];
             return super::ops::small_m_matmul(x, w, n, self.rows, self.cols);
         }
-        let nb = self.cols / BLOCK;
-        // per-block sums of the activations (the offset term of the portable
-        // 4-bit kernel; the vector kernel dequantizes the offset instead)
-        let xsum: Vec<f32> = if self.kind == QKind::Q4 && kern == Kernel::Portable {
-            x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect()
-        } else {
-            Vec::new()
-        };
         let rows: Vec<&[f32]> = x.chunks_exact(self.cols).collect();
-        let sums: Vec<&[f32]> = if xsum.is_empty() {
-            vec![&[][..]; n]
-        } else {
-            xsum.chunks_exact(nb).collect()
-        };
         let mut t = vec![0f32; n * self.rows];
         // one contiguous share of the weight rows per thread: fewer, larger
         // tasks (a decoded token makes over a hundred of these calls)
@@ -273,7 +280,7 @@ impl QMat {
             .max(16);
         t.par_chunks_mut(n * per).enumerate().for_each(|(c, o)| {
             for (i, o) in o.chunks_exact_mut(n).enumerate() {
-                self.row_dot(kern, c * per + i, &rows, &sums, o);
+                self.row_dot(kern, c * per + i, &rows, o);
             }
         });
         if n == 1 {
@@ -295,7 +302,7 @@ impl QMat {
     }
 
     /// Weight row `r` against every activation row, in groups of 8, 4, 2, 1.
-    fn row_dot(&self, kern: Kernel, r: usize, x: &[&[f32]], xsum: &[&[f32]], out: &mut [f32]) {
+    fn row_dot(&self, kern: Kernel, r: usize, x: &[&[f32]], out: &mut [f32]) {
         let mut b = 0;
         while b < x.len() {
             let left = x.len() - b;
@@ -308,51 +315,41 @@ impl QMat {
             } else {
                 1
             };
-            let (xs, ss, o) = (&x[b..b + g], &xsum[b..b + g], &mut out[b..b + g]);
+            let (xs, o) = (&x[b..b + g], &mut out[b..b + g]);
             match g {
-                8 => self.group::<8>(kern, r, xs, ss, o),
-                4 => self.group::<4>(kern, r, xs, ss, o),
-                2 => self.group::<2>(kern, r, xs, ss, o),
-                _ => self.group::<1>(kern, r, xs, ss, o),
+                8 => self.group::<8>(kern, r, xs, o),
+                4 => self.group::<4>(kern, r, xs, o),
+                2 => self.group::<2>(kern, r, xs, o),
+                _ => self.group::<1>(kern, r, xs, o),
             }
             b += g;
         }
     }
 
-    fn group<const N: usize>(
-        &self,
-        kern: Kernel,
-        r: usize,
-        x: &[&[f32]],
-        xsum: &[&[f32]],
-        out: &mut [f32],
-    ) {
-        let nb = self.cols / BLOCK;
+    fn group<const N: usize>(&self, kern: Kernel, r: usize, x: &[&[f32]], out: &mut [f32]) {
         let x: [&[f32]; N] = std::array::from_fn(|i| x[i]);
-        let d = &self.d[r * nb..(r + 1) * nb];
-        let res: [f32; N] = match self.kind {
-            QKind::Q4 => {
-                let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
-                let m = &self.m[r * nb..(r + 1) * nb];
-                let s: [&[f32]; N] = std::array::from_fn(|i| xsum[i]);
-                match kern {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Kernel::Avx2` is only chosen when the CPU has AVX2 and FMA;
-                    // the slices hold `nb` blocks (checked by the asserts inside).
-                    Kernel::Avx2 => unsafe { avx2::q4_dot::<N>(qs, d, m, &x, &s) },
-                    Kernel::Portable => q4_dot_portable::<N>(qs, d, m, &x, &s),
+        let res: [f32; N] = match kern {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                let nb = self.cols / BLOCK;
+                let d = &self.d[r * nb..(r + 1) * nb];
+                match self.kind {
+                    QKind::Q4 => {
+                        let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
+                        let m = &self.m[r * nb..(r + 1) * nb];
+                        // SAFETY: `Kernel::Avx2` is only chosen when the CPU has AVX2
+                        // and FMA; the slices hold `nb` blocks (asserted inside).
+                        unsafe { avx2::q4_dot::<N>(qs, d, m, &x) }
+                    }
+                    QKind::Q8 => {
+                        let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
+                        // SAFETY: as above.
+                        unsafe { avx2::q8_dot::<N>(qs, d, &x) }
+                    }
+                    QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
                 }
             }
-            QKind::Q8 => {
-                let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
-                match kern {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above.
-                    Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, &x) },
-                    Kernel::Portable => q8_dot_portable::<N>(qs, d, &x),
-                }
-            }
-            QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
+            Kernel::Portable => self.portable_dot::<N>(r, &x),
         };
         out.copy_from_slice(&res);
     }
@@ -439,46 +436,6 @@ impl Kernel {
     }
 }
 
-fn q4_dot_portable<const N: usize>(
-    qs: &[u8],
-    d: &[f32],
-    m: &[f32],
-    x: &[&[f32]; N],
-    xsum: &[&[f32]; N],
-) -> [f32; N] {
-    let mut out = [0f32; N];
-    let mut w = [0f32; BLOCK];
-    for k in 0..d.len() {
-        let q = &qs[k * 16..(k + 1) * 16];
-        for j in 0..16 {
-            w[j] = (q[j] & 0x0F) as f32;
-            w[j + 16] = (q[j] >> 4) as f32;
-        }
-        for r in 0..N {
-            let xb = &x[r][k * BLOCK..(k + 1) * BLOCK];
-            let dot: f32 = w.iter().zip(xb).map(|(a, b)| a * b).sum();
-            out[r] += d[k] * dot + m[k] * xsum[r][k];
-        }
-    }
-    out
-}
-
-fn q8_dot_portable<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
-    let mut out = [0f32; N];
-    let mut w = [0f32; BLOCK];
-    for k in 0..d.len() {
-        for (w, q) in w.iter_mut().zip(&qs[k * 32..(k + 1) * 32]) {
-            *w = *q as i8 as f32;
-        }
-        for r in 0..N {
-            let xb = &x[r][k * BLOCK..(k + 1) * BLOCK];
-            let dot: f32 = w.iter().zip(xb).map(|(a, b)| a * b).sum();
-            out[r] += d[k] * dot;
-        }
-    }
-    out
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! Each block's 32 weights are dequantized once into four vectors
@@ -537,15 +494,13 @@ mod avx2 {
         out
     }
 
-    /// Σ over blocks of `(q·d + m)·x` for `N` activation rows (`xsum` unused:
-    /// the offset is in the dequantized weights).
+    /// Σ over blocks of `(q·d + m)·x` for `N` activation rows.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn q4_dot<const N: usize>(
         qs: &[u8],
         d: &[f32],
         m: &[f32],
         x: &[&[f32]; N],
-        _xsum: &[&[f32]; N],
     ) -> [f32; N] {
         let nb = d.len();
         assert!(qs.len() >= nb * 16 && m.len() >= nb);
