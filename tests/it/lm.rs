@@ -242,13 +242,25 @@ fn tiny_parity_with_quantized_llama() {
 fn fused_kernels_match_composite_forward_and_gradients() {
     let dir = tempfile::tempdir().unwrap();
     let lm = tiny_model(dir.path());
-    let mut m = lm.model.clone();
-    let cfg = LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        ..Default::default()
-    };
-    m.add_lora(&cfg, 3).unwrap();
+    // All seven projections (fused q|k|v and gate|up nodes whole), then a
+    // subset that leaves gaps in the fused projections' columns.
+    for targets in [
+        LoraTarget::ALL.to_vec(),
+        vec![LoraTarget::K, LoraTarget::Up, LoraTarget::Down],
+    ] {
+        let cfg = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets,
+            ..Default::default()
+        };
+        fused_matches_composite(&lm.model, &cfg);
+    }
+}
+
+fn fused_matches_composite(base: &lm::CausalLm, cfg: &LoraConfig) {
+    let mut m = base.clone();
+    m.add_lora(cfg, 3).unwrap();
     randomize_lora_b(&m, 5, 0.05);
     let ids = Tensor::new(
         &[[5u32, 60, 61, 62, 1, 2, 90, 91], [2, 2, 2, 7, 8, 9, 10, 11]],

@@ -794,6 +794,68 @@ impl CausalLm {
         Ok((x.matmul(&a.t()?)? * cfg.scale())?.matmul(&b.t()?)?)
     }
 
+    /// Projection `i` (0 q|k|v, 1 o, 2 gate|up, 3 down) of `x` with the
+    /// adapters of its parts as one graph node ([`ops::lora_linear`]), when
+    /// the kernels allow and no LoRA dropout applies; `None`: the caller
+    /// adds each adapter's delta to [`Self::proj`] (the composite form).
+    fn fused_proj(
+        &self,
+        blk: &Block,
+        i: usize,
+        x: &Tensor,
+        training: bool,
+    ) -> Result<Option<Tensor>> {
+        let Some(lcfg) = &self.lora_cfg else {
+            return Ok(None);
+        };
+        if training && lcfg.dropout > 0.0 {
+            return Ok(None);
+        }
+        let c = &self.cfg;
+        let (h, f, qd, kvd) = (c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
+        let targets: &[(LoraTarget, usize)] = match i {
+            0 => &[
+                (LoraTarget::Q, qd),
+                (LoraTarget::K, kvd),
+                (LoraTarget::V, kvd),
+            ],
+            1 => &[(LoraTarget::O, h)],
+            2 => &[(LoraTarget::Gate, f), (LoraTarget::Up, f)],
+            _ => &[(LoraTarget::Down, h)],
+        };
+        let (mut parts, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for &(t, width) in targets {
+            if let Some(p) = &blk.lora[t.index()] {
+                parts.push(ops::LoraPart { offset, width });
+                let (pa, pb) = (p.a.as_tensor(), p.b.as_tensor());
+                match training {
+                    true => (a.push(pa.clone()), b.push(pb.clone())),
+                    false => (a.push(pa.detach()), b.push(pb.detach())),
+                };
+            }
+            offset += width;
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let w = [&blk.wqkv, &blk.wo, &blk.wgu, &blk.wdown][i];
+        let stack = |mut v: Vec<Tensor>| match v.len() {
+            1 => Ok(v.pop().expect("one tensor")),
+            _ => Tensor::cat(&v, 0),
+        };
+        let (a, b) = (stack(a)?, stack(b)?);
+        let mut dims = x.dims().to_vec();
+        let x2 = x.reshape(((), *dims.last().context("projection of a scalar")?))?;
+        let Some(y) = ops::lora_linear(&x2, w, &a, &b, &parts, lcfg.scale(), self.kernels)? else {
+            return Ok(None);
+        };
+        if let Some(l) = dims.last_mut() {
+            *l = w.dim(0)?;
+        }
+        Ok(Some(y.reshape(dims)?))
+    }
+
     // -----------------------------------------------------------------------
     // Forward.
 
@@ -813,7 +875,12 @@ impl CausalLm {
 
         // Attention.
         let h = ops::rms_norm(x, &blk.attn_norm, cfg.rms_eps, k)?;
-        let mut qkv = self.proj(blk, 0, &h)?;
+        let fused_qkv = self.fused_proj(blk, 0, &h, train.is_some())?;
+        let adapters_in_qkv = fused_qkv.is_none();
+        let mut qkv = match fused_qkv {
+            Some(y) => y,
+            None => self.proj(blk, 0, &h)?,
+        };
         if let Some(bias) = &blk.bqkv {
             qkv = qkv.broadcast_add(bias)?;
         }
@@ -826,7 +893,7 @@ impl CausalLm {
             (LoraTarget::K, &mut kk, kvh),
             (LoraTarget::V, &mut v, kvh),
         ] {
-            if let Some(p) = &blk.lora[t.index()] {
+            if let Some(p) = blk.lora[t.index()].as_ref().filter(|_| adapters_in_qkv) {
                 let d = self.lora_delta(p, &h, train)?.reshape((b, s, heads, hd))?;
                 *dst = (&*dst + d)?;
             }
@@ -867,10 +934,16 @@ impl CausalLm {
             None => ops::attention(&q, &k_all, &v_all, scale, mask, k)?,
         };
         let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
-        let mut attn = self.proj(blk, 1, &o)?;
-        if let Some(p) = &blk.lora[LoraTarget::O.index()] {
-            attn = (attn + self.lora_delta(p, &o, train)?)?;
-        }
+        let mut attn = match self.fused_proj(blk, 1, &o, train.is_some())? {
+            Some(y) => y,
+            None => {
+                let mut y = self.proj(blk, 1, &o)?;
+                if let Some(p) = &blk.lora[LoraTarget::O.index()] {
+                    y = (y + self.lora_delta(p, &o, train)?)?;
+                }
+                y
+            }
+        };
         if let Some(w) = &blk.post_attn_norm {
             attn = ops::rms_norm(&attn, w, cfg.rms_eps, k)?;
         }
@@ -878,12 +951,17 @@ impl CausalLm {
 
         // SwiGLU feed-forward.
         let h = ops::rms_norm(&x, &blk.ffn_norm, cfg.rms_eps, k)?;
-        let mut gu = self.proj(blk, 2, &h)?;
+        let fused_gu = self.fused_proj(blk, 2, &h, train.is_some())?;
+        let adapters_in_gu = fused_gu.is_none();
+        let mut gu = match fused_gu {
+            Some(y) => y,
+            None => self.proj(blk, 2, &h)?,
+        };
         let (lg, lu) = (
             &blk.lora[LoraTarget::Gate.index()],
             &blk.lora[LoraTarget::Up.index()],
         );
-        if lg.is_some() || lu.is_some() {
+        if adapters_in_gu && (lg.is_some() || lu.is_some()) {
             let n = b * s;
             let ff = cfg.intermediate_size;
             let part =
@@ -898,10 +976,16 @@ impl CausalLm {
             gu = (gu + Tensor::cat(&[dg, du], 1)?)?;
         }
         let act = ops::gated(&gu, cfg.gelu_ffn, k)?;
-        let mut down = self.proj(blk, 3, &act)?;
-        if let Some(p) = &blk.lora[LoraTarget::Down.index()] {
-            down = (down + self.lora_delta(p, &act, train)?)?;
-        }
+        let mut down = match self.fused_proj(blk, 3, &act, train.is_some())? {
+            Some(y) => y,
+            None => {
+                let mut y = self.proj(blk, 3, &act)?;
+                if let Some(p) = &blk.lora[LoraTarget::Down.index()] {
+                    y = (y + self.lora_delta(p, &act, train)?)?;
+                }
+                y
+            }
+        };
         if let Some(w) = &blk.post_ffn_norm {
             down = ops::rms_norm(&down, w, cfg.rms_eps, k)?;
         }
