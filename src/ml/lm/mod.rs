@@ -25,6 +25,7 @@ pub mod generate;
 pub mod gguf;
 pub mod guide;
 pub mod lora;
+pub mod lora_linear;
 pub mod model;
 pub mod ops;
 pub mod prune;

@@ -29,6 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use super::decode::GroupSource;
 use super::gguf::{md_str, md_u32, GgufFile};
 use super::lora::{LoraConfig, LoraTarget};
+use super::lora_linear::{lora_linear, LoraPart};
 use super::ops::{self, AttnMask, Kernels, RopeTables};
 use super::qmat::QMat;
 
@@ -795,7 +796,7 @@ impl CausalLm {
     }
 
     /// Projection `i` (0 q|k|v, 1 o, 2 gate|up, 3 down) of `x` with the
-    /// adapters of its parts as one graph node ([`ops::lora_linear`]), when
+    /// adapters of its parts as one graph node ([`lora_linear`]), when
     /// the kernels allow and no LoRA dropout applies; `None`: the caller
     /// adds each adapter's delta to [`Self::proj`] (the composite form).
     fn fused_proj(
@@ -827,7 +828,7 @@ impl CausalLm {
         let mut offset = 0;
         for &(t, width) in targets {
             if let Some(p) = &blk.lora[t.index()] {
-                parts.push(ops::LoraPart { offset, width });
+                parts.push(LoraPart { offset, width });
                 let (pa, pb) = (p.a.as_tensor(), p.b.as_tensor());
                 match training {
                     true => (a.push(pa.clone()), b.push(pb.clone())),
@@ -847,7 +848,7 @@ impl CausalLm {
         let (a, b) = (stack(a)?, stack(b)?);
         let mut dims = x.dims().to_vec();
         let x2 = x.reshape(((), *dims.last().context("projection of a scalar")?))?;
-        let Some(y) = ops::lora_linear(&x2, w, &a, &b, &parts, lcfg.scale(), self.kernels)? else {
+        let Some(y) = lora_linear(&x2, w, &a, &b, &parts, lcfg.scale(), self.kernels)? else {
             return Ok(None);
         };
         if let Some(l) = dims.last_mut() {

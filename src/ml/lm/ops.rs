@@ -15,10 +15,8 @@
 //! returns only the input gradient (`grad · W`): candle's `matmul` backward
 //! would also compute the weight gradient `gradᵀ · x`, a full extra matmul per
 //! projection, only to throw it away. That op runs on CPU and CUDA.
-//! [`lora_linear`] folds a frozen projection and its adapters into one node
-//! (CPU f32), so a trained projection keeps one output-sized tensor in the
-//! graph instead of three or four: a training step's peak memory on
-//! SmolLM2-135M went from 4.4 to 2.6 GB.
+//! [`super::lora_linear`] folds a frozen projection and its adapters into
+//! one node the same way (CPU f32).
 
 use std::sync::Arc;
 
@@ -59,14 +57,14 @@ impl Kernels {
     }
 }
 
-fn use_fused(k: Kernels, t: &Tensor) -> bool {
+pub(super) fn use_fused(k: Kernels, t: &Tensor) -> bool {
     k.fused && t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 /// Rows of at least this many are handed to rayon in one piece.
 const MIN_ROWS: usize = 16;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
         _ => bail!("{op}: expected f32 storage"),
@@ -1237,140 +1235,6 @@ pub fn head_cross_entropy(
         kern,
     };
     hidden.contiguous()?.apply_op1(op)
-}
-
-/// Where one adapter's output goes in a fused projection's output:
-/// columns `[offset, offset + width)`.
-#[derive(Clone, Copy, Debug)]
-pub struct LoraPart {
-    pub offset: usize,
-    pub width: usize,
-}
-
-/// The adapters of one fused projection.
-#[derive(Clone, Debug)]
-struct LoraParts {
-    parts: Vec<LoraPart>,
-    rank: usize,
-    scale: f64,
-}
-
-struct LoraLinear {
-    out: std::sync::Mutex<Option<Tensor>>,
-    w: Tensor,
-    spec: LoraParts,
-}
-
-/// `x·Wᵀ` plus `scale · (x·A_jᵀ)·B_jᵀ` in part `j`'s columns, on detached tensors.
-fn lora_linear_value(
-    x: &Tensor,
-    w: &Tensor,
-    (a, b): (&Tensor, &Tensor),
-    spec: &LoraParts,
-    kern: Kernels,
-) -> Result<Tensor> {
-    let (parts, rank, scale) = (&spec.parts, spec.rank, spec.scale);
-    let base = linear(x, w, kern)?;
-    let xa = (x.matmul(&a.t()?)? * scale)?;
-    let (m, out) = base.dims2()?;
-    let mut cols = Vec::with_capacity(2 * parts.len() + 1);
-    let (mut at, mut brow) = (0, 0);
-    for (j, p) in parts.iter().enumerate() {
-        if p.offset > at {
-            cols.push(Tensor::zeros((m, p.offset - at), DType::F32, x.device())?);
-        }
-        let bj = b.narrow(0, brow, p.width)?;
-        cols.push(xa.narrow(1, j * rank, rank)?.matmul(&bj.t()?)?);
-        at = p.offset + p.width;
-        brow += p.width;
-    }
-    if at < out {
-        cols.push(Tensor::zeros((m, out - at), DType::F32, x.device())?);
-    }
-    base + Tensor::cat(&cols, 1)?
-}
-
-impl candle_core::CustomOp3 for LoraLinear {
-    fn name(&self) -> &'static str {
-        "lora-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        take_precomputed(&self.out, "lora-linear")
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
-        let g = grad.contiguous()?;
-        let (r, scale) = (self.spec.rank, self.spec.scale);
-        let xa = x.matmul(&a.t()?)?;
-        let (mut gbs, mut dbs) = (Vec::new(), Vec::new());
-        let mut brow = 0;
-        for (j, p) in self.spec.parts.iter().enumerate() {
-            let gj = g.narrow(1, p.offset, p.width)?.contiguous()?;
-            let bj = b.narrow(0, brow, p.width)?;
-            gbs.push(gj.matmul(&bj)?);
-            dbs.push((gj.t()?.matmul(&xa.narrow(1, j * r, r)?.contiguous()?)? * scale)?);
-            brow += p.width;
-        }
-        let gb = (Tensor::cat(&gbs, 1)? * scale)?;
-        let da = gb.t()?.matmul(&x)?;
-        let dx = (g.matmul(&self.w)? + gb.matmul(&a)?)?;
-        Ok((Some(dx), Some(da), Some(Tensor::cat(&dbs, 0)?)))
-    }
-}
-
-/// A frozen projection with its LoRA adapters in one graph node:
-/// `x·Wᵀ + scale · (x·A_jᵀ)·B_jᵀ` written into part `j`'s columns, for
-/// `x: [m, in]`, `w: [out, in]`, `a: [parts·rank, in]` (the parts' `A`s
-/// stacked) and `b: [Σ widths, rank]` (their `B`s stacked). The composite
-/// form keeps the base output, each adapter's output and their sum in the
-/// graph (three to four output-sized tensors per projection); this node keeps
-/// only its output, and recomputes the rank-sized `x·Aᵀ` in the backward.
-/// CPU f32 with fused kernels; `None` elsewhere (use the composite form).
-pub fn lora_linear(
-    x: &Tensor,
-    w: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    parts: &[LoraPart],
-    scale: f64,
-    kern: Kernels,
-) -> Result<Option<Tensor>> {
-    if !use_fused(kern, x) || parts.is_empty() {
-        return Ok(None);
-    }
-    let spec = LoraParts {
-        parts: parts.to_vec(),
-        rank: a.dim(0)? / parts.len(),
-        scale,
-    };
-    let x = x.contiguous()?;
-    let value = lora_linear_value(&x.detach(), w, (&a.detach(), &b.detach()), &spec, kern)?;
-    if !(x.track_op() || a.track_op() || b.track_op()) {
-        return Ok(Some(value));
-    }
-    let op = LoraLinear {
-        out: std::sync::Mutex::new(Some(value)),
-        w: w.clone(),
-        spec,
-    };
-    Ok(Some(x.apply_op3(a, b, op)?))
 }
 
 // ---------------------------------------------------------------------------
