@@ -843,6 +843,81 @@ impl Detectors {
         if f.colon && (super::contains_bytes(b, b"\":") || super::contains_bytes(b, b"\" :")) {
             self.find_json_keys(s, out);
         }
+        if f.eq {
+            self.find_form_keys(s, out);
+        }
+    }
+
+    /// `key=value` fields in text (form notifications, CRM events, URL
+    /// queries, logfmt): `name=Mei Dang; phone=415-517-2720`. The key gives
+    /// the value's kind, as for JSON; the value runs to the next `;`, `&`,
+    /// `|`, tab, line end, quote or bracket (not parenthesis), or to a `,` or space before the
+    /// next `key=`. Comparisons (`==`, `<=`, `!=`) are not fields.
+    fn find_form_keys(&self, s: &str, out: &mut Vec<Span>) {
+        let b = s.as_bytes();
+        let is_key_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        for eq in memchr::memchr_iter(b'=', b) {
+            if eq == 0 || eq + 1 >= b.len() || matches!(b[eq + 1], b'=' | b'>') {
+                continue;
+            }
+            let mut ks = eq;
+            while ks > 0 && is_key_byte(b[ks - 1]) && eq - ks < 40 {
+                ks -= 1;
+            }
+            if eq - ks < 2 || !b[ks].is_ascii_alphabetic() || (ks > 0 && is_key_byte(b[ks - 1])) {
+                continue;
+            }
+            // Secrets (`password=`) and ids (`user_id=`) have their own
+            // assignment rules; a place key's value is free text anyway.
+            let Some(kind) = keyctx::classify_key(&s[ks..eq]).filter(|k| {
+                !matches!(
+                    k,
+                    keyctx::KeyKind::Secret { .. }
+                        | keyctx::KeyKind::UserId
+                        | keyctx::KeyKind::Place
+                )
+            }) else {
+                continue;
+            };
+            let mut vs = eq + 1;
+            while vs < b.len() && b[vs] == b' ' {
+                vs += 1;
+            }
+            let mut ve = vs;
+            while ve < b.len()
+                && !matches!(
+                    b[ve],
+                    b';' | b'&'
+                        | b'|'
+                        | b'\t'
+                        | b'\n'
+                        | b'\r'
+                        | b'"'
+                        | b'['
+                        | b']'
+                        | b'{'
+                        | b'}'
+                        | b'<'
+                        | b'>'
+                )
+            {
+                if matches!(b[ve], b',' | b' ') && next_is_form_key(b, ve + 1) {
+                    break;
+                }
+                ve += 1;
+            }
+            // `f(phone=+1 (415) 555-0100)`: a closing parenthesis without
+            // its opening one ends the call, not the value.
+            while ve > vs
+                && (matches!(b[ve - 1], b' ' | b'.' | b',')
+                    || (b[ve - 1] == b')' && memchr::memchr(b'(', &b[vs..ve]).is_none()))
+            {
+                ve -= 1;
+            }
+            if ve > vs && s.is_char_boundary(ve) {
+                self.keyed_raw(kind, s, vs, ve, out);
+            }
+        }
     }
 
     /// Phones, cards and SSNs in one digit cluster `s[cs..ce]` (context
@@ -1437,6 +1512,18 @@ impl Detectors {
     }
 }
 
+/// Whether `b[i..]` starts, after spaces, with `key=` (a word, then `=`).
+fn next_is_form_key(b: &[u8], mut i: usize) -> bool {
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    let start = i;
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    i > start && i < b.len() && b[i] == b'=' && b[start].is_ascii_alphabetic()
+}
+
 /// An AWS secret access key (40 base64 characters, mixed case, random)
 /// near an access key id `s[ks..ke]`: the pair is written together
 /// (`AKIA... wJalr...`, a credentials CSV row) with no label needed.
@@ -1879,7 +1966,14 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
         "reference",
     ];
     let hash_near = look.trim_end().ends_with('#') || look.trim_end().ends_with("#:");
-    if (hash_near || NOT_PHONE.iter().any(|w| has_word(&look, w)))
+    // Words inside an e-mail address or URL are no context:
+    // "jo+orders@acme.com or 512-208-2695" is a phone.
+    let words: String = look
+        .split_whitespace()
+        .filter(|t| !t.contains('@') && !t.contains("://"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if (hash_near || NOT_PHONE.iter().any(|w| has_word(&words, w)))
         && !PHONE_WORDS.iter().any(|w| has_word(&look, w))
         && !under_json_id_key(&look)
     {

@@ -846,10 +846,22 @@ fn bundled_sample_matches_its_labels_and_leaks_nothing() {
             .map(|m| m.as_str().to_string())
             .filter(|s| luhn(s)),
     );
+    // Phones and person names of the sales leads: `phone=...;` and
+    // `name=...;` form fields in the prompts, and the same values in the
+    // LLM's JSON answers (`\"name\":\"Mei Dang\",\"company\"`).
+    let phone = regex::Regex::new(r#"phone=([^;]+);|\\"phone\\":\\"([^"\\]+)\\""#).unwrap();
+    let person = regex::Regex::new(
+        r#"name=([A-Z][a-z]+ [A-Z][a-z]+);|\\"name\\":\\"([A-Z][a-z]+ [A-Z][a-z]+)\\",\\"company"#,
+    )
+    .unwrap();
+    let (n_before, mut n_people) = (secrets.len(), 0);
+    for c in phone.captures_iter(&raw).chain(person.captures_iter(&raw)) {
+        let v = c.get(1).or(c.get(2)).unwrap().as_str();
+        n_people += usize::from(secrets.insert(v.to_string()));
+    }
     assert!(
-        secrets.len() > 100,
-        "the sample carries PII to test with ({} values)",
-        secrets.len()
+        secrets.len() > 100 && n_people > 50,
+        "the sample carries PII to test with ({n_before} emails, IBANs and cards; {n_people} phones and names)"
     );
 
     let mut hay = String::new();

@@ -2020,3 +2020,89 @@ fn unlisted_names_are_found_by_not_being_english_words() {
         kept(&r, s);
     }
 }
+
+/// `key=value; key=value` form lines (web-form notifications, CRM events):
+/// the values are found as in prose, the key naming the kind.
+#[test]
+fn form_field_lines_are_redacted() {
+    let r = redactor();
+    let lines = [
+        "New demo request: name=Mei Dang; company=Umbrella Health; seats=100; email=mei.dang@umbrella-health.org; phone=415-517-2720; message=Looking at the team licences, please call after 2pm.",
+        "New demo request: name=Tara Bauer; company=Contoso; seats=10; email=tara@contoso.com; phone=+49 170 37195621; message=Looking at the Business plan.",
+        "New demo request: name=Nora Andersen; company=Litware; seats=500; email=nora@litware.io; phone=+91 98955 48677; message=please call.",
+        "Lead: phone=415-385-4973, name=Isabel Novak, seats=5",
+        "notify(phone=+1 (415) 555-0134, name=Tom Murphy)",
+    ];
+    for (s, raw) in lines.iter().zip([
+        ["Mei Dang", "415-517-2720"],
+        ["Tara Bauer", "37195621"],
+        ["Nora Andersen", "48677"],
+        ["Isabel Novak", "415-385-4973"],
+        ["Tom Murphy", "555-0134"],
+    ]) {
+        let out = red(&r, s);
+        eprintln!("{out}");
+        for v in raw {
+            assert!(!out.contains(v), "{v} left in {out}");
+        }
+        assert!(
+            !out.contains("+<"),
+            "a sign left outside the placeholder: {out}"
+        );
+        for kept in [
+            "Umbrella Health",
+            "Contoso",
+            "Litware",
+            "seats=",
+            "company=",
+        ] {
+            if s.contains(kept) {
+                assert!(out.contains(kept), "{kept} lost in {out}");
+            }
+        }
+    }
+    // The form's values and the same values in a JSON answer share placeholders.
+    let out = red(
+        &r,
+        "name=Mei Dang; phone=415-517-2720\n{\"name\":\"Mei Dang\",\"phone\":\"415-517-2720\"}",
+    );
+    assert_eq!(
+        out,
+        "name=<PERSON_1>; phone=<PHONE_1>\n{\"name\":\"<PERSON_1>\",\"phone\":\"<PHONE_1>\"}"
+    );
+    // Not fields: comparisons, code defaults, ordinary words after `=`.
+    for s in [
+        "if phone_count == 415: pass",
+        "def f(name=None, phone=0): ...",
+        "set seats=100 and plan=Enterprise",
+    ] {
+        assert_eq!(red(&r, s), s);
+    }
+}
+
+/// A context word inside an e-mail address or URL says nothing about the
+/// number after it: `+orders@` is a mailbox tag, not an order number.
+#[test]
+fn words_inside_addresses_do_not_hide_phones() {
+    let r = redactor();
+    for (s, raw) in [
+        (
+            "You can reach me at david.larsen+orders@tailspintoys.com or +1 917 965 8769.",
+            "965 8769",
+        ),
+        (
+            "Best,\nFatima\noffice manager\nfatima.nguyen+orders@yahoo.com\n718-215-8091",
+            "215-8091",
+        ),
+        (
+            "see https://shop.example/order/x or 512-208-2695",
+            "208-2695",
+        ),
+    ] {
+        let out = red(&r, s);
+        assert!(!out.contains(raw), "{raw} left in {out}");
+    }
+    // The word itself still keeps an order number.
+    let s = "order 512-208-2695 shipped";
+    assert_eq!(red(&r, s), s);
+}
