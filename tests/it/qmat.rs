@@ -71,7 +71,7 @@ fn quantized_products_match_the_dequantized_weights() {
     for (name, m, deq) in &mats {
         for n in [1, 2, 3, 5, 8, 13] {
             let x = random(n * cols, 7 + n as u64);
-            for kern in [Kernel::detect(), Kernel::Portable] {
+            for kern in Kernel::available() {
                 let got = m.matmul_with(kern, &x, n);
                 for b in 0..n {
                     for r in 0..rows {
@@ -120,5 +120,29 @@ fn stacks_merge_one_kind_and_place_mixed_kinds_side_by_side() {
             .flat_map(|(p, w)| p[row * w..(row + 1) * w].to_vec())
             .collect();
         assert_eq!(y[row * 7..(row + 1) * 7], want[..]);
+    }
+}
+
+/// With the AVX-512 kernels a row's product is the same bits whatever the
+/// number of rows multiplied with it (one accumulator scheme at every group
+/// size), so a decoded row does not depend on its batch.
+#[test]
+fn avx512_products_do_not_depend_on_the_batch() {
+    let Some(kern) = Kernel::available()
+        .into_iter()
+        .find(|k| k.name() == "avx512f")
+    else {
+        eprintln!("SKIPPED: this CPU has no AVX-512");
+        return;
+    };
+    let (rows, cols) = (24, 96);
+    let w = random(rows * cols, 3);
+    let q8 = QMat::quantize_q8(&w, rows, cols).unwrap();
+    let n = 13;
+    let x = random(n * cols, 9);
+    let all = q8.matmul_with(kern, &x, n);
+    for b in 0..n {
+        let one = q8.matmul_with(kern, &x[b * cols..(b + 1) * cols], 1);
+        assert_eq!(one, all[b * rows..(b + 1) * rows], "row {b}");
     }
 }

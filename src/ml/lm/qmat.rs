@@ -1,7 +1,7 @@
 //! Quantized weight matrices for decoding: 4-bit blocks (GGUF Q4_0, Q4_1)
 //! and 8-bit blocks (Q8_0, or any other weight re-quantized once), multiplied
-//! with f32 activations by matrix-vector kernels (AVX2 + FMA when the CPU
-//! has them, found at run time; portable code otherwise).
+//! with f32 activations by matrix-vector kernels (AVX-512F, or AVX2 + FMA,
+//! when the CPU has them, found at run time; portable code otherwise).
 //!
 //! The activations stay f32 (llama.cpp quantizes them to 8 bits): a product
 //! with a GGUF's own blocks then equals the product with the same weights
@@ -349,6 +349,26 @@ impl QMat {
                     QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                let nb = self.cols / BLOCK;
+                let d = &self.d[r * nb..(r + 1) * nb];
+                match self.kind {
+                    QKind::Q4 => {
+                        let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
+                        let m = &self.m[r * nb..(r + 1) * nb];
+                        // SAFETY: `Kernel::Avx512` is only chosen when the CPU has
+                        // AVX-512F; the slices hold `nb` blocks (asserted inside).
+                        unsafe { avx512::q4_dot::<N>(qs, d, m, &x) }
+                    }
+                    QKind::Q8 => {
+                        let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
+                        // SAFETY: as above.
+                        unsafe { avx512::q8_dot::<N>(qs, d, &x) }
+                    }
+                    QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
+                }
+            }
             Kernel::Portable => self.portable_dot::<N>(r, &x),
         };
         out.copy_from_slice(&res);
@@ -408,31 +428,144 @@ impl QStack {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     Portable,
 }
 
+/// Environment variable naming the decode kernels to use instead of the
+/// best available (`avx512f`, `avx2+fma`, `portable`), for comparisons.
+pub const KERNEL_ENV: &str = "SLMFORGE_DECODE_KERNEL";
+
 impl Kernel {
-    /// The best kernels this CPU has (checked once).
+    /// The kernels this CPU runs, best first.
+    pub fn available() -> Vec<Kernel> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Kernel::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Kernel::Avx2);
+            }
+        }
+        v.push(Kernel::Portable);
+        v
+    }
+
+    /// The best kernels this CPU has, or the ones [`KERNEL_ENV`] names
+    /// when this CPU has them (checked once).
     pub fn detect() -> Kernel {
         static K: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *K.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    return Kernel::Avx2;
-                }
-            }
-            Kernel::Portable
+            let all = Kernel::available();
+            let wanted = std::env::var(KERNEL_ENV).ok();
+            all.iter()
+                .copied()
+                .find(|k| wanted.as_deref() == Some(k.name()))
+                .unwrap_or(all[0])
         })
     }
 
     pub fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "avx512f",
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2+fma",
             Kernel::Portable => "portable",
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! As [`super::avx2`] with 16-lane vectors: a block's 32 weights are two
+    //! vectors (`q·d + m`, one rounding), multiplied into every activation
+    //! row with two FMAs per row and block. Each row keeps the same two
+    //! accumulators (one per half block) at every group size, so a row's
+    //! result does not depend on how many rows are decoded with it.
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn rows<const N: usize>(
+        w: [__m512; 2],
+        x: &[&[f32]; N],
+        off: usize,
+        acc: &mut [[__m512; 2]; N],
+    ) {
+        for r in 0..N {
+            let xp = x[r].as_ptr().add(off);
+            acc[r][0] = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(xp), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(xp.add(16)), acc[r][1]);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn finish<const N: usize>(acc: [[__m512; 2]; N]) -> [f32; N] {
+        let mut out = [0f32; N];
+        for r in 0..N {
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+        }
+        out
+    }
+
+    /// Σ over blocks of `(q·d + m)·x` for `N` activation rows.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn q4_dot<const N: usize>(
+        qs: &[u8],
+        d: &[f32],
+        m: &[f32],
+        x: &[&[f32]; N],
+    ) -> [f32; N] {
+        let nb = d.len();
+        assert!(qs.len() >= nb * 16 && m.len() >= nb);
+        for xr in x {
+            assert!(xr.len() >= nb * BLOCK);
+        }
+        let mask = _mm_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); 2]; N];
+        for k in 0..nb {
+            let raw = _mm_loadu_si128(qs.as_ptr().add(k * 16) as *const __m128i);
+            let lo = _mm_and_si128(raw, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+            let dk = _mm512_set1_ps(*d.get_unchecked(k));
+            let mk = _mm512_set1_ps(*m.get_unchecked(k));
+            let f =
+                |v: __m128i| _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), dk, mk);
+            rows::<N>([f(lo), f(hi)], x, k * BLOCK, &mut acc);
+        }
+        finish(acc)
+    }
+
+    /// Σ over blocks of `(q·d)·x` for `N` activation rows.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn q8_dot<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
+        let nb = d.len();
+        assert!(qs.len() >= nb * 32);
+        for xr in x {
+            assert!(xr.len() >= nb * BLOCK);
+        }
+        let mut acc = [[_mm512_setzero_ps(); 2]; N];
+        for k in 0..nb {
+            let p = qs.as_ptr().add(k * 32);
+            let dk = _mm512_set1_ps(*d.get_unchecked(k));
+            let f = |o: usize| {
+                _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        p.add(o) as *const __m128i
+                    ))),
+                    dk,
+                )
+            };
+            rows::<N>([f(0), f(16)], x, k * BLOCK, &mut acc);
+        }
+        finish(acc)
     }
 }
 
