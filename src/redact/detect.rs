@@ -851,7 +851,8 @@ impl Detectors {
     /// `key=value` fields in text (form notifications, CRM events, URL
     /// queries, logfmt): `name=Mei Dang; phone=415-517-2720`. The key gives
     /// the value's kind, as for JSON; the value runs to the next `;`, `&`,
-    /// `|`, tab, line end, quote or bracket (not parenthesis), or to a `,` or space before the
+    /// `|`, tab, line end (also an escaped one, two spaces in the view), quote,
+    /// backslash or bracket (not parenthesis), or to a `,` or space before the
     /// next `key=`. Comparisons (`==`, `<=`, `!=`) are not fields.
     fn find_form_keys(&self, s: &str, out: &mut Vec<Span>) {
         let b = s.as_bytes();
@@ -893,6 +894,7 @@ impl Detectors {
                         | b'\n'
                         | b'\r'
                         | b'"'
+                        | b'\\'
                         | b'['
                         | b']'
                         | b'{'
@@ -901,7 +903,9 @@ impl Detectors {
                         | b'>'
                 )
             {
-                if matches!(b[ve], b',' | b' ') && next_is_form_key(b, ve + 1) {
+                // two spaces: a JSON-escaped line break as the view shows it
+                let line_break = b[ve] == b' ' && b.get(ve + 1) == Some(&b' ');
+                if line_break || matches!(b[ve], b',' | b' ') && next_is_form_key(b, ve + 1) {
                     break;
                 }
                 ve += 1;
@@ -915,7 +919,13 @@ impl Detectors {
                 ve -= 1;
             }
             if ve > vs && s.is_char_boundary(ve) {
-                self.keyed_raw(kind, s, vs, ve, out);
+                // plain text, not a JSON string body: no escapes to decode
+                let before = out.len();
+                keyctx::keyed(self, kind, &s[vs..ve], out);
+                for sp in &mut out[before..] {
+                    sp.start += vs;
+                    sp.end += vs;
+                }
             }
         }
     }

@@ -2070,6 +2070,20 @@ fn form_field_lines_are_redacted() {
         out,
         "name=<PERSON_1>; phone=<PHONE_1>\n{\"name\":\"<PERSON_1>\",\"phone\":\"<PHONE_1>\"}"
     );
+    // A backslash in a value, at the very end of the text, or a multi-byte
+    // character right after it: no panic, the value still found.
+    for s in [
+        "phone=415-517-2720\\",
+        "phone=415-517-2720\\n",
+        "name=Mei Dang\\né",
+        "x=é=é;name=",
+    ] {
+        let out = red(&r, s);
+        assert!(
+            !out.contains("415-517") && !out.contains("Mei Dang"),
+            "{out}"
+        );
+    }
     // Not fields: comparisons, code defaults, ordinary words after `=`.
     for s in [
         "if phone_count == 415: pass",
