@@ -885,7 +885,8 @@ impl Detectors {
                 vs += 1;
             }
             let mut ve = vs;
-            while ve < b.len()
+            let cap = (vs + FORM_VALUE_MAX).min(b.len());
+            while ve < cap
                 && !matches!(
                     b[ve],
                     b';' | b'&'
@@ -910,18 +911,36 @@ impl Detectors {
                 }
                 ve += 1;
             }
+            while !s.is_char_boundary(ve) {
+                ve -= 1;
+            }
             // `f(phone=+1 (415) 555-0100)`: a closing parenthesis without
             // its opening one ends the call, not the value.
+            let has_open = memchr::memchr(b'(', &b[vs..ve]).is_some();
             while ve > vs
-                && (matches!(b[ve - 1], b' ' | b'.' | b',')
-                    || (b[ve - 1] == b')' && memchr::memchr(b'(', &b[vs..ve]).is_none()))
+                && (matches!(b[ve - 1], b' ' | b'.' | b',') || (b[ve - 1] == b')' && !has_open))
             {
                 ve -= 1;
             }
-            if ve > vs && s.is_char_boundary(ve) {
-                // plain text, not a JSON string body: no escapes to decode
+            if ve > vs {
+                // Plain text, not a JSON string body (no escapes to decode).
+                // The whole value, else its longest run of leading words that
+                // reads as the key's kind: "phone=415-517-2720 wants a call".
+                let value = &s[vs..ve];
                 let before = out.len();
-                keyctx::keyed(self, kind, &s[vs..ve], out);
+                let mut end = value.len();
+                for _ in 0..FORM_VALUE_WORDS {
+                    keyctx::keyed(self, kind, &value[..end], out);
+                    let shorter = value[..end].rfind(' ').map(|p| {
+                        value[..p]
+                            .trim_end_matches([' ', ',', '.', '(', ')', ':'])
+                            .len()
+                    });
+                    match shorter {
+                        Some(e) if out.len() == before && e > 0 => end = e,
+                        _ => break,
+                    }
+                }
                 for sp in &mut out[before..] {
                     sp.start += vs;
                     sp.end += vs;
@@ -1522,6 +1541,14 @@ impl Detectors {
     }
 }
 
+/// Longest `key=value` value read (no form value is longer; it also keeps
+/// the pass linear on text full of `=`).
+const FORM_VALUE_MAX: usize = 256;
+
+/// Shorter word prefixes of a form value tried when the whole value does
+/// not read as its key's kind.
+const FORM_VALUE_WORDS: usize = 8;
+
 /// Whether `b[i..]` starts, after spaces, with `key=` (a word, then `=`).
 fn next_is_form_key(b: &[u8], mut i: usize) -> bool {
     while i < b.len() && b[i] == b' ' {
@@ -1942,6 +1969,15 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
     while !s.is_char_boundary(from) {
         from += 1;
     }
+    // back to the start of the word the window cuts, so that a long URL or
+    // address keeps its `://` or `@` (at most 200 bytes further)
+    let floor = from.saturating_sub(200);
+    while from > floor && !b[from - 1].is_ascii_whitespace() {
+        from -= 1;
+    }
+    while !s.is_char_boundary(from) {
+        from += 1;
+    }
     let look = s[from..start].to_ascii_lowercase();
     const PHONE_WORDS: &[&str] = &[
         "phone", "tel", "call", "mobile", "cell", "fax", "contact", "reach", "text", "sms",
@@ -1977,10 +2013,16 @@ fn phone_ok(s: &str, start: usize, end: usize, shape: PhoneShape) -> Option<Stri
     ];
     let hash_near = look.trim_end().ends_with('#') || look.trim_end().ends_with("#:");
     // Words inside an e-mail address or URL are no context:
-    // "jo+orders@acme.com or 512-208-2695" is a phone.
+    // "jo+orders@acme.com or 512-208-2695" is a phone, and so is the number
+    // after "shop.example.com/orders/x".
+    let is_url = |t: &str| {
+        t.contains("://")
+            || t.find('/')
+                .is_some_and(|i| t[..i].contains('.') && !t[..i].starts_with('.'))
+    };
     let words: String = look
         .split_whitespace()
-        .filter(|t| !t.contains('@') && !t.contains("://"))
+        .filter(|t| !t.contains('@') && !is_url(t))
         .collect::<Vec<_>>()
         .join(" ");
     if (hash_near || NOT_PHONE.iter().any(|w| has_word(&words, w)))

@@ -291,6 +291,13 @@ fn fused_matches_composite(base: &lm::CausalLm, cfg: &LoraConfig) {
             answer_mask: vec![false, false, true, true, true],
             truncated: false,
         },
+        // 3 × 12 = 36 rows: more than ops::SMALL_M_ROWS, so the products
+        // take the gemm path that real batches take
+        TrainExample {
+            ids: (20..32).collect(),
+            answer_mask: (0..12).map(|t| t >= 5).collect(),
+            truncated: false,
+        },
     ];
     let batch = TrainBatch::new(&ex, 2, &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);

@@ -138,11 +138,17 @@ fn avx512_products_do_not_depend_on_the_batch() {
     let (rows, cols) = (24, 96);
     let w = random(rows * cols, 3);
     let q8 = QMat::quantize_q8(&w, rows, cols).unwrap();
+    let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+    let q4 = QMat::from_qtensor(&QTensor::quantize(&t, GgmlDType::Q4_1).unwrap())
+        .unwrap()
+        .unwrap();
     let n = 13;
     let x = random(n * cols, 9);
-    let all = q8.matmul_with(kern, &x, n);
-    for b in 0..n {
-        let one = q8.matmul_with(kern, &x[b * cols..(b + 1) * cols], 1);
-        assert_eq!(one, all[b * rows..(b + 1) * rows], "row {b}");
+    for (name, m) in [("q8", &q8), ("q4", &q4)] {
+        let all = m.matmul_with(kern, &x, n);
+        for b in 0..n {
+            let one = m.matmul_with(kern, &x[b * cols..(b + 1) * cols], 1);
+            assert_eq!(one, all[b * rows..(b + 1) * rows], "{name} row {b}");
+        }
     }
 }

@@ -2084,6 +2084,23 @@ fn form_field_lines_are_redacted() {
             "{out}"
         );
     }
+    // Prose after the value on the same line: the leading words that read
+    // as the key's kind are the value.
+    for (s, raw) in [
+        ("Lead phone=415-517-2720 wants a callback", "517-2720"),
+        ("Lead: phone=+49 170 37195621 (mobile), asap", "37195621"),
+        ("name=Mei Dang wants a demo", "Mei Dang"),
+        ("owner=Mei Dang (Sales); x=1", "Mei Dang"),
+    ] {
+        let out = red(&r, s);
+        assert!(!out.contains(raw), "{raw} left in {out}");
+    }
+    // Linear on text full of `=`: a megabyte of `name=` and of a repr list.
+    for s in ["name=".repeat(200_000), "[User(name=ab), ".repeat(60_000)] {
+        let t = std::time::Instant::now();
+        red(&r, &s);
+        assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
+    }
     // Not fields: comparisons, code defaults, ordinary words after `=`.
     for s in [
         "if phone_count == 415: pass",
@@ -2112,6 +2129,11 @@ fn words_inside_addresses_do_not_hide_phones() {
             "see https://shop.example/order/x or 512-208-2695",
             "208-2695",
         ),
+        (
+            "see https://shop.example.com/orders/x or 512-208-2695",
+            "208-2695",
+        ),
+        ("see shop.example/order/x or 512-208-2695", "208-2695"),
     ] {
         let out = red(&r, s);
         assert!(!out.contains(raw), "{raw} left in {out}");

@@ -65,7 +65,11 @@ impl<'a> Mat<'a> {
 
     /// Whether an `m × n` matrix fits in the slice.
     fn holds(&self, m: usize, n: usize) -> bool {
-        m == 0 || n == 0 || (m - 1) * self.rs + (n - 1) * self.cs < self.data.len()
+        let last = (m.saturating_sub(1))
+            .checked_mul(self.rs)
+            .zip((n.saturating_sub(1)).checked_mul(self.cs))
+            .and_then(|(a, b)| a.checked_add(b));
+        m == 0 || n == 0 || last.is_some_and(|l| l < self.data.len())
     }
 }
 
@@ -81,8 +85,13 @@ fn matmul_into(
     beta: f32,
     accumulate: bool,
 ) {
+    // in bounds, and destination rows that do not overlap (gemm's threads
+    // write them in parallel)
     assert!(
-        Mat::rows(dst, dst_rs).holds(m, n) && lhs.holds(m, k) && rhs.holds(k, n),
+        Mat::rows(dst, dst_rs).holds(m, n)
+            && lhs.holds(m, k)
+            && rhs.holds(k, n)
+            && (m <= 1 || dst_rs >= n),
         "lora-linear: matrix out of bounds"
     );
     if m == 0 || n == 0 {
@@ -157,6 +166,9 @@ impl Spec {
 
     fn forward(&self, o: &Operands) -> Vec<f32> {
         let (m, out, r) = (o.m, o.out, self.rank);
+        if m == 0 {
+            return Vec::new();
+        }
         let pr = self.parts.len() * r;
         // The base product as `ops::linear` computes it (same kernel, same
         // order of additions): a zero adapter leaves the output exact.
@@ -184,6 +196,9 @@ impl Spec {
     fn backward(&self, o: &Operands, g: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (m, out, inp, r) = (o.m, o.out, o.inp, self.rank);
         let pr = self.parts.len() * r;
+        if m == 0 {
+            return (Vec::new(), vec![0f32; pr * inp], vec![0f32; o.b.len()]);
+        }
         let xa = self.xa(o, false);
         let gm = Mat::rows(g, out);
         // gb = scale · [g_j · B_j]_j (`[m, P·r]`) and dB_j = scale · g_jᵀ · (x·A_jᵀ).

@@ -262,6 +262,12 @@ impl QMat {
     /// [`QMat::matmul`] with the given kernels (tests compare them).
     pub fn matmul_with(&self, kern: Kernel, x: &[f32], n: usize) -> Vec<f32> {
         assert_eq!(x.len(), n * self.cols, "qmat: activation shape");
+        // the SIMD kernels below rely on it: never run them on a CPU without
+        assert!(
+            kern.supported(),
+            "qmat: this CPU has no {} kernels",
+            kern.name()
+        );
         if let Some(w) = &self.f32w {
             let (st, l) = w.storage_and_layout();
             let Storage::Cpu(CpuStorage::F32(v)) = &*st else {
@@ -453,6 +459,12 @@ impl Kernel {
         }
         v.push(Kernel::Portable);
         v
+    }
+
+    /// Whether this CPU runs these kernels (checked once).
+    pub fn supported(self) -> bool {
+        static AVAILABLE: std::sync::OnceLock<Vec<Kernel>> = std::sync::OnceLock::new();
+        AVAILABLE.get_or_init(Kernel::available).contains(&self)
     }
 
     /// The best kernels this CPU has, or the ones [`KERNEL_ENV`] names
