@@ -74,6 +74,13 @@
 //!   `client_ip`, `email`, `phone`, `dob`, `zip`, `password`...), also for
 //!   `"key": "value"` pairs inside text; numbers under id-like keys become
 //!   placeholder strings; object keys are redacted like values.
+//! - Form fields in text (`name=Mei Dang; phone=415-517-2720`, URL queries,
+//!   logfmt) are read by their key the same way: the value runs to `;`, `&`,
+//!   `|`, a line end or the next `key=` (256 bytes at most), and when prose
+//!   follows it on the line, its leading words that read as the key's kind
+//!   are taken. Secret and id keys keep their own assignment rules.
+//! - Words inside an e-mail address or URL are no context for a number
+//!   after them (`jo+orders@acme.com or 512-208-2695` is a phone).
 
 mod cache;
 mod detect;
