@@ -857,6 +857,26 @@ impl CausalLm {
         Ok(Some(y.reshape(dims)?))
     }
 
+    /// Projection `i` (o or down: one part, adapter `t`) of `x` with its
+    /// adapter: fused when [`Self::fused_proj`] can, else composite.
+    fn single_proj(
+        &self,
+        blk: &Block,
+        i: usize,
+        t: LoraTarget,
+        x: &Tensor,
+        train: &mut Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
+        if let Some(y) = self.fused_proj(blk, i, x, train.is_some())? {
+            return Ok(y);
+        }
+        let y = self.proj(blk, i, x)?;
+        match &blk.lora[t.index()] {
+            Some(p) => Ok((y + self.lora_delta(p, x, train)?)?),
+            None => Ok(y),
+        }
+    }
+
     // -----------------------------------------------------------------------
     // Forward.
 
@@ -935,16 +955,7 @@ impl CausalLm {
             None => ops::attention(&q, &k_all, &v_all, scale, mask, k)?,
         };
         let o = o.transpose(1, 2)?.reshape((b * s, nh * hd))?;
-        let mut attn = match self.fused_proj(blk, 1, &o, train.is_some())? {
-            Some(y) => y,
-            None => {
-                let mut y = self.proj(blk, 1, &o)?;
-                if let Some(p) = &blk.lora[LoraTarget::O.index()] {
-                    y = (y + self.lora_delta(p, &o, train)?)?;
-                }
-                y
-            }
-        };
+        let mut attn = self.single_proj(blk, 1, LoraTarget::O, &o, train)?;
         if let Some(w) = &blk.post_attn_norm {
             attn = ops::rms_norm(&attn, w, cfg.rms_eps, k)?;
         }
@@ -977,16 +988,7 @@ impl CausalLm {
             gu = (gu + Tensor::cat(&[dg, du], 1)?)?;
         }
         let act = ops::gated(&gu, cfg.gelu_ffn, k)?;
-        let mut down = match self.fused_proj(blk, 3, &act, train.is_some())? {
-            Some(y) => y,
-            None => {
-                let mut y = self.proj(blk, 3, &act)?;
-                if let Some(p) = &blk.lora[LoraTarget::Down.index()] {
-                    y = (y + self.lora_delta(p, &act, train)?)?;
-                }
-                y
-            }
-        };
+        let mut down = self.single_proj(blk, 3, LoraTarget::Down, &act, train)?;
         if let Some(w) = &blk.post_ffn_norm {
             down = ops::rms_norm(&down, w, cfg.rms_eps, k)?;
         }
