@@ -923,28 +923,45 @@ impl Detectors {
                 ve -= 1;
             }
             if ve > vs {
-                // Plain text, not a JSON string body (no escapes to decode).
-                // The whole value, else its longest run of leading words that
-                // reads as the key's kind: "phone=415-517-2720 wants a call".
-                let value = &s[vs..ve];
-                let before = out.len();
-                let mut end = value.len();
-                for _ in 0..FORM_VALUE_WORDS {
-                    keyctx::keyed(self, kind, &value[..end], out);
-                    let shorter = value[..end].rfind(' ').map(|p| {
-                        value[..p]
-                            .trim_end_matches([' ', ',', '.', '(', ')', ':'])
-                            .len()
-                    });
-                    match shorter {
-                        Some(e) if out.len() == before && e > 0 => end = e,
-                        _ => break,
+                // A URL query's value (`name=Mei%20Dang`, `Mei+Dang`) is
+                // read decoded, and its whole encoded text is redacted.
+                if let Some(decoded) = form_decode(&s[vs..ve]) {
+                    let before = out.len();
+                    self.form_value(kind, &decoded, out);
+                    if out.len() > before {
+                        let first = out.swap_remove(before);
+                        out.truncate(before);
+                        push(out, vs, ve, first.detail, first.norm);
                     }
+                    continue;
                 }
+                let before = out.len();
+                self.form_value(kind, &s[vs..ve], out);
                 for sp in &mut out[before..] {
                     sp.start += vs;
                     sp.end += vs;
                 }
+            }
+        }
+    }
+
+    /// A form value as its key says (spans relative to `value`): the whole
+    /// value, else its longest run of leading words that reads as the key's
+    /// kind: "phone=415-517-2720 wants a call". Plain text, not a JSON
+    /// string body (no escapes to decode).
+    fn form_value(&self, kind: keyctx::KeyKind, value: &str, out: &mut Vec<Span>) {
+        let before = out.len();
+        let mut end = value.len();
+        for _ in 0..FORM_VALUE_WORDS {
+            keyctx::keyed(self, kind, &value[..end], out);
+            let shorter = value[..end].rfind(' ').map(|p| {
+                value[..p]
+                    .trim_end_matches([' ', ',', '.', '(', ')', ':'])
+                    .len()
+            });
+            match shorter {
+                Some(e) if out.len() == before && e > 0 => end = e,
+                _ => break,
             }
         }
     }
@@ -1704,6 +1721,31 @@ fn plain_secret(s: &str, key_end: usize, vs: usize, v: &str, password: bool) -> 
 fn hex_byte(h: u8, l: u8) -> Option<u8> {
     let d = |c: u8| (c as char).to_digit(16).map(|x| x as u8);
     Some(d(h)? << 4 | d(l)?)
+}
+
+/// A form value with URL encoding decoded: `%XX` escapes, and `+` between
+/// two letters or digits as a space (a leading `+` stays: `+1 415...`).
+/// `None` when there is nothing to decode.
+fn form_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let escape = b
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_byte(w[1], w[2]).is_some());
+    let joiner = |i: usize| {
+        b[i] == b'+'
+            && i > 0
+            && i + 1 < b.len()
+            && b[i - 1].is_ascii_alphanumeric()
+            && b[i + 1].is_ascii_alphanumeric()
+    };
+    let plus = (0..b.len()).any(joiner);
+    if !escape && !plus {
+        return None;
+    }
+    let spaced: Vec<u8> = (0..b.len())
+        .map(|i| if joiner(i) { b' ' } else { b[i] })
+        .collect();
+    Some(percent_decode(&spaced))
 }
 
 /// `%XX` escapes decoded (invalid ones kept as written), lossy UTF-8.

@@ -665,10 +665,11 @@ fn keyed_email(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     ok
 }
 
-/// 6 to 15 digits in phone punctuation.
+/// 6 to 15 digits in phone punctuation (not a date: `fax=2024-01-15`).
 fn keyed_phone(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     let digits = digits_of(v);
     let ok = (6..=15).contains(&digits.len())
+        && parse_date(v).is_none()
         && v.chars()
             .all(|c| c.is_ascii_digit() || " +-().x/ext".contains(c) || c == 'E' || c == 'X');
     if ok {
@@ -699,10 +700,20 @@ fn keyed_dob(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     }
 }
 
-/// A street address: letters and a number, or two words.
+/// A street address: letters and a number, or two words. A value that
+/// starts as a machine's address is not one: `0x7ffe5c3a in worker`,
+/// `localhost:8080`, and as a single word `10.0.0.5`, `db-01.internal`,
+/// `deadbeef01`.
 fn keyed_address(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     let words = v.split_whitespace().count();
+    let first = v.split_whitespace().next().unwrap_or("");
+    let machine = first.starts_with("0x")
+        || first.starts_with("0X")
+        || first.contains([':', '_'])
+        || words == 1
+            && (v.contains(['/', '.']) || v.len() >= 8 && v.chars().all(|c| c.is_ascii_hexdigit()));
     let ok = v.len() >= 5
+        && !machine
         && v.chars().any(char::is_alphabetic)
         && (v.chars().any(|c| c.is_ascii_digit()) || words >= 2);
     if ok {
@@ -711,9 +722,17 @@ fn keyed_address(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     ok
 }
 
-/// A short alphanumeric code with a digit.
+/// A short alphanumeric code with a digit, and no run of four letters
+/// (postcodes have at most two or three: `SW1A 1AA`, `K1A 0B1`, `1234 AB`;
+/// `zip=archive12` is a file).
 fn keyed_postcode(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
+    let letter_run = v
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
     let ok = (3..=10).contains(&v.len())
+        && letter_run < 4
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
         && v.chars().any(|c| c.is_ascii_digit());

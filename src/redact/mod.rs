@@ -78,7 +78,13 @@
 //!   logfmt) are read by their key the same way: the value runs to `;`, `&`,
 //!   `|`, a line end or the next `key=` (256 bytes at most), and when prose
 //!   follows it on the line, its leading words that read as the key's kind
-//!   are taken. Secret and id keys keep their own assignment rules.
+//!   are taken. Secret and id keys keep their own assignment rules. A
+//!   URL-encoded value (`name=Mei%20Dang`, `Mei+Dang`) is read decoded and
+//!   redacted whole, with the plain value's pseudonym.
+//! - A key's kind also needs the value's shape: under address keys a value
+//!   that starts as a machine address (`0x7ffe…`, `localhost:8080`) is
+//!   kept, under postcode keys one with a run of four letters
+//!   (`zip=archive12`), under phone keys a date (`fax=2024-01-15`).
 //! - Words inside an e-mail address or URL are no context for a number
 //!   after them (`jo+orders@acme.com or 512-208-2695` is a phone).
 

@@ -2101,11 +2101,29 @@ fn form_field_lines_are_redacted() {
         red(&r, &s);
         assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
     }
-    // Not fields: comparisons, code defaults, ordinary words after `=`.
+    // URL-encoded values (a query string, `+` for a space) are read decoded
+    // and redacted whole, with the plain form's placeholders.
+    let out = red(
+        &r,
+        "name=Mei Dang; phone=415-517-2720; email=mei.dang@umbrella-health.org\n\
+         GET /leads?name=Mei%20Dang&phone=415%20517%202720&src=ad&email=mei.dang%40umbrella-health.org\n\
+         lead: name=Mei+Dang",
+    );
+    assert_eq!(
+        out,
+        "name=<PERSON_1>; phone=<PHONE_1>; email=<EMAIL_1>\n\
+         GET /leads?name=<PERSON_1>&phone=<PHONE_1>&src=ad&email=<EMAIL_1>\n\
+         lead: name=<PERSON_1>"
+    );
+    // Not fields: comparisons, code defaults, ordinary words after `=`; nor
+    // values whose shape is not the key's kind (a memory or network address,
+    // a file name under `zip`, a date under `fax`).
     for s in [
         "if phone_count == 415: pass",
         "def f(name=None, phone=0): ...",
         "set seats=100 and plan=Enterprise",
+        "segfault at address=0x7ffe5c3a9b10 in worker",
+        "listening on address=localhost:8080; zip=archive12; fax=2024-01-15",
     ] {
         assert_eq!(red(&r, s), s);
     }
