@@ -292,6 +292,9 @@ const ADDRESS_GATE_WORDS: &[(&str, u8)] = &[
 /// Every compiled pattern. Built once per [`super::Redactor`].
 pub(crate) struct Detectors {
     pub email: Regex,
+    /// [`Detectors::email`] with letters outside ASCII (slower: only run on
+    /// text that has some).
+    email_intl: Regex,
     email_pct: Regex,
     email_obf: Regex,
     url_creds: Regex,
@@ -357,6 +360,9 @@ impl Detectors {
         Detectors {
             email: re(
                 r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,63}@(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
+            ),
+            email_intl: re(
+                r"[\p{L}\p{N}_][\p{L}\p{N}_.%+'\-]{0,63}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}\-]{0,61}[\p{L}\p{N}])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
             ),
             email_pct: re(
                 r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,95}%40(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
@@ -727,14 +733,19 @@ impl Detectors {
     fn detect_emails(&self, s: &str, f: &Features, out: &mut Vec<Span>) {
         let b = s.as_bytes();
         if f.at {
-            for m in self.email.find_iter(s) {
+            let email = if s.is_ascii() {
+                &self.email
+            } else {
+                &self.email_intl
+            };
+            for m in email.find_iter(s) {
                 if email_ok(s, m.start(), m.end()) {
                     push(
                         out,
                         m.start(),
                         m.end(),
                         Detail::Email,
-                        m.as_str().to_ascii_lowercase(),
+                        m.as_str().to_lowercase(),
                     );
                 }
             }

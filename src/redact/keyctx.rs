@@ -627,7 +627,7 @@ fn keyed_user_id(det: &Detectors, v: &str, s: usize, e: usize, out: &mut Vec<Spa
         .find(v)
         .is_some_and(|m| m.start() == 0 && m.end() == v.len())
     {
-        push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+        push(out, s, e, Detail::Email, v.to_lowercase());
         return true;
     }
     if v.len() <= 128 && !v.contains(char::is_whitespace) && !is_placeholder_id(v) {
@@ -660,7 +660,7 @@ fn keyed_email(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
         .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
         && !v.contains(char::is_whitespace);
     if ok {
-        push(out, s, e, Detail::Email, v.to_ascii_lowercase());
+        push(out, s, e, Detail::Email, v.to_lowercase());
     }
     ok
 }

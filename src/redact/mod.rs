@@ -81,6 +81,9 @@
 //!   are taken. Secret and id keys keep their own assignment rules. A
 //!   URL-encoded value (`name=Mei%20Dang`, `Mei+Dang`) is read decoded and
 //!   redacted whole, with the plain value's pseudonym.
+//! - E-mail addresses with letters outside ASCII (`søren@example.dk`,
+//!   `anna@bücher.de`) are found whole (a Unicode pattern, run only on text
+//!   that is not ASCII) and normalised lower-case.
 //! - A key's kind also needs the value's shape: under address keys a value
 //!   that starts as a machine address (`0x7ffe…`, `localhost:8080`) is
 //!   kept, under postcode keys one with a run of four letters

@@ -2129,6 +2129,25 @@ fn form_field_lines_are_redacted() {
     }
 }
 
+/// E-mail addresses with letters outside ASCII (RFC 6531) are redacted
+/// whole, one pseudonym whatever the case.
+#[test]
+fn unicode_email_addresses_are_redacted_whole() {
+    let r = redactor();
+    let out = red(
+        &r,
+        "Hi, I'm Søren, write to søren@example.dk or SØREN@example.dk; \
+         cc josé.garcía@correo.es and anna@bücher.de",
+    );
+    for raw in ["søren", "SØREN", "josé", "garcía", "anna@", "bücher"] {
+        assert!(!out.contains(raw), "{raw} left in {out}");
+    }
+    assert!(
+        out.contains("write to <EMAIL_1> or <EMAIL_1>;"),
+        "one pseudonym for both cases: {out}"
+    );
+}
+
 /// A context word inside an e-mail address or URL says nothing about the
 /// number after it: `+orders@` is a mailbox tag, not an order number.
 #[test]
