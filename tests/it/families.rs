@@ -373,7 +373,7 @@ fn real_gemma3_matches_candles_gemma3_and_tokenizes() {
     ) else {
         return;
     };
-    let m = lm::load(&path, &Device::Cpu).unwrap();
+    let mut m = lm::load(&path, &Device::Cpu).unwrap();
     let cfg = m.model.config();
     assert_eq!(cfg.arch, Arch::Gemma3);
     assert_eq!(
@@ -430,7 +430,8 @@ fn real_gemma3_matches_candles_gemma3_and_tokenizes() {
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
     );
     assert_eq!(m.chat.eot_token(), "<end_of_turn>");
-    // parity with candle's Hugging Face Gemma 3 on the same weights
+    // parity with candle's Hugging Face Gemma 3 on the same weights (f32)
+    m.model.set_quantized_decode(false);
     let ours = our_logits_and_greedy(&m, &prompt, 32);
     let reference = reference_gemma3(&path, &prompt, 32);
     let d = max_abs_diff(&ours.0, &reference.0);
@@ -439,6 +440,14 @@ fn real_gemma3_matches_candles_gemma3_and_tokenizes() {
     let text = tok.decode(&ours.1, true).unwrap();
     eprintln!("gemma3 270m: {text:?}");
     assert!(text.contains("France") || text.contains("Paris"), "{text}");
+    // the quantized decoder on the file's own blocks (Q4_K as 4-bit blocks,
+    // Q5_0 and Q8_0 as 8-bit ones, Q6_K as 8-bit with a scale per 16): the
+    // same tokens as the f32 path
+    m.model.set_quantized_decode(true);
+    let w = m.model.decode_weights().expect("decode weights");
+    assert_eq!(w.kinds(), vec!["Q4", "Q8", "Q8H"]);
+    let q = our_logits_and_greedy(&m, &prompt, 32);
+    assert_eq!(q.1, ours.1, "quantized decoder's greedy tokens");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The quantized decoder's weight blocks and kernels (src/ml/lm/qmat.rs):
 //! products against the same weights dequantized to f32, for every block
-//! type, activation-row count and both kernels; stacking.
+//! type (Q4_K read as 4-bit blocks, the other quantized types re-quantized
+//! to 8 bits), activation-row count and kernel; stacking.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -48,13 +49,63 @@ fn quantized_products_match_the_dequantized_weights() {
         assert!(err < 1e-6, "{dt:?}: {err}");
         mats.push((format!("{dt:?}"), m, deq));
     }
-    // types without a kernel are not taken
-    let k = QTensor::quantize(
-        &Tensor::from_vec(random(256 * 2, 4), (2, 256), &Device::Cpu).unwrap(),
-        GgmlDType::Q4K,
-    )
-    .unwrap();
-    assert!(QMat::from_qtensor(&k).unwrap().is_none());
+    // Q4_K, Q6_K and Q5_0: their own quants as 4-bit blocks, as 8-bit
+    // blocks with a scale per 16, and as 8-bit blocks: the values candle
+    // dequantizes
+    let (kr, kc) = (5, 512);
+    let kt = Tensor::from_vec(random(kr * kc, 4), (kr, kc), &Device::Cpu).unwrap();
+    for (dt, kind) in [
+        (GgmlDType::Q4K, QKind::Q4),
+        (GgmlDType::Q6K, QKind::Q8H),
+        (GgmlDType::Q5_0, QKind::Q8),
+    ] {
+        let q = QTensor::quantize(&kt, dt).unwrap();
+        let m = QMat::from_qtensor(&q).unwrap().expect("taken as they are");
+        assert_eq!(m.kind(), kind);
+        let deq: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(dequantized(&m), deq, "{dt:?} read back exactly");
+        let x = random(3 * kc, 8);
+        for kern in Kernel::available() {
+            let got = m.matmul_with(kern, &x, 3);
+            for b in 0..3 {
+                for r in 0..kr {
+                    let want: f32 = (0..kc).map(|c| x[b * kc + c] * deq[r * kc + c]).sum();
+                    let g = got[b * kr + r];
+                    assert!(
+                        (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{dt:?} {kern:?}: {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    // other quantized types are not taken as they are; the decoder
+    // re-quantizes them to 8 bits (close to their values); float types
+    // stay f32
+    for dt in [GgmlDType::Q5K, GgmlDType::Q5_1, GgmlDType::Q3K] {
+        let q = QTensor::quantize(&kt, dt).unwrap();
+        assert!(QMat::from_qtensor(&q).unwrap().is_none(), "{dt:?}");
+        let f = q.dequantize(&Device::Cpu).unwrap();
+        let m = QMat::for_decoding(&q, &f).unwrap().expect("re-quantized");
+        assert_eq!(m.kind(), QKind::Q8, "{dt:?}");
+        let fv: Vec<f32> = f.flatten_all().unwrap().to_vec1().unwrap();
+        let err = dequantized(&m)
+            .iter()
+            .zip(&fv)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        assert!(err < 1.0 / 200.0, "{dt:?}: {err}");
+    }
+    for dt in [GgmlDType::F16, GgmlDType::F32] {
+        let q = QTensor::quantize(&kt, dt).unwrap();
+        let f = q.dequantize(&Device::Cpu).unwrap();
+        assert!(QMat::for_decoding(&q, &f).unwrap().is_none(), "{dt:?}");
+    }
     // re-quantized to 8 bits: close to the originals
     let q8 = QMat::quantize_q8(&w, rows, cols).unwrap();
     let deq8 = dequantized(&q8);

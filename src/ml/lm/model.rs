@@ -426,18 +426,18 @@ impl CausalLm {
     pub fn load(f: &mut GgufFile, device: &Device) -> Result<CausalLm> {
         let cfg = LmConfig::from_gguf(f)?;
         let h = cfg.hidden_size;
-        let read =
-            |f: &mut GgufFile, name: &str, dims: &[usize]| read_weight(f, name, dims, device);
         let vocab = f
             .tensor_dims("token_embd.weight")?
             .first()
             .copied()
             .unwrap_or(0);
-        let (embed, embed_q) = read(f, "token_embd.weight", &[vocab, h])?;
-        let (lm_head, head_q) = if f.has_tensor("output.weight") {
-            read(f, "output.weight", &[vocab, h])?
-        } else {
+        // the embedding is the decoder's head only when the file ties them
+        let tied = !f.has_tensor("output.weight");
+        let (embed, embed_q) = read_weight(f, "token_embd.weight", &[vocab, h], device, tied)?;
+        let (lm_head, head_q) = if tied {
             (embed.clone(), embed_q)
+        } else {
+            read_weight(f, "output.weight", &[vocab, h], device, true)?
         };
         let norm = f.tensor_f32("output_norm.weight", device)?;
         check_shape(&norm, &[h], "output_norm.weight")?;
@@ -1159,20 +1159,22 @@ impl CausalLm {
     }
 }
 
-/// A tensor as f32 and, where its blocks suit the decoder, as those blocks.
+/// A tensor as f32 and, when `decoder`, as the decoder multiplies it
+/// ([`QMat::for_decoding`]).
 fn read_weight(
     f: &mut GgufFile,
     name: &str,
     dims: &[usize],
     device: &Device,
+    decoder: bool,
 ) -> Result<(Tensor, Option<QMat>)> {
     let q = f.qtensor(name, device)?;
     let t = q
         .dequantize(device)
         .with_context(|| format!("dequantizing tensor {name}"))?;
     check_shape(&t, dims, name)?;
-    let own = if t.rank() == 2 && device.is_cpu() {
-        QMat::from_qtensor(&q)?
+    let own = if decoder && t.rank() == 2 && device.is_cpu() {
+        QMat::for_decoding(&q, &t)?
     } else {
         None
     };
@@ -1194,8 +1196,9 @@ fn load_block(
         cfg.q_dim(),
         cfg.kv_dim(),
     );
-    let mut getq =
-        |n: &str, dims: &[usize]| read_weight(f, &format!("blk.{i}.{n}.weight"), dims, device);
+    let mut getq = |n: &str, dims: &[usize]| {
+        read_weight(f, &format!("blk.{i}.{n}.weight"), dims, device, true)
+    };
     let (q, qq) = getq("attn_q", &[qd, h])?;
     let (k, kq) = getq("attn_k", &[kvd, h])?;
     let (v, vq) = getq("attn_v", &[kvd, h])?;

@@ -11,10 +11,13 @@
 //! Layout: each 32-weight block keeps its quants (16 bytes of nibbles, or 32
 //! signed bytes) and its scale (and offset) as f32, row after row. A block
 //! of 4-bit weights is `q · d + m` with `q` in `0..16` (Q4_0's `(q − 8) · d`
-//! is `m = −8d`); an 8-bit one is `q · d`. Weights of other types (F32,
-//! F16, k-quants, for which there is no kernel here yet) are multiplied as
-//! the f32 tensor the model already holds ([`QKind::F32`], no copy), so the
-//! decoder stays exact for every file.
+//! is `m = −8d`); an 8-bit one is `q · d`. Q4_K's 32-weight sub-blocks are
+//! such 4-bit blocks too (`d · sc`, `−dmin · m`: the same values, read from
+//! the file's own quants), and Q6_K's values are 8-bit blocks with a scale
+//! per 16 weights ([`QKind::Q8H`]), Q5_0's `q − 16` 8-bit blocks. The other
+//! quantized types (Q5_1, Q5_K, Q3_K...) are re-quantized once to 8-bit blocks, within half a step of
+//! 1/127 of each block's largest weight. F32, F16 and BF16 weights are multiplied as
+//! the f32 tensor the model already holds ([`QKind::F32`], no copy), exact.
 
 use anyhow::{bail, Result};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -35,6 +38,9 @@ pub enum QKind {
     Q4,
     /// 32 signed bytes, `d`.
     Q8,
+    /// 32 signed bytes with a scale per 16 (`d` holds two per block): Q6_K's
+    /// values exactly.
+    Q8H,
     /// The model's f32 weights (shared with the f32 path).
     F32,
 }
@@ -96,16 +102,38 @@ impl QMat {
         }))
     }
 
-    /// The GGUF tensor's own blocks when they are Q4_0, Q4_1 or Q8_0 (`None`
-    /// for other types, which [`QMat::quantize_q8`] can re-quantize).
+    /// What the decoder multiplies for a GGUF tensor (`f32w`: the same
+    /// weights dequantized): its own blocks ([`QMat::from_qtensor`]), else
+    /// for other quantized types the weights re-quantized to 8 bits; `None`
+    /// for float types (F32, F16, BF16: decoded on `f32w`, exact).
+    pub fn for_decoding(t: &QTensor, f32w: &Tensor) -> Result<Option<QMat>> {
+        if let Some(m) = QMat::from_qtensor(t)? {
+            return Ok(Some(m));
+        }
+        if matches!(t.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+            return Ok(None);
+        }
+        let (rows, cols) = f32w.dims2()?;
+        let w: Vec<f32> = f32w.flatten_all()?.to_vec1()?;
+        Ok(QMat::quantize_q8(&w, rows, cols))
+    }
+
+    /// The GGUF tensor's own blocks when they are Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K
+    /// (`None` for other types, which [`QMat::quantize_q8`] can re-quantize).
     pub fn from_qtensor(t: &QTensor) -> Result<Option<QMat>> {
         let (rows, cols) = t.shape().dims2()?;
         if !cols.is_multiple_of(BLOCK) {
             return Ok(None);
         }
+        match t.dtype() {
+            GgmlDType::Q4K => return QMat::from_q4k(&t.data()?, rows, cols).map(Some),
+            GgmlDType::Q6K => return QMat::from_q6k(&t.data()?, rows, cols).map(Some),
+            _ => {}
+        }
         let (bytes, kind) = match t.dtype() {
             GgmlDType::Q4_0 => (18, QKind::Q4),
             GgmlDType::Q4_1 => (20, QKind::Q4),
+            GgmlDType::Q5_0 => (22, QKind::Q8),
             GgmlDType::Q8_0 => (34, QKind::Q8),
             _ => return Ok(None),
         };
@@ -140,10 +168,120 @@ impl QMat {
                     out.m.push(f16_at(blk, 2));
                     out.qs.extend_from_slice(&blk[4..20]);
                 }
+                GgmlDType::Q5_0 => {
+                    // 5-bit `q − 16`: nibbles, high bits in a 32-bit mask
+                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                    let qs = &blk[6..22];
+                    for e in 0..32 {
+                        let nib = if e < 16 {
+                            qs[e] & 0x0F
+                        } else {
+                            qs[e - 16] >> 4
+                        };
+                        let hi = ((qh >> e) & 1) as u8;
+                        out.qs.push(((nib | (hi << 4)) as i8 - 16) as u8);
+                    }
+                }
                 _ => out.qs.extend_from_slice(&blk[2..34]),
             }
         }
         Ok(Some(out))
+    }
+
+    /// Q4_K super-blocks (256 weights: `d`, `dmin`, 12 bytes of 6-bit scales
+    /// and mins, 128 bytes of nibbles) as eight 4-bit blocks each, with
+    /// `d·sc` and `−dmin·m` as candle computes them.
+    fn from_q4k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
+        const SUPER: usize = 256;
+        const BYTES: usize = 144;
+        let n = rows * cols / SUPER;
+        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
+            bail!(
+                "Q4_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
+                data.len(),
+                n * BYTES
+            )
+        }
+        // ggml's get_scale_min_k4
+        let scale_min = |j: usize, q: &[u8]| -> (u8, u8) {
+            if j < 4 {
+                (q[j] & 63, q[j + 4] & 63)
+            } else {
+                (
+                    (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+                    (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+                )
+            }
+        };
+        let nb = n * SUPER / BLOCK;
+        let mut out = QMat {
+            kind: QKind::Q4,
+            rows,
+            cols,
+            qs: Vec::with_capacity(nb * 16),
+            d: Vec::with_capacity(nb),
+            m: Vec::with_capacity(nb),
+            f32w: None,
+        };
+        for blk in data.chunks_exact(BYTES) {
+            let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let scales = &blk[4..16];
+            for j in 0..4 {
+                let q = &blk[16 + 32 * j..16 + 32 * (j + 1)];
+                for (half, sub) in [(0, 2 * j), (4, 2 * j + 1)] {
+                    let (sc, m) = scale_min(sub, scales);
+                    out.d.push(d * sc as f32);
+                    out.m.push(-(dmin * m as f32));
+                    let v = |e: usize| (q[e] >> half) & 0x0F;
+                    out.qs.extend((0..16).map(|e| v(e) | (v(e + 16) << 4)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Q6_K super-blocks (256 weights: 128 bytes of low nibbles, 64 of high
+    /// bit pairs, 16 signed scales, `d`) as eight 8-bit blocks of `q − 32`
+    /// with `d·sc` per 16 weights, as candle computes them.
+    fn from_q6k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
+        const SUPER: usize = 256;
+        const BYTES: usize = 210;
+        let n = rows * cols / SUPER;
+        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
+            bail!(
+                "Q6_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
+                data.len(),
+                n * BYTES
+            )
+        }
+        let mut out = QMat {
+            kind: QKind::Q8H,
+            rows,
+            cols,
+            qs: Vec::with_capacity(n * SUPER),
+            d: Vec::with_capacity(n * SUPER / 16),
+            m: Vec::new(),
+            f32w: None,
+        };
+        for blk in data.chunks_exact(BYTES) {
+            let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
+            let d = f16_at(blk, 208);
+            // element p: 128-halves, then quarters of 32 (ggml's order)
+            for p in 0..SUPER {
+                let (idx, quarter, l) = (p / 128, (p % 128) / 32, p % 32);
+                let (ql, qh) = (&ql[64 * idx..], &qh[32 * idx..]);
+                let lo = match quarter {
+                    0 => ql[l] & 0xF,
+                    1 => ql[l + 32] & 0xF,
+                    2 => ql[l] >> 4,
+                    _ => ql[l + 32] >> 4,
+                };
+                let hi = (qh[l] >> (2 * quarter)) & 3;
+                out.qs.push(((lo | (hi << 4)) as i8 - 32) as u8);
+            }
+            out.d.extend(sc.iter().map(|&s| d * s as i8 as f32));
+        }
+        Ok(out)
     }
 
     /// Re-quantizes f32 weights `[rows, cols]` to 8-bit blocks (as ggml's
@@ -230,6 +368,12 @@ impl QMat {
                 let q = &self.qs[b * 32..(b + 1) * 32];
                 for (o, q) in o.iter_mut().zip(q) {
                     *o = *q as i8 as f32 * self.d[b];
+                }
+            }
+            QKind::Q8H => {
+                let q = &self.qs[b * 32..(b + 1) * 32];
+                for (e, (o, q)) in o.iter_mut().zip(q).enumerate() {
+                    *o = *q as i8 as f32 * self.d[2 * b + e / 16];
                 }
             }
             QKind::F32 => unreachable!("f32 weights have no blocks"),
@@ -334,47 +478,34 @@ impl QMat {
 
     fn group<const N: usize>(&self, kern: Kernel, r: usize, x: &[&[f32]], out: &mut [f32]) {
         let x: [&[f32]; N] = std::array::from_fn(|i| x[i]);
+        // row r's quants and scales (Q8H: two scales per block)
+        let nb = self.cols / BLOCK;
+        let (ql, h) = match self.kind {
+            QKind::Q4 => (16, 1),
+            QKind::Q8 => (32, 1),
+            QKind::Q8H => (32, 2),
+            QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
+        };
+        let qs = &self.qs[r * nb * ql..(r + 1) * nb * ql];
+        let d = &self.d[r * nb * h..(r + 1) * nb * h];
+        let m = if self.kind == QKind::Q4 {
+            &self.m[r * nb..(r + 1) * nb]
+        } else {
+            &[][..]
+        };
+        let four = self.kind == QKind::Q4;
         let res: [f32; N] = match kern {
+            // SAFETY (all four): these kernels are only chosen where the CPU
+            // has their features (`Kernel::supported`, asserted in
+            // `matmul_with`); the slices hold `nb` blocks (asserted inside).
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                let nb = self.cols / BLOCK;
-                let d = &self.d[r * nb..(r + 1) * nb];
-                match self.kind {
-                    QKind::Q4 => {
-                        let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
-                        let m = &self.m[r * nb..(r + 1) * nb];
-                        // SAFETY: `Kernel::Avx2` is only chosen when the CPU has AVX2
-                        // and FMA; the slices hold `nb` blocks (asserted inside).
-                        unsafe { avx2::q4_dot::<N>(qs, d, m, &x) }
-                    }
-                    QKind::Q8 => {
-                        let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
-                        // SAFETY: as above.
-                        unsafe { avx2::q8_dot::<N>(qs, d, &x) }
-                    }
-                    QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
-                }
-            }
+            Kernel::Avx2 if four => unsafe { avx2::q4_dot::<N>(qs, d, m, &x) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => {
-                let nb = self.cols / BLOCK;
-                let d = &self.d[r * nb..(r + 1) * nb];
-                match self.kind {
-                    QKind::Q4 => {
-                        let qs = &self.qs[r * nb * 16..(r + 1) * nb * 16];
-                        let m = &self.m[r * nb..(r + 1) * nb];
-                        // SAFETY: `Kernel::Avx512` is only chosen when the CPU has
-                        // AVX-512F; the slices hold `nb` blocks (asserted inside).
-                        unsafe { avx512::q4_dot::<N>(qs, d, m, &x) }
-                    }
-                    QKind::Q8 => {
-                        let qs = &self.qs[r * nb * 32..(r + 1) * nb * 32];
-                        // SAFETY: as above.
-                        unsafe { avx512::q8_dot::<N>(qs, d, &x) }
-                    }
-                    QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
-                }
-            }
+            Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, h, &x) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if four => unsafe { avx512::q4_dot::<N>(qs, d, m, &x) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512::q8_dot::<N>(qs, d, h, &x) },
             Kernel::Portable => self.portable_dot::<N>(r, &x),
         };
         out.copy_from_slice(&res);
@@ -555,10 +686,17 @@ mod avx512 {
         finish(acc)
     }
 
-    /// Σ over blocks of `(q·d)·x` for `N` activation rows.
+    /// Σ over blocks of `(q·d)·x` for `N` activation rows; `h` scales
+    /// per block (1, or 2: one per 16 weights).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn q8_dot<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
-        let nb = d.len();
+    pub(super) unsafe fn q8_dot<const N: usize>(
+        qs: &[u8],
+        d: &[f32],
+        h: usize,
+        x: &[&[f32]; N],
+    ) -> [f32; N] {
+        assert!(h == 1 || h == 2);
+        let nb = d.len() / h;
         assert!(qs.len() >= nb * 32);
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
@@ -566,8 +704,9 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); 2]; N];
         for k in 0..nb {
             let p = qs.as_ptr().add(k * 32);
-            let dk = _mm512_set1_ps(*d.get_unchecked(k));
-            let f = |o: usize| {
+            let d0 = _mm512_set1_ps(*d.get_unchecked(k * h));
+            let d1 = _mm512_set1_ps(*d.get_unchecked(k * h + h - 1));
+            let f = |o: usize, dk: __m512| {
                 _mm512_mul_ps(
                     _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                         p.add(o) as *const __m128i
@@ -575,7 +714,7 @@ mod avx512 {
                     dk,
                 )
             };
-            rows::<N>([f(0), f(16)], x, k * BLOCK, &mut acc);
+            rows::<N>([f(0, d0), f(16, d1)], x, k * BLOCK, &mut acc);
         }
         finish(acc)
     }
@@ -673,10 +812,17 @@ mod avx2 {
         finish(acc)
     }
 
-    /// Σ over blocks of `(q·d)·x` for `N` activation rows.
+    /// Σ over blocks of `(q·d)·x` for `N` activation rows; `h` scales
+    /// per block (1, or 2: one per 16 weights).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn q8_dot<const N: usize>(qs: &[u8], d: &[f32], x: &[&[f32]; N]) -> [f32; N] {
-        let nb = d.len();
+    pub(super) unsafe fn q8_dot<const N: usize>(
+        qs: &[u8],
+        d: &[f32],
+        h: usize,
+        x: &[&[f32]; N],
+    ) -> [f32; N] {
+        assert!(h == 1 || h == 2);
+        let nb = d.len() / h;
         assert!(qs.len() >= nb * 32);
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
@@ -684,8 +830,9 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         for k in 0..nb {
             let p = qs.as_ptr().add(k * 32);
-            let dk = _mm256_set1_ps(*d.get_unchecked(k));
-            let f = |o: usize| {
+            let d0 = _mm256_set1_ps(*d.get_unchecked(k * h));
+            let d1 = _mm256_set1_ps(*d.get_unchecked(k * h + h - 1));
+            let f = |o: usize, dk: __m256| {
                 _mm256_mul_ps(
                     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
                         p.add(o) as *const __m128i
@@ -693,7 +840,7 @@ mod avx2 {
                     dk,
                 )
             };
-            let w = [f(0), f(8), f(16), f(24)];
+            let w = [f(0, d0), f(8, d0), f(16, d1), f(24, d1)];
             rows::<N>(w, x, k * BLOCK, &mut acc);
         }
         finish(acc)
