@@ -810,12 +810,14 @@ pub fn gated_row(gu: &[f32], gelu: bool, out: &mut [f32]) {
 /// Activation and derivative of the gate.
 fn gate_act(gelu: bool, g: f32) -> (f32, f32) {
     if gelu {
-        // 0.5·g·(1 + tanh(c·(g + 0.044715·g³))), c = √(2/π)
+        // 0.5·g·(1 + tanh(u)), u = c·(g + 0.044715·g³), c = √(2/π); as
+        // 1 + tanh(u) = 2·sigmoid(2u): g·s with s = sigmoid(2u) (one exp,
+        // no libm tanh, no cancellation), and 1 − tanh²(u) = 4·s·(1 − s)
         const C: f32 = 0.797_884_6;
-        let inner = C * (g + 0.044_715 * g * g * g);
-        let t = inner.tanh();
-        let act = 0.5 * g * (1.0 + t);
-        let d = 0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * g * g);
+        let u = C * (g + 0.044_715 * g * g * g);
+        let s = sigmoid(2.0 * u);
+        let act = g * s;
+        let d = s + 2.0 * g * s * (1.0 - s) * C * (1.0 + 3.0 * 0.044_715 * g * g);
         (act, d)
     } else {
         let s = sigmoid(g);
