@@ -293,7 +293,9 @@ const ADDRESS_GATE_WORDS: &[(&str, u8)] = &[
 pub(crate) struct Detectors {
     pub email: Regex,
     /// [`Detectors::email`] with letters outside ASCII (slower: only run on
-    /// text that has some).
+    /// text that has some). The local part takes no letter of a script
+    /// written without spaces, so `请发邮件到john@example.com` keeps its
+    /// Chinese text.
     email_intl: Regex,
     email_pct: Regex,
     email_obf: Regex,
@@ -362,7 +364,7 @@ impl Detectors {
                 r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,63}@(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
             ),
             email_intl: re(
-                r"[\p{L}\p{N}_][\p{L}\p{N}_.%+'\-]{0,63}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}\-]{0,61}[\p{L}\p{N}])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
+                r"[[\p{L}\p{N}_]--[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}]][[\p{L}\p{N}_.%+'\-]--[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}]]{0,63}@(?:[\p{L}\p{N}](?:[\p{L}\p{N}\-]{0,61}[\p{L}\p{N}])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
             ),
             email_pct: re(
                 r"[a-zA-Z0-9_][a-zA-Z0-9_.%+'\-]{0,95}%40(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,24}(?-u:\b)",
@@ -935,16 +937,19 @@ impl Detectors {
             }
             if ve > vs {
                 // A URL query's value (`name=Mei%20Dang`, `Mei+Dang`) is
-                // read decoded, and its whole encoded text is redacted.
-                if let Some(decoded) = form_decode(&s[vs..ve]) {
+                // read decoded; each value found covers its encoded text.
+                // When the decoded reading finds nothing, the plain one
+                // still runs (`email=jo+orders@intranet`).
+                if let Some((decoded, map)) = form_decode(&s[vs..ve]) {
                     let before = out.len();
                     self.form_value(kind, &decoded, out);
                     if out.len() > before {
-                        let first = out.swap_remove(before);
-                        out.truncate(before);
-                        push(out, vs, ve, first.detail, first.norm);
+                        for sp in &mut out[before..] {
+                            sp.start = vs + map[sp.start];
+                            sp.end = vs + map[sp.end];
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 let before = out.len();
                 self.form_value(kind, &s[vs..ve], out);
@@ -973,6 +978,35 @@ impl Detectors {
             match shorter {
                 Some(e) if out.len() == before && e > 0 => end = e,
                 _ => break,
+            }
+        }
+        // A person found in leading words takes the capitalised words right
+        // after it too: "Ann Lee" whole, where "Ann" alone read as a name.
+        let person = matches!(
+            kind,
+            keyctx::KeyKind::Person
+                | keyctx::KeyKind::PersonSoft
+                | keyctx::KeyKind::Name
+                | keyctx::KeyKind::Participant
+        );
+        let rest = &value[end..];
+        if person && out.len() > before && rest.starts_with(' ') {
+            let last = out.last_mut().expect("a span");
+            if last.detail == Detail::Person && last.end == end {
+                let mut e = end;
+                for w in rest[1..].split(' ').take(3) {
+                    let name_like = w.chars().next().is_some_and(char::is_uppercase)
+                        && w.chars()
+                            .all(|c| c.is_alphabetic() || matches!(c, '-' | '\''));
+                    if !name_like {
+                        break;
+                    }
+                    e += 1 + w.len();
+                }
+                if e > end {
+                    last.end = e;
+                    last.norm = super::names::normalise_name(&value[last.start..e]);
+                }
             }
         }
     }
@@ -1735,13 +1769,13 @@ fn hex_byte(h: u8, l: u8) -> Option<u8> {
 }
 
 /// A form value with URL encoding decoded: `%XX` escapes, and `+` between
-/// two letters or digits as a space (a leading `+` stays: `+1 415...`).
-/// `None` when there is nothing to decode.
-fn form_decode(v: &str) -> Option<String> {
+/// two letters or digits as a space (a leading `+` stays: `+1 415...`),
+/// with the offset in `v` where each decoded byte starts (and `v.len()`
+/// last). `None` when there is nothing to decode or the result is not UTF-8.
+fn form_decode(v: &str) -> Option<(String, Vec<usize>)> {
     let b = v.as_bytes();
-    let escape = b
-        .windows(3)
-        .any(|w| w[0] == b'%' && hex_byte(w[1], w[2]).is_some());
+    let escape =
+        |i: usize| b[i] == b'%' && i + 2 < b.len() && hex_byte(b[i + 1], b[i + 2]).is_some();
     let joiner = |i: usize| {
         b[i] == b'+'
             && i > 0
@@ -1749,14 +1783,24 @@ fn form_decode(v: &str) -> Option<String> {
             && b[i - 1].is_ascii_alphanumeric()
             && b[i + 1].is_ascii_alphanumeric()
     };
-    let plus = (0..b.len()).any(joiner);
-    if !escape && !plus {
+    if !(0..b.len()).any(|i| escape(i) || joiner(i)) {
         return None;
     }
-    let spaced: Vec<u8> = (0..b.len())
-        .map(|i| if joiner(i) { b' ' } else { b[i] })
-        .collect();
-    Some(percent_decode(&spaced))
+    let mut out = Vec::with_capacity(b.len());
+    let mut map = Vec::with_capacity(b.len() + 1);
+    let mut i = 0;
+    while i < b.len() {
+        map.push(i);
+        if escape(i) {
+            out.push(hex_byte(b[i + 1], b[i + 2]).expect("checked"));
+            i += 3;
+        } else {
+            out.push(if joiner(i) { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    map.push(b.len());
+    String::from_utf8(out).ok().map(|d| (d, map))
 }
 
 /// `%XX` escapes decoded (invalid ones kept as written), lossy UTF-8.

@@ -665,11 +665,13 @@ fn keyed_email(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     ok
 }
 
-/// 6 to 15 digits in phone punctuation (not a date: `fax=2024-01-15`).
+/// 6 to 15 digits in phone punctuation (not a date written with
+/// separators: `fax=2024-01-15`; eight bare digits stay a phone).
 fn keyed_phone(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     let digits = digits_of(v);
+    let date = v.contains(['-', '/', '.']) && parse_date(v).is_some();
     let ok = (6..=15).contains(&digits.len())
-        && parse_date(v).is_none()
+        && !date
         && v.chars()
             .all(|c| c.is_ascii_digit() || " +-().x/ext".contains(c) || c == 'E' || c == 'X');
     if ok {
@@ -701,17 +703,29 @@ fn keyed_dob(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
 }
 
 /// A street address: letters and a number, or two words. A value that
-/// starts as a machine's address is not one: `0x7ffe5c3a in worker`,
-/// `localhost:8080`, and as a single word `10.0.0.5`, `db-01.internal`,
-/// `deadbeef01`.
+/// starts as a machine's address is not one: a hex number
+/// (`0x7ffe5c3a in worker`), a `host:port` (`localhost:8080`), an IP
+/// address. Street shapes with `:`, `.`, `/` or `_` stay addresses
+/// (`Attn:Jane Roe`, `Hauptstr.5`, `ul.Marszalkowska/12`).
 fn keyed_address(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     let words = v.split_whitespace().count();
-    let first = v.split_whitespace().next().unwrap_or("");
-    let machine = first.starts_with("0x")
-        || first.starts_with("0X")
-        || first.contains([':', '_'])
-        || words == 1
-            && (v.contains(['/', '.']) || v.len() >= 8 && v.chars().all(|c| c.is_ascii_hexdigit()));
+    let first = v
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([',', ';', '.']);
+    let hex = first
+        .strip_prefix("0x")
+        .or_else(|| first.strip_prefix("0X"))
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+    let host_port = first.rsplit_once(':').is_some_and(|(h, p)| {
+        !h.is_empty()
+            && (1..=5).contains(&p.len())
+            && p.chars().all(|c| c.is_ascii_digit())
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+    });
+    let machine = hex || host_port || first.parse::<IpAddr>().is_ok();
     let ok = v.len() >= 5
         && !machine
         && v.chars().any(char::is_alphabetic)
@@ -722,17 +736,18 @@ fn keyed_address(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     ok
 }
 
-/// A short alphanumeric code with a digit, and no run of four letters
-/// (postcodes have at most two or three: `SW1A 1AA`, `K1A 0B1`, `1234 AB`;
-/// `zip=archive12` is a file).
+/// A short alphanumeric code with a digit. One word with a run of four
+/// letters is not one (`zip=archive12` is a file; `SW1A1AA`, `K1A0B1`
+/// have short runs, and `Oslo 0150`, `FIQQ 1ZZ` are two words).
 fn keyed_postcode(v: &str, s: usize, e: usize, out: &mut Vec<Span>) -> bool {
     let letter_run = v
         .split(|c: char| !c.is_ascii_alphabetic())
         .map(str::len)
         .max()
         .unwrap_or(0);
+    let file_like = !v.contains(' ') && letter_run >= 4;
     let ok = (3..=10).contains(&v.len())
-        && letter_run < 4
+        && !file_like
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
         && v.chars().any(|c| c.is_ascii_digit());

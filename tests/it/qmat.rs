@@ -70,20 +70,30 @@ fn quantized_products_match_the_dequantized_weights() {
             .to_vec1()
             .unwrap();
         assert_eq!(dequantized(&m), deq, "{dt:?} read back exactly");
-        let x = random(3 * kc, 8);
-        for kern in Kernel::available() {
-            let got = m.matmul_with(kern, &x, 3);
-            for b in 0..3 {
-                for r in 0..kr {
-                    let want: f32 = (0..kc).map(|c| x[b * kc + c] * deq[r * kc + c]).sum();
-                    let g = got[b * kr + r];
-                    assert!(
-                        (g - want).abs() < 1e-4 * (1.0 + want.abs()),
-                        "{dt:?} {kern:?}: {g} vs {want}"
-                    );
+        // 1, 2, 4 and 8 rows at a time (13 = 8 + 4 + 1), every kernel
+        for n in [1, 3, 13] {
+            let x = random(n * kc, 8 + n as u64);
+            for kern in Kernel::available() {
+                let got = m.matmul_with(kern, &x, n);
+                for b in 0..n {
+                    for r in 0..kr {
+                        let want: f32 = (0..kc).map(|c| x[b * kc + c] * deq[r * kc + c]).sum();
+                        let g = got[b * kr + r];
+                        assert!(
+                            (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{dt:?} {kern:?} n={n}: {g} vs {want}"
+                        );
+                    }
                 }
             }
         }
+        // stacked with itself: the rows of both, scales in place
+        let st = QMat::stack(&[&m, &m]).expect("one kind");
+        assert_eq!(st.rows(), 2 * kr);
+        let (mut a, mut b) = (vec![0f32; kc], vec![0f32; kc]);
+        st.dequantize_row(kr + 2, &mut a);
+        m.dequantize_row(2, &mut b);
+        assert_eq!(a, b, "{dt:?} stacked");
     }
     // other quantized types are not taken as they are; the decoder
     // re-quantizes them to 8 bits (close to their values); float types

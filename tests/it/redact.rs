@@ -2129,6 +2129,32 @@ fn form_field_lines_are_redacted() {
     }
 }
 
+/// Values whose shape looks odd for their key are still read by it: street
+/// addresses with `:` `.` `/`, eight-digit phones that read as a date,
+/// plus-addressed mail under an e-mail key, two-word postcodes; several
+/// people in one URL-encoded value keep one placeholder each.
+#[test]
+fn odd_shaped_form_values_are_still_redacted() {
+    let r = redactor();
+    for (s, raw) in [
+        ("address=Home: Flat 2, Kings Court, Leeds", "Kings Court"),
+        ("address=Attn:Jane Roe, 5 Elm Rd", "Jane Roe"),
+        ("street=Hauptstr.5; x=1", "Hauptstr"),
+        ("address=ul.Marszalkowska/12", "Marszalkowska"),
+        ("phone=20051230; fax=19991231", "2005"),
+        ("phone=20051230; fax=19991231", "1999"),
+        ("email=jo+orders@acmecorp; x=1", "jo+orders"),
+        ("zip=Oslo 0150; x=1", "0150"),
+    ] {
+        let out = red(&r, s);
+        assert!(!out.contains(raw), "{raw} left in {out}");
+    }
+    assert_eq!(
+        red(&r, "name=Mei%20Dang%2C%20Ann%20Lee then x\nname=Ann Lee"),
+        "name=<PERSON_1>%2C%20<PERSON_2> then x\nname=<PERSON_2>"
+    );
+}
+
 /// E-mail addresses with letters outside ASCII (RFC 6531) are redacted
 /// whole, one pseudonym whatever the case.
 #[test]
@@ -2145,6 +2171,11 @@ fn unicode_email_addresses_are_redacted_whole() {
     assert!(
         out.contains("write to <EMAIL_1> or <EMAIL_1>;"),
         "one pseudonym for both cases: {out}"
+    );
+    // text in a script written without spaces is not part of the address
+    assert_eq!(
+        red(&r, "请发邮件到john@example.com 或者 john@example.com"),
+        "请发邮件到<EMAIL_1> 或者 <EMAIL_1>"
     );
 }
 
