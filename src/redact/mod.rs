@@ -78,16 +78,22 @@
 //!   logfmt) are read by their key the same way: the value runs to `;`, `&`,
 //!   `|`, a line end or the next `key=` (256 bytes at most), and when prose
 //!   follows it on the line, its leading words that read as the key's kind
-//!   are taken. Secret and id keys keep their own assignment rules. A
-//!   URL-encoded value (`name=Mei%20Dang`, `Mei+Dang`) is read decoded and
-//!   redacted whole, with the plain value's pseudonym.
+//!   are taken (a person found so takes the capitalised words right after
+//!   it: `name=Ann Lee` whole). Secret and id keys keep their own
+//!   assignment rules. A URL-encoded value (`name=Mei%20Dang`, `Mei+Dang`)
+//!   is read decoded, each value found covering its encoded text with the
+//!   plain value's pseudonym; when the decoded reading finds nothing, the
+//!   plain one runs (`email=jo+orders@intranet`).
 //! - E-mail addresses with letters outside ASCII (`søren@example.dk`,
 //!   `anna@bücher.de`) are found whole (a Unicode pattern, run only on text
-//!   that is not ASCII) and normalised lower-case.
+//!   that is not ASCII, whose local part takes no Han, kana, Hangul or Thai
+//!   letter: those scripts run into the address without a space) and
+//!   normalised lower-case.
 //! - A key's kind also needs the value's shape: under address keys a value
-//!   that starts as a machine address (`0x7ffe…`, `localhost:8080`) is
-//!   kept, under postcode keys one with a run of four letters
-//!   (`zip=archive12`), under phone keys a date (`fax=2024-01-15`).
+//!   that starts as a machine address (`0x7ffe…`, `localhost:8080`, an IP)
+//!   is kept, under postcode keys one word with a run of four letters
+//!   (`zip=archive12`), under phone keys a date written with separators
+//!   (`fax=2024-01-15`; eight bare digits stay a phone).
 //! - Words inside an e-mail address or URL are no context for a number
 //!   after them (`jo+orders@acme.com or 512-208-2695` is a phone).
 
