@@ -49,15 +49,17 @@ fn quantized_products_match_the_dequantized_weights() {
         assert!(err < 1e-6, "{dt:?}: {err}");
         mats.push((format!("{dt:?}"), m, deq));
     }
-    // Q4_K, Q6_K and Q5_0: their own quants as 4-bit blocks, as 8-bit
-    // blocks with a scale per 16, and as 8-bit blocks: the values candle
-    // dequantizes
+    // Q4_K, Q6_K, Q5_0, Q5_1 and Q5_K: their own quants as 4-bit blocks, as
+    // 8-bit blocks with a scale per 16, as 8-bit blocks, and as 8-bit blocks
+    // with an offset: the values candle dequantizes
     let (kr, kc) = (5, 512);
     let kt = Tensor::from_vec(random(kr * kc, 4), (kr, kc), &Device::Cpu).unwrap();
     for (dt, kind) in [
         (GgmlDType::Q4K, QKind::Q4),
         (GgmlDType::Q6K, QKind::Q8H),
         (GgmlDType::Q5_0, QKind::Q8),
+        (GgmlDType::Q5_1, QKind::Q8M),
+        (GgmlDType::Q5K, QKind::Q8M),
     ] {
         let q = QTensor::quantize(&kt, dt).unwrap();
         let m = QMat::from_qtensor(&q).unwrap().expect("taken as they are");
@@ -98,7 +100,7 @@ fn quantized_products_match_the_dequantized_weights() {
     // other quantized types are not taken as they are; the decoder
     // re-quantizes them to 8 bits (close to their values); float types
     // stay f32
-    for dt in [GgmlDType::Q5K, GgmlDType::Q5_1, GgmlDType::Q3K] {
+    for dt in [GgmlDType::Q2K, GgmlDType::Q3K] {
         let q = QTensor::quantize(&kt, dt).unwrap();
         assert!(QMat::from_qtensor(&q).unwrap().is_none(), "{dt:?}");
         let f = q.dequantize(&Device::Cpu).unwrap();

@@ -14,8 +14,9 @@
 //! is `m = −8d`); an 8-bit one is `q · d`. Q4_K's 32-weight sub-blocks are
 //! such 4-bit blocks too (`d · sc`, `−dmin · m`: the same values, read from
 //! the file's own quants), and Q6_K's values are 8-bit blocks with a scale
-//! per 16 weights ([`QKind::Q8H`]), Q5_0's `q − 16` 8-bit blocks. The other
-//! quantized types (Q5_1, Q5_K, Q3_K...) are re-quantized once to 8-bit blocks, within half a step of
+//! per 16 weights ([`QKind::Q8H`]), Q5_0's `q − 16` 8-bit blocks, Q5_1's and
+//! Q5_K's 8-bit blocks with an offset ([`QKind::Q8M`]). The other quantized
+//! types (Q2_K, Q3_K...) are re-quantized once to 8-bit blocks, within half a step of
 //! 1/127 of each block's largest weight. F32, F16 and BF16 weights are multiplied as
 //! the f32 tensor the model already holds ([`QKind::F32`], no copy), exact.
 
@@ -41,6 +42,9 @@ pub enum QKind {
     /// 32 signed bytes with a scale per 16 (`d` holds two per block): Q6_K's
     /// values exactly.
     Q8H,
+    /// 32 bytes `q` in `0..32` with `d` and an offset `m`: `q·d + m` (Q5_1's
+    /// and Q5_K's values exactly).
+    Q8M,
     /// The model's f32 weights (shared with the f32 path).
     F32,
 }
@@ -61,6 +65,33 @@ pub struct QMat {
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Scale and min `j` of a k-quant super-block's 12 bytes (ggml's
+/// `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// The 32 five-bit values of a Q5_0/Q5_1 block: nibbles (element `e` low,
+/// `e + 16` high) and the fifth bits in a 32-bit mask (bit `e`).
+fn five_bits<'a>(qh: &[u8], qs: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    (0..32).map(move |e| {
+        let nib = if e < 16 {
+            qs[e] & 0x0F
+        } else {
+            qs[e - 16] >> 4
+        };
+        nib | ((((qh >> e) & 1) as u8) << 4)
+    })
 }
 
 impl QMat {
@@ -118,7 +149,8 @@ impl QMat {
         Ok(QMat::quantize_q8(&w, rows, cols))
     }
 
-    /// The GGUF tensor's own blocks when they are Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K
+    /// The GGUF tensor's own blocks when they are Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+    /// Q4_K, Q5_K or Q6_K
     /// (`None` for other types, which [`QMat::quantize_q8`] can re-quantize).
     pub fn from_qtensor(t: &QTensor) -> Result<Option<QMat>> {
         let (rows, cols) = t.shape().dims2()?;
@@ -128,12 +160,14 @@ impl QMat {
         match t.dtype() {
             GgmlDType::Q4K => return QMat::from_q4k(&t.data()?, rows, cols).map(Some),
             GgmlDType::Q6K => return QMat::from_q6k(&t.data()?, rows, cols).map(Some),
+            GgmlDType::Q5K => return QMat::from_q5k(&t.data()?, rows, cols).map(Some),
             _ => {}
         }
         let (bytes, kind) = match t.dtype() {
             GgmlDType::Q4_0 => (18, QKind::Q4),
             GgmlDType::Q4_1 => (20, QKind::Q4),
             GgmlDType::Q5_0 => (22, QKind::Q8),
+            GgmlDType::Q5_1 => (24, QKind::Q8M),
             GgmlDType::Q8_0 => (34, QKind::Q8),
             _ => return Ok(None),
         };
@@ -170,17 +204,13 @@ impl QMat {
                 }
                 GgmlDType::Q5_0 => {
                     // 5-bit `q − 16`: nibbles, high bits in a 32-bit mask
-                    let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                    let qs = &blk[6..22];
-                    for e in 0..32 {
-                        let nib = if e < 16 {
-                            qs[e] & 0x0F
-                        } else {
-                            qs[e - 16] >> 4
-                        };
-                        let hi = ((qh >> e) & 1) as u8;
-                        out.qs.push(((nib | (hi << 4)) as i8 - 16) as u8);
+                    for q in five_bits(&blk[2..6], &blk[6..22]) {
+                        out.qs.push((q as i8 - 16) as u8);
                     }
+                }
+                GgmlDType::Q5_1 => {
+                    out.m.push(f16_at(blk, 2));
+                    out.qs.extend(five_bits(&blk[4..8], &blk[8..24]));
                 }
                 _ => out.qs.extend_from_slice(&blk[2..34]),
             }
@@ -202,17 +232,6 @@ impl QMat {
                 n * BYTES
             )
         }
-        // ggml's get_scale_min_k4
-        let scale_min = |j: usize, q: &[u8]| -> (u8, u8) {
-            if j < 4 {
-                (q[j] & 63, q[j + 4] & 63)
-            } else {
-                (
-                    (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-                    (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-                )
-            }
-        };
         let nb = n * SUPER / BLOCK;
         let mut out = QMat {
             kind: QKind::Q4,
@@ -229,11 +248,55 @@ impl QMat {
             for j in 0..4 {
                 let q = &blk[16 + 32 * j..16 + 32 * (j + 1)];
                 for (half, sub) in [(0, 2 * j), (4, 2 * j + 1)] {
-                    let (sc, m) = scale_min(sub, scales);
+                    let (sc, m) = scale_min_k4(sub, scales);
                     out.d.push(d * sc as f32);
                     out.m.push(-(dmin * m as f32));
                     let v = |e: usize| (q[e] >> half) & 0x0F;
                     out.qs.extend((0..16).map(|e| v(e) | (v(e + 16) << 4)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Q5_K super-blocks (256 weights: `d`, `dmin`, 12 bytes of 6-bit scales
+    /// and mins, 32 bytes of high bits, 128 of nibbles) as eight 8-bit
+    /// blocks `q·(d·sc) + (−dmin·m)`, `q` in `0..32`, as candle computes them.
+    fn from_q5k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
+        const SUPER: usize = 256;
+        const BYTES: usize = 176;
+        let n = rows * cols / SUPER;
+        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
+            bail!(
+                "Q5_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
+                data.len(),
+                n * BYTES
+            )
+        }
+        let nb = n * SUPER / BLOCK;
+        let mut out = QMat {
+            kind: QKind::Q8M,
+            rows,
+            cols,
+            qs: Vec::with_capacity(n * SUPER),
+            d: Vec::with_capacity(nb),
+            m: Vec::with_capacity(nb),
+            f32w: None,
+        };
+        for blk in data.chunks_exact(BYTES) {
+            let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let (scales, qh, qs) = (&blk[4..16], &blk[16..48], &blk[48..176]);
+            for j in 0..4 {
+                let ql = &qs[32 * j..32 * (j + 1)];
+                for (half, sub) in [(0, 2 * j), (1, 2 * j + 1)] {
+                    let (sc, m) = scale_min_k4(sub, scales);
+                    out.d.push(d * sc as f32);
+                    out.m.push(-(dmin * m as f32));
+                    let bit = 1u8 << (2 * j + half);
+                    out.qs.extend(ql.iter().zip(qh).map(|(l, h)| {
+                        let low = (l >> (4 * half)) & 0x0F;
+                        low + if h & bit != 0 { 16 } else { 0 }
+                    }));
                 }
             }
         }
@@ -376,6 +439,12 @@ impl QMat {
                     *o = *q as i8 as f32 * self.d[2 * b + e / 16];
                 }
             }
+            QKind::Q8M => {
+                let q = &self.qs[b * 32..(b + 1) * 32];
+                for (o, q) in o.iter_mut().zip(q) {
+                    *o = *q as f32 * self.d[b] + self.m[b];
+                }
+            }
             QKind::F32 => unreachable!("f32 weights have no blocks"),
         }
     }
@@ -484,11 +553,12 @@ impl QMat {
             QKind::Q4 => (16, 1),
             QKind::Q8 => (32, 1),
             QKind::Q8H => (32, 2),
+            QKind::Q8M => (32, 1),
             QKind::F32 => unreachable!("f32 weights are multiplied in matmul_with"),
         };
         let qs = &self.qs[r * nb * ql..(r + 1) * nb * ql];
         let d = &self.d[r * nb * h..(r + 1) * nb * h];
-        let m = if self.kind == QKind::Q4 {
+        let m = if matches!(self.kind, QKind::Q4 | QKind::Q8M) {
             &self.m[r * nb..(r + 1) * nb]
         } else {
             &[][..]
@@ -501,11 +571,11 @@ impl QMat {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if four => unsafe { avx2::q4_dot::<N>(qs, d, m, &x) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, h, &x) },
+            Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, h, m, &x) },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if four => unsafe { avx512::q4_dot::<N>(qs, d, m, &x) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { avx512::q8_dot::<N>(qs, d, h, &x) },
+            Kernel::Avx512 => unsafe { avx512::q8_dot::<N>(qs, d, h, m, &x) },
             Kernel::Portable => self.portable_dot::<N>(r, &x),
         };
         out.copy_from_slice(&res);
@@ -693,11 +763,12 @@ mod avx512 {
         qs: &[u8],
         d: &[f32],
         h: usize,
+        m: &[f32],
         x: &[&[f32]; N],
     ) -> [f32; N] {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
-        assert!(qs.len() >= nb * 32);
+        assert!(qs.len() >= nb * 32 && (m.is_empty() || m.len() >= nb));
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
         }
@@ -707,12 +778,13 @@ mod avx512 {
             let d0 = _mm512_set1_ps(*d.get_unchecked(k * h));
             let d1 = _mm512_set1_ps(*d.get_unchecked(k * h + h - 1));
             let f = |o: usize, dk: __m512| {
-                _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                        p.add(o) as *const __m128i
-                    ))),
-                    dk,
-                )
+                let q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    p.add(o) as *const __m128i
+                )));
+                match m.is_empty() {
+                    true => _mm512_mul_ps(q, dk),
+                    false => _mm512_fmadd_ps(q, dk, _mm512_set1_ps(*m.get_unchecked(k))),
+                }
             };
             rows::<N>([f(0, d0), f(16, d1)], x, k * BLOCK, &mut acc);
         }
@@ -819,11 +891,12 @@ mod avx2 {
         qs: &[u8],
         d: &[f32],
         h: usize,
+        m: &[f32],
         x: &[&[f32]; N],
     ) -> [f32; N] {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
-        assert!(qs.len() >= nb * 32);
+        assert!(qs.len() >= nb * 32 && (m.is_empty() || m.len() >= nb));
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
         }
@@ -833,12 +906,13 @@ mod avx2 {
             let d0 = _mm256_set1_ps(*d.get_unchecked(k * h));
             let d1 = _mm256_set1_ps(*d.get_unchecked(k * h + h - 1));
             let f = |o: usize, dk: __m256| {
-                _mm256_mul_ps(
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        p.add(o) as *const __m128i
-                    ))),
-                    dk,
-                )
+                let q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    p.add(o) as *const __m128i
+                )));
+                match m.is_empty() {
+                    true => _mm256_mul_ps(q, dk),
+                    false => _mm256_fmadd_ps(q, dk, _mm256_set1_ps(*m.get_unchecked(k))),
+                }
             };
             let w = [f(0, d0), f(8, d0), f(16, d1), f(24, d1)];
             rows::<N>(w, x, k * BLOCK, &mut acc);
