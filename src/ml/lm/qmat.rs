@@ -564,18 +564,23 @@ impl QMat {
             &[][..]
         };
         let four = self.kind == QKind::Q4;
+        let off = self.kind == QKind::Q8M;
         let res: [f32; N] = match kern {
-            // SAFETY (all four): these kernels are only chosen where the CPU
+            // SAFETY (all six): these kernels are only chosen where the CPU
             // has their features (`Kernel::supported`, asserted in
             // `matmul_with`); the slices hold `nb` blocks (asserted inside).
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 if four => unsafe { avx2::q4_dot::<N>(qs, d, m, &x) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::q8_dot::<N>(qs, d, h, m, &x) },
+            Kernel::Avx2 if off => unsafe { avx2::q8_dot::<N, true>(qs, d, h, m, &x) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::q8_dot::<N, false>(qs, d, h, m, &x) },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 if four => unsafe { avx512::q4_dot::<N>(qs, d, m, &x) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { avx512::q8_dot::<N>(qs, d, h, m, &x) },
+            Kernel::Avx512 if off => unsafe { avx512::q8_dot::<N, true>(qs, d, h, m, &x) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512::q8_dot::<N, false>(qs, d, h, m, &x) },
             Kernel::Portable => self.portable_dot::<N>(r, &x),
         };
         out.copy_from_slice(&res);
@@ -759,7 +764,7 @@ mod avx512 {
     /// Σ over blocks of `(q·d)·x` for `N` activation rows; `h` scales
     /// per block (1, or 2: one per 16 weights).
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn q8_dot<const N: usize>(
+    pub(super) unsafe fn q8_dot<const N: usize, const OFF: bool>(
         qs: &[u8],
         d: &[f32],
         h: usize,
@@ -768,7 +773,7 @@ mod avx512 {
     ) -> [f32; N] {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
-        assert!(qs.len() >= nb * 32 && (m.is_empty() || m.len() >= nb));
+        assert!(qs.len() >= nb * 32 && (!OFF || m.len() >= nb));
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
         }
@@ -781,9 +786,9 @@ mod avx512 {
                 let q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                     p.add(o) as *const __m128i
                 )));
-                match m.is_empty() {
-                    true => _mm512_mul_ps(q, dk),
-                    false => _mm512_fmadd_ps(q, dk, _mm512_set1_ps(*m.get_unchecked(k))),
+                match OFF {
+                    false => _mm512_mul_ps(q, dk),
+                    true => _mm512_fmadd_ps(q, dk, _mm512_set1_ps(*m.get_unchecked(k))),
                 }
             };
             rows::<N>([f(0, d0), f(16, d1)], x, k * BLOCK, &mut acc);
@@ -887,7 +892,7 @@ mod avx2 {
     /// Σ over blocks of `(q·d)·x` for `N` activation rows; `h` scales
     /// per block (1, or 2: one per 16 weights).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn q8_dot<const N: usize>(
+    pub(super) unsafe fn q8_dot<const N: usize, const OFF: bool>(
         qs: &[u8],
         d: &[f32],
         h: usize,
@@ -896,7 +901,7 @@ mod avx2 {
     ) -> [f32; N] {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
-        assert!(qs.len() >= nb * 32 && (m.is_empty() || m.len() >= nb));
+        assert!(qs.len() >= nb * 32 && (!OFF || m.len() >= nb));
         for xr in x {
             assert!(xr.len() >= nb * BLOCK);
         }
@@ -909,9 +914,9 @@ mod avx2 {
                 let q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
                     p.add(o) as *const __m128i
                 )));
-                match m.is_empty() {
-                    true => _mm256_mul_ps(q, dk),
-                    false => _mm256_fmadd_ps(q, dk, _mm256_set1_ps(*m.get_unchecked(k))),
+                match OFF {
+                    false => _mm256_mul_ps(q, dk),
+                    true => _mm256_fmadd_ps(q, dk, _mm256_set1_ps(*m.get_unchecked(k))),
                 }
             };
             let w = [f(0, d0), f(8, d0), f(16, d1), f(24, d1)];
