@@ -982,15 +982,8 @@ impl Detectors {
         }
         // A person found in leading words takes the capitalised words right
         // after it too: "Ann Lee" whole, where "Ann" alone read as a name.
-        let person = matches!(
-            kind,
-            keyctx::KeyKind::Person
-                | keyctx::KeyKind::PersonSoft
-                | keyctx::KeyKind::Name
-                | keyctx::KeyKind::Participant
-        );
         let rest = &value[end..];
-        if person && out.len() > before && rest.starts_with(' ') {
+        if kind.is_person() && out.len() > before && rest.starts_with(' ') {
             let last = out.last_mut().expect("a span");
             if last.detail == Detail::Person && last.end == end {
                 let mut e = end;
@@ -1768,57 +1761,63 @@ fn hex_byte(h: u8, l: u8) -> Option<u8> {
     Some(d(h)? << 4 | d(l)?)
 }
 
-/// A form value with URL encoding decoded: `%XX` escapes, and `+` between
-/// two letters or digits as a space (a leading `+` stays: `+1 415...`),
-/// with the offset in `v` where each decoded byte starts (and `v.len()`
-/// last). `None` when there is nothing to decode or the result is not UTF-8.
-fn form_decode(v: &str) -> Option<(String, Vec<usize>)> {
-    let b = v.as_bytes();
-    let escape =
-        |i: usize| b[i] == b'%' && i + 2 < b.len() && hex_byte(b[i + 1], b[i + 2]).is_some();
-    let joiner = |i: usize| {
-        b[i] == b'+'
-            && i > 0
-            && i + 1 < b.len()
-            && b[i - 1].is_ascii_alphanumeric()
-            && b[i + 1].is_ascii_alphanumeric()
-    };
-    if !(0..b.len()).any(|i| escape(i) || joiner(i)) {
-        return None;
-    }
+/// `%XX` escapes decoded (invalid ones kept as written), and with `plus`
+/// a `+` between two letters or digits as a space (a leading `+` stays:
+/// `+1 415...`); with the offset in `b` where each decoded byte starts
+/// (and `b.len()` last).
+fn url_decode(b: &[u8], plus: bool) -> (Vec<u8>, Vec<usize>) {
     let mut out = Vec::with_capacity(b.len());
     let mut map = Vec::with_capacity(b.len() + 1);
     let mut i = 0;
     while i < b.len() {
         map.push(i);
-        if escape(i) {
-            out.push(hex_byte(b[i + 1], b[i + 2]).expect("checked"));
-            i += 3;
-        } else {
-            out.push(if joiner(i) { b' ' } else { b[i] });
-            i += 1;
+        match escape_at(b, i) {
+            Some(c) => {
+                out.push(c);
+                i += 3;
+            }
+            None => {
+                out.push(if plus && joiner_at(b, i) { b' ' } else { b[i] });
+                i += 1;
+            }
         }
     }
     map.push(b.len());
+    (out, map)
+}
+
+/// The byte a valid `%XX` escape at `i` stands for.
+fn escape_at(b: &[u8], i: usize) -> Option<u8> {
+    (b[i] == b'%' && i + 2 < b.len())
+        .then(|| hex_byte(b[i + 1], b[i + 2]))
+        .flatten()
+}
+
+/// Whether `b[i]` is a `+` joining two letters or digits (a space in a URL
+/// query's value).
+fn joiner_at(b: &[u8], i: usize) -> bool {
+    b[i] == b'+'
+        && i > 0
+        && i + 1 < b.len()
+        && b[i - 1].is_ascii_alphanumeric()
+        && b[i + 1].is_ascii_alphanumeric()
+}
+
+/// A form value with its URL encoding decoded ([`url_decode`]), with the
+/// offset map. `None` when there is nothing to decode or the result is not
+/// UTF-8.
+fn form_decode(v: &str) -> Option<(String, Vec<usize>)> {
+    let b = v.as_bytes();
+    if !(0..b.len()).any(|i| escape_at(b, i).is_some() || joiner_at(b, i)) {
+        return None;
+    }
+    let (out, map) = url_decode(b, true);
     String::from_utf8(out).ok().map(|d| (d, map))
 }
 
 /// `%XX` escapes decoded (invalid ones kept as written), lossy UTF-8.
 fn percent_decode(b: &[u8]) -> String {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(c) = hex_byte(b[i + 1], b[i + 2]) {
-                out.push(c);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&url_decode(b, false).0).into_owned()
 }
 
 /// The body of the JSON string whose opening quote is at `q`: (start, end)

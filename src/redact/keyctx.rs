@@ -65,6 +65,14 @@ const PLACE_KEYS: &[&str] = &[
 ];
 
 impl KeyKind {
+    /// Whether values under this key are people (names, participants).
+    pub(crate) fn is_person(self) -> bool {
+        matches!(
+            self,
+            KeyKind::Person | KeyKind::PersonSoft | KeyKind::Name | KeyKind::Participant
+        )
+    }
+
     /// Numbers under these keys are identifiers and get redacted too.
     pub fn takes_numbers(self) -> bool {
         matches!(

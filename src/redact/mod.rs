@@ -309,14 +309,7 @@ impl Redactor {
         let view = View::new(text);
         let mut settled = false;
         if let Some(kind) = key.and_then(keyctx::classify_key) {
-            let is_person = matches!(
-                kind,
-                keyctx::KeyKind::Person
-                    | keyctx::KeyKind::PersonSoft
-                    | keyctx::KeyKind::Name
-                    | keyctx::KeyKind::Participant
-            );
-            if !is_person || self.detect_names {
+            if !kind.is_person() || self.detect_names {
                 settled = keyctx::keyed(&self.det, kind, view.text(), out);
             }
         }

@@ -14,6 +14,16 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect()
 }
 
+/// The values candle dequantizes a tensor to.
+fn candle_values(q: &QTensor) -> Vec<f32> {
+    q.dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 fn dequantized(m: &QMat) -> Vec<f32> {
     let mut out = vec![0f32; m.rows() * m.cols()];
     for r in 0..m.rows() {
@@ -30,13 +40,7 @@ fn quantized_products_match_the_dequantized_weights() {
     let mut mats = Vec::new();
     for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
         let q = QTensor::quantize(&wt, dt).unwrap();
-        let deq: Vec<f32> = q
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let deq = candle_values(&q);
         let m = QMat::from_qtensor(&q)
             .unwrap()
             .expect("a kernel for this type");
@@ -64,13 +68,7 @@ fn quantized_products_match_the_dequantized_weights() {
         let q = QTensor::quantize(&kt, dt).unwrap();
         let m = QMat::from_qtensor(&q).unwrap().expect("taken as they are");
         assert_eq!(m.kind(), kind);
-        let deq: Vec<f32> = q
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let deq = candle_values(&q);
         assert_eq!(dequantized(&m), deq, "{dt:?} read back exactly");
         // 1, 2, 4 and 8 rows at a time (13 = 8 + 4 + 1), every kernel
         for n in [1, 3, 13] {

@@ -26,6 +26,14 @@ fn red(r: &Redactor, s: &str) -> String {
     out
 }
 
+/// Each text redacted on its own leaves no trace of its raw value.
+fn assert_gone(r: &Redactor, cases: &[(&str, &str)]) {
+    for (s, raw) in cases {
+        let out = red(r, s);
+        assert!(!out.contains(raw), "{raw} left in {out}");
+    }
+}
+
 /// Redacts calls in order through one pseudonym table.
 fn redact_calls(r: &Redactor, calls: Vec<Call>) -> (Vec<RedactedCall>, RedactStats, Pseudonyms) {
     let mut st = RedactStats::default();
@@ -2086,15 +2094,15 @@ fn form_field_lines_are_redacted() {
     }
     // Prose after the value on the same line: the leading words that read
     // as the key's kind are the value.
-    for (s, raw) in [
-        ("Lead phone=415-517-2720 wants a callback", "517-2720"),
-        ("Lead: phone=+49 170 37195621 (mobile), asap", "37195621"),
-        ("name=Mei Dang wants a demo", "Mei Dang"),
-        ("owner=Mei Dang (Sales); x=1", "Mei Dang"),
-    ] {
-        let out = red(&r, s);
-        assert!(!out.contains(raw), "{raw} left in {out}");
-    }
+    assert_gone(
+        &r,
+        &[
+            ("Lead phone=415-517-2720 wants a callback", "517-2720"),
+            ("Lead: phone=+49 170 37195621 (mobile), asap", "37195621"),
+            ("name=Mei Dang wants a demo", "Mei Dang"),
+            ("owner=Mei Dang (Sales); x=1", "Mei Dang"),
+        ],
+    );
     // Linear on text full of `=`: a megabyte of `name=` and of a repr list.
     for s in ["name=".repeat(200_000), "[User(name=ab), ".repeat(60_000)] {
         let t = std::time::Instant::now();
@@ -2136,19 +2144,19 @@ fn form_field_lines_are_redacted() {
 #[test]
 fn odd_shaped_form_values_are_still_redacted() {
     let r = redactor();
-    for (s, raw) in [
-        ("address=Home: Flat 2, Kings Court, Leeds", "Kings Court"),
-        ("address=Attn:Jane Roe, 5 Elm Rd", "Jane Roe"),
-        ("street=Hauptstr.5; x=1", "Hauptstr"),
-        ("address=ul.Marszalkowska/12", "Marszalkowska"),
-        ("phone=20051230; fax=19991231", "2005"),
-        ("phone=20051230; fax=19991231", "1999"),
-        ("email=jo+orders@acmecorp; x=1", "jo+orders"),
-        ("zip=Oslo 0150; x=1", "0150"),
-    ] {
-        let out = red(&r, s);
-        assert!(!out.contains(raw), "{raw} left in {out}");
-    }
+    assert_gone(
+        &r,
+        &[
+            ("address=Home: Flat 2, Kings Court, Leeds", "Kings Court"),
+            ("address=Attn:Jane Roe, 5 Elm Rd", "Jane Roe"),
+            ("street=Hauptstr.5; x=1", "Hauptstr"),
+            ("address=ul.Marszalkowska/12", "Marszalkowska"),
+            ("phone=20051230; fax=19991231", "2005"),
+            ("phone=20051230; fax=19991231", "1999"),
+            ("email=jo+orders@acmecorp; x=1", "jo+orders"),
+            ("zip=Oslo 0150; x=1", "0150"),
+        ],
+    );
     assert_eq!(
         red(&r, "name=Mei%20Dang%2C%20Ann%20Lee then x\nname=Ann Lee"),
         "name=<PERSON_1>%2C%20<PERSON_2> then x\nname=<PERSON_2>"
@@ -2184,28 +2192,28 @@ fn unicode_email_addresses_are_redacted_whole() {
 #[test]
 fn words_inside_addresses_do_not_hide_phones() {
     let r = redactor();
-    for (s, raw) in [
-        (
-            "You can reach me at david.larsen+orders@tailspintoys.com or +1 917 965 8769.",
-            "965 8769",
-        ),
-        (
-            "Best,\nFatima\noffice manager\nfatima.nguyen+orders@yahoo.com\n718-215-8091",
-            "215-8091",
-        ),
-        (
-            "see https://shop.example/order/x or 512-208-2695",
-            "208-2695",
-        ),
-        (
-            "see https://shop.example.com/orders/x or 512-208-2695",
-            "208-2695",
-        ),
-        ("see shop.example/order/x or 512-208-2695", "208-2695"),
-    ] {
-        let out = red(&r, s);
-        assert!(!out.contains(raw), "{raw} left in {out}");
-    }
+    assert_gone(
+        &r,
+        &[
+            (
+                "You can reach me at david.larsen+orders@tailspintoys.com or +1 917 965 8769.",
+                "965 8769",
+            ),
+            (
+                "Best,\nFatima\noffice manager\nfatima.nguyen+orders@yahoo.com\n718-215-8091",
+                "215-8091",
+            ),
+            (
+                "see https://shop.example/order/x or 512-208-2695",
+                "208-2695",
+            ),
+            (
+                "see https://shop.example.com/orders/x or 512-208-2695",
+                "208-2695",
+            ),
+            ("see shop.example/order/x or 512-208-2695", "208-2695"),
+        ],
+    );
     // The word itself still keeps an order number.
     let s = "order 512-208-2695 shipped";
     assert_eq!(red(&r, s), s);

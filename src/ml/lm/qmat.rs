@@ -67,6 +67,13 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// Whether every activation row holds `nb` blocks (the SIMD kernels read
+/// them unchecked).
+#[cfg(target_arch = "x86_64")]
+fn rows_hold(x: &[&[f32]], nb: usize) -> bool {
+    x.iter().all(|r| r.len() >= nb * BLOCK)
+}
+
 /// Scale and min `j` of a k-quant super-block's 12 bytes (ggml's
 /// `get_scale_min_k4`).
 fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
@@ -743,9 +750,7 @@ mod avx512 {
     ) -> [f32; N] {
         let nb = d.len();
         assert!(qs.len() >= nb * 16 && m.len() >= nb);
-        for xr in x {
-            assert!(xr.len() >= nb * BLOCK);
-        }
+        assert!(super::rows_hold(x, nb));
         let mask = _mm_set1_epi8(0x0F);
         let mut acc = [[_mm512_setzero_ps(); 2]; N];
         for k in 0..nb {
@@ -774,9 +779,7 @@ mod avx512 {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
         assert!(qs.len() >= nb * 32 && (!OFF || m.len() >= nb));
-        for xr in x {
-            assert!(xr.len() >= nb * BLOCK);
-        }
+        assert!(super::rows_hold(x, nb));
         let mut acc = [[_mm512_setzero_ps(); 2]; N];
         for k in 0..nb {
             let p = qs.as_ptr().add(k * 32);
@@ -865,9 +868,7 @@ mod avx2 {
     ) -> [f32; N] {
         let nb = d.len();
         assert!(qs.len() >= nb * 16 && m.len() >= nb);
-        for xr in x {
-            assert!(xr.len() >= nb * BLOCK);
-        }
+        assert!(super::rows_hold(x, nb));
         let mask = _mm_set1_epi8(0x0F);
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         for k in 0..nb {
@@ -902,9 +903,7 @@ mod avx2 {
         assert!(h == 1 || h == 2);
         let nb = d.len() / h;
         assert!(qs.len() >= nb * 32 && (!OFF || m.len() >= nb));
-        for xr in x {
-            assert!(xr.len() >= nb * BLOCK);
-        }
+        assert!(super::rows_hold(x, nb));
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         for k in 0..nb {
             let p = qs.as_ptr().add(k * 32);
