@@ -92,12 +92,15 @@ impl ExportArgs {
     }
 }
 
-/// The dataset of a run: `--dataset`, else the one `tune` recorded.
+/// The dataset of a run: `--dataset`, else the one `tune` recorded. Reads
+/// the run's settings either way, so that a directory that is not an
+/// adapter run is refused before anything is loaded (the embedder).
 pub fn dataset_of(run: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    let settings = read_run_settings(run)?;
     if let Some(d) = given {
         return Ok(d.to_path_buf());
     }
-    read_run_settings(run)?.dataset.ok_or_else(|| {
+    settings.dataset.ok_or_else(|| {
         usage(format!(
             "{} does not record its dataset: pass --dataset DIR",
             run.display()
