@@ -369,6 +369,50 @@ fn cached_forward_matches_full_forward() {
     );
 }
 
+/// A frozen weight stored `[in, out]` (`ops::prefill_layout`, what
+/// `for_inference` gives prompt processing) multiplies like the row-major
+/// one: forward through the small-row kernels (full 64-column bands and the
+/// columns after them, row counts not a multiple of four) and gemm, and
+/// the backward's input gradient; the base model's inference copy decodes
+/// the same greedy tokens.
+#[test]
+fn weights_stored_in_out_multiply_like_row_major_ones() {
+    use slmforge::ml::lm::ops::{linear, prefill_layout};
+    let dev = Device::Cpu;
+    for (out, inp) in [(70, 33), (128, 96), (40, 200)] {
+        let w = Tensor::randn(0f32, 1.0, (out, inp), &dev).unwrap();
+        let wt = prefill_layout(&w).unwrap();
+        assert_eq!(wt.dims(), w.dims());
+        assert!(!wt.is_contiguous(), "stored [in, out]");
+        for m in [1, 3, 4, 5, 16, 17, 40] {
+            let x = Tensor::randn(0f32, 1.0, (m, inp), &dev).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            for (name, w) in [("row-major", &w), ("in-out", &wt)] {
+                let got = linear(&x, w, Kernels::default()).unwrap();
+                let d = max_abs_diff(&got, &want);
+                assert!(d < 1e-4, "[{out}, {inp}] {name} at {m} rows: {d}");
+            }
+            // the input gradient goes through the op's backward
+            let xv = candle_core::Var::from_tensor(&x).unwrap();
+            let y = linear(xv.as_tensor(), &wt, Kernels::default()).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let dx = g.get(xv.as_tensor()).unwrap();
+            let want_dx = (want * 2.0).unwrap().matmul(&w).unwrap();
+            assert!(max_abs_diff(dx, &want_dx) < 1e-3, "gradient at {m} rows");
+        }
+    }
+    // a model without adapters: its inference copy prefills on re-laid weights
+    let dir = tempfile::tempdir().unwrap();
+    let lm = tiny_model(dir.path());
+    let prompts: Vec<Vec<u32>> = vec![vec![1, 40, 77, 260, 5, 90], vec![7, 8, 9]];
+    let pad = lm.tokenizer.pad_id();
+    let fi = lm.model.for_inference().unwrap();
+    assert_eq!(
+        greedy_rows(&fi, &prompts, pad, 10),
+        greedy_rows(&lm.model, &prompts, pad, 10)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // LoRA.
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Device;
 use candle_nn::Optimizer;
 use rand::{Rng, SeedableRng};
@@ -114,7 +114,9 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
     };
     eprintln!("decode weights: {weights}");
     let load_secs = t0.elapsed().as_secs_f64();
-    let m = &lm.model;
+    // the model as `generate` and evaluation use it
+    let model = lm.model.for_inference()?;
+    let m = &model;
     let vocab = m.config().vocab_size;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 
@@ -124,9 +126,10 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
     let ids = candle_core::Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
     let mut best = f64::MAX;
     for _ in 0..a.repeats.max(1) {
-        let mut cache = m.new_cache(vec![0], a.prompt_len)?;
+        let p = m.prefill_model();
+        let mut cache = p.new_cache(vec![0], a.prompt_len)?;
         let t = Instant::now();
-        let _ = m.forward_cached(&ids, &mut cache)?;
+        let _ = p.forward_cached(&ids, &mut cache)?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     let pp = a.prompt_len as f64 / best;
@@ -354,57 +357,94 @@ impl Default for LmGemmBench {
     }
 }
 
-/// Raw f32 matmul throughput of candle's CPU backend on SmolLM2-135M's
-/// projection shapes (`x [rows, in] · Wᵀ`): the ceiling for training and
-/// prompt processing.
+/// Raw f32 matmul throughput of candle's CPU backend on the projection
+/// shapes of SmolLM2-135M and Gemma 3 270M (`x [rows, in] · Wᵀ`): the ceiling
+/// for training and prompt processing. Each f32 shape is measured with the
+/// frozen weight stored as loaded (`[out, in]`, row-major) and stored
+/// `[in, out]` ([`crate::ml::lm::ops::prefill_layout`]), forward and the
+/// backward's input gradient (`g · W`).
 pub fn run_gemm(a: LmGemmBench) -> Result<()> {
     init_runtime();
     let dev = Device::Cpu;
     let shapes = [
-        ("qkv", 576, 960),
-        ("o", 576, 576),
-        ("gate_up", 576, 3072),
-        ("down", 1536, 576),
-        ("lm_head", 576, 49152),
+        ("smollm2 qkv", 576, 960),
+        ("smollm2 o", 576, 576),
+        ("smollm2 gate_up", 576, 3072),
+        ("smollm2 down", 1536, 576),
+        ("smollm2 lm_head", 576, 49152),
+        ("gemma3 qkv", 640, 1536),
+        ("gemma3 o", 1024, 640),
+        ("gemma3 gate_up", 640, 4096),
+        ("gemma3 down", 2048, 640),
     ];
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let mut best = f64::MAX;
+        for _ in 0..a.repeats.max(1) {
+            let t = Instant::now();
+            f()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
     let mut rows = Vec::new();
     for (name, inp, out) in shapes {
+        if a.quantized && name.starts_with("gemma3") {
+            continue;
+        }
         let x = candle_core::Tensor::randn(0f32, 1.0, (a.rows, inp), &dev)?;
         let w = candle_core::Tensor::randn(0f32, 1.0, (out, inp), &dev)?;
-        let mut best = f64::MAX;
-        let q = if a.quantized {
+        let flops = 2.0 * (a.rows * inp * out) as f64;
+        let gf = |secs: f64| flops / secs / 1e9;
+        if a.quantized {
             use candle_core::quantized::{GgmlDType, QTensor};
-            let dt = if name == "lm_head" {
+            let dt = if name.ends_with("lm_head") {
                 GgmlDType::Q8_0
             } else {
                 GgmlDType::Q4_1
             };
-            crate::ml::lm::qmat::QMat::from_qtensor(&QTensor::quantize(&w, dt)?)?
-        } else {
-            None
-        };
-        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        for _ in 0..a.repeats.max(1) {
-            let t = Instant::now();
-            match &q {
-                Some(q) => {
-                    let y = q.matmul(&xv, a.rows);
-                    std::hint::black_box(y);
-                }
-                None => {
-                    let y = crate::ml::lm::ops::linear(&x, &w, Kernels::default())?;
-                    let _ = y.dims();
-                }
-            }
-            best = best.min(t.elapsed().as_secs_f64());
+            let q = crate::ml::lm::qmat::QMat::from_qtensor(&QTensor::quantize(&w, dt)?)?
+                .context("the decoder has no kernel for these blocks")?;
+            let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let secs = time(&mut || {
+                std::hint::black_box(q.matmul(&xv, a.rows));
+                Ok(())
+            })?;
+            eprintln!(
+                "{name:>16}: [{}, {inp}] x [{inp}, {out}] in {:.2} ms = {:.1} GFLOP/s",
+                a.rows,
+                secs * 1e3,
+                gf(secs)
+            );
+            rows.push(
+                json!({"name": name, "in": inp, "out": out, "secs": secs, "gflops": gf(secs)}),
+            );
+            continue;
         }
-        let gflops = 2.0 * (a.rows * inp * out) as f64 / best / 1e9;
-        eprintln!(
-            "{name:>8}: [{}, {inp}] x [{inp}, {out}] in {:.2} ms = {gflops:.1} GFLOP/s",
-            a.rows,
-            best * 1e3
-        );
-        rows.push(json!({"name": name, "in": inp, "out": out, "secs": best, "gflops": gflops}));
+        let g = candle_core::Tensor::randn(0f32, 1.0, (a.rows, out), &dev)?;
+        let mut row = json!({"name": name, "in": inp, "out": out});
+        let mut line = format!("{name:>16}: [{}, {inp}] x [{inp}, {out}]", a.rows);
+        for (layout, wl) in [
+            ("out_in", w.clone()),
+            ("in_out", crate::ml::lm::ops::prefill_layout(&w)?),
+        ] {
+            let fwd = time(&mut || {
+                let y = crate::ml::lm::ops::linear(&x, &wl, Kernels::default())?;
+                std::hint::black_box(y.dims());
+                Ok(())
+            })?;
+            let bwd = time(&mut || {
+                std::hint::black_box(g.matmul(&wl)?.dims().len());
+                Ok(())
+            })?;
+            line += &format!(
+                "  W[{layout}]: forward {:.1}, g·W {:.1} GFLOP/s",
+                gf(fwd),
+                gf(bwd)
+            );
+            row[layout] = json!({"forward_secs": fwd, "forward_gflops": gf(fwd), "backward_secs": bwd, "backward_gflops": gf(bwd)});
+        }
+        eprintln!("{line}");
+        rows.push(row);
     }
     println!(
         "{}",

@@ -730,16 +730,29 @@ impl CausalLm {
     /// A copy of the model with every adapter folded into the base weights
     /// (for fast inference and export); the copy has no adapters.
     pub fn merge_lora(&self) -> Result<CausalLm> {
+        self.merged_copy(false)
+    }
+
+    /// [`Self::merge_lora`]; with `prefill`, each merged projection is
+    /// stored `[in, out]` ([`ops::prefill_layout`]) as it is made, for a
+    /// model that only processes prompts.
+    fn merged_copy(&self, prefill: bool) -> Result<CausalLm> {
         let mut out = self.clone();
+        let lay = |w: Tensor| -> Result<Tensor> {
+            match prefill {
+                true => Ok(ops::prefill_layout(&w)?),
+                false => Ok(w),
+            }
+        };
         for (i, blk) in out.blocks.iter_mut().enumerate() {
             let m = |t| self.merged_weight(i, t);
-            blk.wqkv = Tensor::cat(
+            blk.wqkv = lay(Tensor::cat(
                 &[m(LoraTarget::Q)?, m(LoraTarget::K)?, m(LoraTarget::V)?],
                 0,
-            )?;
-            blk.wo = m(LoraTarget::O)?;
-            blk.wgu = Tensor::cat(&[m(LoraTarget::Gate)?, m(LoraTarget::Up)?], 0)?;
-            blk.wdown = m(LoraTarget::Down)?;
+            )?)?;
+            blk.wo = lay(m(LoraTarget::O)?)?;
+            blk.wgu = lay(Tensor::cat(&[m(LoraTarget::Gate)?, m(LoraTarget::Up)?], 0)?)?;
+            blk.wdown = lay(m(LoraTarget::Down)?)?;
             blk.lora = Default::default();
         }
         // the quantized base would not hold the merged adapters
@@ -752,22 +765,36 @@ impl CausalLm {
     /// The model to generate with. When it decodes on quantized weights:
     /// this one, adapters unmerged for decoding (one base serves every
     /// adapter, and quantized decoding is faster than merged f32 weights),
-    /// with a merged copy for prompt processing. Otherwise a copy with the
-    /// adapters merged.
+    /// with a copy for prompt processing, adapters merged. The projections
+    /// that process prompts are stored `[in, out]` (gemm's faster layout
+    /// for prompts of a few to a few hundred tokens: `slmforge bench
+    /// lm-gemm`); the f32 weights of a model without adapters are re-laid
+    /// in place. Otherwise a copy with the adapters merged.
     pub fn for_inference(&self) -> Result<CausalLm> {
         let decodes = self.qdec.is_some() && self.quantized_decode && self.device.is_cpu();
-        if self.lora_cfg.is_none() {
-            return Ok(self.clone());
-        }
         if decodes && self.kernels.fused {
             let mut out = self.clone();
-            out.prefill = Some(Arc::new(self.merge_lora()?));
+            match self.lora_cfg {
+                Some(_) => out.prefill = Some(Arc::new(self.merged_copy(true)?)),
+                // no adapters: this copy's own projections (no second copy
+                // once the caller drops the original)
+                None => {
+                    for blk in &mut out.blocks {
+                        for w in [&mut blk.wqkv, &mut blk.wo, &mut blk.wgu, &mut blk.wdown] {
+                            *w = ops::prefill_layout(w)?;
+                        }
+                    }
+                }
+            }
             return Ok(out);
+        }
+        if self.lora_cfg.is_none() {
+            return Ok(self.clone());
         }
         self.merge_lora()
     }
 
-    /// The model prompts are processed with: the merged copy
+    /// The model prompts are processed with: the copy
     /// [`CausalLm::for_inference`] made, else this one.
     pub fn prefill_model(&self) -> &CausalLm {
         self.prefill.as_deref().unwrap_or(self)

@@ -280,6 +280,81 @@ pub fn small_m_matmul(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec
     out
 }
 
+/// `x [m, k] · wt` for a weight stored `wt [k, n]` (see [`prefill_layout`])
+/// with few rows `m`: each task owns a band of output columns and adds
+/// `x[i, kk] · wt[kk, band]` for every `kk`, four rows at a time, so the
+/// band's accumulators stay in registers and `wt` is read once per four rows.
+pub fn small_m_matmul_t(x: &[f32], wt: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    const BAND: usize = 4 * LANES;
+    assert!(
+        x.len() >= m * k && wt.len() >= k * n,
+        "small-m matmul: shapes"
+    );
+    // rows in groups of four, the last padded with zero rows
+    let groups: Vec<[Vec<f32>; 4]> = (0..m.div_ceil(4))
+        .map(|g| {
+            std::array::from_fn(|r| match x.get((4 * g + r) * k..(4 * g + r + 1) * k) {
+                Some(row) if 4 * g + r < m => row.to_vec(),
+                _ => vec![0f32; k],
+            })
+        })
+        .collect();
+    let full = n / BAND;
+    let mut out = vec![0f32; m * n];
+    let bands: Vec<Vec<[[f32; BAND]; 4]>> = (0..full)
+        .into_par_iter()
+        .with_min_len(2)
+        .map(|c| {
+            let j0 = c * BAND;
+            groups
+                .iter()
+                .map(|xs| {
+                    let mut acc = [[0f32; BAND]; 4];
+                    for kk in 0..k {
+                        let w: &[f32; BAND] = wt[kk * n + j0..kk * n + j0 + BAND]
+                            .try_into()
+                            .expect("a full band");
+                        for r in 0..4 {
+                            let xv = xs[r][kk];
+                            for l in 0..BAND {
+                                acc[r][l] = xv.mul_add(w[l], acc[r][l]);
+                            }
+                        }
+                    }
+                    acc
+                })
+                .collect()
+        })
+        .collect();
+    for (c, band) in bands.iter().enumerate() {
+        for (g, acc) in band.iter().enumerate() {
+            for (r, a) in acc.iter().enumerate() {
+                let i = 4 * g + r;
+                if i < m {
+                    out[i * n + c * BAND..i * n + (c + 1) * BAND].copy_from_slice(a);
+                }
+            }
+        }
+    }
+    // the columns after the last full band
+    for j in full * BAND..n {
+        for i in 0..m {
+            let mut acc = 0f32;
+            for kk in 0..k {
+                acc = x[i * k + kk].mul_add(wt[kk * n + j], acc);
+            }
+            out[i * n + j] = acc;
+        }
+    }
+    out
+}
+
+/// Whether `l` is a `[out, in]` weight stored `[in, out]` ([`prefill_layout`]).
+fn stored_transposed(l: &Layout) -> bool {
+    let dims = l.dims();
+    dims.len() == 2 && l.stride() == [1, dims[0]]
+}
+
 impl CustomOp1 for FrozenLinear {
     fn name(&self) -> &'static str {
         "frozen-linear"
@@ -293,23 +368,32 @@ impl CustomOp1 for FrozenLinear {
         };
         let k = *l.dims().last().unwrap_or(&0);
         let m = l.shape().elem_count() / k.max(1);
-        if let (true, CpuStorage::F32(_), CpuStorage::F32(_)) =
-            (m <= SMALL_M_ROWS && wl.is_contiguous(), s, w)
-        {
+        let transposed = stored_transposed(wl);
+        if let (true, CpuStorage::F32(_), CpuStorage::F32(wv)) = (
+            m <= SMALL_M_ROWS && (transposed || wl.is_contiguous()),
+            s,
+            w,
+        ) {
             let (n, inp) = wl.shape().dims2()?;
             if inp != k {
                 bail!("frozen-linear: input width {k} does not match weight [{n}, {inp}]")
             }
             let x = f32_slice(s, l, "frozen-linear")?;
-            let wv = f32_slice(w, wl, "frozen-linear")?;
             let mut od = l.dims().to_vec();
             if let Some(v) = od.last_mut() {
                 *v = n;
             }
-            return Ok((
-                CpuStorage::F32(small_m_matmul(x, wv, m, n, k)),
-                Shape::from(od),
-            ));
+            let y = match transposed {
+                true => {
+                    let o = wl.start_offset();
+                    let Some(wt) = wv.get(o..o + n * k) else {
+                        bail!("frozen-linear: weight storage shorter than [{n}, {k}]")
+                    };
+                    small_m_matmul_t(x, wt, m, n, k)
+                }
+                false => small_m_matmul(x, f32_slice(w, wl, "frozen-linear")?, m, n, k),
+            };
+            return Ok((CpuStorage::F32(y), Shape::from(od)));
         }
         frozen_fwd(s, l, w, wl)
     }
@@ -327,6 +411,15 @@ impl CustomOp1 for FrozenLinear {
         let g = grad.reshape(((), out))?;
         Ok(Some(g.matmul(&self.w)?.reshape(arg.shape())?))
     }
+}
+
+/// The frozen weight `w: [out, in]` stored `[in, out]` (the same tensor,
+/// transposed in memory). gemm multiplies `x · Wᵀ` with it without
+/// repacking `W` across its long rows: for a projection that narrows
+/// (`in > out`, the feed-forward's down projection) at a few hundred rows
+/// this is 1.5–2× faster (`slmforge bench lm-gemm --rows 256`).
+pub fn prefill_layout(w: &Tensor) -> Result<Tensor> {
+    w.t()?.contiguous()?.t()
 }
 
 /// `x · Wᵀ` for a frozen weight `w: [out, in]` and `x: [.., in]`.
