@@ -86,8 +86,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut lm = lm::load(&path, &device)?;
     if let Some(a) = &args.adapter {
         lm.apply_adapter(a)?;
-        lm.model = lm.model.for_inference()?;
     }
+    lm.model.make_inference()?;
     let load_secs = t0.elapsed().as_secs_f64();
     let mut messages = Vec::new();
     let mut tools = Vec::new();

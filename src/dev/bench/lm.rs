@@ -114,9 +114,9 @@ pub fn run_infer(a: LmInferBench) -> Result<()> {
     };
     eprintln!("decode weights: {weights}");
     let load_secs = t0.elapsed().as_secs_f64();
-    // the model as `generate` and evaluation use it
-    let model = lm.model.for_inference()?;
-    let m = &model;
+    // the model as `generate` uses it (which drops the loaded one)
+    lm.model.make_inference()?;
+    let m = &lm.model;
     let vocab = m.config().vocab_size;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 

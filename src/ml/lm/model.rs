@@ -771,27 +771,28 @@ impl CausalLm {
     /// lm-gemm`); the f32 weights of a model without adapters are re-laid
     /// in place. Otherwise a copy with the adapters merged.
     pub fn for_inference(&self) -> Result<CausalLm> {
+        let mut m = self.clone();
+        m.make_inference()?;
+        Ok(m)
+    }
+
+    /// [`Self::for_inference`] in place: a weight that nothing else shares
+    /// is freed as its re-laid copy is made.
+    pub fn make_inference(&mut self) -> Result<()> {
         let decodes = self.qdec.is_some() && self.quantized_decode && self.device.is_cpu();
-        if decodes && self.kernels.fused {
-            let mut out = self.clone();
-            match self.lora_cfg {
-                Some(_) => out.prefill = Some(Arc::new(self.merged_copy(true)?)),
-                // no adapters: this copy's own projections (no second copy
-                // once the caller drops the original)
-                None => {
-                    for blk in &mut out.blocks {
-                        for w in [&mut blk.wqkv, &mut blk.wo, &mut blk.wgu, &mut blk.wdown] {
-                            *w = ops::prefill_layout(w)?;
-                        }
+        match (decodes && self.kernels.fused, &self.lora_cfg) {
+            (true, Some(_)) => self.prefill = Some(Arc::new(self.merged_copy(true)?)),
+            (true, None) => {
+                for blk in &mut self.blocks {
+                    for w in [&mut blk.wqkv, &mut blk.wo, &mut blk.wgu, &mut blk.wdown] {
+                        *w = ops::prefill_layout(w)?;
                     }
                 }
             }
-            return Ok(out);
+            (false, Some(_)) => *self = self.merge_lora()?,
+            (false, None) => {}
         }
-        if self.lora_cfg.is_none() {
-            return Ok(self.clone());
-        }
-        self.merge_lora()
+        Ok(())
     }
 
     /// The model prompts are processed with: the copy
