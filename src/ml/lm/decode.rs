@@ -278,8 +278,10 @@ impl<'a> Decoder<'a> {
     }
 
     /// Attention of each row's new query heads over its cached keys and
-    /// values: one task per (row, KV head), for the query heads that share
-    /// it. `qkv`: the rows' projections after RoPE; returns `[n, q_dim]`.
+    /// values: one task per (row, query head), so a single row's heads
+    /// spread over the threads even when they share one KV head (Gemma 3
+    /// 270M has one). `qkv`: the rows' projections after RoPE; returns
+    /// `[n, q_dim]`.
     fn attend(&self, li: usize, qkv: &[f32], cache: &DecodeCache, rows: &[usize]) -> Vec<f32> {
         let cfg = self.model.config();
         let lp = &self.layers[li];
@@ -292,42 +294,37 @@ impl<'a> Decoder<'a> {
         let g = nh / kvh;
         let (kc, vc) = (&cache.k[li], &cache.v[li]);
         let mut o = vec![0f32; n * qd];
-        o.par_chunks_mut(g * hd)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let (i, kh) = (task / kvh, task % kvh);
-                let r = rows[i];
-                let pos = cache.len[r];
-                let mut lo = cache.pad_left[r];
-                if let Some(w) = lp.window {
-                    lo = lo.max((pos + 1).saturating_sub(w));
+        o.par_chunks_mut(hd).enumerate().for_each(|(task, out)| {
+            let (i, hq) = (task / nh, task % nh);
+            let kh = hq / g;
+            let r = rows[i];
+            let pos = cache.len[r];
+            let mut lo = cache.pad_left[r];
+            if let Some(w) = lp.window {
+                lo = lo.max((pos + 1).saturating_sub(w));
+            }
+            let base = (r * kvh + kh) * cap * hd;
+            let keys = &kc[base + lo * hd..base + (pos + 1) * hd];
+            let vals = &vc[base + lo * hd..base + (pos + 1) * hd];
+            let q = &qkv[i * width + hq * hd..i * width + (hq + 1) * hd];
+            let mut p = vec![0f32; pos + 1 - lo];
+            let mut max = f32::NEG_INFINITY;
+            for (pj, k) in p.iter_mut().zip(keys.chunks_exact(hd)) {
+                *pj = dot1(q, k) * scale;
+                max = max.max(*pj);
+            }
+            let mut sum = 0f32;
+            for v in &mut p {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for (pj, v) in p.iter().zip(vals.chunks_exact(hd)) {
+                let w = pj / sum;
+                for (o, v) in out.iter_mut().zip(v) {
+                    *o = w.mul_add(*v, *o);
                 }
-                let base = (r * kvh + kh) * cap * hd;
-                let keys = &kc[base + lo * hd..base + (pos + 1) * hd];
-                let vals = &vc[base + lo * hd..base + (pos + 1) * hd];
-                let mut p = vec![0f32; pos + 1 - lo];
-                for (qi, out) in out.chunks_exact_mut(hd).enumerate() {
-                    let hq = kh * g + qi;
-                    let q = &qkv[i * width + hq * hd..i * width + (hq + 1) * hd];
-                    let mut max = f32::NEG_INFINITY;
-                    for (pj, k) in p.iter_mut().zip(keys.chunks_exact(hd)) {
-                        *pj = dot1(q, k) * scale;
-                        max = max.max(*pj);
-                    }
-                    let mut sum = 0f32;
-                    for v in &mut p {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
-                    out.fill(0.0);
-                    for (pj, v) in p.iter().zip(vals.chunks_exact(hd)) {
-                        let w = pj / sum;
-                        for (o, v) in out.iter_mut().zip(v) {
-                            *o = w.mul_add(*v, *o);
-                        }
-                    }
-                }
-            });
+            }
+        });
         o
     }
 
