@@ -29,6 +29,9 @@ use rayon::prelude::*;
 /// Weights per block.
 pub const BLOCK: usize = 32;
 
+/// Weights per k-quant super-block (Q4_K, Q5_K, Q6_K).
+const SUPER: usize = 256;
+
 /// Activation rows multiplied per pass over a weight row (8 or 4).
 const GROUP_MAX: usize = 8;
 
@@ -225,30 +228,51 @@ impl QMat {
         Ok(Some(out))
     }
 
+    /// An empty matrix of `kind` for a k-quant tensor `[rows, cols]` of
+    /// `bytes` per super-block of [`SUPER`] weights, once its size is checked.
+    fn for_super_blocks(
+        name: &str,
+        kind: QKind,
+        bytes: usize,
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<QMat> {
+        let n = rows * cols / SUPER;
+        if !cols.is_multiple_of(SUPER) || data.len() != n * bytes {
+            bail!(
+                "{name} tensor [{rows}, {cols}] holds {} bytes, expected {}",
+                data.len(),
+                n * bytes
+            )
+        }
+        let nb = rows * cols / BLOCK;
+        let (qlen, scales) = match kind {
+            QKind::Q4 => (16, 1),
+            QKind::Q8H => (32, 2),
+            _ => (32, 1),
+        };
+        Ok(QMat {
+            kind,
+            rows,
+            cols,
+            qs: Vec::with_capacity(nb * qlen),
+            d: Vec::with_capacity(nb * scales),
+            m: Vec::with_capacity(if matches!(kind, QKind::Q4 | QKind::Q8M) {
+                nb
+            } else {
+                0
+            }),
+            f32w: None,
+        })
+    }
+
     /// Q4_K super-blocks (256 weights: `d`, `dmin`, 12 bytes of 6-bit scales
     /// and mins, 128 bytes of nibbles) as eight 4-bit blocks each, with
     /// `d·sc` and `−dmin·m` as candle computes them.
     fn from_q4k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
-        const SUPER: usize = 256;
         const BYTES: usize = 144;
-        let n = rows * cols / SUPER;
-        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
-            bail!(
-                "Q4_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
-                data.len(),
-                n * BYTES
-            )
-        }
-        let nb = n * SUPER / BLOCK;
-        let mut out = QMat {
-            kind: QKind::Q4,
-            rows,
-            cols,
-            qs: Vec::with_capacity(nb * 16),
-            d: Vec::with_capacity(nb),
-            m: Vec::with_capacity(nb),
-            f32w: None,
-        };
+        let mut out = QMat::for_super_blocks("Q4_K", QKind::Q4, BYTES, data, rows, cols)?;
         for blk in data.chunks_exact(BYTES) {
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let scales = &blk[4..16];
@@ -270,26 +294,8 @@ impl QMat {
     /// and mins, 32 bytes of high bits, 128 of nibbles) as eight 8-bit
     /// blocks `q·(d·sc) + (−dmin·m)`, `q` in `0..32`, as candle computes them.
     fn from_q5k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
-        const SUPER: usize = 256;
         const BYTES: usize = 176;
-        let n = rows * cols / SUPER;
-        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
-            bail!(
-                "Q5_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
-                data.len(),
-                n * BYTES
-            )
-        }
-        let nb = n * SUPER / BLOCK;
-        let mut out = QMat {
-            kind: QKind::Q8M,
-            rows,
-            cols,
-            qs: Vec::with_capacity(n * SUPER),
-            d: Vec::with_capacity(nb),
-            m: Vec::with_capacity(nb),
-            f32w: None,
-        };
+        let mut out = QMat::for_super_blocks("Q5_K", QKind::Q8M, BYTES, data, rows, cols)?;
         for blk in data.chunks_exact(BYTES) {
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let (scales, qh, qs) = (&blk[4..16], &blk[16..48], &blk[48..176]);
@@ -314,25 +320,8 @@ impl QMat {
     /// bit pairs, 16 signed scales, `d`) as eight 8-bit blocks of `q − 32`
     /// with `d·sc` per 16 weights, as candle computes them.
     fn from_q6k(data: &[u8], rows: usize, cols: usize) -> Result<QMat> {
-        const SUPER: usize = 256;
         const BYTES: usize = 210;
-        let n = rows * cols / SUPER;
-        if !cols.is_multiple_of(SUPER) || data.len() != n * BYTES {
-            bail!(
-                "Q6_K tensor [{rows}, {cols}] holds {} bytes, expected {}",
-                data.len(),
-                n * BYTES
-            )
-        }
-        let mut out = QMat {
-            kind: QKind::Q8H,
-            rows,
-            cols,
-            qs: Vec::with_capacity(n * SUPER),
-            d: Vec::with_capacity(n * SUPER / 16),
-            m: Vec::new(),
-            f32w: None,
-        };
+        let mut out = QMat::for_super_blocks("Q6_K", QKind::Q8H, BYTES, data, rows, cols)?;
         for blk in data.chunks_exact(BYTES) {
             let (ql, qh, sc) = (&blk[..128], &blk[128..192], &blk[192..208]);
             let d = f16_at(blk, 208);
