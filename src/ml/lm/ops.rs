@@ -293,8 +293,8 @@ pub fn small_m_matmul_t(x: &[f32], wt: &[f32], m: usize, n: usize, k: usize) -> 
     // rows in groups of four, the last padded with zero rows
     let groups: Vec<[Vec<f32>; 4]> = (0..m.div_ceil(4))
         .map(|g| {
-            std::array::from_fn(|r| match x.get((4 * g + r) * k..(4 * g + r + 1) * k) {
-                Some(row) if 4 * g + r < m => row.to_vec(),
+            std::array::from_fn(|r| match 4 * g + r {
+                i if i < m => x[i * k..(i + 1) * k].to_vec(),
                 _ => vec![0f32; k],
             })
         })
